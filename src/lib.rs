@@ -1,0 +1,3 @@
+//! oxcelize (skeleton).
+
+pub mod table;
