@@ -1,3 +1,187 @@
-//! oxcelize (skeleton).
+//! oxcelize: Excel/CSV processing over HTTP with chat workflows whose progress streams over WebSocket.
+//! `App::build` binds both listeners (port 0 allowed) and exposes their addresses; `main.rs` and the
+//! integration tests both start the service through it.
 
+pub mod config;
+pub mod envelope;
+pub mod error;
+pub mod events;
+pub mod http;
+pub mod logging;
 pub mod table;
+pub mod ws;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix_web::dev::{Server, ServerHandle};
+use actix_web::{web, HttpServer};
+
+use crate::config::Config;
+use crate::envelope::EnvelopeMeta;
+use crate::events::Hub;
+
+/// State shared by every handler of both listeners.
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub meta: EnvelopeMeta,
+    pub hub: Arc<Hub>,
+    pub started_at: Instant,
+    /// Extra readiness checks (the SQLite store adds one) reported by `GET {prefix}/health/ready`.
+    pub readiness_probes: Vec<Arc<dyn ReadinessProbe>>,
+}
+
+/// A dependency whose health decides readiness.
+pub trait ReadinessProbe: Send + Sync {
+    fn name(&self) -> &str;
+    fn check(&self) -> Result<(), String>;
+}
+
+pub struct App {
+    state: web::Data<AppState>,
+    rest_addr: SocketAddr,
+    ws_addr: Option<SocketAddr>,
+    rest_server: Server,
+    ws_server: Option<Server>,
+}
+
+/// Stops a running `App` from another task (tests, signal handling).
+#[derive(Clone)]
+pub struct AppHandle {
+    state: web::Data<AppState>,
+    rest: ServerHandle,
+    ws: Option<ServerHandle>,
+}
+
+impl AppHandle {
+    /// Graceful stop: WebSocket clients get `server_shutdown` and close 1001, then both listeners stop.
+    pub async fn stop(&self) {
+        let grace =
+            std::time::Duration::from_secs(self.state.config.chat_workflows.websocket.shutdown_grace_seconds);
+        self.state.hub.shutdown(grace).await;
+        if let Some(ws) = &self.ws {
+            ws.stop(true).await;
+        }
+        self.rest.stop(true).await;
+    }
+}
+
+impl App {
+    /// Creates the folders the service writes to, binds both listeners and prepares the servers.
+    pub async fn build(config: Config) -> std::io::Result<App> {
+        for dir in [&config.file.upload_folder, &config.file.output_folder] {
+            std::fs::create_dir_all(dir)?;
+        }
+        let config = Arc::new(config);
+        let hub = Arc::new(Hub::new(config.clone()));
+        let state = web::Data::new(AppState {
+            meta: EnvelopeMeta::from_config(&config),
+            config: config.clone(),
+            hub,
+            started_at: Instant::now(),
+            readiness_probes: Vec::new(),
+        });
+
+        let workers = if config.app.workers == 0 {
+            std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)
+        } else {
+            config.app.workers
+        };
+
+        let rest_state = state.clone();
+        let rest_server = HttpServer::new(move || http::rest_app(rest_state.clone()))
+            .workers(workers)
+            .disable_signals()
+            .bind((config.app.host.as_str(), config.app.port))?;
+        let rest_addr = first_addr(&rest_server.addrs())?;
+        let rest_server = rest_server.run();
+
+        let (ws_addr, ws_server) = if config.chat_workflows.enabled {
+            let ws_state = state.clone();
+            let ws = &config.chat_workflows.websocket;
+            let server = HttpServer::new(move || ws::server::ws_app(ws_state.clone()))
+                .workers(workers)
+                .disable_signals()
+                .bind((ws.host.as_str(), ws.port))?;
+            let addr = first_addr(&server.addrs())?;
+            (Some(addr), Some(server.run()))
+        } else {
+            (None, None)
+        };
+
+        http::files::spawn_output_sweeper(state.clone());
+
+        Ok(App { state, rest_addr, ws_addr, rest_server, ws_server })
+    }
+
+    pub fn rest_addr(&self) -> SocketAddr {
+        self.rest_addr
+    }
+
+    /// `None` when `chat_workflows.enabled` is false (the WebSocket server is then not started).
+    pub fn ws_addr(&self) -> Option<SocketAddr> {
+        self.ws_addr
+    }
+
+    pub fn state(&self) -> web::Data<AppState> {
+        self.state.clone()
+    }
+
+    pub fn handle(&self) -> AppHandle {
+        AppHandle {
+            state: self.state.clone(),
+            rest: self.rest_server.handle(),
+            ws: self.ws_server.as_ref().map(|s| s.handle()),
+        }
+    }
+
+    /// Runs both servers until they stop (see `AppHandle::stop`).
+    pub async fn run(self) -> std::io::Result<()> {
+        let rest = self.rest_server;
+        match self.ws_server {
+            Some(ws) => {
+                let (a, b) = futures_util::future::join(rest, ws).await;
+                a.and(b)
+            }
+            None => rest.await,
+        }
+    }
+
+    /// Runs until SIGINT/SIGTERM, then shuts down gracefully.
+    pub async fn run_until_signal(self) -> std::io::Result<()> {
+        let handle = self.handle();
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            log::info!("shutdown signal received, stopping");
+            handle.stop().await;
+        });
+        self.run().await
+    }
+}
+
+fn first_addr(addrs: &[SocketAddr]) -> std::io::Result<SocketAddr> {
+    addrs.first().copied().ok_or_else(|| std::io::Error::other("listener has no address"))
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,0 +1,795 @@
+//! Typed mirror of `configs/application.yml`.
+//! Precedence: defaults in code, then the YAML file, then `OXCELIZE_*` environment overrides; validated once at start.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use serde_yaml::Value;
+
+/// Environment variables starting with this prefix override config keys; `__` separates nesting levels,
+/// e.g. `OXCELIZE_APP__PORT=6000` or `OXCELIZE_CHAT_WORKFLOWS__WEBSOCKET__PORT=6001`.
+pub const ENV_PREFIX: &str = "OXCELIZE_";
+
+/// Keys that Pycelize configs carry but that have no effect (in Pycelize either); they are accepted with a
+/// warning so that an existing config file loads, instead of being silently ignored.
+const LEGACY_KEYS: &[&str] = &[
+    "api.version",
+    "api.rate_limit",
+    "api.timeout",
+    "excel.auto_adjust_columns",
+    "sql.supported_databases",
+    "sql.default_database",
+    "sql.default_batch_size",
+    "sql.include_transaction",
+    "sql.include_error_handling",
+    "normalization.enabled",
+    "normalization.generate_report",
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("config file {path} is not valid YAML: {source}")]
+    Yaml { path: String, source: serde_yaml::Error },
+    #[error("invalid config value at '{key}': {message}")]
+    Invalid { key: String, message: String },
+    #[error("environment variable {var}: {message}")]
+    Env { var: String, message: String },
+}
+
+fn invalid(key: &str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid { key: key.to_string(), message: message.into() }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub app: AppConfig,
+    pub api: ApiConfig,
+    pub file: FileConfig,
+    pub excel: ExcelConfig,
+    pub normalization: NormalizationConfig,
+    pub logging: LoggingConfig,
+    pub cors: CorsConfig,
+    pub chat_workflows: ChatWorkflowsConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AppConfig {
+    /// `data.service` of the health check and the start-up banner.
+    pub name: String,
+    /// `data.version` of the health check and `meta.api_version` of every response.
+    pub version: String,
+    pub host: String,
+    pub port: u16,
+    /// Debug mode: more verbose request logging; no API effect.
+    pub debug: bool,
+    /// Origin used for every download URL when set (e.g. `https://api.example.org`).
+    pub public_base_url: Option<String>,
+    /// Honour `Forwarded` / `X-Forwarded-*` when building download URLs.
+    pub trust_proxy_headers: Option<bool>,
+    /// HTTP worker threads; 0 = one per CPU core.
+    pub workers: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApiConfig {
+    pub prefix: String,
+    pub locale: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FileConfig {
+    pub upload_folder: PathBuf,
+    pub output_folder: PathBuf,
+    pub max_file_size_mb: u64,
+    pub supported_encodings: Vec<String>,
+    pub allowed_extensions: Vec<String>,
+    pub output_retention_hours: u64,
+    pub max_uncompressed_mb: u64,
+    /// Largest number of cells (rows × columns) a sheet may declare before it is materialised.
+    pub max_cells: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ExcelConfig {
+    pub default_sheet_name: String,
+    pub max_column_width: u32,
+    pub include_info_sheet: bool,
+    pub info_sheet_name: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NormalizationConfig {
+    pub backup_original: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LoggingConfig {
+    pub level: String,
+    /// Log line layout; `{timestamp}`, `{level}`, `{target}` and `{message}` are replaced.
+    pub format: String,
+    /// Log file (its folder is created); empty = stderr only.
+    pub file: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CorsConfig {
+    /// `["*"]` = any origin; otherwise exact origins.
+    pub allowed_origins: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ChatWorkflowsConfig {
+    pub enabled: bool,
+    pub max_connections: u64,
+    pub public_base_url: Option<String>,
+    pub trust_proxy_headers: Option<bool>,
+    pub participant_name_theme: String,
+    pub websocket: WebSocketConfig,
+    pub storage: StorageConfig,
+    pub backup: BackupConfig,
+    pub partition: PartitionConfig,
+    pub file: ChatFileConfig,
+    pub execution: ExecutionConfig,
+    pub dump: DumpConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebSocketConfig {
+    pub host: String,
+    pub port: u16,
+    /// Seconds between server ping frames; 0 disables keepalive.
+    pub ping_interval: u64,
+    /// Seconds to wait for the pong; must be below `ping_interval`.
+    pub ping_timeout: u64,
+    pub serve_on_rest_port: bool,
+    pub require_existing_chat: bool,
+    pub max_message_bytes: usize,
+    pub max_subscriptions_per_connection: usize,
+    pub max_connections_per_ip: u64,
+    pub max_connections_per_chat: u64,
+    pub send_queue: SendQueueConfig,
+    pub rate_limit: RateLimitConfig,
+    pub idle_timeout_seconds: u64,
+    pub unbound_timeout_seconds: u64,
+    pub allowed_origins: Vec<String>,
+    pub require_origin: bool,
+    pub reject_at_handshake: bool,
+    pub auth: WsAuthConfig,
+    pub replay: ReplayConfig,
+    pub shutdown_grace_seconds: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SendQueueConfig {
+    pub max_messages: usize,
+    pub max_bytes: usize,
+    pub write_timeout_seconds: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RateLimitConfig {
+    pub burst: u32,
+    pub per_second: f64,
+    pub max_violations: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WsAuthConfig {
+    pub enabled: bool,
+    pub tokens: Vec<String>,
+    pub jwt_secret: Option<String>,
+    pub allow_query_token: bool,
+    pub timeout_seconds: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ReplayConfig {
+    pub retention_hours: u64,
+    pub max_events_per_chat: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageConfig {
+    pub workflows_path: PathBuf,
+    pub dumps_path: PathBuf,
+    pub sqlite_path: PathBuf,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BackupConfig {
+    pub enabled: bool,
+    pub interval_minutes: u64,
+    pub snapshot_path: PathBuf,
+    pub retention_days: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PartitionStrategy {
+    TimeBased,
+    HashBased,
+    FolderBased,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PartitionConfig {
+    pub enabled: bool,
+    pub strategy: PartitionStrategy,
+    pub subfolder_format: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ChatFileConfig {
+    pub max_upload_size_mb: u64,
+    pub allowed_extensions: Vec<String>,
+    pub chunk_size_bytes: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ExecutionConfig {
+    pub max_steps: usize,
+    pub step_timeout_seconds: u64,
+    pub stream_progress: bool,
+    pub save_intermediate_files: bool,
+    pub max_concurrent_jobs: usize,
+    pub job_retention_hours: u64,
+    pub shutdown_grace_seconds: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DumpConfig {
+    pub compression: String,
+    pub include_metadata: bool,
+    pub include_logs: bool,
+    pub max_restore_size_mb: u64,
+    pub max_restore_members: u64,
+}
+
+impl Default for AppConfig {
+    fn default() -> Self {
+        AppConfig {
+            name: "oxcelize".into(),
+            version: "v0.0.1".into(),
+            host: "127.0.0.1".into(),
+            port: 5050,
+            debug: false,
+            public_base_url: None,
+            trust_proxy_headers: None,
+            workers: 0,
+        }
+    }
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig { prefix: "/api/v1".into(), locale: "en_US".into() }
+    }
+}
+
+impl Default for FileConfig {
+    fn default() -> Self {
+        FileConfig {
+            upload_folder: "uploads".into(),
+            output_folder: "outputs".into(),
+            max_file_size_mb: 50,
+            supported_encodings: ["utf-8", "utf-8-sig", "cp1252", "latin1", "iso-8859-1"]
+                .map(String::from)
+                .to_vec(),
+            allowed_extensions: [".xlsx", ".xls", ".xlsm", ".csv"].map(String::from).to_vec(),
+            output_retention_hours: 24,
+            max_uncompressed_mb: 500,
+            max_cells: 50_000_000,
+        }
+    }
+}
+
+impl Default for ExcelConfig {
+    fn default() -> Self {
+        ExcelConfig {
+            default_sheet_name: "Sheet1".into(),
+            max_column_width: 50,
+            include_info_sheet: true,
+            info_sheet_name: "Info".into(),
+        }
+    }
+}
+
+impl Default for NormalizationConfig {
+    fn default() -> Self {
+        NormalizationConfig { backup_original: true }
+    }
+}
+
+impl Default for LoggingConfig {
+    fn default() -> Self {
+        LoggingConfig {
+            level: "INFO".into(),
+            format: "{timestamp} [{level}] {target}: {message}".into(),
+            file: "logs/oxcelize.log".into(),
+        }
+    }
+}
+
+impl Default for CorsConfig {
+    fn default() -> Self {
+        CorsConfig { allowed_origins: vec!["*".into()] }
+    }
+}
+
+impl Default for ChatWorkflowsConfig {
+    fn default() -> Self {
+        ChatWorkflowsConfig {
+            enabled: true,
+            max_connections: 10,
+            public_base_url: None,
+            trust_proxy_headers: None,
+            participant_name_theme: "random".into(),
+            websocket: WebSocketConfig::default(),
+            storage: StorageConfig::default(),
+            backup: BackupConfig::default(),
+            partition: PartitionConfig::default(),
+            file: ChatFileConfig::default(),
+            execution: ExecutionConfig::default(),
+            dump: DumpConfig::default(),
+        }
+    }
+}
+
+impl Default for WebSocketConfig {
+    fn default() -> Self {
+        WebSocketConfig {
+            host: "127.0.0.1".into(),
+            port: 5051,
+            ping_interval: 30,
+            ping_timeout: 10,
+            serve_on_rest_port: true,
+            require_existing_chat: false,
+            max_message_bytes: 65_536,
+            max_subscriptions_per_connection: 20,
+            max_connections_per_ip: 0,
+            max_connections_per_chat: 0,
+            send_queue: SendQueueConfig::default(),
+            rate_limit: RateLimitConfig::default(),
+            idle_timeout_seconds: 0,
+            unbound_timeout_seconds: 300,
+            allowed_origins: Vec::new(),
+            require_origin: false,
+            reject_at_handshake: false,
+            auth: WsAuthConfig::default(),
+            replay: ReplayConfig::default(),
+            shutdown_grace_seconds: 5,
+        }
+    }
+}
+
+impl Default for SendQueueConfig {
+    fn default() -> Self {
+        SendQueueConfig { max_messages: 512, max_bytes: 4 * 1024 * 1024, write_timeout_seconds: 10 }
+    }
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        RateLimitConfig { burst: 30, per_second: 1.0, max_violations: 10 }
+    }
+}
+
+impl Default for WsAuthConfig {
+    fn default() -> Self {
+        WsAuthConfig {
+            enabled: false,
+            tokens: Vec::new(),
+            jwt_secret: None,
+            allow_query_token: true,
+            timeout_seconds: 5,
+        }
+    }
+}
+
+impl Default for ReplayConfig {
+    fn default() -> Self {
+        ReplayConfig { retention_hours: 24, max_events_per_chat: 1000 }
+    }
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            workflows_path: "./automation/workflows".into(),
+            dumps_path: "./automation/dumps".into(),
+            sqlite_path: "./automation/sqlite/chat.db".into(),
+        }
+    }
+}
+
+impl Default for BackupConfig {
+    fn default() -> Self {
+        BackupConfig {
+            enabled: true,
+            interval_minutes: 60,
+            snapshot_path: "./automation/sqlite/snapshots".into(),
+            retention_days: 30,
+        }
+    }
+}
+
+impl Default for PartitionConfig {
+    fn default() -> Self {
+        PartitionConfig {
+            enabled: true,
+            strategy: PartitionStrategy::TimeBased,
+            subfolder_format: "%Y/%m".into(),
+        }
+    }
+}
+
+impl Default for ChatFileConfig {
+    fn default() -> Self {
+        ChatFileConfig {
+            max_upload_size_mb: 50,
+            allowed_extensions: [".csv", ".xlsx", ".xls", ".json"].map(String::from).to_vec(),
+            chunk_size_bytes: 8192,
+        }
+    }
+}
+
+impl Default for ExecutionConfig {
+    fn default() -> Self {
+        ExecutionConfig {
+            max_steps: 50,
+            step_timeout_seconds: 300,
+            stream_progress: true,
+            save_intermediate_files: true,
+            max_concurrent_jobs: 5,
+            job_retention_hours: 168,
+            shutdown_grace_seconds: 30,
+        }
+    }
+}
+
+impl Default for DumpConfig {
+    fn default() -> Self {
+        DumpConfig {
+            compression: "gzip".into(),
+            include_metadata: true,
+            include_logs: true,
+            max_restore_size_mb: 1024,
+            max_restore_members: 10_000,
+        }
+    }
+}
+
+/// The result of loading: the config plus warnings to log once logging is up.
+#[derive(Debug)]
+pub struct Loaded {
+    pub config: Config,
+    pub warnings: Vec<String>,
+}
+
+impl Config {
+    /// Loads `path` (a missing file is an error), applies environment overrides and validates.
+    pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.display().to_string(), source })?;
+        Self::from_yaml_with_env(&text, &path.display().to_string(), std::env::vars())
+    }
+
+    /// Parses YAML text, applies the given `OXCELIZE_*` variables and validates.
+    pub fn from_yaml_with_env(
+        text: &str,
+        origin: &str,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Loaded, ConfigError> {
+        let mut tree: Value = if text.trim().is_empty() {
+            Value::Mapping(Default::default())
+        } else {
+            serde_yaml::from_str(text)
+                .map_err(|source| ConfigError::Yaml { path: origin.to_string(), source })?
+        };
+        if tree.is_null() {
+            tree = Value::Mapping(Default::default());
+        }
+        for (var, raw) in env {
+            let Some(rest) = var.strip_prefix(ENV_PREFIX) else { continue };
+            let segments: Vec<String> = rest.split("__").map(|s| s.to_ascii_lowercase()).collect();
+            if segments.iter().any(|s| s.is_empty()) {
+                return Err(ConfigError::Env { var, message: "empty key segment".into() });
+            }
+            let value: Value = serde_yaml::from_str(&raw).unwrap_or(Value::String(raw.clone()));
+            set_path(&mut tree, &segments, value).map_err(|message| ConfigError::Env { var, message })?;
+        }
+        // Reference rule: without a `chat_workflows` section the feature is off.
+        if let Value::Mapping(map) = &mut tree {
+            if !map.contains_key("chat_workflows") {
+                let mut section = serde_yaml::Mapping::new();
+                section.insert("enabled".into(), Value::Bool(false));
+                map.insert("chat_workflows".into(), Value::Mapping(section));
+            }
+        }
+        let mut warnings = Vec::new();
+        strip_unknown_keys(
+            &mut tree,
+            &serde_yaml::to_value(Config::default()).unwrap_or(Value::Null),
+            "",
+            &mut warnings,
+        );
+        let config: Config = serde_path_to_error::deserialize(tree).map_err(|e| ConfigError::Invalid {
+            key: e.path().to_string(),
+            message: e.inner().to_string(),
+        })?;
+        config.validate()?;
+        Ok(Loaded { config, warnings })
+    }
+
+    /// Checks relations and ranges the types alone cannot express.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if !self.api.prefix.is_empty()
+            && (!self.api.prefix.starts_with('/') || self.api.prefix.ends_with('/'))
+        {
+            return Err(invalid("api.prefix", "must start with '/' and not end with '/' (or be empty)"));
+        }
+        if self.file.max_file_size_mb == 0 {
+            return Err(invalid("file.max_file_size_mb", "must be at least 1"));
+        }
+        if self.file.max_uncompressed_mb == 0 {
+            return Err(invalid("file.max_uncompressed_mb", "must be at least 1"));
+        }
+        if self.file.max_cells == 0 {
+            return Err(invalid("file.max_cells", "must be at least 1"));
+        }
+        if self.file.supported_encodings.is_empty() {
+            return Err(invalid("file.supported_encodings", "must list at least one encoding"));
+        }
+        for name in &self.file.supported_encodings {
+            if !is_known_encoding(name) {
+                return Err(invalid("file.supported_encodings", format!("unknown encoding '{name}'")));
+            }
+        }
+        if self.excel.default_sheet_name.is_empty() || self.excel.default_sheet_name.chars().count() > 31 {
+            return Err(invalid("excel.default_sheet_name", "must be 1-31 characters"));
+        }
+        if self.excel.info_sheet_name.is_empty() || self.excel.info_sheet_name.chars().count() > 31 {
+            return Err(invalid("excel.info_sheet_name", "must be 1-31 characters"));
+        }
+        if self.excel.max_column_width == 0 {
+            return Err(invalid("excel.max_column_width", "must be at least 1"));
+        }
+        if log_level_filter(&self.logging.level).is_none() {
+            return Err(invalid("logging.level", format!("unknown level '{}'", self.logging.level)));
+        }
+        for (key, url) in [
+            ("app.public_base_url", &self.app.public_base_url),
+            ("chat_workflows.public_base_url", &self.chat_workflows.public_base_url),
+        ] {
+            if let Some(url) = url {
+                if !(url.starts_with("http://") || url.starts_with("https://")) {
+                    return Err(invalid(key, "must start with http:// or https://"));
+                }
+            }
+        }
+        let cw = &self.chat_workflows;
+        let ws = &cw.websocket;
+        if ws.ping_interval > 0 && ws.ping_timeout > 0 && ws.ping_timeout >= ws.ping_interval {
+            return Err(invalid(
+                "chat_workflows.websocket.ping_timeout",
+                "must be smaller than chat_workflows.websocket.ping_interval",
+            ));
+        }
+        if cw.max_connections == 0 {
+            return Err(invalid("chat_workflows.max_connections", "must be at least 1"));
+        }
+        if ws.max_message_bytes < 16 {
+            return Err(invalid("chat_workflows.websocket.max_message_bytes", "must be at least 16"));
+        }
+        if ws.send_queue.max_messages == 0 || ws.send_queue.max_bytes == 0 {
+            return Err(invalid("chat_workflows.websocket.send_queue", "bounds must be at least 1"));
+        }
+        if !(ws.rate_limit.per_second.is_finite() && ws.rate_limit.per_second > 0.0) {
+            return Err(invalid(
+                "chat_workflows.websocket.rate_limit.per_second",
+                "must be a positive number",
+            ));
+        }
+        if ws.rate_limit.burst == 0 {
+            return Err(invalid("chat_workflows.websocket.rate_limit.burst", "must be at least 1"));
+        }
+        if ws.auth.enabled && ws.auth.tokens.is_empty() && ws.auth.jwt_secret.is_none() {
+            return Err(invalid(
+                "chat_workflows.websocket.auth",
+                "enabled without any tokens or jwt_secret: nobody could connect",
+            ));
+        }
+        if cw.partition.subfolder_format.is_empty()
+            || cw.partition.subfolder_format.contains("..")
+            || cw.partition.subfolder_format.starts_with('/')
+        {
+            return Err(invalid(
+                "chat_workflows.partition.subfolder_format",
+                "must be a relative strftime pattern",
+            ));
+        }
+        if !["random", "sea", "land", "celestial"].contains(&cw.participant_name_theme.as_str()) {
+            return Err(invalid(
+                "chat_workflows.participant_name_theme",
+                "must be one of random, sea, land, celestial",
+            ));
+        }
+        if cw.execution.max_concurrent_jobs == 0 {
+            return Err(invalid("chat_workflows.execution.max_concurrent_jobs", "must be at least 1"));
+        }
+        if cw.execution.max_steps == 0 {
+            return Err(invalid("chat_workflows.execution.max_steps", "must be at least 1"));
+        }
+        if cw.file.max_upload_size_mb == 0 {
+            return Err(invalid("chat_workflows.file.max_upload_size_mb", "must be at least 1"));
+        }
+        if cw.file.chunk_size_bytes == 0 {
+            return Err(invalid("chat_workflows.file.chunk_size_bytes", "must be at least 1"));
+        }
+        Ok(())
+    }
+
+    /// The origin setting for download URLs: `app.*` first, the `chat_workflows.*` copy as fallback.
+    pub fn public_base_url(&self) -> Option<&str> {
+        self.app.public_base_url.as_deref().or(self.chat_workflows.public_base_url.as_deref())
+    }
+
+    pub fn trust_proxy_headers(&self) -> bool {
+        self.app.trust_proxy_headers.or(self.chat_workflows.trust_proxy_headers).unwrap_or(false)
+    }
+
+    /// Whole-request body limit for the processing endpoints, in bytes.
+    pub fn max_body_bytes(&self) -> u64 {
+        self.file.max_file_size_mb.saturating_mul(1024 * 1024)
+    }
+}
+
+/// Maps Python-style level names (`DEBUG`, `WARNING`, …) to a `log` filter.
+pub fn log_level_filter(level: &str) -> Option<log::LevelFilter> {
+    Some(match level.trim().to_ascii_uppercase().as_str() {
+        "TRACE" => log::LevelFilter::Trace,
+        "DEBUG" => log::LevelFilter::Debug,
+        "INFO" => log::LevelFilter::Info,
+        "WARN" | "WARNING" => log::LevelFilter::Warn,
+        "ERROR" | "CRITICAL" | "FATAL" => log::LevelFilter::Error,
+        "OFF" => log::LevelFilter::Off,
+        _ => return None,
+    })
+}
+
+/// Encoding names accepted in `file.supported_encodings` (Python spellings included).
+pub fn is_known_encoding(name: &str) -> bool {
+    let n = name.trim().to_ascii_lowercase().replace('_', "-");
+    matches!(n.as_str(), "utf-8" | "utf8" | "utf-8-sig" | "utf8-sig")
+        || encoding_rs::Encoding::for_label(n.as_bytes()).is_some()
+        || matches!(n.as_str(), "latin1" | "latin-1" | "iso-8859-1" | "iso8859-1" | "cp1252")
+}
+
+fn set_path(tree: &mut Value, segments: &[String], value: Value) -> Result<(), String> {
+    let Value::Mapping(map) = tree else { return Err("parent key is not a mapping".into()) };
+    let key = Value::String(segments[0].clone());
+    if segments.len() == 1 {
+        map.insert(key, value);
+        return Ok(());
+    }
+    let child = map.entry(key).or_insert_with(|| Value::Mapping(Default::default()));
+    if child.is_null() {
+        *child = Value::Mapping(Default::default());
+    }
+    set_path(child, &segments[1..], value)
+}
+
+/// Removes keys the service does not know (so deserialisation succeeds) and reports each one.
+fn strip_unknown_keys(tree: &mut Value, known: &Value, prefix: &str, warnings: &mut Vec<String>) {
+    let (Value::Mapping(map), Value::Mapping(known_map)) = (tree, known) else { return };
+    let keys: Vec<Value> = map.keys().cloned().collect();
+    for key in keys {
+        let name = match &key {
+            Value::String(s) => s.clone(),
+            other => serde_yaml::to_string(other).unwrap_or_default().trim().to_string(),
+        };
+        let full = if prefix.is_empty() { name.clone() } else { format!("{prefix}.{name}") };
+        match known_map.get(&key) {
+            Some(known_child) => {
+                if let Some(child) = map.get_mut(&key) {
+                    // Maps in the defaults are sections; recurse only into sections.
+                    if known_child.is_mapping() {
+                        strip_unknown_keys(child, known_child, &full, warnings);
+                    }
+                }
+            }
+            None => {
+                let removed = map.remove(&key);
+                let legacy_section = LEGACY_KEYS.iter().any(|k| k.starts_with(&format!("{full}.")));
+                if let (true, Some(Value::Mapping(children))) = (legacy_section, removed) {
+                    let mut children = Value::Mapping(children);
+                    strip_unknown_keys(&mut children, &Value::Mapping(Default::default()), &full, warnings);
+                } else if LEGACY_KEYS.contains(&full.as_str()) {
+                    warnings.push(format!(
+                        "config key '{full}' is accepted for Pycelize compatibility but has no effect"
+                    ));
+                } else {
+                    warnings.push(format!("unknown config key '{full}' ignored"));
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> Result<Loaded, ConfigError> {
+        Config::from_yaml_with_env(text, "test", Vec::<(String, String)>::new())
+    }
+
+    #[test]
+    fn empty_file_gives_defaults() {
+        let loaded = load("").expect("defaults load");
+        assert_eq!(loaded.config.app.port, 5050);
+        assert!(!loaded.config.chat_workflows.enabled, "no chat_workflows section means the feature is off");
+        assert_eq!(loaded.config.chat_workflows.websocket.port, 5051);
+        assert!(loaded.warnings.is_empty());
+    }
+
+    #[test]
+    fn unknown_and_legacy_keys_are_warned_about() {
+        let loaded = load("app:\n  colour: blue\nsql:\n  default_database: mysql\n").expect("loads");
+        assert!(loaded.warnings.iter().any(|w| w.contains("'app.colour'")));
+        assert!(loaded
+            .warnings
+            .iter()
+            .any(|w| w.contains("'sql.default_database'") && w.contains("no effect")));
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let err = load("app:\n  port: 70000\n").unwrap_err().to_string();
+        assert!(err.contains("app.port"), "{err}");
+        let err = load("chat_workflows:\n  partition:\n    strategy: random\n").unwrap_err().to_string();
+        assert!(err.contains("chat_workflows.partition.strategy"), "{err}");
+        let err = load("chat_workflows:\n  websocket:\n    ping_interval: 5\n    ping_timeout: 5\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("ping_timeout"), "{err}");
+        let err = load("chat_workflows:\n  max_connections: -3\n").unwrap_err().to_string();
+        assert!(err.contains("chat_workflows.max_connections"), "{err}");
+    }
+
+    #[test]
+    fn environment_overrides_win() {
+        let env = vec![
+            ("OXCELIZE_APP__PORT".to_string(), "6001".to_string()),
+            ("OXCELIZE_CHAT_WORKFLOWS__WEBSOCKET__HOST".to_string(), "0.0.0.0".to_string()),
+            ("OXCELIZE_LOGGING__LEVEL".to_string(), "debug".to_string()),
+            ("UNRELATED".to_string(), "x".to_string()),
+        ];
+        let loaded = Config::from_yaml_with_env("app:\n  port: 5050\n", "test", env).expect("loads");
+        assert_eq!(loaded.config.app.port, 6001);
+        assert_eq!(loaded.config.chat_workflows.websocket.host, "0.0.0.0");
+        assert_eq!(loaded.config.logging.level, "debug");
+    }
+}

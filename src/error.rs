@@ -1,0 +1,171 @@
+//! The HTTP-layer error: every failure a handler can return, and the one place that maps each kind to a
+//! status code and `error_type`. Lower layers (table, ops, chat) have their own error enums with a `From`
+//! conversion into `ApiError`, so the mapping to the wire happens exactly once.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use serde_json::Value;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// 422: missing or invalid request fields, unknown columns, invalid options.
+    Validation,
+    /// 400: malformed request (unparseable JSON body, broken multipart).
+    BadRequest,
+    /// 400: a file could not be read, parsed or written.
+    FileProcessing,
+    /// 415: the uploaded content is not the kind the endpoint needs.
+    UnsupportedFileType,
+    /// 401: REST token authentication failed.
+    Unauthorized,
+    /// 404: unknown route, conversation, job or file.
+    NotFound,
+    /// 405: known path, wrong method.
+    MethodNotAllowed,
+    /// 409: duplicate id, restore over an existing conversation, forbidden state transition.
+    Conflict,
+    /// 413: body, upload or decompressed content over its limit.
+    PayloadTooLarge,
+    /// 429: request rate limit.
+    RateLimited,
+    /// 500: unexpected failure; the message is generic, the cause goes to the log.
+    Internal,
+    /// 503: not ready (storage not writable, database unreachable).
+    Unavailable,
+}
+
+impl ErrorKind {
+    pub fn status(self) -> StatusCode {
+        match self {
+            ErrorKind::Validation => StatusCode::UNPROCESSABLE_ENTITY,
+            ErrorKind::BadRequest | ErrorKind::FileProcessing => StatusCode::BAD_REQUEST,
+            ErrorKind::UnsupportedFileType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ErrorKind::Unauthorized => StatusCode::UNAUTHORIZED,
+            ErrorKind::NotFound => StatusCode::NOT_FOUND,
+            ErrorKind::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ErrorKind::Conflict => StatusCode::CONFLICT,
+            ErrorKind::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorKind::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    /// The `data.error_type` string of the envelope (rest-api.md §4.1).
+    pub fn error_type(self) -> &'static str {
+        match self {
+            ErrorKind::Validation => "ValidationError",
+            ErrorKind::BadRequest => "BadRequest",
+            ErrorKind::FileProcessing => "FileProcessingError",
+            ErrorKind::UnsupportedFileType => "UnsupportedFileTypeError",
+            ErrorKind::Unauthorized => "Unauthorized",
+            ErrorKind::NotFound => "NotFound",
+            ErrorKind::MethodNotAllowed => "MethodNotAllowed",
+            ErrorKind::Conflict => "Conflict",
+            ErrorKind::PayloadTooLarge => "PayloadTooLarge",
+            ErrorKind::RateLimited => "RateLimited",
+            ErrorKind::Internal => "InternalError",
+            ErrorKind::Unavailable => "ServiceUnavailable",
+        }
+    }
+}
+
+/// An error answered with the JSON error envelope. `cause` is logged with the request id, never sent.
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    pub kind: ErrorKind,
+    pub message: String,
+    pub details: Option<Box<Value>>,
+    pub cause: Option<String>,
+}
+
+impl ApiError {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        ApiError { kind, message: message.into(), details: None, cause: None }
+    }
+    pub fn validation(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Validation, message)
+    }
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::BadRequest, message)
+    }
+    pub fn file_processing(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::FileProcessing, message)
+    }
+    pub fn unsupported_file_type(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::UnsupportedFileType, message)
+    }
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::NotFound, message)
+    }
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Conflict, message)
+    }
+    pub fn payload_too_large(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::PayloadTooLarge, message)
+    }
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Unauthorized, message)
+    }
+    /// A 500 with a generic public message; `cause` is kept for the log only.
+    pub fn internal(public_message: impl Into<String>, cause: impl std::fmt::Display) -> Self {
+        ApiError {
+            kind: ErrorKind::Internal,
+            message: public_message.into(),
+            details: None,
+            cause: Some(cause.to_string()),
+        }
+    }
+    pub fn with_details(mut self, details: Value) -> Self {
+        self.details = Some(Box::new(details));
+        self
+    }
+    pub fn status(&self) -> StatusCode {
+        self.kind.status()
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({}): {}", self.kind.error_type(), self.status().as_u16(), self.message)?;
+        if let Some(cause) = &self.cause {
+            write!(f, "; cause: {cause}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ApiError {}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        self.status()
+    }
+
+    /// The body is rendered by the request-context middleware, which knows the request id and the
+    /// envelope metadata; this placeholder is only seen if that middleware is missing.
+    fn error_response(&self) -> HttpResponse {
+        HttpResponse::build(self.status()).finish()
+    }
+}
+
+impl From<std::io::Error> for ApiError {
+    fn from(err: std::io::Error) -> Self {
+        ApiError::internal("Internal server error", err)
+    }
+}
+
+impl From<actix_web::error::BlockingError> for ApiError {
+    fn from(err: actix_web::error::BlockingError) -> Self {
+        ApiError::internal("Internal server error", err)
+    }
+}
+
+/// Runs blocking work (file parsing, SQLite, archives) on the blocking pool and flattens the join error.
+pub async fn blocking<T, F>(work: F) -> Result<T, ApiError>
+where
+    F: FnOnce() -> Result<T, ApiError> + Send + 'static,
+    T: Send + 'static,
+{
+    actix_web::web::block(work).await?
+}

@@ -1,0 +1,450 @@
+//! The in-process event hub (websocket.md C.2, C.6–C.9): connection registry and limits, per-chat sequence
+//! numbers, the event log used for replay, and fan-out into each connection's bounded send queue. Publishing
+//! never awaits network I/O; one lock per chat makes "append to log, then enqueue" atomic with subscribe/replay.
+
+pub mod log;
+pub mod queue;
+
+use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::Duration;
+
+use serde_json::{json, Map, Value};
+
+use crate::config::Config;
+use crate::envelope::now_rfc3339;
+pub use log::{EventLog, MemoryEventLog};
+pub use queue::{CloseReason, Outgoing, Push, SendQueue};
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// `^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$` (websocket.md C.2, chat-workflows.md §1.5).
+pub fn is_valid_chat_id(id: &str) -> bool {
+    let bytes = id.as_bytes();
+    !bytes.is_empty()
+        && bytes.len() <= 64
+        && bytes[0].is_ascii_alphanumeric()
+        && bytes.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'_' || *b == b'-')
+}
+
+/// Why a new connection was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    ShuttingDown,
+    MaxConnections,
+    MaxConnectionsPerIp,
+    MaxConnectionsPerChat,
+}
+
+/// Why a subscription was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SubscribeError {
+    TooManySubscriptions,
+    ConnectionClosed,
+}
+
+/// A resume request (websocket.md C.6).
+#[derive(Debug, Clone, Default)]
+pub struct Resume {
+    pub last_seq: u64,
+    pub epoch: Option<String>,
+}
+
+#[derive(Default)]
+struct Counters {
+    events_published: AtomicU64,
+    events_replayed: AtomicU64,
+    progress_coalesced: AtomicU64,
+    slow_consumer_closes: AtomicU64,
+    refused_connections: AtomicU64,
+    connections_opened: AtomicU64,
+}
+
+struct ConnEntry {
+    queue: Arc<SendQueue>,
+    subscriptions: Vec<String>,
+    ip: IpAddr,
+}
+
+#[derive(Default)]
+struct Registry {
+    conns: HashMap<u64, ConnEntry>,
+    per_ip: HashMap<IpAddr, u64>,
+}
+
+#[derive(Default)]
+struct ChatChannel {
+    /// `None` until read from the log (lazily, under this chat's lock).
+    last_seq: Option<u64>,
+    subscribers: Vec<(u64, Arc<SendQueue>)>,
+}
+
+pub struct Hub {
+    config: Arc<Config>,
+    log: RwLock<Arc<dyn EventLog>>,
+    registry: Mutex<Registry>,
+    chats: Mutex<HashMap<String, Arc<Mutex<ChatChannel>>>>,
+    next_id: AtomicU64,
+    shutting_down: AtomicBool,
+    counters: Counters,
+}
+
+/// A registered connection; dropping it unregisters it everywhere.
+pub struct Connection {
+    pub id: u64,
+    pub queue: Arc<SendQueue>,
+    hub: Arc<Hub>,
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        self.hub.unregister(self.id);
+    }
+}
+
+impl Connection {
+    /// Sends a connection-scoped reply (no `seq`).
+    pub fn send(&self, message: &Value) -> Push {
+        self.queue.push(Outgoing::text(message.to_string()))
+    }
+
+    pub fn subscriptions(&self) -> Vec<String> {
+        lock(&self.hub.registry).conns.get(&self.id).map(|c| c.subscriptions.clone()).unwrap_or_default()
+    }
+}
+
+impl Hub {
+    pub fn new(config: Arc<Config>) -> Hub {
+        let replay = &config.chat_workflows.websocket.replay;
+        let log: Arc<dyn EventLog> = Arc::new(MemoryEventLog::new(replay.max_events_per_chat as usize));
+        Hub {
+            config,
+            log: RwLock::new(log),
+            registry: Mutex::new(Registry::default()),
+            chats: Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(1),
+            shutting_down: AtomicBool::new(false),
+            counters: Counters::default(),
+        }
+    }
+
+    /// Replaces the event log (the durable store installs itself here at start-up).
+    pub fn set_log(&self, log: Arc<dyn EventLog>) {
+        *self.log.write().unwrap_or_else(|p| p.into_inner()) = log;
+        lock(&self.chats).values().for_each(|c| lock(c).last_seq = None);
+    }
+
+    fn event_log(&self) -> Arc<dyn EventLog> {
+        self.log.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub fn epoch(&self) -> String {
+        self.event_log().epoch()
+    }
+
+    fn channel(&self, chat_id: &str) -> Arc<Mutex<ChatChannel>> {
+        lock(&self.chats).entry(chat_id.to_string()).or_default().clone()
+    }
+
+    fn ensure_seq(&self, channel: &mut ChatChannel, chat_id: &str) -> u64 {
+        if let Some(seq) = channel.last_seq {
+            return seq;
+        }
+        let seq = self.event_log().last_seq(chat_id).unwrap_or_else(|e| {
+            ::log::error!("event log: cannot read last seq of chat {chat_id}: {e}");
+            0
+        });
+        channel.last_seq = Some(seq);
+        seq
+    }
+
+    /// The chat's highest sequence number (0 if none).
+    pub fn last_seq(&self, chat_id: &str) -> u64 {
+        let channel = self.channel(chat_id);
+        let mut ch = lock(&channel);
+        self.ensure_seq(&mut ch, chat_id)
+    }
+
+    /// Registers a new connection, enforcing the global, per-IP and per-chat caps (websocket.md C.11).
+    pub fn connect(self: &Arc<Self>, ip: IpAddr, path_chat: Option<&str>) -> Result<Connection, Refusal> {
+        let ws = &self.config.chat_workflows.websocket;
+        if self.shutting_down.load(Ordering::SeqCst) {
+            return Err(Refusal::ShuttingDown);
+        }
+        let mut reg = lock(&self.registry);
+        let refusal = if reg.conns.len() as u64 >= self.config.chat_workflows.max_connections {
+            Some(Refusal::MaxConnections)
+        } else if ws.max_connections_per_ip > 0
+            && reg.per_ip.get(&ip).copied().unwrap_or(0) >= ws.max_connections_per_ip
+        {
+            Some(Refusal::MaxConnectionsPerIp)
+        } else if let (Some(chat), true) = (path_chat, ws.max_connections_per_chat > 0) {
+            let on_chat =
+                reg.conns.values().filter(|c| c.subscriptions.iter().any(|s| s == chat)).count() as u64;
+            (on_chat >= ws.max_connections_per_chat).then_some(Refusal::MaxConnectionsPerChat)
+        } else {
+            None
+        };
+        if let Some(r) = refusal {
+            self.counters.refused_connections.fetch_add(1, Ordering::Relaxed);
+            return Err(r);
+        }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let queue = SendQueue::new(ws.send_queue.max_messages, ws.send_queue.max_bytes);
+        reg.conns.insert(id, ConnEntry { queue: queue.clone(), subscriptions: Vec::new(), ip });
+        *reg.per_ip.entry(ip).or_insert(0) += 1;
+        self.counters.connections_opened.fetch_add(1, Ordering::Relaxed);
+        Ok(Connection { id, queue, hub: self.clone() })
+    }
+
+    fn unregister(&self, id: u64) {
+        let entry = {
+            let mut reg = lock(&self.registry);
+            let entry = reg.conns.remove(&id);
+            if let Some(e) = &entry {
+                if let Some(n) = reg.per_ip.get_mut(&e.ip) {
+                    *n = n.saturating_sub(1);
+                    if *n == 0 {
+                        reg.per_ip.remove(&e.ip);
+                    }
+                }
+            }
+            entry
+        };
+        if let Some(entry) = entry {
+            for chat in &entry.subscriptions {
+                let channel = self.channel(chat);
+                lock(&channel).subscribers.retain(|(cid, _)| *cid != id);
+            }
+            entry.queue.close(CloseReason::new(1000, ""));
+        }
+    }
+
+    /// Subscribes `conn` to `chat_id` (adding to its subscriptions). With `resume`, the missed events are
+    /// replayed into the connection's queue and `replay_complete` follows, atomically with live publishing.
+    /// `before_replay` builds the first frame (e.g. the `connected` reply) from the chat's current `seq`; it is
+    /// queued under the same lock, before any replayed event.
+    pub fn subscribe(
+        &self,
+        conn: &Connection,
+        chat_id: &str,
+        resume: Option<&Resume>,
+        before_replay: Option<&dyn Fn(u64) -> Value>,
+    ) -> Result<u64, SubscribeError> {
+        let max = self.config.chat_workflows.websocket.max_subscriptions_per_connection;
+        {
+            let mut reg = lock(&self.registry);
+            let entry = reg.conns.get_mut(&conn.id).ok_or(SubscribeError::ConnectionClosed)?;
+            if !entry.subscriptions.iter().any(|s| s == chat_id) {
+                if entry.subscriptions.len() >= max {
+                    return Err(SubscribeError::TooManySubscriptions);
+                }
+                entry.subscriptions.push(chat_id.to_string());
+            }
+        }
+        let channel = self.channel(chat_id);
+        let mut ch = lock(&channel);
+        let current = self.ensure_seq(&mut ch, chat_id);
+        if let Some(first) = before_replay {
+            conn.queue.push(Outgoing::text(first(current).to_string()));
+        }
+        if let Some(resume) = resume {
+            self.replay_into(conn, chat_id, resume, current);
+        }
+        if !ch.subscribers.iter().any(|(id, _)| *id == conn.id) {
+            ch.subscribers.push((conn.id, conn.queue.clone()));
+        }
+        Ok(current)
+    }
+
+    /// Replaces all subscriptions of `conn` by none.
+    pub fn unsubscribe_all(&self, conn: &Connection) {
+        for chat in conn.subscriptions() {
+            self.unsubscribe(conn, &chat);
+        }
+    }
+
+    /// Removes one subscription (idempotent).
+    pub fn unsubscribe(&self, conn: &Connection, chat_id: &str) {
+        if let Some(entry) = lock(&self.registry).conns.get_mut(&conn.id) {
+            entry.subscriptions.retain(|s| s != chat_id);
+        }
+        let channel = self.channel(chat_id);
+        lock(&channel).subscribers.retain(|(id, _)| *id != conn.id);
+    }
+
+    /// websocket.md C.6 steps 2–4, called with the chat's lock held.
+    fn replay_into(&self, conn: &Connection, chat_id: &str, resume: &Resume, current: u64) {
+        let log = self.event_log();
+        let epoch = log.epoch();
+        let oldest = log.oldest_seq(chat_id).ok().flatten().unwrap_or(current + 1);
+        let resync = |reason: &str| {
+            json!({
+                "type": "resync_required", "chat_id": chat_id, "requested_seq": resume.last_seq,
+                "oldest_seq": oldest, "current_seq": current, "epoch": epoch, "reason": reason,
+            })
+        };
+        let from = if resume.last_seq > current {
+            conn.send(&resync("ahead"));
+            None
+        } else if resume.epoch.as_deref().is_some_and(|e| e != epoch) {
+            conn.send(&resync("epoch_mismatch"));
+            None
+        } else if resume.last_seq + 1 < oldest && resume.last_seq < current {
+            conn.send(&resync("expired"));
+            Some(oldest.saturating_sub(1))
+        } else {
+            Some(resume.last_seq)
+        };
+        let mut count = 0u64;
+        let mut first = None;
+        let mut last = None;
+        if let Some(after) = from {
+            match log.events_after(chat_id, after, usize::MAX) {
+                Ok(events) => {
+                    for (seq, text) in events {
+                        let replayed = mark_replayed(&text);
+                        conn.queue.push(Outgoing::text(replayed));
+                        first.get_or_insert(seq);
+                        last = Some(seq);
+                        count += 1;
+                    }
+                }
+                Err(e) => ::log::error!("event log: replay of chat {chat_id} failed: {e}"),
+            }
+        }
+        self.counters.events_replayed.fetch_add(count, Ordering::Relaxed);
+        let from_seq = first.unwrap_or(from.unwrap_or(current) + 1);
+        conn.send(&json!({
+            "type": "replay_complete", "chat_id": chat_id,
+            "from_seq": from_seq, "to_seq": last.unwrap_or(current), "count": count,
+        }));
+    }
+
+    /// Publishes a chat-scoped event: assigns `seq`, stamps `chat_id`/`timestamp` if absent, appends it to
+    /// the log, then enqueues it to every subscriber. Returns the stored JSON text and its `seq`.
+    pub fn publish(&self, chat_id: &str, event: Value) -> (u64, Arc<str>) {
+        let mut map = match event {
+            Value::Object(m) => m,
+            other => {
+                let mut m = Map::new();
+                m.insert("data".into(), other);
+                m
+            }
+        };
+        let channel = self.channel(chat_id);
+        let mut ch = lock(&channel);
+        let seq = self.ensure_seq(&mut ch, chat_id) + 1;
+        ch.last_seq = Some(seq);
+        map.entry("chat_id").or_insert_with(|| Value::String(chat_id.to_string()));
+        map.entry("timestamp").or_insert_with(|| Value::String(now_rfc3339()));
+        map.insert("seq".into(), Value::from(seq));
+        let event_type = map.get("type").and_then(Value::as_str).unwrap_or("event").to_string();
+        let coalesce_key = (event_type == "progress")
+            .then(|| map.get("step_id").and_then(Value::as_str).map(|s| (Arc::from(chat_id), Arc::from(s))))
+            .flatten();
+        let text: Arc<str> = Value::Object(map).to_string().into();
+        if let Err(e) = self.event_log().append(chat_id, seq, &event_type, &text) {
+            // Live delivery still happens; the loss is limited to replay and is logged loudly.
+            ::log::error!("event log: cannot persist event seq={seq} of chat {chat_id}: {e}");
+        }
+        self.counters.events_published.fetch_add(1, Ordering::Relaxed);
+        let outgoing = Outgoing { text: text.clone(), coalesce_key };
+        ch.subscribers.retain(|(_, queue)| match queue.push(outgoing.clone()) {
+            Push::Queued { coalesced } => {
+                self.counters.progress_coalesced.fetch_add(coalesced as u64, Ordering::Relaxed);
+                true
+            }
+            Push::SlowConsumer => {
+                self.counters.slow_consumer_closes.fetch_add(1, Ordering::Relaxed);
+                false
+            }
+            Push::Closed => false,
+        });
+        (seq, text)
+    }
+
+    /// Closes every connection whose subscriptions include `chat_id`: those subscribed to it alone are
+    /// closed with `code`, the others just lose the subscription (websocket.md C.5 `conversation_deleted`).
+    pub fn close_chat(&self, chat_id: &str, code: u16, reason: &str) {
+        let ids: Vec<(u64, Arc<SendQueue>, bool)> = lock(&self.registry)
+            .conns
+            .iter_mut()
+            .filter(|(_, c)| c.subscriptions.iter().any(|s| s == chat_id))
+            .map(|(id, c)| {
+                c.subscriptions.retain(|s| s != chat_id);
+                (*id, c.queue.clone(), c.subscriptions.is_empty())
+            })
+            .collect();
+        let channel = self.channel(chat_id);
+        lock(&channel).subscribers.clear();
+        for (_, queue, only) in ids {
+            if only {
+                queue.close(CloseReason::new(code, reason));
+            }
+        }
+        lock(&self.chats).remove(chat_id);
+    }
+
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::SeqCst)
+    }
+
+    /// websocket.md C.14: refuse new connections, tell every client, let queues drain, close with 1001.
+    pub async fn shutdown(&self, grace: Duration) {
+        if self.shutting_down.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let queues: Vec<Arc<SendQueue>> =
+            lock(&self.registry).conns.values().map(|c| c.queue.clone()).collect();
+        let notice = json!({"type": "server_shutdown", "reconnect_after_ms": 2000}).to_string();
+        for q in &queues {
+            q.push(Outgoing::text(notice.clone()));
+            q.close(CloseReason::new(queue::CLOSE_GOING_AWAY, "server shutting down"));
+        }
+        let deadline = tokio::time::Instant::now() + grace;
+        while tokio::time::Instant::now() < deadline && !lock(&self.registry).conns.is_empty() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Connection and event counters for health details and metrics (websocket.md C.16).
+    pub fn stats(&self) -> Value {
+        let reg = lock(&self.registry);
+        let bound = reg.conns.values().filter(|c| !c.subscriptions.is_empty()).count();
+        let subscriptions: usize = reg.conns.values().map(|c| c.subscriptions.len()).sum();
+        let high_water = reg.conns.values().map(|c| c.queue.high_water()).max().unwrap_or(0);
+        let c = &self.counters;
+        json!({
+            "connections": reg.conns.len(),
+            "connections_bound": bound,
+            "connections_unbound": reg.conns.len() - bound,
+            "subscriptions": subscriptions,
+            "connections_opened_total": c.connections_opened.load(Ordering::Relaxed),
+            "connections_refused_total": c.refused_connections.load(Ordering::Relaxed),
+            "events_published_total": c.events_published.load(Ordering::Relaxed),
+            "events_replayed_total": c.events_replayed.load(Ordering::Relaxed),
+            "progress_coalesced_total": c.progress_coalesced.load(Ordering::Relaxed),
+            "slow_consumer_closes_total": c.slow_consumer_closes.load(Ordering::Relaxed),
+            "queue_high_water_mark": high_water,
+        })
+    }
+}
+
+/// Adds `"replayed": true` to a stored event's JSON text.
+fn mark_replayed(text: &str) -> String {
+    match serde_json::from_str::<Value>(text) {
+        Ok(Value::Object(mut m)) => {
+            m.insert("replayed".into(), Value::Bool(true));
+            Value::Object(m).to_string()
+        }
+        _ => text.to_string(),
+    }
+}
+
+/// Bounded in-memory history used when no durable log is installed (and by unit tests).
+pub(crate) type History = VecDeque<(u64, Arc<str>)>;

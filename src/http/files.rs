@@ -1,0 +1,126 @@
+//! `GET {prefix}/files/downloads/{filename}` (streamed, Range/ETag aware, never outside the output folder)
+//! and the background sweeper that deletes outputs older than `file.output_retention_hours`.
+
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+use actix_files::NamedFile;
+use actix_web::http::header::{self, ContentDisposition, DispositionParam, DispositionType};
+use actix_web::{web, HttpRequest, HttpResponse};
+
+use crate::error::ApiError;
+use crate::http::{get, method_not_allowed};
+use crate::table::names::sanitize_filename;
+use crate::AppState;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/files/downloads/{filename}")
+            .route(get().to(download))
+            .default_service(method_not_allowed("GET, HEAD, OPTIONS")),
+    );
+}
+
+/// Content type by extension (rest-api.md §7.7.1 with the IMPROVE for `.json` and `.csv`).
+pub fn content_type_for(name: &str) -> &'static str {
+    let ext = name.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase()).unwrap_or_default();
+    match ext.as_str() {
+        "xlsx" => "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+        "xls" => "application/vnd.ms-excel",
+        "txt" | "sql" => "text/plain; charset=utf-8",
+        "json" => "application/json",
+        "csv" => "text/csv; charset=utf-8",
+        "gz" => "application/gzip",
+        _ => "application/octet-stream",
+    }
+}
+
+/// Serves `path` as an attachment named `name`, with Range, ETag and Last-Modified support.
+pub fn serve_attachment(req: &HttpRequest, path: &Path, name: &str) -> Result<HttpResponse, ApiError> {
+    let file = match NamedFile::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(ApiError::not_found("File not found"))
+        }
+        Err(e) => return Err(ApiError::internal("Failed to read file", e)),
+    };
+    let mime: mime::Mime = content_type_for(name).parse().unwrap_or(mime::APPLICATION_OCTET_STREAM);
+    let mut res = file
+        .set_content_type(mime)
+        .set_content_disposition(ContentDisposition {
+            disposition: DispositionType::Attachment,
+            parameters: vec![DispositionParam::Filename(name.to_string())],
+        })
+        .into_response(req);
+    res.headers_mut().insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-cache"));
+    Ok(res)
+}
+
+async fn download(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    filename: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let name = sanitize_filename(&filename);
+    if name.is_empty() {
+        return Err(ApiError::file_processing("Invalid file path"));
+    }
+    let folder = state.config.file.output_folder.clone();
+    let path = folder.join(&name);
+    // The sanitized name has no separators, so the path is a direct child; refuse links pointing elsewhere.
+    let resolved = web::block(move || -> Result<Option<std::path::PathBuf>, std::io::Error> {
+        let meta = match std::fs::symlink_metadata(&path) {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        Ok(meta.is_file().then_some(path))
+    })
+    .await??;
+    match resolved {
+        Some(path) => serve_attachment(&req, &path, &name),
+        None => Err(ApiError::not_found("File not found")),
+    }
+}
+
+/// Deletes outputs older than the retention period, forever, at a period tied to the retention.
+pub fn spawn_output_sweeper(state: web::Data<AppState>) {
+    let hours = state.config.file.output_retention_hours;
+    if hours == 0 {
+        return;
+    }
+    let retention = Duration::from_secs(hours * 3600);
+    let period = (retention / 10).clamp(Duration::from_secs(60), Duration::from_secs(600));
+    let folder = state.config.file.output_folder.clone();
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(period);
+        loop {
+            ticker.tick().await;
+            let folder = folder.clone();
+            let removed = tokio::task::spawn_blocking(move || sweep_folder(&folder, retention)).await;
+            match removed {
+                Ok(Ok(n)) if n > 0 => log::info!("output sweeper removed {n} expired file(s)"),
+                Ok(Err(e)) => log::warn!("output sweeper: {e}"),
+                _ => {}
+            }
+        }
+    });
+}
+
+/// Removes regular files in `folder` last modified longer than `retention` ago; returns how many.
+pub fn sweep_folder(folder: &Path, retention: Duration) -> std::io::Result<usize> {
+    let now = SystemTime::now();
+    let mut removed = 0;
+    for entry in std::fs::read_dir(folder)? {
+        let entry = entry?;
+        let meta = entry.metadata()?;
+        if !meta.is_file() {
+            continue;
+        }
+        let age = meta.modified().ok().and_then(|m| now.duration_since(m).ok()).unwrap_or_default();
+        if age > retention && std::fs::remove_file(entry.path()).is_ok() {
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}

@@ -1,0 +1,84 @@
+//! `GET {prefix}/health` (liveness, always 200) and `GET {prefix}/health/ready` (readiness with real checks).
+
+use actix_web::http::StatusCode;
+use actix_web::web;
+use serde_json::json;
+
+use crate::envelope::ApiResponse;
+use crate::http::{get, method_not_allowed};
+use crate::AppState;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    for path in ["/health", "/health/"] {
+        cfg.service(
+            web::resource(path)
+                .route(get().to(health))
+                .default_service(method_not_allowed("GET, HEAD, OPTIONS")),
+        );
+    }
+    cfg.service(
+        web::resource("/health/ready")
+            .route(get().to(ready))
+            .default_service(method_not_allowed("GET, HEAD, OPTIONS")),
+    );
+}
+
+async fn health(state: web::Data<AppState>) -> ApiResponse {
+    let config = &state.config;
+    ApiResponse::ok(
+        "Service is healthy",
+        json!({
+            "service": config.app.name,
+            "status": "healthy",
+            "version": config.app.version,
+            "uptime_seconds": state.started_at.elapsed().as_secs(),
+            "websocket": state.hub.stats(),
+        }),
+    )
+}
+
+/// Each readiness check: a name and whether it passed (with the reason when it did not).
+async fn ready(state: web::Data<AppState>) -> ApiResponse {
+    let checks = web::block({
+        let state = state.clone();
+        move || readiness_checks(&state)
+    })
+    .await
+    .unwrap_or_else(|e| vec![("blocking_pool".to_string(), Err(e.to_string()))]);
+    let ready = checks.iter().all(|(_, r)| r.is_ok());
+    let details: serde_json::Map<String, serde_json::Value> = checks
+        .into_iter()
+        .map(|(name, r)| {
+            (
+                name,
+                match r {
+                    Ok(()) => json!({"ok": true}),
+                    Err(reason) => json!({"ok": false, "reason": reason}),
+                },
+            )
+        })
+        .collect();
+    let data = json!({ "ready": ready, "checks": details });
+    if ready {
+        ApiResponse::ok("Service is ready", data)
+    } else {
+        ApiResponse::ok("Service is not ready", data).with_status(StatusCode::SERVICE_UNAVAILABLE)
+    }
+}
+
+fn readiness_checks(state: &AppState) -> Vec<(String, Result<(), String>)> {
+    let config = &state.config;
+    let mut checks = vec![
+        ("upload_folder".to_string(), writable(&config.file.upload_folder)),
+        ("output_folder".to_string(), writable(&config.file.output_folder)),
+    ];
+    checks.extend(state.readiness_probes.iter().map(|probe| (probe.name().to_string(), probe.check())));
+    checks
+}
+
+/// Creates and removes a probe file: the only honest way to know a folder is writable.
+fn writable(dir: &std::path::Path) -> Result<(), String> {
+    std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+    let probe = tempfile::NamedTempFile::new_in(dir).map_err(|e| e.to_string())?;
+    probe.close().map_err(|e| e.to_string())
+}

@@ -1,0 +1,240 @@
+//! Streamed `multipart/form-data` parsing: file parts go straight to uniquely named temporary files in the
+//! upload folder (deleted when the request ends), text parts are collected, and the whole body is counted
+//! against the size limit (413) while it streams — nothing is buffered whole in memory.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+
+use actix_multipart::Multipart;
+use actix_web::dev::Payload;
+use actix_web::http::header;
+use actix_web::{web, FromRequest, HttpRequest};
+use futures_util::StreamExt;
+use serde::de::DeserializeOwned;
+use tokio::io::AsyncWriteExt;
+
+use crate::error::ApiError;
+use crate::AppState;
+
+/// Largest accepted text part; templates and mappings are far smaller.
+const MAX_TEXT_FIELD_BYTES: usize = 8 * 1024 * 1024;
+/// Largest number of parts in one request.
+const MAX_PARTS: usize = 256;
+/// File parts are written in chunks of at least this size.
+const WRITE_BUFFER_BYTES: usize = 256 * 1024;
+
+/// One uploaded file, on disk under a unique temporary name; the file is removed when this is dropped.
+#[derive(Debug)]
+pub struct UploadedFile {
+    pub field: String,
+    /// The file name as the client sent it (unsanitized; use `table::names` before showing or storing it).
+    pub client_name: String,
+    pub size: u64,
+    path: tempfile::TempPath,
+}
+
+impl UploadedFile {
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Keeps the file on disk (e.g. moved into chat storage) by handing its path to the caller.
+    pub fn into_kept_path(self) -> Result<PathBuf, ApiError> {
+        self.path.keep().map_err(|e| ApiError::internal("Failed to store upload", e))
+    }
+}
+
+/// A parsed multipart form.
+#[derive(Debug, Default)]
+pub struct Form {
+    files: Vec<UploadedFile>,
+    fields: HashMap<String, String>,
+}
+
+impl Form {
+    /// Parses the request body as multipart, with `max_body_bytes` for the whole body. A body that is not
+    /// multipart yields an empty form (the endpoint then reports the missing file, as the reference does).
+    pub async fn read(
+        req: &HttpRequest,
+        payload: Payload,
+        upload_dir: &Path,
+        max_body_bytes: u64,
+    ) -> Result<Form, ApiError> {
+        let too_large = || {
+            ApiError::payload_too_large(format!(
+                "Request body too large: the limit is {} MB",
+                max_body_bytes / (1024 * 1024)
+            ))
+        };
+        let declared = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|len| len > max_body_bytes) {
+            return Err(too_large());
+        }
+        let is_multipart =
+            req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| {
+                v.to_ascii_lowercase().starts_with("multipart/form-data") && v.contains("boundary=")
+            });
+        if !is_multipart {
+            return Ok(Form::default());
+        }
+        std::fs::create_dir_all(upload_dir)?;
+
+        let mut multipart = Multipart::new(req.headers(), payload);
+        let mut form = Form::default();
+        let mut total: u64 = 0;
+        let mut parts = 0usize;
+        while let Some(field) = multipart.next().await {
+            let mut field = field.map_err(|e| multipart_error(&e, too_large))?;
+            parts += 1;
+            if parts > MAX_PARTS {
+                return Err(ApiError::bad_request(format!("Too many form parts (at most {MAX_PARTS})")));
+            }
+            let disposition = field.content_disposition().cloned();
+            let name = disposition.as_ref().and_then(|d| d.get_name()).unwrap_or("").to_string();
+            let filename = disposition.as_ref().and_then(|d| d.get_filename()).map(str::to_string);
+            match filename {
+                Some(client_name) => {
+                    let temp = tempfile::Builder::new()
+                        .prefix("upload-")
+                        .tempfile_in(upload_dir)
+                        .map_err(|e| ApiError::internal("Failed to store upload", e))?;
+                    let (std_file, temp_path) = temp.into_parts();
+                    let mut file = tokio::io::BufWriter::with_capacity(
+                        WRITE_BUFFER_BYTES,
+                        tokio::fs::File::from_std(std_file),
+                    );
+                    let mut size: u64 = 0;
+                    while let Some(chunk) = field.next().await {
+                        let chunk = chunk.map_err(|e| multipart_error(&e, too_large))?;
+                        size += chunk.len() as u64;
+                        total += chunk.len() as u64;
+                        if total > max_body_bytes {
+                            return Err(too_large());
+                        }
+                        file.write_all(&chunk).await?;
+                    }
+                    file.flush().await?;
+                    let upload = UploadedFile { field: name, client_name, size, path: temp_path };
+                    // An empty filename means "no file" (rest-api.md §1.2); the temp file is dropped here.
+                    if !upload.client_name.is_empty() {
+                        form.files.push(upload);
+                    }
+                }
+                None => {
+                    let mut value = Vec::new();
+                    while let Some(chunk) = field.next().await {
+                        let chunk = chunk.map_err(|e| multipart_error(&e, too_large))?;
+                        total += chunk.len() as u64;
+                        if total > max_body_bytes {
+                            return Err(too_large());
+                        }
+                        if value.len() + chunk.len() > MAX_TEXT_FIELD_BYTES {
+                            return Err(ApiError::payload_too_large(format!(
+                                "Form field '{name}' is larger than {} MB",
+                                MAX_TEXT_FIELD_BYTES / (1024 * 1024)
+                            )));
+                        }
+                        value.extend_from_slice(&chunk);
+                    }
+                    let text = String::from_utf8(value).map_err(|_| {
+                        ApiError::validation(format!("Form field '{name}' is not valid UTF-8"))
+                    })?;
+                    // First occurrence wins, as with Flask's `request.form.get`.
+                    form.fields.entry(name).or_insert(text);
+                }
+            }
+        }
+        Ok(form)
+    }
+
+    /// The file part `name`, if present with a non-empty filename.
+    pub fn file(&self, name: &str) -> Option<&UploadedFile> {
+        self.files.iter().find(|f| f.field == name)
+    }
+
+    /// The file part `name`, or 422 `No file uploaded`.
+    pub fn require_file(&self, name: &str) -> Result<&UploadedFile, ApiError> {
+        self.file(name).ok_or_else(|| {
+            ApiError::validation("No file uploaded").with_details(serde_json::json!({ "field": name }))
+        })
+    }
+
+    /// Takes ownership of a file part (to keep it beyond the request).
+    pub fn take_file(&mut self, name: &str) -> Option<UploadedFile> {
+        let index = self.files.iter().position(|f| f.field == name)?;
+        Some(self.files.remove(index))
+    }
+
+    pub fn text(&self, name: &str) -> Option<&str> {
+        self.fields.get(name).map(String::as_str)
+    }
+
+    /// Text field, absent → `default`.
+    pub fn text_or<'a>(&'a self, name: &str, default: &'a str) -> &'a str {
+        self.text(name).unwrap_or(default)
+    }
+
+    /// Boolean field (rest-api.md §1.2): `true`, `1`, `yes`, `on` (case-insensitive, trimmed) are true.
+    pub fn bool(&self, name: &str, default: bool) -> bool {
+        match self.text(name) {
+            None => default,
+            Some(v) => matches!(v.trim().to_ascii_lowercase().as_str(), "true" | "1" | "yes" | "on"),
+        }
+    }
+
+    /// JSON field parsed into `T`; absent or empty text → `None`; malformed or wrong shape → 422 naming the field.
+    pub fn json<T: DeserializeOwned>(&self, name: &str) -> Result<Option<T>, ApiError> {
+        match self.text(name) {
+            None => Ok(None),
+            Some(v) if v.trim().is_empty() => Ok(None),
+            Some(v) => serde_json::from_str(v).map(Some).map_err(|e| {
+                ApiError::validation(format!("Invalid JSON in field '{name}': {e}"))
+                    .with_details(serde_json::json!({ "field": name }))
+            }),
+        }
+    }
+
+    /// Integer field; absent → `None`; not an integer → 422 naming the field.
+    pub fn int(&self, name: &str) -> Result<Option<i64>, ApiError> {
+        match self.text(name) {
+            None => Ok(None),
+            Some(v) => v.trim().parse::<i64>().map(Some).map_err(|_| {
+                ApiError::validation(format!("Field '{name}' must be an integer, got '{v}'"))
+                    .with_details(serde_json::json!({ "field": name }))
+            }),
+        }
+    }
+}
+
+fn multipart_error(err: &actix_multipart::MultipartError, too_large: impl Fn() -> ApiError) -> ApiError {
+    let text = err.to_string();
+    if text.to_ascii_lowercase().contains("overflow") || text.contains("too large") {
+        return too_large();
+    }
+    ApiError::bad_request(format!("Malformed multipart body: {text}"))
+}
+
+/// Extractor for the processing endpoints: the whole body is limited by `file.max_file_size_mb`.
+impl FromRequest for Form {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Form, ApiError>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let req = req.clone();
+        let payload = payload.take();
+        Box::pin(async move {
+            let state = req
+                .app_data::<web::Data<AppState>>()
+                .cloned()
+                .ok_or_else(|| ApiError::internal("Internal server error", "application state missing"))?;
+            let limit = state.config.max_body_bytes();
+            Form::read(&req, payload, &state.config.file.upload_folder, limit).await
+        })
+    }
+}
