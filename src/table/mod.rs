@@ -6,6 +6,7 @@ pub mod infer;
 pub mod names;
 pub mod parse;
 pub mod read;
+pub mod write;
 
 pub use cell::{Cell, Table};
 pub use error::TableError;
