@@ -588,3 +588,58 @@ fn operator_suggestions() {
         })
     );
 }
+
+/// Peak resident memory of this process in KiB (Linux only; 0 elsewhere).
+fn peak_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .map(|l| l.to_string())
+        })
+        .and_then(|l| l.split_whitespace().nth(1).and_then(|n| n.parse().ok()))
+        .unwrap_or(0)
+}
+
+/// Run alone: `cargo test --lib million_rows -- --ignored`. A million CSV rows searched into an xlsx
+/// keep the peak memory flat (the data itself would take well over 100 MB as a table).
+#[test]
+#[ignore]
+fn million_rows_stream_with_flat_memory() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("big.csv");
+    let mut out = std::io::BufWriter::new(std::fs::File::create(&input).unwrap());
+    writeln!(out, "id,name,amount").unwrap();
+    for i in 0..1_000_000u32 {
+        writeln!(out, "{i:07},customer number {i},{}", i % 1000).unwrap();
+    }
+    out.flush().unwrap();
+    drop(out);
+    let before = peak_rss_kib();
+    let source = CsvSource::open(&input, &["utf-8".to_string()]).unwrap();
+    let search = request(
+        json!([{"column": "amount", "operator": "greater_than_or_equal", "value": 100}]),
+        None,
+    )
+    .unwrap()
+    .compile(&source.columns)
+    .unwrap();
+    let result = dir.path().join("out.xlsx");
+    let outcome = search_to_file(
+        &source.columns,
+        source.rows,
+        &search,
+        OutputFormat::Xlsx,
+        &result,
+    )
+    .unwrap();
+    assert_eq!(
+        (outcome.total_rows, outcome.filtered_rows),
+        (1_000_000, 900_000)
+    );
+    let grown_mib = (peak_rss_kib().saturating_sub(before)) / 1024;
+    eprintln!("peak RSS growth: {grown_mib} MiB");
+    assert!(grown_mib < 64, "memory grew by {grown_mib} MiB");
+}
