@@ -8,6 +8,7 @@ pub mod error;
 pub mod events;
 pub mod http;
 pub mod logging;
+pub mod ops;
 pub mod table;
 pub mod ws;
 

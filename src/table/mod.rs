@@ -1,7 +1,12 @@
 //! The table model (operations.md §1.1) and its I/O: readers for CSV and workbooks, writers, column types.
 
 pub mod cell;
+pub mod error;
+pub mod infer;
 pub mod names;
 pub mod parse;
+pub mod read;
+pub mod write;
 
 pub use cell::{Cell, Table};
+pub use error::TableError;

@@ -1,0 +1,502 @@
+//! Column extraction (operations.md §4): to JSON with statistics (§4.1, rest-api.md §7.2.2) and to a file
+//! (§4.2), plus the shared column selection and row de-duplication (§1.4).
+
+use std::collections::HashSet;
+use std::path::Path;
+
+use indexmap::IndexMap;
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use super::OpError;
+use crate::table::infer::STORAGE_TYPE;
+use crate::table::parse::parse_number;
+use crate::table::write::{write_table_xlsx, WorkbookStyle};
+use crate::table::{Cell, Table};
+
+/// How many leading values the studio shows per column.
+const SAMPLE_SIZE: usize = 5;
+
+/// Parameters of `excel/extract-columns`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExtractParams {
+    pub columns: Vec<String>,
+    pub remove_duplicates: bool,
+    pub include_statistics: bool,
+}
+
+/// The `data` of `excel/extract-columns`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Extraction {
+    pub extraction_info: ExtractionInfo,
+    pub columns: IndexMap<String, ColumnExtract>,
+    pub total_rows: usize,
+    pub rows_extracted: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ExtractionInfo {
+    pub total_rows: usize,
+    pub extracted_columns: Vec<String>,
+    pub remove_duplicates: bool,
+    pub timestamp: String,
+    pub missing_columns: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ColumnExtract {
+    pub values: Vec<Value>,
+    pub value_count: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub total_count: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub non_null_count: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub null_count: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unique_count: Option<usize>,
+    pub data_type: &'static str,
+    pub count: usize,
+    pub sample_values: Vec<Value>,
+    /// Optional IMPROVE of §4.1: only for columns whose non-empty values are all numbers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub statistics: Option<Value>,
+}
+
+impl Extraction {
+    /// `Successfully extracted {N} columns`, N = the requested list's length.
+    pub fn message(&self) -> String {
+        format!(
+            "Successfully extracted {} columns",
+            self.extraction_info.extracted_columns.len()
+        )
+    }
+}
+
+/// Identity of a cell for distinctness: Missing is its own value, everything else compares as text.
+fn cell_key(cell: &Cell) -> Option<String> {
+    match cell {
+        Cell::Missing => None,
+        other => Some(other.as_text().into_owned()),
+    }
+}
+
+/// §4.1 extraction to JSON. Unknown names are skipped (and listed in `missing_columns`).
+pub fn extract_columns(
+    table: &Table,
+    params: &ExtractParams,
+    timestamp: String,
+) -> Result<Extraction, OpError> {
+    if params.columns.is_empty() {
+        return Err(OpError::validation("No columns specified for extraction"));
+    }
+    let total_rows = table.row_count();
+    let mut columns = IndexMap::new();
+    let mut missing_columns = Vec::new();
+    for name in &params.columns {
+        let Some(index) = table.column_index(name) else {
+            missing_columns.push(name.clone());
+            continue;
+        };
+        if columns.contains_key(name) {
+            continue;
+        }
+        columns.insert(name.clone(), extract_one(table, index, params));
+    }
+    let rows_extracted = columns
+        .values()
+        .map(|c: &ColumnExtract| c.value_count)
+        .max()
+        .unwrap_or(0);
+    Ok(Extraction {
+        extraction_info: ExtractionInfo {
+            total_rows,
+            extracted_columns: params.columns.clone(),
+            remove_duplicates: params.remove_duplicates,
+            timestamp,
+            missing_columns,
+        },
+        columns,
+        total_rows,
+        rows_extracted,
+    })
+}
+
+fn extract_one(table: &Table, index: usize, params: &ExtractParams) -> ColumnExtract {
+    let cells: Vec<&Cell> = table.column(index).collect();
+    let values: Vec<Value> = if params.remove_duplicates {
+        let mut seen = HashSet::new();
+        cells
+            .iter()
+            .filter(|c| !c.is_missing())
+            .filter(|c| seen.insert(cell_key(c)))
+            .map(|c| c.to_json())
+            .collect()
+    } else {
+        cells.iter().map(|c| c.to_json()).collect()
+    };
+    let mut extract = ColumnExtract {
+        value_count: values.len(),
+        count: values.len(),
+        sample_values: values.iter().take(SAMPLE_SIZE).cloned().collect(),
+        values,
+        total_count: None,
+        non_null_count: None,
+        null_count: None,
+        unique_count: None,
+        data_type: STORAGE_TYPE,
+        statistics: None,
+    };
+    if params.include_statistics {
+        let null_count = cells.iter().filter(|c| c.is_missing()).count();
+        let unique: HashSet<Option<String>> = cells
+            .iter()
+            .filter(|c| !c.is_missing())
+            .map(|c| cell_key(c))
+            .collect();
+        extract.total_count = Some(cells.len());
+        extract.non_null_count = Some(cells.len() - null_count);
+        extract.null_count = Some(null_count);
+        extract.unique_count = Some(unique.len());
+        extract.statistics = numeric_statistics(&cells);
+    }
+    extract
+}
+
+fn number_or_null(value: f64) -> Value {
+    serde_json::Number::from_f64(value).map_or(Value::Null, Value::Number)
+}
+
+/// `mean`, `median`, `min`, `max`, `std` (sample) when every non-empty value is a number; `null`s for a
+/// column without values.
+fn numeric_statistics(cells: &[&Cell]) -> Option<Value> {
+    let mut numbers = Vec::new();
+    for cell in cells {
+        match cell {
+            Cell::Missing => {}
+            Cell::Int(i) => numbers.push(*i as f64),
+            Cell::Float(f) => numbers.push(*f),
+            Cell::Bool(_) => return None,
+            Cell::Text(s) if s.trim().is_empty() => {}
+            Cell::Text(s) => numbers.push(parse_number(s)?),
+        }
+    }
+    if numbers.is_empty() {
+        return Some(json!({"mean": null, "median": null, "min": null, "max": null, "std": null}));
+    }
+    let n = numbers.len() as f64;
+    let mean = numbers.iter().sum::<f64>() / n;
+    numbers.sort_by(f64::total_cmp);
+    let mid = numbers.len() / 2;
+    let median = if numbers.len() % 2 == 0 {
+        (numbers[mid - 1] + numbers[mid]) / 2.0
+    } else {
+        numbers[mid]
+    };
+    let std = if numbers.len() > 1 {
+        number_or_null((numbers.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt())
+    } else {
+        Value::Null
+    };
+    Some(json!({
+        "mean": number_or_null(mean),
+        "median": number_or_null(median),
+        "min": number_or_null(numbers[0]),
+        "max": number_or_null(numbers[numbers.len() - 1]),
+        "std": std,
+    }))
+}
+
+/// §1.4: keeps the first occurrence of every row, compared cell by cell as text (Missing ≠ empty).
+pub fn dedupe_rows(rows: Vec<Vec<Cell>>) -> Vec<Vec<Cell>> {
+    let mut seen: HashSet<Vec<Option<String>>> = HashSet::new();
+    rows.into_iter()
+        .filter(|row| seen.insert(row.iter().map(cell_key).collect()))
+        .collect()
+}
+
+/// §1.4/§4.2: the named columns in request order (all must exist, else 422), optionally de-duplicated.
+pub fn select_columns(
+    table: &Table,
+    columns: &[String],
+    remove_duplicates: bool,
+) -> Result<Table, OpError> {
+    let missing: Vec<&String> = columns
+        .iter()
+        .filter(|c| table.column_index(c).is_none())
+        .collect();
+    if !missing.is_empty() {
+        let names: Vec<&str> = missing.iter().map(|s| s.as_str()).collect();
+        return Err(OpError::validation_with(
+            format!("Columns not found in data: {}", names.join(", ")),
+            json!({ "missing_columns": missing, "available_columns": table.columns }),
+        ));
+    }
+    let indices: Vec<usize> = columns
+        .iter()
+        .filter_map(|c| table.column_index(c))
+        .collect();
+    let rows: Vec<Vec<Cell>> = table
+        .rows
+        .iter()
+        .map(|row| {
+            indices
+                .iter()
+                .map(|&i| row.get(i).cloned().unwrap_or(Cell::Missing))
+                .collect()
+        })
+        .collect();
+    let rows = if remove_duplicates {
+        dedupe_rows(rows)
+    } else {
+        rows
+    };
+    Ok(Table {
+        columns: columns.to_vec(),
+        rows,
+    })
+}
+
+/// `excel/extract-columns-to-file` (§4.2): validates, selects and writes with the standard writer; the
+/// data sheet is always `Sheet1`. Returns the number of rows written.
+pub fn extract_columns_to_file(
+    table: &Table,
+    columns: &[String],
+    remove_duplicates: bool,
+    path: &Path,
+    style: &WorkbookStyle,
+) -> Result<u64, OpError> {
+    if columns.is_empty() {
+        return Err(OpError::validation("No columns specified for extraction"));
+    }
+    let selected = select_columns(table, columns, remove_duplicates)?;
+    let style = WorkbookStyle {
+        data_sheet_name: "Sheet1".to_string(),
+        ..style.clone()
+    };
+    Ok(write_table_xlsx(path, &selected, &style)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::table::read::{read_workbook, ReadLimits};
+
+    fn table(columns: &[&str], rows: &[&[&str]]) -> Table {
+        Table {
+            columns: columns.iter().map(|s| s.to_string()).collect(),
+            rows: rows
+                .iter()
+                .map(|r| r.iter().map(|v| Cell::text(*v)).collect())
+                .collect(),
+        }
+    }
+
+    fn params(
+        columns: &[&str],
+        remove_duplicates: bool,
+        include_statistics: bool,
+    ) -> ExtractParams {
+        ExtractParams {
+            columns: columns.iter().map(|s| s.to_string()).collect(),
+            remove_duplicates,
+            include_statistics,
+        }
+    }
+
+    fn people() -> Table {
+        // The table of acceptance §13.5.
+        table(
+            &["Name", "Email", "Phone", "Age"],
+            &[
+                &["John Doe", "john@test.com", "555-0101", "30"],
+                &["Jane Smith", "jane@test.com", "555-0102", "25"],
+                &["Bob Wilson", "bob@test.com", "555-0103", "35"],
+                &["John Doe", "john@test.com", "555-0101", "30"],
+            ],
+        )
+    }
+
+    #[test]
+    fn extraction_to_json_matches_the_documented_example() {
+        let mut t = table(
+            &["customer", "amount"],
+            &[
+                &["Acme", "10"],
+                &["Globex", "20"],
+                &["", "x"],
+                &["Acme", "10"],
+            ],
+        );
+        t.rows[1][1] = Cell::Missing;
+        let result =
+            extract_columns(&t, &params(&["customer", "nope"], false, true), "T".into()).unwrap();
+        let value = serde_json::to_value(&result).unwrap();
+        assert_eq!(
+            value,
+            json!({
+                "extraction_info": {
+                    "total_rows": 4,
+                    "extracted_columns": ["customer", "nope"],
+                    "remove_duplicates": false,
+                    "timestamp": "T",
+                    "missing_columns": ["nope"]
+                },
+                "columns": {
+                    "customer": {
+                        "values": ["Acme", "Globex", "", "Acme"],
+                        "value_count": 4,
+                        "total_count": 4,
+                        "non_null_count": 4,
+                        "null_count": 0,
+                        "unique_count": 3,
+                        "data_type": "object",
+                        "count": 4,
+                        "sample_values": ["Acme", "Globex", "", "Acme"]
+                    }
+                },
+                "total_rows": 4,
+                "rows_extracted": 4
+            })
+        );
+        assert_eq!(result.message(), "Successfully extracted 2 columns");
+    }
+
+    #[test]
+    fn missing_cells_and_duplicates() {
+        let mut t = table(
+            &["a"],
+            &[&["x"], &["x"], &[""], &["y"], &[""], &["z"], &["w"]],
+        );
+        t.rows.insert(1, vec![Cell::Missing]);
+        let plain = extract_columns(&t, &params(&["a"], false, true), String::new()).unwrap();
+        let a = &plain.columns["a"];
+        assert_eq!(a.values[1], Value::Null);
+        assert_eq!(
+            (
+                a.total_count,
+                a.non_null_count,
+                a.null_count,
+                a.unique_count
+            ),
+            (Some(8), Some(7), Some(1), Some(5))
+        );
+        assert_eq!(a.sample_values.len(), 5);
+
+        let dedup = extract_columns(&t, &params(&["a"], true, false), String::new()).unwrap();
+        let a = &dedup.columns["a"];
+        assert_eq!(
+            a.values,
+            vec![json!("x"), json!(""), json!("y"), json!("z"), json!("w")]
+        );
+        assert_eq!((a.value_count, a.count), (5, 5));
+        assert_eq!(a.total_count, None, "no statistics when not asked");
+        assert_eq!(a.data_type, "object", "data_type stays for the studio");
+        assert_eq!(dedup.rows_extracted, 5);
+        let value = serde_json::to_value(a).unwrap();
+        assert!(value.get("null_count").is_none() && value.get("statistics").is_none());
+    }
+
+    #[test]
+    fn numeric_statistics_when_every_value_is_a_number() {
+        let t = table(
+            &["n", "s", "e"],
+            &[
+                &["1", "a", ""],
+                &["2", "1", ""],
+                &["", "2", ""],
+                &["6", "3", ""],
+            ],
+        );
+        let result =
+            extract_columns(&t, &params(&["n", "s", "e"], false, true), String::new()).unwrap();
+        assert_eq!(
+            result.columns["n"].statistics,
+            Some(
+                json!({"mean": 3.0, "median": 2.0, "min": 1.0, "max": 6.0, "std": 2.6457513110645907})
+            )
+        );
+        assert_eq!(result.columns["s"].statistics, None);
+        assert_eq!(
+            result.columns["e"].statistics,
+            Some(json!({"mean": null, "median": null, "min": null, "max": null, "std": null}))
+        );
+    }
+
+    #[test]
+    fn empty_request_and_unknown_only() {
+        let err = extract_columns(&people(), &params(&[], false, true), String::new()).unwrap_err();
+        assert_eq!(err.to_string(), "No columns specified for extraction");
+        let none =
+            extract_columns(&people(), &params(&["zzz"], false, true), String::new()).unwrap();
+        assert!(none.columns.is_empty());
+        assert_eq!((none.rows_extracted, none.total_rows), (0, 4));
+    }
+
+    #[test]
+    fn extraction_to_file() {
+        // Acceptance §13.5 facts 29–31.
+        let dir = tempfile::tempdir().unwrap();
+        let cols = vec!["Name".to_string(), "Email".to_string()];
+        let style = WorkbookStyle {
+            data_sheet_name: "Custom".into(),
+            ..WorkbookStyle::default()
+        };
+
+        let path = dir.path().join("all.xlsx");
+        assert_eq!(
+            extract_columns_to_file(&people(), &cols, false, &path, &style).unwrap(),
+            4
+        );
+        let read = read_workbook(&path, None, &ReadLimits::default()).unwrap();
+        assert_eq!(read.sheets, vec!["Sheet1", "Info"]);
+        assert_eq!(read.table.columns, cols);
+        assert_eq!(read.table.row_count(), 4);
+
+        let path = dir.path().join("dedup.xlsx");
+        assert_eq!(
+            extract_columns_to_file(&people(), &cols, true, &path, &style).unwrap(),
+            3
+        );
+        let read = read_workbook(&path, None, &ReadLimits::default()).unwrap();
+        assert_eq!(read.table.row_count(), 3);
+
+        let path = dir.path().join("bad.xlsx");
+        let bad = vec!["Name".to_string(), "Nope".to_string(), "Gone".to_string()];
+        match extract_columns_to_file(&people(), &bad, false, &path, &style).unwrap_err() {
+            OpError::Validation { message, details } => {
+                assert_eq!(message, "Columns not found in data: Nope, Gone");
+                assert_eq!(details.unwrap()["missing_columns"], json!(["Nope", "Gone"]));
+            }
+            other => panic!("{other}"),
+        }
+        assert!(!path.exists());
+    }
+
+    #[test]
+    fn row_dedupe_compares_whole_rows_as_text() {
+        let rows = vec![
+            vec![Cell::text("a"), Cell::Missing],
+            vec![Cell::text("a"), Cell::text("")],
+            vec![Cell::text("a"), Cell::Missing],
+            vec![Cell::text("a"), Cell::text("")],
+            vec![Cell::text("b"), Cell::text("")],
+        ];
+        let kept = dedupe_rows(rows);
+        assert_eq!(
+            kept,
+            vec![
+                vec![Cell::text("a"), Cell::Missing],
+                vec![Cell::text("a"), Cell::text("")],
+                vec![Cell::text("b"), Cell::text("")],
+            ]
+        );
+    }
+
+    #[test]
+    fn selection_keeps_request_order() {
+        let t = select_columns(&people(), &["Age".to_string(), "Name".to_string()], false).unwrap();
+        assert_eq!(t.columns, vec!["Age", "Name"]);
+        assert_eq!(t.rows[1], vec![Cell::text("25"), Cell::text("Jane Smith")]);
+    }
+}

@@ -1,0 +1,403 @@
+//! The workbook reader (operations.md §1.2) for xlsx/xlsm (streamed through calamine's cell reader) and
+//! xls, with the zip-bomb and dimension-bomb guards applied before anything is materialised.
+
+use std::fs::File;
+use std::io::BufReader;
+use std::path::Path;
+
+use calamine::{Data, DataRef, ExcelDateTime, Reader, Xls, Xlsx};
+
+use super::header::unique_header;
+use super::sniff::{detect_kind, FileKind};
+use super::ReadLimits;
+use crate::table::cell::{Cell, Table};
+use crate::table::error::TableError;
+use crate::table::parse::python_float_text;
+
+/// Deflate cannot compress better than about 1032:1; an entry claiming more is lying about its size.
+const MAX_COMPRESSION_RATIO: u64 = 1100;
+/// Entries smaller than this are never judged by their ratio (tiny parts compress oddly).
+const RATIO_CHECK_MIN_BYTES: u64 = 1 << 20;
+/// A real workbook has a few dozen parts; thousands of entries is an attack on the central directory.
+const MAX_ZIP_ENTRIES: usize = 10_000;
+
+/// One sheet read into a table, plus the workbook's sheet list.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WorkbookTable {
+    /// Every sheet name in workbook order (hidden sheets included).
+    pub sheets: Vec<String>,
+    /// The sheet that was read.
+    pub sheet_name: String,
+    pub table: Table,
+}
+
+/// Reads the first sheet (or the sheet named `sheet`) of a workbook file. Refuses non-workbooks (415),
+/// zip bombs (413) and sheets larger than `limits.max_cells` (422) before building the table.
+pub fn read_workbook(
+    path: &Path,
+    sheet: Option<&str>,
+    limits: &ReadLimits,
+) -> Result<WorkbookTable, TableError> {
+    match detect_kind(path)? {
+        FileKind::Xlsx => read_xlsx(path, sheet, limits),
+        FileKind::Xls => read_xls(path, sheet, limits),
+        other => Err(TableError::UnsupportedKind {
+            expected: "Excel workbook",
+            found: other.describe(),
+        }),
+    }
+}
+
+/// Lists a workbook's sheet names in order, with the same kind and size checks as [`read_workbook`].
+pub fn workbook_sheet_names(path: &Path, limits: &ReadLimits) -> Result<Vec<String>, TableError> {
+    match detect_kind(path)? {
+        FileKind::Xlsx => {
+            check_zip_limits(path, limits)?;
+            let workbook: Xlsx<BufReader<File>> =
+                calamine::open_workbook(path).map_err(excel_err)?;
+            Ok(workbook.sheet_names())
+        }
+        FileKind::Xls => {
+            let workbook: Xls<BufReader<File>> =
+                calamine::open_workbook(path).map_err(excel_err)?;
+            Ok(workbook.sheet_names())
+        }
+        other => Err(TableError::UnsupportedKind {
+            expected: "Excel workbook",
+            found: other.describe(),
+        }),
+    }
+}
+
+fn excel_err(err: impl std::fmt::Display) -> TableError {
+    TableError::ReadExcel(err.to_string())
+}
+
+/// Zip-bomb guard: the central directory's declared sizes (which the zip crate enforces while reading)
+/// must stay under the limit, and no entry may claim an impossible compression ratio.
+pub fn check_zip_limits(path: &Path, limits: &ReadLimits) -> Result<(), TableError> {
+    let archive = zip::ZipArchive::new(BufReader::new(File::open(path)?)).map_err(excel_err)?;
+    if archive.len() > MAX_ZIP_ENTRIES {
+        return Err(TableError::TooLarge(format!(
+            "the workbook has {} parts",
+            archive.len()
+        )));
+    }
+    let metadata = archive.metadata();
+    let mut total: u64 = 0;
+    for i in 0..metadata.len() {
+        let entry = metadata.entry(i).map_err(excel_err)?;
+        let size = entry.size();
+        let compressed = entry.compressed_size();
+        if size > RATIO_CHECK_MIN_BYTES && size / compressed.max(1) > MAX_COMPRESSION_RATIO {
+            return Err(TableError::TooLarge(format!(
+                "a workbook part claims an impossible compression ratio ({} bytes from {})",
+                size, compressed
+            )));
+        }
+        total = total.saturating_add(size);
+        if total > limits.max_uncompressed_bytes {
+            return Err(TableError::TooLarge(format!(
+                "the workbook decompresses to more than {} bytes",
+                limits.max_uncompressed_bytes
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn choose_sheet(sheets: &[String], wanted: Option<&str>) -> Result<String, TableError> {
+    match wanted {
+        Some(name) => sheets
+            .iter()
+            .find(|s| s.as_str() == name)
+            .cloned()
+            .ok_or_else(|| TableError::SheetNotFound {
+                name: name.to_string(),
+                available: sheets.to_vec(),
+            }),
+        None => sheets.first().cloned().ok_or_else(|| {
+            TableError::ReadExcel("the workbook contains no worksheets".to_string())
+        }),
+    }
+}
+
+fn too_many(rows: u64, columns: u64, limits: &ReadLimits) -> Result<(), TableError> {
+    if rows.saturating_mul(columns) > limits.max_cells {
+        Err(TableError::TooManyCells {
+            rows,
+            columns,
+            max_cells: limits.max_cells,
+        })
+    } else {
+        Ok(())
+    }
+}
+
+fn read_xlsx(
+    path: &Path,
+    sheet: Option<&str>,
+    limits: &ReadLimits,
+) -> Result<WorkbookTable, TableError> {
+    check_zip_limits(path, limits)?;
+    let mut workbook: Xlsx<BufReader<File>> = calamine::open_workbook(path).map_err(excel_err)?;
+    let sheets = workbook.sheet_names();
+    let sheet_name = choose_sheet(&sheets, sheet)?;
+    let mut reader = workbook
+        .worksheet_cells_reader(&sheet_name)
+        .map_err(excel_err)?;
+    // The declared extent (from A1, where the table always starts) is checked before any cell is read.
+    let declared = reader.dimensions();
+    if declared.end != (0, 0) || declared.start != (0, 0) {
+        too_many(
+            u64::from(declared.end.0) + 1,
+            u64::from(declared.end.1) + 1,
+            limits,
+        )?;
+    }
+    let mut builder = SheetBuilder::new(limits);
+    while let Some(cell) = reader.next_cell().map_err(excel_err)? {
+        let (row, col) = cell.get_position();
+        if let Some(value) = data_ref_cell(cell.get_value()) {
+            builder.put(row, col, value)?;
+        }
+    }
+    Ok(WorkbookTable {
+        sheets,
+        sheet_name,
+        table: builder.finish(),
+    })
+}
+
+fn read_xls(
+    path: &Path,
+    sheet: Option<&str>,
+    limits: &ReadLimits,
+) -> Result<WorkbookTable, TableError> {
+    let mut workbook: Xls<BufReader<File>> = calamine::open_workbook(path).map_err(excel_err)?;
+    let sheets = workbook.sheet_names();
+    let sheet_name = choose_sheet(&sheets, sheet)?;
+    let range = workbook.worksheet_range(&sheet_name).map_err(excel_err)?;
+    if let Some(end) = range.end() {
+        too_many(u64::from(end.0) + 1, u64::from(end.1) + 1, limits)?;
+    }
+    let (row0, col0) = range.start().unwrap_or((0, 0));
+    let mut builder = SheetBuilder::new(limits);
+    for (r, c, value) in range.used_cells() {
+        if let Some(cell) = data_cell(value) {
+            // Positions fit in u32: they come from a calamine range of u32 coordinates.
+            let row = row0.saturating_add(u32::try_from(r).unwrap_or(u32::MAX));
+            let col = col0.saturating_add(u32::try_from(c).unwrap_or(u32::MAX));
+            builder.put(row, col, cell)?;
+        }
+    }
+    Ok(WorkbookTable {
+        sheets,
+        sheet_name,
+        table: builder.finish(),
+    })
+}
+
+/// Collects non-empty cells at absolute positions, enforcing the cell limit on the extent so far, then
+/// builds the table per §1.2 (header from row 1, width = right-most used column, trailing empty rows
+/// dropped).
+struct SheetBuilder<'a> {
+    limits: &'a ReadLimits,
+    rows: Vec<Vec<(u32, Cell)>>,
+    width: u32,
+}
+
+impl<'a> SheetBuilder<'a> {
+    fn new(limits: &'a ReadLimits) -> Self {
+        SheetBuilder {
+            limits,
+            rows: Vec::new(),
+            width: 0,
+        }
+    }
+
+    /// Stores a non-empty cell (empty ones never change the extent).
+    fn put(&mut self, row: u32, col: u32, cell: Cell) -> Result<(), TableError> {
+        let width = self.width.max(col.saturating_add(1));
+        let height = (self.rows.len() as u64).max(u64::from(row) + 1);
+        too_many(height, u64::from(width), self.limits)?;
+        self.width = width;
+        let row = row as usize;
+        if row >= self.rows.len() {
+            self.rows.resize_with(row + 1, Vec::new);
+        }
+        self.rows[row].push((col, cell));
+        Ok(())
+    }
+
+    fn finish(self) -> Table {
+        let width = self.width as usize;
+        let mut dense = self.rows.into_iter().map(|sparse| {
+            let mut row = vec![Cell::text(""); width];
+            for (col, cell) in sparse {
+                if let Some(slot) = row.get_mut(col as usize) {
+                    *slot = cell;
+                }
+            }
+            row
+        });
+        let Some(header) = dense.next() else {
+            return Table::default();
+        };
+        let raw = header
+            .into_iter()
+            .map(|c| match c {
+                Cell::Text(s) if !s.is_empty() => Some(s),
+                _ => None,
+            })
+            .collect();
+        Table {
+            columns: unique_header(raw),
+            rows: dense.collect(),
+        }
+    }
+}
+
+/// Cell text of a streamed xlsx value; `None` for cells that count as empty.
+fn data_ref_cell(value: &DataRef<'_>) -> Option<Cell> {
+    let cell = match value {
+        DataRef::Empty => return None,
+        DataRef::String(s) => Cell::text(s.as_str()),
+        DataRef::SharedString(s) => Cell::text(*s),
+        DataRef::Int(i) => Cell::Text(i.to_string()),
+        DataRef::Float(f) => Cell::Text(number_text(*f)),
+        DataRef::Bool(b) => Cell::text(if *b { "True" } else { "False" }),
+        DataRef::DateTime(dt) => Cell::Text(excel_datetime_text(dt)),
+        DataRef::DateTimeIso(s) => Cell::Text(iso_datetime_text(s)),
+        DataRef::DurationIso(s) => Cell::text(s.as_str()),
+        DataRef::Error(_) => Cell::Missing,
+    };
+    non_empty(cell)
+}
+
+/// Cell text of an xls value; `None` for cells that count as empty.
+fn data_cell(value: &Data) -> Option<Cell> {
+    let cell = match value {
+        Data::Empty => return None,
+        Data::String(s) => Cell::text(s.as_str()),
+        Data::Int(i) => Cell::Text(i.to_string()),
+        Data::Float(f) => Cell::Text(number_text(*f)),
+        Data::Bool(b) => Cell::text(if *b { "True" } else { "False" }),
+        Data::DateTime(dt) => Cell::Text(excel_datetime_text(dt)),
+        Data::DateTimeIso(s) => Cell::Text(iso_datetime_text(s)),
+        Data::DurationIso(s) => Cell::text(s.as_str()),
+        Data::Error(_) => Cell::Missing,
+    };
+    non_empty(cell)
+}
+
+/// Empty strings do not extend the sheet (the reference trims them like absent cells).
+fn non_empty(cell: Cell) -> Option<Cell> {
+    match &cell {
+        Cell::Text(s) if s.is_empty() => None,
+        _ => Some(cell),
+    }
+}
+
+/// §1.2: integral numbers print as plain integers (exact value, `-0` → `0`), others as Python floats.
+pub fn number_text(value: f64) -> String {
+    if value.is_finite() && value.fract() == 0.0 {
+        if value == 0.0 {
+            return "0".to_string();
+        }
+        // `{:.0}` prints the exact decimal value of the double, like Python's int(float).
+        return format!("{value:.0}");
+    }
+    python_float_text(value)
+}
+
+const MS_PER_DAY: f64 = 86_400_000.0;
+
+/// §1.2 date cells: `YYYY-MM-DD HH:MM:SS[.ffffff]`, or `HH:MM:SS[.ffffff]` for values in [0, 1).
+/// Durations print like Python's timedelta (`1 day, 2:00:00`).
+fn excel_datetime_text(dt: &ExcelDateTime) -> String {
+    let value = dt.as_f64();
+    if dt.is_duration() {
+        return duration_text(value);
+    }
+    if (0.0..1.0).contains(&value) {
+        let ms = (value * MS_PER_DAY).round() as u64;
+        if ms < 86_400_000 {
+            return clock_text(ms, true);
+        }
+    }
+    match dt.as_datetime() {
+        Some(datetime) => naive_datetime_text(&datetime),
+        None => number_text(value),
+    }
+}
+
+fn naive_datetime_text(datetime: &chrono::NaiveDateTime) -> String {
+    let base = datetime.format("%Y-%m-%d %H:%M:%S").to_string();
+    let micros = chrono::Timelike::nanosecond(datetime) / 1000;
+    if micros == 0 {
+        base
+    } else {
+        format!("{base}.{micros:06}")
+    }
+}
+
+/// `HH:MM:SS[.ffffff]` from milliseconds; `pad_hours` false gives Python timedelta's `H:MM:SS`.
+fn clock_text(ms: u64, pad_hours: bool) -> String {
+    let (h, rem) = (ms / 3_600_000, ms % 3_600_000);
+    let (m, rem) = (rem / 60_000, rem % 60_000);
+    let (s, milli) = (rem / 1000, rem % 1000);
+    let mut text = if pad_hours {
+        format!("{h:02}:{m:02}:{s:02}")
+    } else {
+        format!("{h}:{m:02}:{s:02}")
+    };
+    if milli != 0 {
+        text.push_str(&format!(".{:06}", milli * 1000));
+    }
+    text
+}
+
+fn duration_text(days: f64) -> String {
+    let negative = days < 0.0;
+    let total_ms = (days.abs() * MS_PER_DAY).round() as u64;
+    let (d, ms) = (total_ms / 86_400_000, total_ms % 86_400_000);
+    let clock = clock_text(ms, false);
+    let body = match d {
+        0 => clock,
+        1 => format!("1 day, {clock}"),
+        _ => format!("{d} days, {clock}"),
+    };
+    if negative {
+        format!("-{body}")
+    } else {
+        body
+    }
+}
+
+/// ISO date cells (`t="d"`) are normalised to the same text as serial dates when they parse.
+fn iso_datetime_text(text: &str) -> String {
+    let formats = [
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M",
+        "%Y-%m-%d %H:%M",
+    ];
+    for fmt in formats {
+        if let Ok(datetime) = chrono::NaiveDateTime::parse_from_str(text, fmt) {
+            return naive_datetime_text(&datetime);
+        }
+    }
+    if let Ok(date) = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d") {
+        return naive_datetime_text(&date.and_time(chrono::NaiveTime::MIN));
+    }
+    if let Ok(time) = chrono::NaiveTime::parse_from_str(text, "%H:%M:%S%.f") {
+        let ms = u64::from(chrono::Timelike::num_seconds_from_midnight(&time)) * 1000
+            + u64::from(chrono::Timelike::nanosecond(&time) / 1_000_000);
+        return clock_text(ms, true);
+    }
+    text.to_string()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,556 @@
+//! Writers for output files: the standard workbook (operations.md §11.1), the search workbook, CSV and JSON
+//! (§6.3). All are streaming sinks that write to a temporary file in the target folder and rename it into
+//! place on `finish`, so readers never see partial files.
+
+use std::borrow::Cow;
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use rust_xlsxwriter::{Format, FormatAlign, FormatBorder, Workbook, XlsxError};
+use tempfile::NamedTempFile;
+
+use super::cell::{Cell, Table};
+use super::error::TableError;
+use super::parse::python_float_text;
+
+/// Excel's hard limits.
+const MAX_SHEET_ROWS: u32 = 1_048_576;
+const MAX_SHEET_COLUMNS: usize = 16_384;
+const MAX_SHEET_NAME_UNITS: usize = 31;
+
+/// How the standard writer lays out a workbook (config `excel.*`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkbookStyle {
+    /// Name of the data sheet (`excel.default_sheet_name`, or the endpoint's own).
+    pub data_sheet_name: String,
+    /// Name of the info sheet (`excel.info_sheet_name`), `None` when `excel.include_info_sheet` is false.
+    pub info_sheet_name: Option<String>,
+    /// Cap for automatic column widths (`excel.max_column_width`).
+    pub max_column_width: usize,
+}
+
+impl Default for WorkbookStyle {
+    fn default() -> Self {
+        WorkbookStyle {
+            data_sheet_name: "Sheet1".to_string(),
+            info_sheet_name: Some("Info".to_string()),
+            max_column_width: 50,
+        }
+    }
+}
+
+/// Output file formats of the search endpoints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputFormat {
+    Xlsx,
+    Csv,
+    Json,
+}
+
+impl OutputFormat {
+    /// Parses an already lower-cased format name.
+    pub fn from_name(name: &str) -> Option<OutputFormat> {
+        match name {
+            "xlsx" => Some(OutputFormat::Xlsx),
+            "csv" => Some(OutputFormat::Csv),
+            "json" => Some(OutputFormat::Json),
+            _ => None,
+        }
+    }
+
+    pub fn extension(self) -> &'static str {
+        match self {
+            OutputFormat::Xlsx => "xlsx",
+            OutputFormat::Csv => "csv",
+            OutputFormat::Json => "json",
+        }
+    }
+}
+
+/// rest-api.md §7.3.2 IMPROVE: 1–31 characters, none of `/ \ ? * : [ ]`, not starting or ending with `'`.
+pub fn validate_sheet_name(name: &str) -> Result<(), TableError> {
+    let invalid = |reason: &str| {
+        Err(TableError::InvalidSheetName {
+            name: name.to_string(),
+            reason: reason.to_string(),
+        })
+    };
+    let units = name.encode_utf16().count();
+    if units == 0 {
+        return invalid("a sheet name cannot be empty");
+    }
+    if units > MAX_SHEET_NAME_UNITS {
+        return invalid("a sheet name can have at most 31 characters");
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| matches!(c, '/' | '\\' | '?' | '*' | ':' | '[' | ']'))
+    {
+        return invalid(&format!("the character {c} is not allowed in a sheet name"));
+    }
+    if name.starts_with('\'') || name.ends_with('\'') {
+        return invalid("a sheet name cannot start or end with an apostrophe");
+    }
+    Ok(())
+}
+
+/// §11.1: the info sheet gets `1` appended when the data sheet already has its name (Excel compares
+/// sheet names case-insensitively).
+pub fn info_sheet_name_for(data_sheet: &str, info_sheet: &str) -> String {
+    if data_sheet.to_lowercase() == info_sheet.to_lowercase() {
+        format!("{info_sheet}1")
+    } else {
+        info_sheet.to_string()
+    }
+}
+
+/// Removes characters XML 1.0 forbids (controls other than tab, LF, CR, and U+FFFE/U+FFFF).
+pub fn xml_safe_text(text: &str) -> Cow<'_, str> {
+    let forbidden = |c: char| {
+        (c < ' ' && !matches!(c, '\t' | '\n' | '\r')) || c == '\u{FFFE}' || c == '\u{FFFF}'
+    };
+    if text.chars().any(forbidden) {
+        Cow::Owned(text.chars().filter(|&c| !forbidden(c)).collect())
+    } else {
+        Cow::Borrowed(text)
+    }
+}
+
+/// §11.1 width contribution of one cell, in characters.
+fn cell_width(cell: &Cell) -> usize {
+    match cell {
+        Cell::Text(s) => s.chars().count(),
+        Cell::Missing => 3,
+        Cell::Int(i) => i.to_string().len(),
+        Cell::Float(f) => python_float_text(*f).len(),
+        Cell::Bool(true) => 4,
+        Cell::Bool(false) => 5,
+    }
+}
+
+fn xlsx_err(err: XlsxError) -> TableError {
+    TableError::WriteExcel(err.to_string())
+}
+
+/// A temporary file next to the final path, renamed into place by [`AtomicFile::commit`]; dropped
+/// uncommitted, it deletes itself.
+struct AtomicFile {
+    temp: NamedTempFile,
+    target: PathBuf,
+}
+
+impl AtomicFile {
+    fn create(target: &Path) -> Result<AtomicFile, TableError> {
+        let dir = match target.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        let temp = tempfile::Builder::new()
+            .prefix(".partial-")
+            .suffix(".tmp")
+            .tempfile_in(dir)?;
+        Ok(AtomicFile {
+            temp,
+            target: target.to_path_buf(),
+        })
+    }
+
+    fn dir(&self) -> PathBuf {
+        self.temp
+            .path()
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."))
+    }
+
+    fn commit(self) -> Result<(), TableError> {
+        self.temp.as_file().sync_all()?;
+        self.temp
+            .persist(&self.target)
+            .map_err(|e| TableError::Io(e.error))?;
+        Ok(())
+    }
+}
+
+/// A sink for rows, so operations can stream results into any output format.
+pub trait RowSink {
+    fn push_row(&mut self, row: &[Cell]) -> Result<(), TableError>;
+    /// Completes the file and moves it into place; returns the number of data rows written.
+    fn finish(self: Box<Self>) -> Result<u64, TableError>;
+}
+
+/// Opens the sink for `format` at `path` (search outputs, §6.3).
+pub fn search_sink(
+    format: OutputFormat,
+    path: &Path,
+    columns: &[String],
+) -> Result<Box<dyn RowSink>, TableError> {
+    Ok(match format {
+        OutputFormat::Xlsx => Box::new(WorkbookSink::create_search(path, columns)?),
+        OutputFormat::Csv => Box::new(CsvSink::create(path, columns)?),
+        OutputFormat::Json => Box::new(JsonSink::create(path, columns)?),
+    })
+}
+
+/// Streaming xlsx writer in constant-memory mode: memory stays flat however many rows are pushed.
+pub struct WorkbookSink {
+    workbook: Workbook,
+    file: AtomicFile,
+    columns: Vec<String>,
+    /// Running §11.1 widths; `None` for the search layout (no width adjustment).
+    widths: Option<Vec<usize>>,
+    max_column_width: usize,
+    info_sheet: Option<String>,
+    next_row: u32,
+}
+
+impl WorkbookSink {
+    /// The standard writer (§11.1): plain header, capped auto widths, optional info sheet.
+    pub fn create(
+        path: &Path,
+        style: &WorkbookStyle,
+        columns: &[String],
+    ) -> Result<WorkbookSink, TableError> {
+        validate_sheet_name(&style.data_sheet_name)?;
+        let info_sheet = style
+            .info_sheet_name
+            .as_deref()
+            .map(|info| info_sheet_name_for(&style.data_sheet_name, info));
+        if let Some(info) = &info_sheet {
+            validate_sheet_name(info)?;
+        }
+        let widths = Some(columns.iter().map(|c| c.chars().count()).collect());
+        Self::open(
+            path,
+            &style.data_sheet_name,
+            columns,
+            None,
+            widths,
+            style.max_column_width,
+            info_sheet,
+        )
+    }
+
+    /// The search writer (§6.3): sheet `Sheet1`, bold bordered centred header, no widths, no info sheet.
+    pub fn create_search(path: &Path, columns: &[String]) -> Result<WorkbookSink, TableError> {
+        let header = Format::new()
+            .set_bold()
+            .set_border(FormatBorder::Thin)
+            .set_align(FormatAlign::Center);
+        Self::open(path, "Sheet1", columns, Some(header), None, 0, None)
+    }
+
+    fn open(
+        path: &Path,
+        sheet_name: &str,
+        columns: &[String],
+        header_format: Option<Format>,
+        widths: Option<Vec<usize>>,
+        max_column_width: usize,
+        info_sheet: Option<String>,
+    ) -> Result<WorkbookSink, TableError> {
+        if columns.len() > MAX_SHEET_COLUMNS {
+            return Err(TableError::WriteExcel(format!(
+                "{} columns exceed Excel's limit of {MAX_SHEET_COLUMNS}",
+                columns.len()
+            )));
+        }
+        let file = AtomicFile::create(path)?;
+        let mut workbook = Workbook::new();
+        // Spill rows next to the output rather than in a possibly memory-backed system temp dir.
+        workbook.set_tempdir(file.dir()).map_err(xlsx_err)?;
+        let sheet = workbook
+            .add_worksheet_with_constant_memory()
+            .map_err(xlsx_err)?;
+        sheet.set_name(sheet_name).map_err(xlsx_err)?;
+        for (i, name) in columns.iter().enumerate() {
+            let col = i as u16;
+            let text = xml_safe_text(name);
+            if text.is_empty() {
+                continue;
+            }
+            match &header_format {
+                Some(format) => sheet.write_string_with_format(0, col, text.as_ref(), format),
+                None => sheet.write_string(0, col, text.as_ref()),
+            }
+            .map_err(xlsx_err)?;
+        }
+        Ok(WorkbookSink {
+            workbook,
+            file,
+            columns: columns.to_vec(),
+            widths,
+            max_column_width,
+            info_sheet,
+            next_row: 1,
+        })
+    }
+
+    fn write_info_sheet(&mut self, name: &str, rows: u64) -> Result<(), TableError> {
+        let file_name = self
+            .file
+            .target
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let created = chrono::Local::now().format("%Y-%m-%d %H:%M:%S").to_string();
+        let column_names = xml_safe_text(&self.columns.join(", ")).into_owned();
+        let sheet = self.workbook.add_worksheet();
+        sheet.set_name(name).map_err(xlsx_err)?;
+        let texts = [
+            ("Property", "Value"),
+            ("File", file_name.as_str()),
+            ("Created", created.as_str()),
+        ];
+        for (row, (key, value)) in texts.iter().enumerate() {
+            sheet.write_string(row as u32, 0, *key).map_err(xlsx_err)?;
+            sheet
+                .write_string(row as u32, 1, *value)
+                .map_err(xlsx_err)?;
+        }
+        sheet.write_string(3, 0, "Rows").map_err(xlsx_err)?;
+        sheet.write_number(3, 1, rows as f64).map_err(xlsx_err)?;
+        sheet.write_string(4, 0, "Columns").map_err(xlsx_err)?;
+        sheet
+            .write_number(4, 1, self.columns.len() as f64)
+            .map_err(xlsx_err)?;
+        sheet.write_string(5, 0, "Column Names").map_err(xlsx_err)?;
+        // An empty string cell would be skipped by Excel anyway; write it only when there is text.
+        if !column_names.is_empty() {
+            sheet.write_string(5, 1, column_names).map_err(xlsx_err)?;
+        }
+        Ok(())
+    }
+}
+
+impl RowSink for WorkbookSink {
+    fn push_row(&mut self, row: &[Cell]) -> Result<(), TableError> {
+        if self.next_row >= MAX_SHEET_ROWS {
+            return Err(TableError::WriteExcel(format!(
+                "more than {} data rows do not fit in one worksheet",
+                MAX_SHEET_ROWS - 1
+            )));
+        }
+        let r = self.next_row;
+        let sheet = self.workbook.worksheet_from_index(0).map_err(xlsx_err)?;
+        for (i, cell) in row.iter().enumerate().take(self.columns.len()) {
+            let col = i as u16;
+            match cell {
+                Cell::Missing => {}
+                Cell::Text(s) => {
+                    let text = xml_safe_text(s);
+                    if !text.is_empty() {
+                        // Always a string cell: text starting with `=` never becomes a formula.
+                        sheet
+                            .write_string(r, col, text.as_ref())
+                            .map_err(|e| cell_error(e, &self.columns[i]))?;
+                    }
+                }
+                Cell::Int(v) => {
+                    sheet.write_number(r, col, *v as f64).map_err(xlsx_err)?;
+                }
+                Cell::Float(v) if v.is_nan() => {}
+                Cell::Float(v) if v.is_infinite() => {
+                    sheet
+                        .write_string(r, col, python_float_text(*v))
+                        .map_err(xlsx_err)?;
+                }
+                Cell::Float(v) => {
+                    sheet.write_number(r, col, *v).map_err(xlsx_err)?;
+                }
+                Cell::Bool(b) => {
+                    sheet.write_boolean(r, col, *b).map_err(xlsx_err)?;
+                }
+            }
+            if let Some(widths) = self.widths.as_mut() {
+                let w = cell_width(cell);
+                if w > widths[i] {
+                    widths[i] = w;
+                }
+            }
+        }
+        if let Some(widths) = self.widths.as_mut() {
+            // Short rows: the missing cells are blank, measured as Missing (3) like the reference's `nan`.
+            for w in widths.iter_mut().skip(row.len()) {
+                *w = (*w).max(3);
+            }
+        }
+        self.next_row += 1;
+        Ok(())
+    }
+
+    fn finish(mut self: Box<Self>) -> Result<u64, TableError> {
+        let rows = u64::from(self.next_row - 1);
+        if let Some(widths) = self.widths.take() {
+            let cap = self.max_column_width;
+            let sheet = self.workbook.worksheet_from_index(0).map_err(xlsx_err)?;
+            for (i, w) in widths.iter().enumerate() {
+                let width = (w + 2).min(cap);
+                sheet
+                    .set_column_width(i as u16, width as f64)
+                    .map_err(xlsx_err)?;
+            }
+        }
+        if let Some(info) = self.info_sheet.clone() {
+            self.write_info_sheet(&info, rows)?;
+        }
+        let WorkbookSink {
+            mut workbook,
+            mut file,
+            ..
+        } = *self;
+        let mut out = BufWriter::new(file.temp.as_file_mut());
+        workbook.save_to_writer(&mut out).map_err(xlsx_err)?;
+        out.flush()?;
+        drop(out);
+        file.commit()?;
+        Ok(rows)
+    }
+}
+
+fn cell_error(err: XlsxError, column: &str) -> TableError {
+    match err {
+        XlsxError::MaxStringLengthExceeded => TableError::WriteExcel(format!(
+            "a value in column '{column}' is longer than Excel's limit of 32767 characters"
+        )),
+        other => xlsx_err(other),
+    }
+}
+
+/// Streaming CSV writer (§6.3): UTF-8 without BOM, `\n`, comma, minimal quoting, Missing → empty.
+pub struct CsvSink {
+    writer: csv::Writer<BufWriter<File>>,
+    file: AtomicFile,
+    rows: u64,
+}
+
+impl CsvSink {
+    pub fn create(path: &Path, columns: &[String]) -> Result<CsvSink, TableError> {
+        let file = AtomicFile::create(path)?;
+        let handle = file.temp.reopen()?;
+        let mut writer = csv::WriterBuilder::new()
+            .terminator(csv::Terminator::Any(b'\n'))
+            .quote_style(csv::QuoteStyle::Necessary)
+            .from_writer(BufWriter::new(handle));
+        writer.write_record(columns).map_err(csv_write_err)?;
+        Ok(CsvSink {
+            writer,
+            file,
+            rows: 0,
+        })
+    }
+}
+
+fn csv_write_err(err: csv::Error) -> TableError {
+    TableError::WriteFile(err.to_string())
+}
+
+impl RowSink for CsvSink {
+    fn push_row(&mut self, row: &[Cell]) -> Result<(), TableError> {
+        self.writer
+            .write_record(row.iter().map(|c| c.as_text().into_owned()))
+            .map_err(csv_write_err)?;
+        self.rows += 1;
+        Ok(())
+    }
+
+    fn finish(self: Box<Self>) -> Result<u64, TableError> {
+        let CsvSink { writer, file, rows } = *self;
+        let mut inner = writer
+            .into_inner()
+            .map_err(|e| TableError::WriteFile(e.to_string()))?;
+        inner.flush()?;
+        drop(inner);
+        file.commit()?;
+        Ok(rows)
+    }
+}
+
+/// Streaming JSON writer (§6.3): an array of objects, keys in column order, two-space indentation.
+pub struct JsonSink {
+    out: BufWriter<File>,
+    file: AtomicFile,
+    /// Column names pre-encoded as JSON strings.
+    keys: Vec<String>,
+    rows: u64,
+}
+
+impl JsonSink {
+    pub fn create(path: &Path, columns: &[String]) -> Result<JsonSink, TableError> {
+        let file = AtomicFile::create(path)?;
+        let mut out = BufWriter::new(file.temp.reopen()?);
+        out.write_all(b"[")?;
+        let keys = columns
+            .iter()
+            .map(|c| serde_json::Value::String(c.clone()).to_string())
+            .collect();
+        Ok(JsonSink {
+            out,
+            file,
+            keys,
+            rows: 0,
+        })
+    }
+}
+
+impl RowSink for JsonSink {
+    fn push_row(&mut self, row: &[Cell]) -> Result<(), TableError> {
+        let mut text = String::with_capacity(64 * self.keys.len().max(1));
+        text.push_str(if self.rows == 0 { "\n  {" } else { ",\n  {" });
+        for (i, key) in self.keys.iter().enumerate() {
+            text.push_str(if i == 0 { "\n    " } else { ",\n    " });
+            text.push_str(key);
+            text.push_str(": ");
+            let value = row.get(i).map_or(serde_json::Value::Null, Cell::to_json);
+            text.push_str(&value.to_string());
+        }
+        text.push_str(if self.keys.is_empty() { "}" } else { "\n  }" });
+        self.out.write_all(text.as_bytes())?;
+        self.rows += 1;
+        Ok(())
+    }
+
+    fn finish(self: Box<Self>) -> Result<u64, TableError> {
+        let JsonSink {
+            mut out,
+            file,
+            rows,
+            ..
+        } = *self;
+        out.write_all(if rows == 0 { b"]\n" } else { b"\n]\n" })?;
+        out.flush()?;
+        drop(out);
+        file.commit()?;
+        Ok(rows)
+    }
+}
+
+/// Writes a whole table with the standard writer (§11.1).
+pub fn write_table_xlsx(
+    path: &Path,
+    table: &Table,
+    style: &WorkbookStyle,
+) -> Result<u64, TableError> {
+    let mut sink = Box::new(WorkbookSink::create(path, style, &table.columns)?);
+    for row in &table.rows {
+        sink.push_row(row)?;
+    }
+    sink.finish()
+}
+
+/// Writes a whole table in a search output format (§6.3).
+pub fn write_table_search(
+    path: &Path,
+    table: &Table,
+    format: OutputFormat,
+) -> Result<u64, TableError> {
+    let mut sink = search_sink(format, path, &table.columns)?;
+    for row in &table.rows {
+        sink.push_row(row)?;
+    }
+    sink.finish()
+}
+
+#[cfg(test)]
+mod tests;
