@@ -1,3 +1,4 @@
 //! oxcelize (skeleton).
 
+pub mod ops;
 pub mod table;

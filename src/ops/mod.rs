@@ -1,0 +1,10 @@
+//! Pure operations on tables (no HTTP types): normalization, binding, SQL and JSON generation.
+
+pub mod clock;
+pub mod params;
+pub mod placeholder;
+pub mod sql;
+pub mod sql_template;
+pub mod transform_error;
+
+pub use transform_error::TransformError;
