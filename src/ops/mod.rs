@@ -1,6 +1,8 @@
 //! Pure operations on tables (no HTTP types): normalization, binding, SQL and JSON generation.
 
 pub mod clock;
+pub mod json_gen;
+pub mod json_template;
 pub mod params;
 pub mod placeholder;
 pub mod sql;
