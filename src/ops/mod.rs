@@ -3,6 +3,7 @@
 pub mod clock;
 pub mod json_gen;
 pub mod json_template;
+pub mod normalize;
 pub mod params;
 pub mod placeholder;
 pub mod sql;
