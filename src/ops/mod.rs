@@ -1,5 +1,6 @@
 //! Pure operations on tables (no HTTP types): normalization, binding, SQL and JSON generation.
 
+pub mod bind;
 pub mod clock;
 pub mod json_gen;
 pub mod json_template;
