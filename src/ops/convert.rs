@@ -42,10 +42,7 @@ mod tests {
     fn sheet_names_are_validated_up_front() {
         assert_eq!(resolve_sheet_name(None, "Sheet1").unwrap(), "Sheet1");
         assert_eq!(resolve_sheet_name(Some(""), "Sheet1").unwrap(), "Sheet1");
-        assert_eq!(
-            resolve_sheet_name(Some("TestSheet"), "Sheet1").unwrap(),
-            "TestSheet"
-        );
+        assert_eq!(resolve_sheet_name(Some("TestSheet"), "Sheet1").unwrap(), "TestSheet");
         let err = resolve_sheet_name(Some("a/b"), "Sheet1").unwrap_err();
         assert!(matches!(err, OpError::Validation { .. }));
         assert_eq!(
@@ -67,21 +64,14 @@ mod tests {
         .unwrap();
         let source = CsvSource::open(&input, &["utf-8".to_string()]).unwrap();
         let out = dir.path().join("out.xlsx");
-        let style = WorkbookStyle {
-            data_sheet_name: "TestSheet".into(),
-            ..WorkbookStyle::default()
-        };
+        let style = WorkbookStyle { data_sheet_name: "TestSheet".into(), ..WorkbookStyle::default() };
         assert_eq!(csv_to_xlsx(source, &out, &style).unwrap(), 3);
         let read = read_workbook(&out, Some("TestSheet"), &ReadLimits::default()).unwrap();
         assert_eq!(read.sheets, vec!["TestSheet", "Info"]);
         assert_eq!(read.table.row_count(), 3);
         assert_eq!(
             read.table.rows[2],
-            vec![
-                Cell::text("Bob"),
-                Cell::text("=HYPERLINK(\"x\")"),
-                Cell::text("041")
-            ]
+            vec![Cell::text("Bob"), Cell::text("=HYPERLINK(\"x\")"), Cell::text("041")]
         );
     }
 }

@@ -66,10 +66,7 @@ pub struct ColumnExtract {
 impl Extraction {
     /// `Successfully extracted {N} columns`, N = the requested list's length.
     pub fn message(&self) -> String {
-        format!(
-            "Successfully extracted {} columns",
-            self.extraction_info.extracted_columns.len()
-        )
+        format!("Successfully extracted {} columns", self.extraction_info.extracted_columns.len())
     }
 }
 
@@ -103,11 +100,7 @@ pub fn extract_columns(
         }
         columns.insert(name.clone(), extract_one(table, index, params));
     }
-    let rows_extracted = columns
-        .values()
-        .map(|c: &ColumnExtract| c.value_count)
-        .max()
-        .unwrap_or(0);
+    let rows_extracted = columns.values().map(|c: &ColumnExtract| c.value_count).max().unwrap_or(0);
     Ok(Extraction {
         extraction_info: ExtractionInfo {
             total_rows,
@@ -149,11 +142,8 @@ fn extract_one(table: &Table, index: usize, params: &ExtractParams) -> ColumnExt
     };
     if params.include_statistics {
         let null_count = cells.iter().filter(|c| c.is_missing()).count();
-        let unique: HashSet<Option<String>> = cells
-            .iter()
-            .filter(|c| !c.is_missing())
-            .map(|c| cell_key(c))
-            .collect();
+        let unique: HashSet<Option<String>> =
+            cells.iter().filter(|c| !c.is_missing()).map(|c| cell_key(c)).collect();
         extract.total_count = Some(cells.len());
         extract.non_null_count = Some(cells.len() - null_count);
         extract.null_count = Some(null_count);
@@ -188,11 +178,7 @@ fn numeric_statistics(cells: &[&Cell]) -> Option<Value> {
     let mean = numbers.iter().sum::<f64>() / n;
     numbers.sort_by(f64::total_cmp);
     let mid = numbers.len() / 2;
-    let median = if numbers.len() % 2 == 0 {
-        (numbers[mid - 1] + numbers[mid]) / 2.0
-    } else {
-        numbers[mid]
-    };
+    let median = if numbers.len() % 2 == 0 { (numbers[mid - 1] + numbers[mid]) / 2.0 } else { numbers[mid] };
     let std = if numbers.len() > 1 {
         number_or_null((numbers.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt())
     } else {
@@ -210,21 +196,12 @@ fn numeric_statistics(cells: &[&Cell]) -> Option<Value> {
 /// §1.4: keeps the first occurrence of every row, compared cell by cell as text (Missing ≠ empty).
 pub fn dedupe_rows(rows: Vec<Vec<Cell>>) -> Vec<Vec<Cell>> {
     let mut seen: HashSet<Vec<Option<String>>> = HashSet::new();
-    rows.into_iter()
-        .filter(|row| seen.insert(row.iter().map(cell_key).collect()))
-        .collect()
+    rows.into_iter().filter(|row| seen.insert(row.iter().map(cell_key).collect())).collect()
 }
 
 /// §1.4/§4.2: the named columns in request order (all must exist, else 422), optionally de-duplicated.
-pub fn select_columns(
-    table: &Table,
-    columns: &[String],
-    remove_duplicates: bool,
-) -> Result<Table, OpError> {
-    let missing: Vec<&String> = columns
-        .iter()
-        .filter(|c| table.column_index(c).is_none())
-        .collect();
+pub fn select_columns(table: &Table, columns: &[String], remove_duplicates: bool) -> Result<Table, OpError> {
+    let missing: Vec<&String> = columns.iter().filter(|c| table.column_index(c).is_none()).collect();
     if !missing.is_empty() {
         let names: Vec<&str> = missing.iter().map(|s| s.as_str()).collect();
         return Err(OpError::validation_with(
@@ -232,29 +209,14 @@ pub fn select_columns(
             json!({ "missing_columns": missing, "available_columns": table.columns }),
         ));
     }
-    let indices: Vec<usize> = columns
-        .iter()
-        .filter_map(|c| table.column_index(c))
-        .collect();
+    let indices: Vec<usize> = columns.iter().filter_map(|c| table.column_index(c)).collect();
     let rows: Vec<Vec<Cell>> = table
         .rows
         .iter()
-        .map(|row| {
-            indices
-                .iter()
-                .map(|&i| row.get(i).cloned().unwrap_or(Cell::Missing))
-                .collect()
-        })
+        .map(|row| indices.iter().map(|&i| row.get(i).cloned().unwrap_or(Cell::Missing)).collect())
         .collect();
-    let rows = if remove_duplicates {
-        dedupe_rows(rows)
-    } else {
-        rows
-    };
-    Ok(Table {
-        columns: columns.to_vec(),
-        rows,
-    })
+    let rows = if remove_duplicates { dedupe_rows(rows) } else { rows };
+    Ok(Table { columns: columns.to_vec(), rows })
 }
 
 /// `excel/extract-columns-to-file` (§4.2): validates, selects and writes with the standard writer; the
@@ -270,10 +232,7 @@ pub fn extract_columns_to_file(
         return Err(OpError::validation("No columns specified for extraction"));
     }
     let selected = select_columns(table, columns, remove_duplicates)?;
-    let style = WorkbookStyle {
-        data_sheet_name: "Sheet1".to_string(),
-        ..style.clone()
-    };
+    let style = WorkbookStyle { data_sheet_name: "Sheet1".to_string(), ..style.clone() };
     Ok(write_table_xlsx(path, &selected, &style)?)
 }
 
@@ -285,18 +244,11 @@ mod tests {
     fn table(columns: &[&str], rows: &[&[&str]]) -> Table {
         Table {
             columns: columns.iter().map(|s| s.to_string()).collect(),
-            rows: rows
-                .iter()
-                .map(|r| r.iter().map(|v| Cell::text(*v)).collect())
-                .collect(),
+            rows: rows.iter().map(|r| r.iter().map(|v| Cell::text(*v)).collect()).collect(),
         }
     }
 
-    fn params(
-        columns: &[&str],
-        remove_duplicates: bool,
-        include_statistics: bool,
-    ) -> ExtractParams {
+    fn params(columns: &[&str], remove_duplicates: bool, include_statistics: bool) -> ExtractParams {
         ExtractParams {
             columns: columns.iter().map(|s| s.to_string()).collect(),
             remove_duplicates,
@@ -321,16 +273,10 @@ mod tests {
     fn extraction_to_json_matches_the_documented_example() {
         let mut t = table(
             &["customer", "amount"],
-            &[
-                &["Acme", "10"],
-                &["Globex", "20"],
-                &["", "x"],
-                &["Acme", "10"],
-            ],
+            &[&["Acme", "10"], &["Globex", "20"], &["", "x"], &["Acme", "10"]],
         );
         t.rows[1][1] = Cell::Missing;
-        let result =
-            extract_columns(&t, &params(&["customer", "nope"], false, true), "T".into()).unwrap();
+        let result = extract_columns(&t, &params(&["customer", "nope"], false, true), "T".into()).unwrap();
         let value = serde_json::to_value(&result).unwrap();
         assert_eq!(
             value,
@@ -364,31 +310,20 @@ mod tests {
 
     #[test]
     fn missing_cells_and_duplicates() {
-        let mut t = table(
-            &["a"],
-            &[&["x"], &["x"], &[""], &["y"], &[""], &["z"], &["w"]],
-        );
+        let mut t = table(&["a"], &[&["x"], &["x"], &[""], &["y"], &[""], &["z"], &["w"]]);
         t.rows.insert(1, vec![Cell::Missing]);
         let plain = extract_columns(&t, &params(&["a"], false, true), String::new()).unwrap();
         let a = &plain.columns["a"];
         assert_eq!(a.values[1], Value::Null);
         assert_eq!(
-            (
-                a.total_count,
-                a.non_null_count,
-                a.null_count,
-                a.unique_count
-            ),
+            (a.total_count, a.non_null_count, a.null_count, a.unique_count),
             (Some(8), Some(7), Some(1), Some(5))
         );
         assert_eq!(a.sample_values.len(), 5);
 
         let dedup = extract_columns(&t, &params(&["a"], true, false), String::new()).unwrap();
         let a = &dedup.columns["a"];
-        assert_eq!(
-            a.values,
-            vec![json!("x"), json!(""), json!("y"), json!("z"), json!("w")]
-        );
+        assert_eq!(a.values, vec![json!("x"), json!(""), json!("y"), json!("z"), json!("w")]);
         assert_eq!((a.value_count, a.count), (5, 5));
         assert_eq!(a.total_count, None, "no statistics when not asked");
         assert_eq!(a.data_type, "object", "data_type stays for the studio");
@@ -399,22 +334,11 @@ mod tests {
 
     #[test]
     fn numeric_statistics_when_every_value_is_a_number() {
-        let t = table(
-            &["n", "s", "e"],
-            &[
-                &["1", "a", ""],
-                &["2", "1", ""],
-                &["", "2", ""],
-                &["6", "3", ""],
-            ],
-        );
-        let result =
-            extract_columns(&t, &params(&["n", "s", "e"], false, true), String::new()).unwrap();
+        let t = table(&["n", "s", "e"], &[&["1", "a", ""], &["2", "1", ""], &["", "2", ""], &["6", "3", ""]]);
+        let result = extract_columns(&t, &params(&["n", "s", "e"], false, true), String::new()).unwrap();
         assert_eq!(
             result.columns["n"].statistics,
-            Some(
-                json!({"mean": 3.0, "median": 2.0, "min": 1.0, "max": 6.0, "std": 2.6457513110645907})
-            )
+            Some(json!({"mean": 3.0, "median": 2.0, "min": 1.0, "max": 6.0, "std": 2.6457513110645907}))
         );
         assert_eq!(result.columns["s"].statistics, None);
         assert_eq!(
@@ -427,8 +351,7 @@ mod tests {
     fn empty_request_and_unknown_only() {
         let err = extract_columns(&people(), &params(&[], false, true), String::new()).unwrap_err();
         assert_eq!(err.to_string(), "No columns specified for extraction");
-        let none =
-            extract_columns(&people(), &params(&["zzz"], false, true), String::new()).unwrap();
+        let none = extract_columns(&people(), &params(&["zzz"], false, true), String::new()).unwrap();
         assert!(none.columns.is_empty());
         assert_eq!((none.rows_extracted, none.total_rows), (0, 4));
     }
@@ -438,26 +361,17 @@ mod tests {
         // Acceptance §13.5 facts 29–31.
         let dir = tempfile::tempdir().unwrap();
         let cols = vec!["Name".to_string(), "Email".to_string()];
-        let style = WorkbookStyle {
-            data_sheet_name: "Custom".into(),
-            ..WorkbookStyle::default()
-        };
+        let style = WorkbookStyle { data_sheet_name: "Custom".into(), ..WorkbookStyle::default() };
 
         let path = dir.path().join("all.xlsx");
-        assert_eq!(
-            extract_columns_to_file(&people(), &cols, false, &path, &style).unwrap(),
-            4
-        );
+        assert_eq!(extract_columns_to_file(&people(), &cols, false, &path, &style).unwrap(), 4);
         let read = read_workbook(&path, None, &ReadLimits::default()).unwrap();
         assert_eq!(read.sheets, vec!["Sheet1", "Info"]);
         assert_eq!(read.table.columns, cols);
         assert_eq!(read.table.row_count(), 4);
 
         let path = dir.path().join("dedup.xlsx");
-        assert_eq!(
-            extract_columns_to_file(&people(), &cols, true, &path, &style).unwrap(),
-            3
-        );
+        assert_eq!(extract_columns_to_file(&people(), &cols, true, &path, &style).unwrap(), 3);
         let read = read_workbook(&path, None, &ReadLimits::default()).unwrap();
         assert_eq!(read.table.row_count(), 3);
 

@@ -28,12 +28,7 @@ pub struct FileInfo {
 }
 
 impl FileInfo {
-    fn new(
-        client_name: &str,
-        columns: &[String],
-        rows: u64,
-        inferred: &[InferredType],
-    ) -> FileInfo {
+    fn new(client_name: &str, columns: &[String], rows: u64, inferred: &[InferredType]) -> FileInfo {
         let file_name = display_file_name(client_name);
         FileInfo {
             // Never the real temporary path (rest-api.md §7.2.1 IMPROVE).
@@ -43,10 +38,7 @@ impl FileInfo {
             rows,
             columns: columns.len(),
             column_names: columns.to_vec(),
-            data_types: columns
-                .iter()
-                .map(|c| (c.clone(), STORAGE_TYPE.to_string()))
-                .collect(),
+            data_types: columns.iter().map(|c| (c.clone(), STORAGE_TYPE.to_string())).collect(),
             inferred_types: columns
                 .iter()
                 .zip(inferred)
@@ -70,10 +62,7 @@ pub fn table_inferred_types(table: &Table) -> Vec<InferredType> {
 }
 
 /// §2.2 inferred types of streamed rows (flat memory), plus the number of rows seen.
-pub fn stream_inferred_types<I>(
-    width: usize,
-    rows: I,
-) -> Result<(Vec<InferredType>, u64), TableError>
+pub fn stream_inferred_types<I>(width: usize, rows: I) -> Result<(Vec<InferredType>, u64), TableError>
 where
     I: IntoIterator<Item = Result<Vec<crate::table::Cell>, TableError>>,
 {
@@ -92,25 +81,15 @@ where
 /// `excel/info`: facts of the first sheet plus all sheet names.
 pub fn excel_info(client_name: &str, workbook: &WorkbookTable) -> FileInfo {
     let table = &workbook.table;
-    let mut info = FileInfo::new(
-        client_name,
-        &table.columns,
-        table.row_count() as u64,
-        &table_inferred_types(table),
-    );
+    let mut info =
+        FileInfo::new(client_name, &table.columns, table.row_count() as u64, &table_inferred_types(table));
     info.sheets = Some(workbook.sheets.clone());
     info
 }
 
 /// `csv/info`: streams the rows once for the inferred types; reports delimiter and encoding.
 pub fn csv_info(client_name: &str, source: CsvSource) -> Result<FileInfo, TableError> {
-    let CsvSource {
-        columns,
-        delimiter,
-        encoding,
-        rows,
-        ..
-    } = source;
+    let CsvSource { columns, delimiter, encoding, rows, .. } = source;
     let (inferred, count) = stream_inferred_types(columns.len(), rows)?;
     let mut info = FileInfo::new(client_name, &columns, count, &inferred);
     info.delimiter = Some((delimiter as char).to_string());
@@ -134,10 +113,7 @@ mod tests {
     fn csv_info_reports_counts_names_types_delimiter_and_encoding() {
         // Acceptance §13.1 fact 1.
         let dir = tempfile::tempdir().unwrap();
-        let source = csv(
-            dir.path(),
-            b"name;email;age\nJohn;j@x;30\nJane;ja@x;25\nBob;b@x;41\n",
-        );
+        let source = csv(dir.path(), b"name;email;age\nJohn;j@x;30\nJane;ja@x;25\nBob;b@x;41\n");
         let info = csv_info("my contacts.csv", source).unwrap();
         let value = serde_json::to_value(&info).unwrap();
         assert_eq!(
@@ -161,10 +137,7 @@ mod tests {
     fn leading_zero_columns_are_text_typed() {
         // Acceptance §13.1 fact 2: every column's type is text.
         let dir = tempfile::tempdir().unwrap();
-        let source = csv(
-            dir.path(),
-            b"zip_code,customer_id\n021201,00001234\n00123,00000001\n",
-        );
+        let source = csv(dir.path(), b"zip_code,customer_id\n021201,00001234\n00123,00000001\n");
         let info = csv_info("x.csv", source).unwrap();
         assert!(info.data_types.values().all(|t| t == "object"));
         assert!(info.inferred_types.values().all(|t| t == "string"));
@@ -186,10 +159,7 @@ mod tests {
         let read = crate::table::read::read_workbook(&path, None, &ReadLimits::default()).unwrap();
         let info = excel_info("../sales_q1.xlsx", &read);
         assert_eq!(info.file_name, "sales_q1.xlsx");
-        assert_eq!(
-            info.sheets,
-            Some(vec!["Orders".to_string(), "Lookup".to_string()])
-        );
+        assert_eq!(info.sheets, Some(vec!["Orders".to_string(), "Lookup".to_string()]));
         assert_eq!((info.rows, info.columns), (1, 2));
         assert_eq!(info.inferred_types["amount"], "number");
         assert_eq!(info.delimiter, None);
@@ -200,9 +170,6 @@ mod tests {
     #[test]
     fn unsanitizable_names_become_file() {
         let info = FileInfo::new("....", &[], 0, &[]);
-        assert_eq!(
-            (info.file_name.as_str(), info.file_path.as_str()),
-            ("file", "uploads/file")
-        );
+        assert_eq!((info.file_name.as_str(), info.file_path.as_str()), ("file", "uploads/file"));
     }
 }

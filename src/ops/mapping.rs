@@ -26,20 +26,14 @@ fn resolve_rule(table: &Table, rule: &Value, warnings: &mut Vec<String>) -> Rule
     let mut not_found = |name: &str| warnings.push(format!("Source column '{name}' not found"));
     match rule {
         Value::String(source) => match table.column_index(source) {
-            Some(index) => Rule::Copy {
-                index,
-                default: None,
-            },
+            Some(index) => Rule::Copy { index, default: None },
             None => {
                 not_found(source);
                 Rule::Constant(Cell::Missing)
             }
         },
         Value::Object(obj) => {
-            let default = obj
-                .get("default")
-                .filter(|d| !d.is_null())
-                .map(Cell::from_json);
+            let default = obj.get("default").filter(|d| !d.is_null()).map(Cell::from_json);
             let source = obj.get("source").and_then(Value::as_str).unwrap_or("");
             match table.column_index(source).filter(|_| !source.is_empty()) {
                 Some(index) => Rule::Copy { index, default },
@@ -62,10 +56,7 @@ pub fn map_columns(table: &Table, mapping: &Map<String, Value>) -> Result<Mapped
         return Err(OpError::validation("No column mapping provided"));
     }
     let mut warnings = Vec::new();
-    let rules: Vec<Rule> = mapping
-        .values()
-        .map(|rule| resolve_rule(table, rule, &mut warnings))
-        .collect();
+    let rules: Vec<Rule> = mapping.values().map(|rule| resolve_rule(table, rule, &mut warnings)).collect();
     let rows = table
         .rows
         .iter()
@@ -85,13 +76,7 @@ pub fn map_columns(table: &Table, mapping: &Map<String, Value>) -> Result<Mapped
                 .collect()
         })
         .collect();
-    Ok(Mapped {
-        table: Table {
-            columns: mapping.keys().cloned().collect(),
-            rows,
-        },
-        warnings,
-    })
+    Ok(Mapped { table: Table { columns: mapping.keys().cloned().collect(), rows }, warnings })
 }
 
 /// `excel/map-columns` end to end: maps and writes with the standard writer. Returns the warnings.
@@ -245,9 +230,6 @@ mod tests {
         let read = crate::table::read::read_workbook(&path, None, &Default::default()).unwrap();
         assert_eq!(read.table.columns, vec!["b", "a"]);
         assert_eq!(read.table.row_count(), 3);
-        assert_eq!(
-            read.table.rows[0],
-            vec![Cell::text("Oslo"), Cell::text("Ann")]
-        );
+        assert_eq!(read.table.rows[0], vec![Cell::text("Oslo"), Cell::text("Ann")]);
     }
 }

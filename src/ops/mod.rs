@@ -1,11 +1,23 @@
 //! Pure operations behind the REST endpoints (no HTTP types): inputs are tables, streams and typed
 //! parameters; outputs are values, tables and files.
 
+pub mod bind;
+pub mod clock;
 pub mod convert;
 pub mod extract;
 pub mod info;
+pub mod json_gen;
+pub mod json_template;
 pub mod mapping;
+pub mod normalize;
+pub mod params;
+pub mod placeholder;
 pub mod search;
+pub mod sql;
+pub mod sql_template;
+pub mod transform_error;
+
+pub use transform_error::TransformError;
 
 use serde_json::Value;
 use thiserror::Error;
@@ -17,10 +29,7 @@ use crate::table::TableError;
 pub enum OpError {
     /// 422: invalid request fields, unknown columns, invalid options. `details` goes to `data.details`.
     #[error("{message}")]
-    Validation {
-        message: String,
-        details: Option<Value>,
-    },
+    Validation { message: String, details: Option<Value> },
 
     /// Reading or writing a file failed; the status is the one documented on the `TableError` variant.
     #[error(transparent)]
@@ -29,17 +38,11 @@ pub enum OpError {
 
 impl OpError {
     pub fn validation(message: impl Into<String>) -> OpError {
-        OpError::Validation {
-            message: message.into(),
-            details: None,
-        }
+        OpError::Validation { message: message.into(), details: None }
     }
 
     pub fn validation_with(message: impl Into<String>, details: Value) -> OpError {
-        OpError::Validation {
-            message: message.into(),
-            details: Some(details),
-        }
+        OpError::Validation { message: message.into(), details: Some(details) }
     }
 }
 
@@ -52,10 +55,7 @@ pub fn string_list(value: &Value, field: &str) -> Result<Vec<String>, OpError> {
         )
     };
     let items = value.as_array().ok_or_else(wrong)?;
-    items
-        .iter()
-        .map(|v| v.as_str().map(str::to_string).ok_or_else(wrong))
-        .collect()
+    items.iter().map(|v| v.as_str().map(str::to_string).ok_or_else(wrong)).collect()
 }
 
 /// Parses a JSON form field; malformed JSON is a 422 naming `field` (rest-api.md §1.2 IMPROVE).
@@ -70,9 +70,7 @@ pub fn parse_json_field(raw: &str, field: &str) -> Result<Value, OpError> {
 
 /// Time stamp for payloads: RFC 3339, UTC with explicit `+00:00`, microseconds (spec README decision 1).
 pub fn timestamp_now() -> String {
-    chrono::Utc::now()
-        .format("%Y-%m-%dT%H:%M:%S%.6f+00:00")
-        .to_string()
+    chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.6f+00:00").to_string()
 }
 
 #[cfg(test)]
@@ -82,14 +80,8 @@ mod tests {
 
     #[test]
     fn string_lists() {
-        assert_eq!(
-            string_list(&json!(["a", "b"]), "columns").unwrap(),
-            vec!["a", "b"]
-        );
-        assert_eq!(
-            string_list(&json!([]), "columns").unwrap(),
-            Vec::<String>::new()
-        );
+        assert_eq!(string_list(&json!(["a", "b"]), "columns").unwrap(), vec!["a", "b"]);
+        assert_eq!(string_list(&json!([]), "columns").unwrap(), Vec::<String>::new());
         for bad in [json!("ab"), json!([1]), json!({"a": 1}), json!(null)] {
             let err = string_list(&bad, "columns").unwrap_err();
             assert_eq!(err.to_string(), "'columns' must be a JSON array of strings");
@@ -112,9 +104,6 @@ mod tests {
     fn timestamps_are_rfc3339_utc_with_micros() {
         let ts = timestamp_now();
         assert!(chrono::DateTime::parse_from_rfc3339(&ts).is_ok(), "{ts}");
-        assert!(
-            ts.ends_with("+00:00") && ts.len() == "2026-03-02T09:15:27.418220+00:00".len(),
-            "{ts}"
-        );
+        assert!(ts.ends_with("+00:00") && ts.len() == "2026-03-02T09:15:27.418220+00:00".len(), "{ts}");
     }
 }

@@ -95,15 +95,8 @@ impl SearchRequest {
                 )
             })?,
         };
-        let output_filename = output_filename
-            .filter(|s| !s.is_empty())
-            .map(str::to_string);
-        Ok(SearchRequest {
-            conditions,
-            logic,
-            format,
-            output_filename,
-        })
+        let output_filename = output_filename.filter(|s| !s.is_empty()).map(str::to_string);
+        Ok(SearchRequest { conditions, logic, format, output_filename })
     }
 
     /// The conditions as `{column, operator, value}` records (absent keys: `""`, `""`, `null`); a
@@ -134,14 +127,8 @@ impl SearchRequest {
     /// value shape. The first failure is the 422.
     pub fn compile(&self, columns: &[String]) -> Result<CompiledSearch, OpError> {
         let raw = self.raw_conditions()?;
-        let conditions = raw
-            .iter()
-            .map(|c| compile_condition(c, columns))
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(CompiledSearch {
-            conditions,
-            logic: self.logic,
-        })
+        let conditions = raw.iter().map(|c| compile_condition(c, columns)).collect::<Result<Vec<_>, _>>()?;
+        Ok(CompiledSearch { conditions, logic: self.logic })
     }
 }
 
@@ -260,10 +247,7 @@ fn between_bounds(value: &Value) -> Result<(Value, Value), OpError> {
                     _ => Err(shape_error()),
                 }
             } else if let Some((lo, hi)) = s.split_once("..").or_else(|| s.split_once(',')) {
-                Ok((
-                    Value::String(lo.trim().to_string()),
-                    Value::String(hi.trim().to_string()),
-                ))
+                Ok((Value::String(lo.trim().to_string()), Value::String(hi.trim().to_string())))
             } else {
                 Err(shape_error())
             }
@@ -284,15 +268,12 @@ fn between_range(lo: &Value, hi: &Value) -> Range {
 }
 
 fn compile_condition(raw: &RawCondition, columns: &[String]) -> Result<CompiledCondition, OpError> {
-    let index = columns
-        .iter()
-        .position(|c| *c == raw.column)
-        .ok_or_else(|| {
-            OpError::validation_with(
-                format!("Column '{}' not found in data", raw.column),
-                json!({ "column": raw.column, "available_columns": columns }),
-            )
-        })?;
+    let index = columns.iter().position(|c| *c == raw.column).ok_or_else(|| {
+        OpError::validation_with(
+            format!("Column '{}' not found in data", raw.column),
+            json!({ "column": raw.column, "available_columns": columns }),
+        )
+    })?;
     let operator = raw.operator.to_lowercase();
     let value = &raw.value;
     let scalar_required = !matches!(operator.as_str(), "is_empty" | "is_not_empty" | "between");
@@ -358,9 +339,7 @@ impl CompiledCondition {
                 let c = cell_number(cell);
                 !c.is_nan() && *lo <= c && c <= *hi
             }
-            Test::Between(Range::Dates(lo, hi)) => {
-                cell_date(cell).is_some_and(|d| *lo <= d && d <= *hi)
-            }
+            Test::Between(Range::Dates(lo, hi)) => cell_date(cell).is_some_and(|d| *lo <= d && d <= *hi),
             Test::Between(Range::Never) => false,
             Test::Before(v) => matches!((cell_date(cell), v), (Some(d), Some(v)) if d < *v),
             Test::After(v) => matches!((cell_date(cell), v), (Some(d), Some(v)) if d > *v),
@@ -385,12 +364,7 @@ impl CompiledSearch {
     pub fn filter_table(&self, table: &Table) -> Table {
         Table {
             columns: table.columns.clone(),
-            rows: table
-                .rows
-                .iter()
-                .filter(|r| self.matches(r))
-                .cloned()
-                .collect(),
+            rows: table.rows.iter().filter(|r| self.matches(r)).cloned().collect(),
         }
     }
 }
@@ -405,10 +379,7 @@ pub struct SearchOutcome {
 
 impl SearchOutcome {
     pub fn message(&self) -> String {
-        format!(
-            "Search completed successfully. {} rows matched.",
-            self.filtered_rows
-        )
+        format!("Search completed successfully. {} rows matched.", self.filtered_rows)
     }
 }
 
@@ -435,11 +406,7 @@ where
         }
     }
     let filtered_rows = sink.finish()?;
-    Ok(SearchOutcome {
-        total_rows,
-        filtered_rows,
-        conditions_applied: search.condition_count(),
-    })
+    Ok(SearchOutcome { total_rows, filtered_rows, conditions_applied: search.condition_count() })
 }
 
 /// One entry of the suggest-operators response.

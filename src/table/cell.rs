@@ -52,9 +52,7 @@ impl Cell {
             Cell::Text(s) => Value::String(s.clone()),
             Cell::Missing => Value::Null,
             Cell::Int(i) => Value::from(*i),
-            Cell::Float(f) => serde_json::Number::from_f64(*f)
-                .map(Value::Number)
-                .unwrap_or(Value::Null),
+            Cell::Float(f) => serde_json::Number::from_f64(*f).map(Value::Number).unwrap_or(Value::Null),
             Cell::Bool(b) => Value::Bool(*b),
         }
     }
@@ -83,10 +81,7 @@ pub struct Table {
 
 impl Table {
     pub fn new(columns: Vec<String>) -> Table {
-        Table {
-            columns,
-            rows: Vec::new(),
-        }
+        Table { columns, rows: Vec::new() }
     }
 
     pub fn column_index(&self, name: &str) -> Option<usize> {
@@ -99,8 +94,6 @@ impl Table {
 
     /// Iterates over one column's cells in row order.
     pub fn column(&self, index: usize) -> impl Iterator<Item = &Cell> + '_ {
-        self.rows
-            .iter()
-            .map(move |r| r.get(index).unwrap_or(&Cell::Missing))
+        self.rows.iter().map(move |r| r.get(index).unwrap_or(&Cell::Missing))
     }
 }

@@ -19,31 +19,19 @@ pub enum TableError {
 
     /// 415: the content is not the kind the endpoint needs (a CSV sent to an Excel endpoint, a PDF, ...).
     #[error("Unsupported file type: expected {expected}, found {found}")]
-    UnsupportedKind {
-        expected: &'static str,
-        found: String,
-    },
+    UnsupportedKind { expected: &'static str, found: String },
 
     /// 413: the workbook would decompress to more than the configured limit (zip bomb guard).
     #[error("File too large: {0}")]
     TooLarge(String),
 
     /// 422: the sheet claims or holds more cells than the configured limit (dimension bomb guard).
-    #[error(
-        "Sheet too large: {rows} rows x {columns} columns exceeds the limit of {max_cells} cells"
-    )]
-    TooManyCells {
-        rows: u64,
-        columns: u64,
-        max_cells: u64,
-    },
+    #[error("Sheet too large: {rows} rows x {columns} columns exceeds the limit of {max_cells} cells")]
+    TooManyCells { rows: u64, columns: u64, max_cells: u64 },
 
     /// 422: a named sheet does not exist; `available` lists the workbook's sheets in order.
     #[error("Worksheet named '{name}' not found. Available sheets: {}", available.join(", "))]
-    SheetNotFound {
-        name: String,
-        available: Vec<String>,
-    },
+    SheetNotFound { name: String, available: Vec<String> },
 
     /// 422: a sheet name Excel would refuse (rest-api.md §7.3.2).
     #[error("Invalid sheet name '{name}': {reason}")]
@@ -79,23 +67,14 @@ mod tests {
                 TableError::ReadCsv("No columns to parse from file".into()),
                 "Failed to read CSV file: No columns to parse from file",
             ),
-            (
-                TableError::ReadExcel("bad zip".into()),
-                "Failed to read Excel file: bad zip",
-            ),
-            (
-                TableError::WriteExcel("x".into()),
-                "Failed to write Excel file: x",
-            ),
+            (TableError::ReadExcel("bad zip".into()), "Failed to read Excel file: bad zip"),
+            (TableError::WriteExcel("x".into()), "Failed to write Excel file: x"),
             (
                 TableError::Encoding(vec!["utf-8".into(), "cp1252".into()]),
                 "Unable to read CSV file with supported encodings: ['utf-8', 'cp1252']",
             ),
             (
-                TableError::SheetNotFound {
-                    name: "X".into(),
-                    available: vec!["A".into(), "B".into()],
-                },
+                TableError::SheetNotFound { name: "X".into(), available: vec!["A".into(), "B".into()] },
                 "Worksheet named 'X' not found. Available sheets: A, B",
             ),
         ];

@@ -35,8 +35,7 @@ const BOOL_OPERATORS: [&str; 2] = ["equals", "not_equals"];
 /// Missing), `int64` for integers without gaps, `float64` for numbers (gaps allowed), `bool` for booleans
 /// without gaps. Mixed numbers and booleans are `object`, as in pandas.
 pub fn storage_type<'a>(cells: impl IntoIterator<Item = &'a Cell>) -> &'static str {
-    let (mut ints, mut floats, mut bools, mut missing, mut texts) =
-        (0usize, 0usize, 0usize, 0usize, 0usize);
+    let (mut ints, mut floats, mut bools, mut missing, mut texts) = (0usize, 0usize, 0usize, 0usize, 0usize);
     for cell in cells {
         match cell {
             Cell::Text(_) => texts += 1,
@@ -134,9 +133,7 @@ impl TypeInference {
             return;
         }
         self.seen = true;
-        if self.all_bool
-            && !(text.eq_ignore_ascii_case("true") || text.eq_ignore_ascii_case("false"))
-        {
+        if self.all_bool && !(text.eq_ignore_ascii_case("true") || text.eq_ignore_ascii_case("false")) {
             self.all_bool = false;
         }
         let shape = integer_shape(text);
@@ -201,13 +198,9 @@ pub fn operators_for_type(type_string: &str) -> Vec<&'static str> {
 pub fn suggested_operators(type_string: &str, inferred: InferredType) -> Vec<&'static str> {
     let mut ops = operators_for_type(type_string);
     let extras: &[&'static str] = match inferred {
-        InferredType::Integer | InferredType::Number => &[
-            "greater_than",
-            "greater_than_or_equal",
-            "less_than",
-            "less_than_or_equal",
-            "between",
-        ],
+        InferredType::Integer | InferredType::Number => {
+            &["greater_than", "greater_than_or_equal", "less_than", "less_than_or_equal", "between"]
+        }
         InferredType::Date => &["before", "after", "between"],
         _ => &[],
     };
@@ -231,27 +224,15 @@ mod tests {
     fn inference_follows_the_rules_in_order() {
         let cases: Vec<(Vec<Cell>, InferredType)> = vec![
             (vec![], InferredType::Empty),
-            (
-                vec![Cell::Missing, Cell::text(""), Cell::text("   ")],
-                InferredType::Empty,
-            ),
+            (vec![Cell::Missing, Cell::text(""), Cell::text("   ")], InferredType::Empty),
             (texts(&["true", "FALSE", " True "]), InferredType::Boolean),
-            (
-                vec![Cell::Bool(true), Cell::Bool(false)],
-                InferredType::Boolean,
-            ),
-            (
-                texts(&["1000", "-3", "+7", "0", "-0"]),
-                InferredType::Integer,
-            ),
+            (vec![Cell::Bool(true), Cell::Bool(false)], InferredType::Boolean),
+            (texts(&["1000", "-3", "+7", "0", "-0"]), InferredType::Integer),
             (texts(&["1000", "", "12"]), InferredType::Integer),
             (texts(&["1500.75", "3", "1e5", "inf"]), InferredType::Number),
             (texts(&["021201", "021202"]), InferredType::String),
             (texts(&["00123", "1.5"]), InferredType::String),
-            (
-                texts(&["2024-01-15", "2024-02-20 10:30:00"]),
-                InferredType::Date,
-            ),
+            (texts(&["2024-01-15", "2024-02-20 10:30:00"]), InferredType::Date),
             (texts(&["2024-01-15", "hello"]), InferredType::String),
             (texts(&["2024", "2025"]), InferredType::Integer),
             (texts(&["1", "true"]), InferredType::String),
@@ -285,10 +266,7 @@ mod tests {
             (vec![Cell::text("a"), Cell::Missing], "object"),
             (vec![Cell::Int(1), Cell::Int(2)], "int64"),
             (vec![Cell::Int(1), Cell::Missing], "float64"),
-            (
-                vec![Cell::Float(1.5), Cell::Int(2), Cell::Missing],
-                "float64",
-            ),
+            (vec![Cell::Float(1.5), Cell::Int(2), Cell::Missing], "float64"),
             (vec![Cell::Bool(true), Cell::Bool(false)], "bool"),
             (vec![Cell::Bool(true), Cell::Missing], "object"),
             (vec![Cell::Bool(true), Cell::Int(1)], "object"),
@@ -316,10 +294,7 @@ mod tests {
         for op in ["equals", "greater_than", "less_than"] {
             assert!(float64.contains(&op));
         }
-        assert_eq!(
-            operators_for_type("datetime64[ns]"),
-            vec!["equals", "before", "after", "between"]
-        );
+        assert_eq!(operators_for_type("datetime64[ns]"), vec!["equals", "before", "after", "between"]);
         assert_eq!(operators_for_type("bool"), vec!["equals", "not_equals"]);
         assert_eq!(operators_for_type("str"), TEXT_OPERATORS.to_vec());
         assert_eq!(operators_for_type("NUMERIC"), NUMERIC_OPERATORS.to_vec());
@@ -336,18 +311,11 @@ mod tests {
             "between",
         ]);
         assert_eq!(suggested_operators("object", InferredType::Number), numeric);
-        assert_eq!(
-            suggested_operators("object", InferredType::Integer),
-            numeric
-        );
+        assert_eq!(suggested_operators("object", InferredType::Integer), numeric);
         let mut date = TEXT_OPERATORS.to_vec();
         date.extend(["before", "after", "between"]);
         assert_eq!(suggested_operators("object", InferredType::Date), date);
-        for t in [
-            InferredType::String,
-            InferredType::Boolean,
-            InferredType::Empty,
-        ] {
+        for t in [InferredType::String, InferredType::Boolean, InferredType::Empty] {
             assert_eq!(suggested_operators("object", t), TEXT_OPERATORS.to_vec());
         }
     }

@@ -12,23 +12,12 @@ const MAX_STEM_CHARS: usize = 150;
 /// rest-api.md §5.6: NFKD + drop non-ASCII, `/` → space, whitespace runs → `_`, keep `[A-Za-z0-9_.-]`,
 /// strip leading/trailing `.` and `_`. The result may be empty.
 pub fn sanitize_filename(name: &str) -> String {
-    let ascii: String = name
-        .nfkd()
-        .filter(char::is_ascii)
-        .map(|c| if c == '/' { ' ' } else { c })
-        .collect();
+    let ascii: String = name.nfkd().filter(char::is_ascii).map(|c| if c == '/' { ' ' } else { c }).collect();
     // Python's str.split() also splits on the ASCII information separators 0x1c..0x1f.
-    let is_py_space =
-        |c: char| c.is_ascii_whitespace() || c == '\x0b' || ('\x1c'..='\x1f').contains(&c);
-    let joined = ascii
-        .split(is_py_space)
-        .filter(|p| !p.is_empty())
-        .collect::<Vec<_>>()
-        .join("_");
-    let kept: String = joined
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
-        .collect();
+    let is_py_space = |c: char| c.is_ascii_whitespace() || c == '\x0b' || ('\x1c'..='\x1f').contains(&c);
+    let joined = ascii.split(is_py_space).filter(|p| !p.is_empty()).collect::<Vec<_>>().join("_");
+    let kept: String =
+        joined.chars().filter(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-')).collect();
     kept.trim_matches(|c| c == '.' || c == '_').to_string()
 }
 
@@ -82,18 +71,8 @@ pub fn generated_output_name_at(
     now: DateTime<Utc>,
     suffix: &str,
 ) -> String {
-    let prefix: Vec<&str> = prefix_parts
-        .iter()
-        .copied()
-        .filter(|p| !p.is_empty())
-        .collect();
-    format!(
-        "{}_{}_{}.{}",
-        prefix.join("_"),
-        now.format("%Y%m%d_%H%M%S"),
-        suffix,
-        ext
-    )
+    let prefix: Vec<&str> = prefix_parts.iter().copied().filter(|p| !p.is_empty()).collect();
+    format!("{}_{}_{}.{}", prefix.join("_"), now.format("%Y%m%d_%H%M%S"), suffix, ext)
 }
 
 /// A user-supplied `output_filename`, sanitized, with `.{ext}` appended unless it already ends with it
@@ -104,24 +83,14 @@ pub fn user_output_name(output_filename: &str, ext: &str) -> Option<String> {
         return None;
     }
     let dotted = format!(".{ext}");
-    let has_ext = clean.len() > dotted.len()
-        && clean
-            .to_ascii_lowercase()
-            .ends_with(&dotted.to_ascii_lowercase());
-    let stem = if has_ext {
-        &clean[..clean.len() - dotted.len()]
-    } else {
-        clean.as_str()
-    };
+    let has_ext =
+        clean.len() > dotted.len() && clean.to_ascii_lowercase().ends_with(&dotted.to_ascii_lowercase());
+    let stem = if has_ext { &clean[..clean.len() - dotted.len()] } else { clean.as_str() };
     let stem = sanitize_filename(&truncate_chars(stem, MAX_STEM_CHARS));
     if stem.is_empty() {
         return None;
     }
-    let ext_text = if has_ext {
-        &clean[clean.len() - dotted.len()..]
-    } else {
-        dotted.as_str()
-    };
+    let ext_text = if has_ext { &clean[clean.len() - dotted.len()..] } else { dotted.as_str() };
     Some(format!("{stem}{ext_text}"))
 }
 
@@ -197,10 +166,7 @@ mod tests {
 
     #[test]
     fn generated_names_have_time_stamp_and_suffix() {
-        let now = Utc
-            .with_ymd_and_hms(2026, 3, 2, 9, 15, 27)
-            .single()
-            .unwrap();
+        let now = Utc.with_ymd_and_hms(2026, 3, 2, 9, 15, 27).single().unwrap();
         assert_eq!(
             generated_output_name_at(&["extracted_columns"], "xlsx", now, "7f3a09c2"),
             "extracted_columns_20260302_091527_7f3a09c2.xlsx"
@@ -212,11 +178,7 @@ mod tests {
         let random = generated_output_name(&["search_results"], "csv");
         let re = regex::Regex::new(r"^search_results_\d{8}_\d{6}_[0-9a-f]{8}\.csv$").unwrap();
         assert!(re.is_match(&random), "{random}");
-        assert_eq!(
-            sanitize_filename(&random),
-            random,
-            "generated names are sanitizer fixed points"
-        );
+        assert_eq!(sanitize_filename(&random), random, "generated names are sanitizer fixed points");
     }
 
     #[test]
@@ -232,11 +194,7 @@ mod tests {
             (".csv", "csv", Some("csv.csv")),
         ];
         for (input, ext, want) in cases {
-            assert_eq!(
-                user_output_name(input, ext).as_deref(),
-                want,
-                "input {input:?}"
-            );
+            assert_eq!(user_output_name(input, ext).as_deref(), want, "input {input:?}");
         }
     }
 
@@ -244,10 +202,7 @@ mod tests {
     fn resolve_only_accepts_direct_children() {
         let dir = tempfile::tempdir().unwrap();
         let folder = dir.path();
-        assert_eq!(
-            resolve_in_folder(folder, "a.xlsx"),
-            Some(folder.join("a.xlsx"))
-        );
+        assert_eq!(resolve_in_folder(folder, "a.xlsx"), Some(folder.join("a.xlsx")));
         for bad in ["", ".", "..", "../a", "a/b", "a\\b", "/etc/passwd", "a\0b"] {
             assert_eq!(resolve_in_folder(folder, bad), None, "name {bad:?}");
         }

@@ -71,10 +71,7 @@ impl OutputFormat {
 /// rest-api.md §7.3.2 IMPROVE: 1–31 characters, none of `/ \ ? * : [ ]`, not starting or ending with `'`.
 pub fn validate_sheet_name(name: &str) -> Result<(), TableError> {
     let invalid = |reason: &str| {
-        Err(TableError::InvalidSheetName {
-            name: name.to_string(),
-            reason: reason.to_string(),
-        })
+        Err(TableError::InvalidSheetName { name: name.to_string(), reason: reason.to_string() })
     };
     let units = name.encode_utf16().count();
     if units == 0 {
@@ -83,10 +80,7 @@ pub fn validate_sheet_name(name: &str) -> Result<(), TableError> {
     if units > MAX_SHEET_NAME_UNITS {
         return invalid("a sheet name can have at most 31 characters");
     }
-    if let Some(c) = name
-        .chars()
-        .find(|c| matches!(c, '/' | '\\' | '?' | '*' | ':' | '[' | ']'))
-    {
+    if let Some(c) = name.chars().find(|c| matches!(c, '/' | '\\' | '?' | '*' | ':' | '[' | ']')) {
         return invalid(&format!("the character {c} is not allowed in a sheet name"));
     }
     if name.starts_with('\'') || name.ends_with('\'') {
@@ -107,9 +101,8 @@ pub fn info_sheet_name_for(data_sheet: &str, info_sheet: &str) -> String {
 
 /// Removes characters XML 1.0 forbids (controls other than tab, LF, CR, and U+FFFE/U+FFFF).
 pub fn xml_safe_text(text: &str) -> Cow<'_, str> {
-    let forbidden = |c: char| {
-        (c < ' ' && !matches!(c, '\t' | '\n' | '\r')) || c == '\u{FFFE}' || c == '\u{FFFF}'
-    };
+    let forbidden =
+        |c: char| (c < ' ' && !matches!(c, '\t' | '\n' | '\r')) || c == '\u{FFFE}' || c == '\u{FFFF}';
     if text.chars().any(forbidden) {
         Cow::Owned(text.chars().filter(|&c| !forbidden(c)).collect())
     } else {
@@ -146,29 +139,17 @@ impl AtomicFile {
             Some(p) if !p.as_os_str().is_empty() => p,
             _ => Path::new("."),
         };
-        let temp = tempfile::Builder::new()
-            .prefix(".partial-")
-            .suffix(".tmp")
-            .tempfile_in(dir)?;
-        Ok(AtomicFile {
-            temp,
-            target: target.to_path_buf(),
-        })
+        let temp = tempfile::Builder::new().prefix(".partial-").suffix(".tmp").tempfile_in(dir)?;
+        Ok(AtomicFile { temp, target: target.to_path_buf() })
     }
 
     fn dir(&self) -> PathBuf {
-        self.temp
-            .path()
-            .parent()
-            .map(Path::to_path_buf)
-            .unwrap_or_else(|| PathBuf::from("."))
+        self.temp.path().parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."))
     }
 
     fn commit(self) -> Result<(), TableError> {
         self.temp.as_file().sync_all()?;
-        self.temp
-            .persist(&self.target)
-            .map_err(|e| TableError::Io(e.error))?;
+        self.temp.persist(&self.target).map_err(|e| TableError::Io(e.error))?;
         Ok(())
     }
 }
@@ -213,31 +194,18 @@ impl WorkbookSink {
         columns: &[String],
     ) -> Result<WorkbookSink, TableError> {
         validate_sheet_name(&style.data_sheet_name)?;
-        let info_sheet = style
-            .info_sheet_name
-            .as_deref()
-            .map(|info| info_sheet_name_for(&style.data_sheet_name, info));
+        let info_sheet =
+            style.info_sheet_name.as_deref().map(|info| info_sheet_name_for(&style.data_sheet_name, info));
         if let Some(info) = &info_sheet {
             validate_sheet_name(info)?;
         }
         let widths = Some(columns.iter().map(|c| c.chars().count()).collect());
-        Self::open(
-            path,
-            &style.data_sheet_name,
-            columns,
-            None,
-            widths,
-            style.max_column_width,
-            info_sheet,
-        )
+        Self::open(path, &style.data_sheet_name, columns, None, widths, style.max_column_width, info_sheet)
     }
 
     /// The search writer (§6.3): sheet `Sheet1`, bold bordered centred header, no widths, no info sheet.
     pub fn create_search(path: &Path, columns: &[String]) -> Result<WorkbookSink, TableError> {
-        let header = Format::new()
-            .set_bold()
-            .set_border(FormatBorder::Thin)
-            .set_align(FormatAlign::Center);
+        let header = Format::new().set_bold().set_border(FormatBorder::Thin).set_align(FormatAlign::Center);
         Self::open(path, "Sheet1", columns, Some(header), None, 0, None)
     }
 
@@ -260,9 +228,7 @@ impl WorkbookSink {
         let mut workbook = Workbook::new();
         // Spill rows next to the output rather than in a possibly memory-backed system temp dir.
         workbook.set_tempdir(file.dir()).map_err(xlsx_err)?;
-        let sheet = workbook
-            .add_worksheet_with_constant_memory()
-            .map_err(xlsx_err)?;
+        let sheet = workbook.add_worksheet_with_constant_memory().map_err(xlsx_err)?;
         sheet.set_name(sheet_name).map_err(xlsx_err)?;
         for (i, name) in columns.iter().enumerate() {
             let col = i as u16;
@@ -288,33 +254,21 @@ impl WorkbookSink {
     }
 
     fn write_info_sheet(&mut self, name: &str, rows: u64) -> Result<(), TableError> {
-        let file_name = self
-            .file
-            .target
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
+        let file_name =
+            self.file.target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let created = chrono::Local::now().format("%Y-%m-%d %H:%M:%S").to_string();
         let column_names = xml_safe_text(&self.columns.join(", ")).into_owned();
         let sheet = self.workbook.add_worksheet();
         sheet.set_name(name).map_err(xlsx_err)?;
-        let texts = [
-            ("Property", "Value"),
-            ("File", file_name.as_str()),
-            ("Created", created.as_str()),
-        ];
+        let texts = [("Property", "Value"), ("File", file_name.as_str()), ("Created", created.as_str())];
         for (row, (key, value)) in texts.iter().enumerate() {
             sheet.write_string(row as u32, 0, *key).map_err(xlsx_err)?;
-            sheet
-                .write_string(row as u32, 1, *value)
-                .map_err(xlsx_err)?;
+            sheet.write_string(row as u32, 1, *value).map_err(xlsx_err)?;
         }
         sheet.write_string(3, 0, "Rows").map_err(xlsx_err)?;
         sheet.write_number(3, 1, rows as f64).map_err(xlsx_err)?;
         sheet.write_string(4, 0, "Columns").map_err(xlsx_err)?;
-        sheet
-            .write_number(4, 1, self.columns.len() as f64)
-            .map_err(xlsx_err)?;
+        sheet.write_number(4, 1, self.columns.len() as f64).map_err(xlsx_err)?;
         sheet.write_string(5, 0, "Column Names").map_err(xlsx_err)?;
         // An empty string cell would be skipped by Excel anyway; write it only when there is text.
         if !column_names.is_empty() {
@@ -352,9 +306,7 @@ impl RowSink for WorkbookSink {
                 }
                 Cell::Float(v) if v.is_nan() => {}
                 Cell::Float(v) if v.is_infinite() => {
-                    sheet
-                        .write_string(r, col, python_float_text(*v))
-                        .map_err(xlsx_err)?;
+                    sheet.write_string(r, col, python_float_text(*v)).map_err(xlsx_err)?;
                 }
                 Cell::Float(v) => {
                     sheet.write_number(r, col, *v).map_err(xlsx_err)?;
@@ -387,19 +339,13 @@ impl RowSink for WorkbookSink {
             let sheet = self.workbook.worksheet_from_index(0).map_err(xlsx_err)?;
             for (i, w) in widths.iter().enumerate() {
                 let width = (w + 2).min(cap);
-                sheet
-                    .set_column_width(i as u16, width as f64)
-                    .map_err(xlsx_err)?;
+                sheet.set_column_width(i as u16, width as f64).map_err(xlsx_err)?;
             }
         }
         if let Some(info) = self.info_sheet.clone() {
             self.write_info_sheet(&info, rows)?;
         }
-        let WorkbookSink {
-            mut workbook,
-            mut file,
-            ..
-        } = *self;
+        let WorkbookSink { mut workbook, mut file, .. } = *self;
         let mut out = BufWriter::new(file.temp.as_file_mut());
         workbook.save_to_writer(&mut out).map_err(xlsx_err)?;
         out.flush()?;
@@ -434,11 +380,7 @@ impl CsvSink {
             .quote_style(csv::QuoteStyle::Necessary)
             .from_writer(BufWriter::new(handle));
         writer.write_record(columns).map_err(csv_write_err)?;
-        Ok(CsvSink {
-            writer,
-            file,
-            rows: 0,
-        })
+        Ok(CsvSink { writer, file, rows: 0 })
     }
 }
 
@@ -448,18 +390,14 @@ fn csv_write_err(err: csv::Error) -> TableError {
 
 impl RowSink for CsvSink {
     fn push_row(&mut self, row: &[Cell]) -> Result<(), TableError> {
-        self.writer
-            .write_record(row.iter().map(|c| c.as_text().into_owned()))
-            .map_err(csv_write_err)?;
+        self.writer.write_record(row.iter().map(|c| c.as_text().into_owned())).map_err(csv_write_err)?;
         self.rows += 1;
         Ok(())
     }
 
     fn finish(self: Box<Self>) -> Result<u64, TableError> {
         let CsvSink { writer, file, rows } = *self;
-        let mut inner = writer
-            .into_inner()
-            .map_err(|e| TableError::WriteFile(e.to_string()))?;
+        let mut inner = writer.into_inner().map_err(|e| TableError::WriteFile(e.to_string()))?;
         inner.flush()?;
         drop(inner);
         file.commit()?;
@@ -481,16 +419,8 @@ impl JsonSink {
         let file = AtomicFile::create(path)?;
         let mut out = BufWriter::new(file.temp.reopen()?);
         out.write_all(b"[")?;
-        let keys = columns
-            .iter()
-            .map(|c| serde_json::Value::String(c.clone()).to_string())
-            .collect();
-        Ok(JsonSink {
-            out,
-            file,
-            keys,
-            rows: 0,
-        })
+        let keys = columns.iter().map(|c| serde_json::Value::String(c.clone()).to_string()).collect();
+        Ok(JsonSink { out, file, keys, rows: 0 })
     }
 }
 
@@ -512,12 +442,7 @@ impl RowSink for JsonSink {
     }
 
     fn finish(self: Box<Self>) -> Result<u64, TableError> {
-        let JsonSink {
-            mut out,
-            file,
-            rows,
-            ..
-        } = *self;
+        let JsonSink { mut out, file, rows, .. } = *self;
         out.write_all(if rows == 0 { b"]\n" } else { b"\n]\n" })?;
         out.flush()?;
         drop(out);
@@ -527,11 +452,7 @@ impl RowSink for JsonSink {
 }
 
 /// Writes a whole table with the standard writer (§11.1).
-pub fn write_table_xlsx(
-    path: &Path,
-    table: &Table,
-    style: &WorkbookStyle,
-) -> Result<u64, TableError> {
+pub fn write_table_xlsx(path: &Path, table: &Table, style: &WorkbookStyle) -> Result<u64, TableError> {
     let mut sink = Box::new(WorkbookSink::create(path, style, &table.columns)?);
     for row in &table.rows {
         sink.push_row(row)?;
@@ -540,11 +461,7 @@ pub fn write_table_xlsx(
 }
 
 /// Writes a whole table in a search output format (§6.3).
-pub fn write_table_search(
-    path: &Path,
-    table: &Table,
-    format: OutputFormat,
-) -> Result<u64, TableError> {
+pub fn write_table_search(path: &Path, table: &Table, format: OutputFormat) -> Result<u64, TableError> {
     let mut sink = search_sink(format, path, &table.columns)?;
     for row in &table.rows {
         sink.push_row(row)?;

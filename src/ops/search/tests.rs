@@ -13,27 +13,13 @@ fn customers() -> Table {
         ["021205", "Charlie Davis", "1200", "inactive"],
     ];
     Table {
-        columns: vec![
-            "customer_id".into(),
-            "name".into(),
-            "amount".into(),
-            "status".into(),
-        ],
-        rows: rows
-            .iter()
-            .map(|r| r.iter().map(|v| Cell::text(*v)).collect())
-            .collect(),
+        columns: vec!["customer_id".into(), "name".into(), "amount".into(), "status".into()],
+        rows: rows.iter().map(|r| r.iter().map(|v| Cell::text(*v)).collect()).collect(),
     }
 }
 
 fn request(conditions: Value, logic: Option<&str>) -> Result<SearchRequest, OpError> {
-    SearchRequest::parse(
-        Some(&conditions.to_string()),
-        logic,
-        None,
-        None,
-        OutputFormat::Xlsx,
-    )
+    SearchRequest::parse(Some(&conditions.to_string()), logic, None, None, OutputFormat::Xlsx)
 }
 
 fn run(table: &Table, conditions: Value, logic: &str) -> Result<Table, OpError> {
@@ -53,28 +39,16 @@ fn message(err: OpError) -> String {
 #[test]
 fn acceptance_facts_16_to_22() {
     let t = customers();
-    let eq = run(
-        &t,
-        json!([{"column": "customer_id", "operator": "equals", "value": "021201"}]),
-        "AND",
-    )
-    .unwrap();
+    let eq =
+        run(&t, json!([{"column": "customer_id", "operator": "equals", "value": "021201"}]), "AND").unwrap();
     assert_eq!(column(&eq, "name"), vec!["John Doe"]);
 
-    let contains = run(
-        &t,
-        json!([{"column": "name", "operator": "contains", "value": "smith"}]),
-        "AND",
-    )
-    .unwrap();
+    let contains =
+        run(&t, json!([{"column": "name", "operator": "contains", "value": "smith"}]), "AND").unwrap();
     assert_eq!(column(&contains, "name"), vec!["Jane Smith"]);
 
-    let gt = run(
-        &t,
-        json!([{"column": "amount", "operator": "greater_than", "value": 1000}]),
-        "AND",
-    )
-    .unwrap();
+    let gt =
+        run(&t, json!([{"column": "amount", "operator": "greater_than", "value": 1000}]), "AND").unwrap();
     assert_eq!(column(&gt, "amount"), vec!["1500", "2000", "1200"]);
     assert_eq!(gt.columns, t.columns, "all columns are kept");
 
@@ -100,20 +74,12 @@ fn acceptance_facts_16_to_22() {
     .unwrap();
     assert_eq!(column(&or, "customer_id"), vec!["021201", "021202"]);
 
-    let starts = run(
-        &t,
-        json!([{"column": "name", "operator": "starts_with", "value": "J"}]),
-        "AND",
-    )
-    .unwrap();
+    let starts =
+        run(&t, json!([{"column": "name", "operator": "starts_with", "value": "J"}]), "AND").unwrap();
     assert_eq!(starts.row_count(), 2);
 
-    let not_eq = run(
-        &t,
-        json!([{"column": "status", "operator": "not_equals", "value": "inactive"}]),
-        "AND",
-    )
-    .unwrap();
+    let not_eq =
+        run(&t, json!([{"column": "status", "operator": "not_equals", "value": "inactive"}]), "AND").unwrap();
     assert_eq!(column(&not_eq, "status"), vec!["active"; 3]);
 }
 
@@ -122,70 +88,29 @@ fn validation_messages_and_order() {
     // Acceptance facts 23–25 and rest-api.md §7.2.7 order.
     let t = customers();
     for empty in [None, Some("[]"), Some("{}"), Some("null"), Some("\"\"")] {
-        let err = SearchRequest::parse(
-            empty,
-            Some("INVALID"),
-            Some("pdf"),
-            None,
-            OutputFormat::Xlsx,
-        )
-        .unwrap_err();
-        assert_eq!(
-            message(err),
-            "At least one search condition is required",
-            "{empty:?}"
-        );
+        let err =
+            SearchRequest::parse(empty, Some("INVALID"), Some("pdf"), None, OutputFormat::Xlsx).unwrap_err();
+        assert_eq!(message(err), "At least one search condition is required", "{empty:?}");
     }
-    let bad_json =
-        SearchRequest::parse(Some("[{"), None, None, None, OutputFormat::Xlsx).unwrap_err();
+    let bad_json = SearchRequest::parse(Some("[{"), None, None, None, OutputFormat::Xlsx).unwrap_err();
     assert!(message(bad_json).starts_with("Invalid JSON in field 'conditions'"));
 
     let one = json!([{"column": "name", "operator": "equals", "value": "x"}]).to_string();
-    let err = SearchRequest::parse(
-        Some(&one),
-        Some("INVALID"),
-        Some("pdf"),
-        None,
-        OutputFormat::Xlsx,
-    )
-    .unwrap_err();
+    let err =
+        SearchRequest::parse(Some(&one), Some("INVALID"), Some("pdf"), None, OutputFormat::Xlsx).unwrap_err();
     assert_eq!(message(err), "Logic must be either 'AND' or 'OR'");
+    let err = SearchRequest::parse(Some(&one), Some(""), None, None, OutputFormat::Xlsx).unwrap_err();
+    assert_eq!(message(err), "Logic must be either 'AND' or 'OR'", "empty logic is not the default");
     let err =
-        SearchRequest::parse(Some(&one), Some(""), None, None, OutputFormat::Xlsx).unwrap_err();
-    assert_eq!(
-        message(err),
-        "Logic must be either 'AND' or 'OR'",
-        "empty logic is not the default"
-    );
-    let err = SearchRequest::parse(
-        Some(&one),
-        Some("and"),
-        Some("pdf"),
-        None,
-        OutputFormat::Xlsx,
-    )
-    .unwrap_err();
+        SearchRequest::parse(Some(&one), Some("and"), Some("pdf"), None, OutputFormat::Xlsx).unwrap_err();
     assert_eq!(message(err), "Output format must be xlsx, csv, or json");
-    let err =
-        SearchRequest::parse(Some(&one), None, Some(""), None, OutputFormat::Xlsx).unwrap_err();
+    let err = SearchRequest::parse(Some(&one), None, Some(""), None, OutputFormat::Xlsx).unwrap_err();
     assert_eq!(message(err), "Output format must be xlsx, csv, or json");
 
-    let err = run(
-        &t,
-        json!([{"column": "nonexistent_column", "operator": "equals", "value": "x"}]),
-        "AND",
-    )
-    .unwrap_err();
-    assert_eq!(
-        message(err),
-        "Column 'nonexistent_column' not found in data"
-    );
-    let err = run(
-        &t,
-        json!([{"column": "name", "operator": "regex", "value": "x"}]),
-        "AND",
-    )
-    .unwrap_err();
+    let err = run(&t, json!([{"column": "nonexistent_column", "operator": "equals", "value": "x"}]), "AND")
+        .unwrap_err();
+    assert_eq!(message(err), "Column 'nonexistent_column' not found in data");
+    let err = run(&t, json!([{"column": "name", "operator": "regex", "value": "x"}]), "AND").unwrap_err();
     assert_eq!(message(err), "Unsupported operator: regex");
     // The first invalid condition wins.
     let err = run(
@@ -203,37 +128,15 @@ fn validation_messages_and_order() {
         message(run(&t, json!([{"operator": "equals"}]), "AND").unwrap_err()),
         "Column '' not found in data"
     );
-    assert_eq!(
-        message(run(&t, json!([{"column": "name"}]), "AND").unwrap_err()),
-        "Unsupported operator: "
-    );
+    assert_eq!(message(run(&t, json!([{"column": "name"}]), "AND").unwrap_err()), "Unsupported operator: ");
 
-    for malformed in [
-        json!("name"),
-        json!([1]),
-        json!(["x"]),
-        json!({"column": "name"}),
-    ] {
-        let err = request(malformed.clone(), None)
-            .unwrap()
-            .compile(&t.columns)
-            .unwrap_err();
-        assert!(
-            message(err).starts_with("conditions must be a JSON array of objects"),
-            "{malformed}"
-        );
+    for malformed in [json!("name"), json!([1]), json!(["x"]), json!({"column": "name"})] {
+        let err = request(malformed.clone(), None).unwrap().compile(&t.columns).unwrap_err();
+        assert!(message(err).starts_with("conditions must be a JSON array of objects"), "{malformed}");
     }
-    for (op, value) in [
-        ("equals", json!({"a": 1})),
-        ("contains", json!(["a"])),
-        ("greater_than", json!([1])),
-    ] {
-        let err = run(
-            &t,
-            json!([{"column": "name", "operator": op, "value": value}]),
-            "AND",
-        )
-        .unwrap_err();
+    for (op, value) in [("equals", json!({"a": 1})), ("contains", json!(["a"])), ("greater_than", json!([1]))]
+    {
+        let err = run(&t, json!([{"column": "name", "operator": op, "value": value}]), "AND").unwrap_err();
         assert!(message(err).starts_with(&format!("Value for '{op}' operator")));
     }
 }
@@ -261,43 +164,24 @@ fn parsed_request_keeps_fields_and_defaults() {
     assert_eq!(raw.len(), 2);
     assert_eq!(
         raw[0],
-        RawCondition {
-            column: "status".into(),
-            operator: "equals".into(),
-            value: json!("active")
-        }
+        RawCondition { column: "status".into(), operator: "equals".into(), value: json!("active") }
     );
 
-    let defaults =
-        SearchRequest::parse(Some(&conditions), None, None, None, OutputFormat::Xlsx).unwrap();
+    let defaults = SearchRequest::parse(Some(&conditions), None, None, None, OutputFormat::Xlsx).unwrap();
     assert_eq!(
         (defaults.logic, defaults.format, defaults.output_filename),
         (Logic::And, OutputFormat::Xlsx, None)
     );
-    let csv_route =
-        SearchRequest::parse(Some(&conditions), None, None, Some(""), OutputFormat::Csv).unwrap();
-    assert_eq!(
-        (csv_route.format, csv_route.output_filename),
-        (OutputFormat::Csv, None)
-    );
-    let upper = SearchRequest::parse(
-        Some(&conditions),
-        Some("or"),
-        Some("JSON"),
-        None,
-        OutputFormat::Xlsx,
-    )
-    .unwrap();
+    let csv_route = SearchRequest::parse(Some(&conditions), None, None, Some(""), OutputFormat::Csv).unwrap();
+    assert_eq!((csv_route.format, csv_route.output_filename), (OutputFormat::Csv, None));
+    let upper =
+        SearchRequest::parse(Some(&conditions), Some("or"), Some("JSON"), None, OutputFormat::Xlsx).unwrap();
     assert_eq!((upper.logic, upper.format), (Logic::Or, OutputFormat::Json));
 }
 
 fn matches(op: &str, value: Value, cell: Cell) -> bool {
     let columns = vec!["c".to_string()];
-    let req = request(
-        json!([{"column": "c", "operator": op, "value": value}]),
-        None,
-    )
-    .unwrap();
+    let req = request(json!([{"column": "c", "operator": op, "value": value}]), None).unwrap();
     req.compile(&columns).unwrap().matches(&[cell])
 }
 
@@ -355,24 +239,9 @@ fn every_operator() {
         ("between", json!("1000..1500"), t("999"), false),
         ("between", json!("[1000, 1500]"), t("1100"), true),
         ("between", json!(" 1.5 .. 2.5 "), t("2"), true),
-        (
-            "between",
-            json!(["2024-01-01", "2024-01-31"]),
-            t("2024-01-15 10:30:00"),
-            true,
-        ),
-        (
-            "between",
-            json!("2024-01-01,2024-01-31"),
-            t("01/20/2024"),
-            true,
-        ),
-        (
-            "between",
-            json!("2024-01-01..2024-01-31"),
-            t("2024-02-01"),
-            false,
-        ),
+        ("between", json!(["2024-01-01", "2024-01-31"]), t("2024-01-15 10:30:00"), true),
+        ("between", json!("2024-01-01,2024-01-31"), t("01/20/2024"), true),
+        ("between", json!("2024-01-01..2024-01-31"), t("2024-02-01"), false),
         ("between", json!(["a", "b"]), t("a"), false),
         ("between", json!([1, 2]), Cell::Missing, false),
         ("before", json!("2024-01-15"), t("2024-01-14"), true),
@@ -381,21 +250,12 @@ fn every_operator() {
         ("before", json!("garbage"), t("2023-12-31"), false),
         ("before", json!("2024-01-15"), t("garbage"), false),
         ("before", json!("2024-01-15"), Cell::Missing, false),
-        (
-            "after",
-            json!("2024-01-15T00:00:00Z"),
-            t("2024-01-15 10:30:00"),
-            true,
-        ),
+        ("after", json!("2024-01-15T00:00:00Z"), t("2024-01-15 10:30:00"), true),
         ("after", json!("2024-01-15"), t("Jan 5, 2024"), false),
         ("After", json!("2024-01-01"), t("15/01/2024"), true),
     ];
     for (op, value, cell, want) in cases {
-        assert_eq!(
-            matches(op, value.clone(), cell.clone()),
-            want,
-            "{op} {value} on {cell:?}"
-        );
+        assert_eq!(matches(op, value.clone(), cell.clone()), want, "{op} {value} on {cell:?}");
     }
 }
 
@@ -412,16 +272,8 @@ fn between_shapes_that_are_rejected() {
         json!(null),
         json!({}),
     ] {
-        let req = request(
-            json!([{"column": "c", "operator": "between", "value": value}]),
-            None,
-        )
-        .unwrap();
-        assert_eq!(
-            message(req.compile(&columns).unwrap_err()),
-            BETWEEN_SHAPE,
-            "{value}"
-        );
+        let req = request(json!([{"column": "c", "operator": "between", "value": value}]), None).unwrap();
+        assert_eq!(message(req.compile(&columns).unwrap_err()), BETWEEN_SHAPE, "{value}");
     }
 }
 
@@ -448,52 +300,23 @@ fn results_in_every_format_are_readable() {
     // Acceptance fact 27.
     let dir = tempfile::tempdir().unwrap();
     let t = customers();
-    let search = request(
-        json!([{"column": "status", "operator": "equals", "value": "active"}]),
-        None,
-    )
-    .unwrap()
-    .compile(&t.columns)
-    .unwrap();
+    let search = request(json!([{"column": "status", "operator": "equals", "value": "active"}]), None)
+        .unwrap()
+        .compile(&t.columns)
+        .unwrap();
 
     let xlsx = dir.path().join("r.xlsx");
-    let outcome = search_to_file(
-        &t.columns,
-        t.rows.iter().map(Ok),
-        &search,
-        OutputFormat::Xlsx,
-        &xlsx,
-    )
-    .unwrap();
-    assert_eq!(
-        outcome,
-        SearchOutcome {
-            total_rows: 5,
-            filtered_rows: 3,
-            conditions_applied: 1
-        }
-    );
-    assert_eq!(
-        outcome.message(),
-        "Search completed successfully. 3 rows matched."
-    );
+    let outcome =
+        search_to_file(&t.columns, t.rows.iter().map(Ok), &search, OutputFormat::Xlsx, &xlsx).unwrap();
+    assert_eq!(outcome, SearchOutcome { total_rows: 5, filtered_rows: 3, conditions_applied: 1 });
+    assert_eq!(outcome.message(), "Search completed successfully. 3 rows matched.");
     let read = read_workbook(&xlsx, None, &ReadLimits::default()).unwrap();
     assert_eq!(read.sheets, vec!["Sheet1"]);
     assert_eq!(read.table.columns, t.columns);
-    assert_eq!(
-        column(&read.table, "customer_id"),
-        vec!["021201", "021203", "021204"]
-    );
+    assert_eq!(column(&read.table, "customer_id"), vec!["021201", "021203", "021204"]);
 
     let csv = dir.path().join("r.csv");
-    search_to_file(
-        &t.columns,
-        t.rows.iter().map(Ok),
-        &search,
-        OutputFormat::Csv,
-        &csv,
-    )
-    .unwrap();
+    search_to_file(&t.columns, t.rows.iter().map(Ok), &search, OutputFormat::Csv, &csv).unwrap();
     let text = std::fs::read_to_string(&csv).unwrap();
     assert_eq!(
         text,
@@ -501,14 +324,7 @@ fn results_in_every_format_are_readable() {
     );
 
     let json_path = dir.path().join("r.json");
-    search_to_file(
-        &t.columns,
-        t.rows.iter().map(Ok),
-        &search,
-        OutputFormat::Json,
-        &json_path,
-    )
-    .unwrap();
+    search_to_file(&t.columns, t.rows.iter().map(Ok), &search, OutputFormat::Json, &json_path).unwrap();
     let value: Value = serde_json::from_str(&std::fs::read_to_string(&json_path).unwrap()).unwrap();
     assert_eq!(value.as_array().unwrap().len(), 3);
     assert_eq!(
@@ -527,43 +343,21 @@ fn streamed_csv_search() {
     }
     std::fs::write(&input, data).unwrap();
     let source = CsvSource::open(&input, &["utf-8".to_string()]).unwrap();
-    let search = request(
-        json!([{"column": "amount", "operator": "between", "value": "10..11"}]),
-        None,
-    )
-    .unwrap()
-    .compile(&source.columns)
-    .unwrap();
+    let search = request(json!([{"column": "amount", "operator": "between", "value": "10..11"}]), None)
+        .unwrap()
+        .compile(&source.columns)
+        .unwrap();
     let out = dir.path().join("out.csv");
-    let outcome = search_to_file(
-        &source.columns,
-        source.rows,
-        &search,
-        OutputFormat::Csv,
-        &out,
-    )
-    .unwrap();
+    let outcome = search_to_file(&source.columns, source.rows, &search, OutputFormat::Csv, &out).unwrap();
     assert_eq!((outcome.total_rows, outcome.filtered_rows), (10_000, 200));
     let text = std::fs::read_to_string(&out).unwrap();
-    assert!(
-        text.starts_with("id,amount\n00010,10\n00011,11\n00110,10\n"),
-        "{}",
-        &text[..60]
-    );
+    assert!(text.starts_with("id,amount\n00010,10\n00011,11\n00110,10\n"), "{}", &text[..60]);
 }
 
 #[test]
 fn operator_suggestions() {
-    let columns = vec![
-        "order_no".to_string(),
-        "amount".to_string(),
-        "when".to_string(),
-    ];
-    let inferred = [
-        InferredType::String,
-        InferredType::Number,
-        InferredType::Date,
-    ];
+    let columns = vec!["order_no".to_string(), "amount".to_string(), "when".to_string()];
+    let inferred = [InferredType::String, InferredType::Number, InferredType::Date];
     let value = serde_json::to_value(suggest_operators(&columns, &inferred)).unwrap();
     assert_eq!(
         value,
@@ -593,11 +387,7 @@ fn operator_suggestions() {
 fn peak_rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .map(|l| l.to_string())
-        })
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).map(|l| l.to_string()))
         .and_then(|l| l.split_whitespace().nth(1).and_then(|n| n.parse().ok()))
         .unwrap_or(0)
 }
@@ -619,26 +409,14 @@ fn million_rows_stream_with_flat_memory() {
     drop(out);
     let before = peak_rss_kib();
     let source = CsvSource::open(&input, &["utf-8".to_string()]).unwrap();
-    let search = request(
-        json!([{"column": "amount", "operator": "greater_than_or_equal", "value": 100}]),
-        None,
-    )
-    .unwrap()
-    .compile(&source.columns)
-    .unwrap();
+    let search =
+        request(json!([{"column": "amount", "operator": "greater_than_or_equal", "value": 100}]), None)
+            .unwrap()
+            .compile(&source.columns)
+            .unwrap();
     let result = dir.path().join("out.xlsx");
-    let outcome = search_to_file(
-        &source.columns,
-        source.rows,
-        &search,
-        OutputFormat::Xlsx,
-        &result,
-    )
-    .unwrap();
-    assert_eq!(
-        (outcome.total_rows, outcome.filtered_rows),
-        (1_000_000, 900_000)
-    );
+    let outcome = search_to_file(&source.columns, source.rows, &search, OutputFormat::Xlsx, &result).unwrap();
+    assert_eq!((outcome.total_rows, outcome.filtered_rows), (1_000_000, 900_000));
     let grown_mib = (peak_rss_kib().saturating_sub(before)) / 1024;
     eprintln!("peak RSS growth: {grown_mib} MiB");
     assert!(grown_mib < 64, "memory grew by {grown_mib} MiB");

@@ -70,10 +70,7 @@ impl CsvSource {
     pub fn open(path: &Path, encodings: &[String]) -> Result<CsvSource, TableError> {
         let kind = detect_kind(path)?;
         if kind != FileKind::Text {
-            return Err(TableError::UnsupportedKind {
-                expected: "CSV text file",
-                found: kind.describe(),
-            });
+            return Err(TableError::UnsupportedKind { expected: "CSV text file", found: kind.describe() });
         }
         for name in encodings {
             let Some(encoding) = TextEncoding::from_name(name) else {
@@ -120,17 +117,11 @@ pub fn read_csv_table(
         });
     }
     let mut table = Table::new(source.columns);
-    table
-        .rows
-        .reserve(usize::try_from(source.row_count).unwrap_or(0));
+    table.rows.reserve(usize::try_from(source.row_count).unwrap_or(0));
     for row in source.rows {
         table.rows.push(row?);
     }
-    Ok(CsvTable {
-        table,
-        delimiter: source.delimiter,
-        encoding: source.encoding,
-    })
+    Ok(CsvTable { table, delimiter: source.delimiter, encoding: source.encoding })
 }
 
 fn csv_error(err: csv::Error) -> ScanError {
@@ -154,14 +145,8 @@ fn csv_reader<R: Read>(input: R, delimiter: u8) -> csv::Reader<R> {
         .from_reader(input)
 }
 
-fn open_decoded(
-    path: &Path,
-    encoding: TextEncoding,
-) -> io::Result<DecodingReader<BufReader<File>>> {
-    Ok(DecodingReader::new(
-        BufReader::with_capacity(64 * 1024, File::open(path)?),
-        encoding,
-    ))
+fn open_decoded(path: &Path, encoding: TextEncoding) -> io::Result<DecodingReader<BufReader<File>>> {
+    Ok(DecodingReader::new(BufReader::with_capacity(64 * 1024, File::open(path)?), encoding))
 }
 
 /// The scanning pass: decodes with `encoding`, detects the delimiter, parses every record to learn the
@@ -179,14 +164,9 @@ fn scan(path: &Path, encoding: TextEncoding) -> Result<Scan, ScanError> {
     let mut reader = csv_reader(Cursor::new(prefix).chain(decoded), delimiter);
     let mut record = csv::ByteRecord::new();
     if !reader.read_byte_record(&mut record).map_err(csv_error)? {
-        return Err(ScanError::Fatal(TableError::ReadCsv(
-            NO_COLUMNS.to_string(),
-        )));
+        return Err(ScanError::Fatal(TableError::ReadCsv(NO_COLUMNS.to_string())));
     }
-    let header: Vec<String> = record
-        .iter()
-        .map(|f| String::from_utf8_lossy(f).into_owned())
-        .collect();
+    let header: Vec<String> = record.iter().map(|f| String::from_utf8_lossy(f).into_owned()).collect();
     let mut width = header.len();
     let mut row_count = 0u64;
     while reader.read_byte_record(&mut record).map_err(csv_error)? {
@@ -195,27 +175,18 @@ fn scan(path: &Path, encoding: TextEncoding) -> Result<Scan, ScanError> {
             width = width.max(effective_width(&record));
         }
     }
-    Ok(Scan {
-        header,
-        width,
-        row_count,
-        delimiter,
-    })
+    Ok(Scan { header, width, row_count, delimiter })
 }
 
 /// Row width ignoring trailing empty fields (surplus empty fields never add columns).
 fn effective_width(record: &csv::ByteRecord) -> usize {
-    record
-        .iter()
-        .rposition(|f| !f.is_empty())
-        .map_or(0, |i| i + 1)
+    record.iter().rposition(|f| !f.is_empty()).map_or(0, |i| i + 1)
 }
 
 /// Final column names: header fields, `Unnamed: {i}` for blanks and for surplus columns, made unique.
 fn column_names(header: &[String], width: usize) -> Vec<String> {
-    let raw: Vec<Option<String>> = (0..width)
-        .map(|i| header.get(i).filter(|h| !h.is_empty()).cloned())
-        .collect();
+    let raw: Vec<Option<String>> =
+        (0..width).map(|i| header.get(i).filter(|h| !h.is_empty()).cloned()).collect();
     unique_header(raw)
 }
 
@@ -299,26 +270,13 @@ pub struct CsvRows {
 }
 
 impl CsvRows {
-    fn open(
-        path: &Path,
-        encoding: TextEncoding,
-        delimiter: u8,
-        width: usize,
-    ) -> Result<CsvRows, TableError> {
+    fn open(path: &Path, encoding: TextEncoding, delimiter: u8, width: usize) -> Result<CsvRows, TableError> {
         let reader = csv_reader(open_decoded(path, encoding)?, delimiter);
-        Ok(CsvRows {
-            reader,
-            record: csv::StringRecord::new(),
-            width,
-            header_skipped: false,
-            done: false,
-        })
+        Ok(CsvRows { reader, record: csv::StringRecord::new(), width, header_skipped: false, done: false })
     }
 
     fn next_record(&mut self) -> Result<bool, TableError> {
-        self.reader
-            .read_record(&mut self.record)
-            .map_err(|e| TableError::ReadCsv(e.to_string()))
+        self.reader.read_record(&mut self.record).map_err(|e| TableError::ReadCsv(e.to_string()))
     }
 }
 
@@ -345,12 +303,7 @@ impl Iterator for CsvRows {
         }
         match self.next_record() {
             Ok(true) => {
-                let mut row: Vec<Cell> = self
-                    .record
-                    .iter()
-                    .take(self.width)
-                    .map(Cell::text)
-                    .collect();
+                let mut row: Vec<Cell> = self.record.iter().take(self.width).map(Cell::text).collect();
                 row.resize(self.width, Cell::text(""));
                 Some(Ok(row))
             }
@@ -377,10 +330,7 @@ mod tests {
     }
 
     fn limits() -> ReadLimits {
-        ReadLimits {
-            max_uncompressed_bytes: 500 << 20,
-            max_cells: 10_000_000,
-        }
+        ReadLimits { max_uncompressed_bytes: 500 << 20, max_cells: 10_000_000 }
     }
 
     fn read_bytes(bytes: &[u8]) -> Result<CsvTable, TableError> {
@@ -395,18 +345,13 @@ mod tests {
     }
 
     fn rows(t: &Table) -> Vec<Vec<String>> {
-        t.rows
-            .iter()
-            .map(|r| r.iter().map(|c| c.as_text().into_owned()).collect())
-            .collect()
+        t.rows.iter().map(|r| r.iter().map(|c| c.as_text().into_owned()).collect()).collect()
     }
 
     #[test]
     fn reads_a_simple_file() {
         // Acceptance §13.1 fact 1.
-        let t =
-            read_bytes(b"name,email,age\nJohn,j@x.com,30\nJane,jane@x.com,25\nBob,b@x.com,41\n")
-                .unwrap();
+        let t = read_bytes(b"name,email,age\nJohn,j@x.com,30\nJane,jane@x.com,25\nBob,b@x.com,41\n").unwrap();
         assert_eq!(t.table.columns, vec!["name", "email", "age"]);
         assert_eq!(t.table.row_count(), 3);
         assert_eq!(t.delimiter, b',');
@@ -421,26 +366,15 @@ mod tests {
             b"zip_code,phone,product_code,customer_id\n021201,0123456789,000456,00001234\n00123,1,2,3\n",
         )
         .unwrap();
-        assert_eq!(
-            rows(&t.table)[0],
-            vec!["021201", "0123456789", "000456", "00001234"]
-        );
+        assert_eq!(rows(&t.table)[0], vec!["021201", "0123456789", "000456", "00001234"]);
         assert_eq!(t.table.rows[1][0], Cell::text("00123"));
-        assert!(t
-            .table
-            .rows
-            .iter()
-            .flatten()
-            .all(|c| matches!(c, Cell::Text(_))));
+        assert!(t.table.rows.iter().flatten().all(|c| matches!(c, Cell::Text(_))));
     }
 
     #[test]
     fn encodings_are_tried_in_order() {
         let utf8 = read_bytes("name\nCafé €\n".as_bytes()).unwrap();
-        assert_eq!(
-            (utf8.encoding.as_str(), utf8.table.rows[0][0].clone()),
-            ("utf-8", Cell::text("Café €"))
-        );
+        assert_eq!((utf8.encoding.as_str(), utf8.table.rows[0][0].clone()), ("utf-8", Cell::text("Café €")));
 
         let bom = read_bytes("\u{feff}name,x\nA,1\n".as_bytes()).unwrap();
         assert_eq!(bom.table.columns, vec!["name", "x"]);
@@ -457,8 +391,7 @@ mod tests {
         assert_eq!(latin.table.rows[0][0], Cell::text("\u{81}é"));
 
         // Reference order: latin1 before cp1252 means latin1 wins.
-        let reference =
-            read_with(b"name\n\x80\n", &["utf-8", "utf-8-sig", "latin1", "cp1252"]).unwrap();
+        let reference = read_with(b"name\n\x80\n", &["utf-8", "utf-8-sig", "latin1", "cp1252"]).unwrap();
         assert_eq!(reference.encoding, "latin1");
         assert_eq!(reference.table.rows[0][0], Cell::text("\u{80}"));
 
@@ -485,19 +418,12 @@ mod tests {
 
     #[test]
     fn dialect_quotes_line_endings_and_blank_lines() {
-        let t = read_bytes(
-            b"\n\na,b\r\n\"x, \"\"y\"\"\",\"multi\nline\"\r\n\r\n  pad ,\rlast,row\n,\n",
-        )
-        .unwrap();
+        let t =
+            read_bytes(b"\n\na,b\r\n\"x, \"\"y\"\"\",\"multi\nline\"\r\n\r\n  pad ,\rlast,row\n,\n").unwrap();
         assert_eq!(t.table.columns, vec!["a", "b"]);
         assert_eq!(
             rows(&t.table),
-            vec![
-                vec!["x, \"y\"", "multi\nline"],
-                vec!["  pad ", ""],
-                vec!["last", "row"],
-                vec!["", ""],
-            ]
+            vec![vec!["x, \"y\"", "multi\nline"], vec!["  pad ", ""], vec!["last", "row"], vec!["", ""],]
         );
         let t = read_bytes(b"a,b\nNA,null\nNaN,\n").unwrap();
         assert_eq!(rows(&t.table), vec![vec!["NA", "null"], vec!["NaN", ""]]);
@@ -507,10 +433,7 @@ mod tests {
     #[test]
     fn header_names_are_filled_and_deduplicated() {
         let t = read_bytes(b"a,,a,a,b,\n1,2,3,4,5,6\n").unwrap();
-        assert_eq!(
-            t.table.columns,
-            vec!["a", "Unnamed: 1", "a.1", "a.2", "b", "Unnamed: 5"]
-        );
+        assert_eq!(t.table.columns, vec!["a", "Unnamed: 1", "a.1", "a.2", "b", "Unnamed: 5"]);
         let t = read_bytes(b"a,a.1,a\n").unwrap();
         assert_eq!(t.table.columns, vec!["a", "a.1", "a.2"]);
         assert_eq!(t.table.row_count(), 0, "header-only file has no rows");
@@ -522,11 +445,7 @@ mod tests {
         assert_eq!(t.table.columns, vec!["a", "b", "c", "Unnamed: 3"]);
         assert_eq!(
             rows(&t.table),
-            vec![
-                vec!["1", "", "", ""],
-                vec!["1", "2", "3", ""],
-                vec!["1", "2", "3", "4"]
-            ]
+            vec![vec!["1", "", "", ""], vec!["1", "2", "3", ""], vec!["1", "2", "3", "4"]]
         );
         // No shifting even when the first data row has exactly one surplus field.
         let t = read_bytes(b"a,b\nidx,1,2\n").unwrap();
@@ -591,21 +510,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("x.csv");
         std::fs::write(&path, b"a,b\n1,2\n3,4\n5,6\n").unwrap();
-        let small = ReadLimits {
-            max_uncompressed_bytes: 1 << 20,
-            max_cells: 5,
-        };
+        let small = ReadLimits { max_uncompressed_bytes: 1 << 20, max_cells: 5 };
         let err = read_csv_table(&path, &encodings(&["utf-8"]), &small).unwrap_err();
-        assert!(
-            matches!(
-                err,
-                TableError::TooManyCells {
-                    rows: 3,
-                    columns: 2,
-                    max_cells: 5
-                }
-            ),
-            "{err}"
-        );
+        assert!(matches!(err, TableError::TooManyCells { rows: 3, columns: 2, max_cells: 5 }), "{err}");
     }
 }

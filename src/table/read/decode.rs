@@ -25,8 +25,9 @@ impl TextEncoding {
         match norm.as_str() {
             "utf-8" | "utf8" | "utf-8-sig" | "utf8-sig" | "u8" => Some(TextEncoding::Utf8),
             "cp1252" | "windows-1252" | "1252" => Some(TextEncoding::Cp1252),
-            "latin1" | "latin-1" | "iso-8859-1" | "iso8859-1" | "8859" | "cp819" | "l1"
-            | "iso-ir-100" => Some(TextEncoding::Latin1),
+            "latin1" | "latin-1" | "iso-8859-1" | "iso8859-1" | "8859" | "cp819" | "l1" | "iso-ir-100" => {
+                Some(TextEncoding::Latin1)
+            }
             // encoding_rs maps Latin-1 labels to windows-1252, which is not Python's latin1.
             _ => Encoding::for_label(norm.as_bytes()).map(|enc| {
                 if enc == UTF_8 {
@@ -57,8 +58,7 @@ impl std::error::Error for DecodeFailure {}
 
 /// True when `err` (possibly wrapped by the csv crate) is a decoding failure rather than real I/O.
 pub fn is_decode_failure(err: &io::Error) -> bool {
-    err.get_ref()
-        .is_some_and(|inner| inner.is::<DecodeFailure>())
+    err.get_ref().is_some_and(|inner| inner.is::<DecodeFailure>())
 }
 
 const CP1252_UNASSIGNED: [u8; 5] = [0x81, 0x8D, 0x8F, 0x90, 0x9D];
@@ -66,10 +66,7 @@ const CHUNK: usize = 64 * 1024;
 
 enum Codec {
     Latin1,
-    Strict {
-        decoder: encoding_rs::Decoder,
-        cp1252: bool,
-    },
+    Strict { decoder: encoding_rs::Decoder, cp1252: bool },
 }
 
 /// A `Read` adapter that decodes `inner` to UTF-8 chunk by chunk (memory stays at a few chunks).
@@ -90,18 +87,15 @@ impl<R: Read> DecodingReader<R> {
     pub fn new(inner: R, encoding: TextEncoding) -> Self {
         let codec = match encoding {
             TextEncoding::Latin1 => Codec::Latin1,
-            TextEncoding::Utf8 => Codec::Strict {
-                decoder: UTF_8.new_decoder_without_bom_handling(),
-                cp1252: false,
-            },
-            TextEncoding::Cp1252 => Codec::Strict {
-                decoder: WINDOWS_1252.new_decoder_without_bom_handling(),
-                cp1252: true,
-            },
-            TextEncoding::Other(enc) => Codec::Strict {
-                decoder: enc.new_decoder_with_bom_removal(),
-                cp1252: false,
-            },
+            TextEncoding::Utf8 => {
+                Codec::Strict { decoder: UTF_8.new_decoder_without_bom_handling(), cp1252: false }
+            }
+            TextEncoding::Cp1252 => {
+                Codec::Strict { decoder: WINDOWS_1252.new_decoder_without_bom_handling(), cp1252: true }
+            }
+            TextEncoding::Other(enc) => {
+                Codec::Strict { decoder: enc.new_decoder_with_bom_removal(), cp1252: false }
+            }
         };
         DecodingReader {
             inner,
@@ -118,12 +112,7 @@ impl<R: Read> DecodingReader<R> {
     }
 
     fn fail(&self, extra: usize) -> io::Error {
-        io::Error::new(
-            io::ErrorKind::InvalidData,
-            DecodeFailure {
-                offset: self.consumed + extra as u64,
-            },
-        )
+        io::Error::new(io::ErrorKind::InvalidData, DecodeFailure { offset: self.consumed + extra as u64 })
     }
 
     /// Tops the input buffer up to at least `want` unread bytes (or EOF).
@@ -177,8 +166,7 @@ impl<R: Read> DecodingReader<R> {
                     if b < 0x80 {
                         self.output.push(b);
                     } else {
-                        self.output
-                            .extend_from_slice(char::from(b).encode_utf8(&mut [0u8; 2]).as_bytes());
+                        self.output.extend_from_slice(char::from(b).encode_utf8(&mut [0u8; 2]).as_bytes());
                     }
                 }
                 let n = chunk.len();
@@ -264,10 +252,7 @@ mod tests {
         for (name, want) in cases {
             assert_eq!(TextEncoding::from_name(name), want, "name {name}");
         }
-        assert_eq!(
-            TextEncoding::from_name("shift_jis"),
-            Some(TextEncoding::Other(encoding_rs::SHIFT_JIS))
-        );
+        assert_eq!(TextEncoding::from_name("shift_jis"), Some(TextEncoding::Other(encoding_rs::SHIFT_JIS)));
     }
 
     #[test]
@@ -292,14 +277,8 @@ mod tests {
 
     #[test]
     fn utf8_is_strict_and_drops_the_bom() {
-        assert_eq!(
-            decode_all("\u{feff}a,é".as_bytes(), TextEncoding::Utf8).unwrap(),
-            "a,é"
-        );
-        assert_eq!(
-            decode_all(b"\xEF\xBB\xBFx", TextEncoding::Latin1).unwrap(),
-            "x"
-        );
+        assert_eq!(decode_all("\u{feff}a,é".as_bytes(), TextEncoding::Utf8).unwrap(), "a,é");
+        assert_eq!(decode_all(b"\xEF\xBB\xBFx", TextEncoding::Latin1).unwrap(), "x");
         let err = decode_all(b"caf\xE9", TextEncoding::Utf8).unwrap_err();
         assert!(is_decode_failure(&err));
         // A truncated sequence at the very end is an error too.

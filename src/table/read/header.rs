@@ -44,26 +44,11 @@ mod tests {
     #[test]
     fn blanks_and_duplicates() {
         let cases: Vec<(Vec<Option<&str>>, Vec<&str>)> = vec![
-            (
-                vec![Some("a"), Some("a"), Some("a")],
-                vec!["a", "a.1", "a.2"],
-            ),
-            (
-                vec![None, Some("x"), None],
-                vec!["Unnamed: 0", "x", "Unnamed: 2"],
-            ),
-            (
-                vec![Some("a"), Some("a.1"), Some("a")],
-                vec!["a", "a.1", "a.2"],
-            ),
-            (
-                vec![Some("a"), Some("a"), Some("a.1")],
-                vec!["a", "a.1", "a.1.1"],
-            ),
-            (
-                vec![Some("Unnamed: 1"), None],
-                vec!["Unnamed: 1", "Unnamed: 1.1"],
-            ),
+            (vec![Some("a"), Some("a"), Some("a")], vec!["a", "a.1", "a.2"]),
+            (vec![None, Some("x"), None], vec!["Unnamed: 0", "x", "Unnamed: 2"]),
+            (vec![Some("a"), Some("a.1"), Some("a")], vec!["a", "a.1", "a.2"]),
+            (vec![Some("a"), Some("a"), Some("a.1")], vec!["a", "a.1", "a.1.1"]),
+            (vec![Some("Unnamed: 1"), None], vec!["Unnamed: 1", "Unnamed: 1.1"]),
             (vec![Some(" a"), Some("a")], vec![" a", "a"]),
             (vec![], vec![]),
         ];

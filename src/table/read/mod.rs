@@ -10,9 +10,7 @@ mod workbook;
 pub use self::csv::{read_csv_table, CsvRows, CsvSource, CsvTable};
 pub use header::unique_header;
 pub use sniff::{detect_kind, FileKind};
-pub use workbook::{
-    check_zip_limits, number_text, read_workbook, workbook_sheet_names, WorkbookTable,
-};
+pub use workbook::{check_zip_limits, number_text, read_workbook, workbook_sheet_names, WorkbookTable};
 
 /// Bounds applied while reading (config `file.max_uncompressed_mb` and the cells-per-request limit).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,9 +23,6 @@ pub struct ReadLimits {
 
 impl Default for ReadLimits {
     fn default() -> Self {
-        ReadLimits {
-            max_uncompressed_bytes: 500 * 1024 * 1024,
-            max_cells: 50_000_000,
-        }
+        ReadLimits { max_uncompressed_bytes: 500 * 1024 * 1024, max_cells: 50_000_000 }
     }
 }

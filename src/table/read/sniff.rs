@@ -42,9 +42,7 @@ const OLE2_MAGIC: [u8; 8] = [0xD0, 0xCF, 0x11, 0xE0, 0xA1, 0xB1, 0x1A, 0xE1];
 /// Reads the first bytes of `path` and classifies them; zips are opened to look for the workbook part.
 pub fn detect_kind(path: &Path) -> Result<FileKind, TableError> {
     let mut head = Vec::with_capacity(SNIFF_BYTES);
-    File::open(path)?
-        .take(SNIFF_BYTES as u64)
-        .read_to_end(&mut head)?;
+    File::open(path)?.take(SNIFF_BYTES as u64).read_to_end(&mut head)?;
     Ok(match classify_head(&head) {
         Some(kind) => kind,
         None => classify_zip(path),
@@ -119,9 +117,7 @@ mod tests {
         let path = dir.join(name);
         let mut writer = zip::ZipWriter::new(File::create(&path).unwrap());
         for (entry, data) in entries {
-            writer
-                .start_file(*entry, zip::write::SimpleFileOptions::default())
-                .unwrap();
+            writer.start_file(*entry, zip::write::SimpleFileOptions::default()).unwrap();
             writer.write_all(data).unwrap();
         }
         writer.finish().unwrap();
@@ -137,38 +133,13 @@ mod tests {
             (write(d, "empty.csv", b""), FileKind::Text),
             (write(d, "bom.csv", b"\xEF\xBB\xBFa,b\n"), FileKind::Text),
             (write(d, "cp.csv", b"caf\xE9,\x80\n"), FileKind::Text),
-            (
-                write(d, "u16.csv", b"\xFF\xFEa\x00,\x00b\x00"),
-                FileKind::Text,
-            ),
-            (
-                write(d, "x.xlsx", b"%PDF-1.7 ..."),
-                FileKind::Other("PDF document".into()),
-            ),
-            (
-                write(d, "junk.bin", &[1, 2, 0, 4, 5]),
-                FileKind::Other("binary data".into()),
-            ),
-            (
-                write(
-                    d,
-                    "old.xls",
-                    &[0xD0, 0xCF, 0x11, 0xE0, 0xA1, 0xB1, 0x1A, 0xE1, 0, 0],
-                ),
-                FileKind::Xls,
-            ),
-            (
-                zip_with(d, "book.bin", &[("xl/workbook.xml", b"<workbook/>")]),
-                FileKind::Xlsx,
-            ),
-            (
-                zip_with(d, "notes.zip", &[("readme.txt", b"hello")]),
-                FileKind::Other("zip archive".into()),
-            ),
-            (
-                write(d, "broken.xlsx", b"PK\x03\x04garbage"),
-                FileKind::Xlsx,
-            ),
+            (write(d, "u16.csv", b"\xFF\xFEa\x00,\x00b\x00"), FileKind::Text),
+            (write(d, "x.xlsx", b"%PDF-1.7 ..."), FileKind::Other("PDF document".into())),
+            (write(d, "junk.bin", &[1, 2, 0, 4, 5]), FileKind::Other("binary data".into())),
+            (write(d, "old.xls", &[0xD0, 0xCF, 0x11, 0xE0, 0xA1, 0xB1, 0x1A, 0xE1, 0, 0]), FileKind::Xls),
+            (zip_with(d, "book.bin", &[("xl/workbook.xml", b"<workbook/>")]), FileKind::Xlsx),
+            (zip_with(d, "notes.zip", &[("readme.txt", b"hello")]), FileKind::Other("zip archive".into())),
+            (write(d, "broken.xlsx", b"PK\x03\x04garbage"), FileKind::Xlsx),
         ];
         for (path, want) in cases {
             assert_eq!(detect_kind(&path).unwrap(), want, "file {}", path.display());
@@ -178,9 +149,6 @@ mod tests {
     #[test]
     fn missing_file_is_an_io_error() {
         let dir = tempfile::tempdir().unwrap();
-        assert!(matches!(
-            detect_kind(&dir.path().join("nope")),
-            Err(TableError::Io(_))
-        ));
+        assert!(matches!(detect_kind(&dir.path().join("nope")), Err(TableError::Io(_))));
     }
 }

@@ -41,10 +41,7 @@ pub fn read_workbook(
     match detect_kind(path)? {
         FileKind::Xlsx => read_xlsx(path, sheet, limits),
         FileKind::Xls => read_xls(path, sheet, limits),
-        other => Err(TableError::UnsupportedKind {
-            expected: "Excel workbook",
-            found: other.describe(),
-        }),
+        other => Err(TableError::UnsupportedKind { expected: "Excel workbook", found: other.describe() }),
     }
 }
 
@@ -53,19 +50,14 @@ pub fn workbook_sheet_names(path: &Path, limits: &ReadLimits) -> Result<Vec<Stri
     match detect_kind(path)? {
         FileKind::Xlsx => {
             check_zip_limits(path, limits)?;
-            let workbook: Xlsx<BufReader<File>> =
-                calamine::open_workbook(path).map_err(excel_err)?;
+            let workbook: Xlsx<BufReader<File>> = calamine::open_workbook(path).map_err(excel_err)?;
             Ok(workbook.sheet_names())
         }
         FileKind::Xls => {
-            let workbook: Xls<BufReader<File>> =
-                calamine::open_workbook(path).map_err(excel_err)?;
+            let workbook: Xls<BufReader<File>> = calamine::open_workbook(path).map_err(excel_err)?;
             Ok(workbook.sheet_names())
         }
-        other => Err(TableError::UnsupportedKind {
-            expected: "Excel workbook",
-            found: other.describe(),
-        }),
+        other => Err(TableError::UnsupportedKind { expected: "Excel workbook", found: other.describe() }),
     }
 }
 
@@ -78,10 +70,7 @@ fn excel_err(err: impl std::fmt::Display) -> TableError {
 pub fn check_zip_limits(path: &Path, limits: &ReadLimits) -> Result<(), TableError> {
     let archive = zip::ZipArchive::new(BufReader::new(File::open(path)?)).map_err(excel_err)?;
     if archive.len() > MAX_ZIP_ENTRIES {
-        return Err(TableError::TooLarge(format!(
-            "the workbook has {} parts",
-            archive.len()
-        )));
+        return Err(TableError::TooLarge(format!("the workbook has {} parts", archive.len())));
     }
     let metadata = archive.metadata();
     let mut total: u64 = 0;
@@ -112,48 +101,32 @@ fn choose_sheet(sheets: &[String], wanted: Option<&str>) -> Result<String, Table
             .iter()
             .find(|s| s.as_str() == name)
             .cloned()
-            .ok_or_else(|| TableError::SheetNotFound {
-                name: name.to_string(),
-                available: sheets.to_vec(),
-            }),
-        None => sheets.first().cloned().ok_or_else(|| {
-            TableError::ReadExcel("the workbook contains no worksheets".to_string())
-        }),
+            .ok_or_else(|| TableError::SheetNotFound { name: name.to_string(), available: sheets.to_vec() }),
+        None => sheets
+            .first()
+            .cloned()
+            .ok_or_else(|| TableError::ReadExcel("the workbook contains no worksheets".to_string())),
     }
 }
 
 fn too_many(rows: u64, columns: u64, limits: &ReadLimits) -> Result<(), TableError> {
     if rows.saturating_mul(columns) > limits.max_cells {
-        Err(TableError::TooManyCells {
-            rows,
-            columns,
-            max_cells: limits.max_cells,
-        })
+        Err(TableError::TooManyCells { rows, columns, max_cells: limits.max_cells })
     } else {
         Ok(())
     }
 }
 
-fn read_xlsx(
-    path: &Path,
-    sheet: Option<&str>,
-    limits: &ReadLimits,
-) -> Result<WorkbookTable, TableError> {
+fn read_xlsx(path: &Path, sheet: Option<&str>, limits: &ReadLimits) -> Result<WorkbookTable, TableError> {
     check_zip_limits(path, limits)?;
     let mut workbook: Xlsx<BufReader<File>> = calamine::open_workbook(path).map_err(excel_err)?;
     let sheets = workbook.sheet_names();
     let sheet_name = choose_sheet(&sheets, sheet)?;
-    let mut reader = workbook
-        .worksheet_cells_reader(&sheet_name)
-        .map_err(excel_err)?;
+    let mut reader = workbook.worksheet_cells_reader(&sheet_name).map_err(excel_err)?;
     // The declared extent (from A1, where the table always starts) is checked before any cell is read.
     let declared = reader.dimensions();
     if declared.end != (0, 0) || declared.start != (0, 0) {
-        too_many(
-            u64::from(declared.end.0) + 1,
-            u64::from(declared.end.1) + 1,
-            limits,
-        )?;
+        too_many(u64::from(declared.end.0) + 1, u64::from(declared.end.1) + 1, limits)?;
     }
     let mut builder = SheetBuilder::new(limits);
     while let Some(cell) = reader.next_cell().map_err(excel_err)? {
@@ -162,18 +135,10 @@ fn read_xlsx(
             builder.put(row, col, value)?;
         }
     }
-    Ok(WorkbookTable {
-        sheets,
-        sheet_name,
-        table: builder.finish(),
-    })
+    Ok(WorkbookTable { sheets, sheet_name, table: builder.finish() })
 }
 
-fn read_xls(
-    path: &Path,
-    sheet: Option<&str>,
-    limits: &ReadLimits,
-) -> Result<WorkbookTable, TableError> {
+fn read_xls(path: &Path, sheet: Option<&str>, limits: &ReadLimits) -> Result<WorkbookTable, TableError> {
     let mut workbook: Xls<BufReader<File>> = calamine::open_workbook(path).map_err(excel_err)?;
     let sheets = workbook.sheet_names();
     let sheet_name = choose_sheet(&sheets, sheet)?;
@@ -191,11 +156,7 @@ fn read_xls(
             builder.put(row, col, cell)?;
         }
     }
-    Ok(WorkbookTable {
-        sheets,
-        sheet_name,
-        table: builder.finish(),
-    })
+    Ok(WorkbookTable { sheets, sheet_name, table: builder.finish() })
 }
 
 /// Collects non-empty cells at absolute positions, enforcing the cell limit on the extent so far, then
@@ -209,11 +170,7 @@ struct SheetBuilder<'a> {
 
 impl<'a> SheetBuilder<'a> {
     fn new(limits: &'a ReadLimits) -> Self {
-        SheetBuilder {
-            limits,
-            rows: Vec::new(),
-            width: 0,
-        }
+        SheetBuilder { limits, rows: Vec::new(), width: 0 }
     }
 
     /// Stores a non-empty cell (empty ones never change the extent).
@@ -251,10 +208,7 @@ impl<'a> SheetBuilder<'a> {
                 _ => None,
             })
             .collect();
-        Table {
-            columns: unique_header(raw),
-            rows: dense.collect(),
-        }
+        Table { columns: unique_header(raw), rows: dense.collect() }
     }
 }
 
@@ -347,11 +301,7 @@ fn clock_text(ms: u64, pad_hours: bool) -> String {
     let (h, rem) = (ms / 3_600_000, ms % 3_600_000);
     let (m, rem) = (rem / 60_000, rem % 60_000);
     let (s, milli) = (rem / 1000, rem % 1000);
-    let mut text = if pad_hours {
-        format!("{h:02}:{m:02}:{s:02}")
-    } else {
-        format!("{h}:{m:02}:{s:02}")
-    };
+    let mut text = if pad_hours { format!("{h:02}:{m:02}:{s:02}") } else { format!("{h}:{m:02}:{s:02}") };
     if milli != 0 {
         text.push_str(&format!(".{:06}", milli * 1000));
     }
@@ -377,12 +327,7 @@ fn duration_text(days: f64) -> String {
 
 /// ISO date cells (`t="d"`) are normalised to the same text as serial dates when they parse.
 fn iso_datetime_text(text: &str) -> String {
-    let formats = [
-        "%Y-%m-%dT%H:%M:%S%.f",
-        "%Y-%m-%d %H:%M:%S%.f",
-        "%Y-%m-%dT%H:%M",
-        "%Y-%m-%d %H:%M",
-    ];
+    let formats = ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M"];
     for fmt in formats {
         if let Ok(datetime) = chrono::NaiveDateTime::parse_from_str(text, fmt) {
             return naive_datetime_text(&datetime);

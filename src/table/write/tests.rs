@@ -11,11 +11,7 @@ fn columns(names: &[&str]) -> Vec<String> {
 fn part(path: &Path, name: &str) -> String {
     let mut archive = zip::ZipArchive::new(File::open(path).unwrap()).unwrap();
     let mut xml = String::new();
-    archive
-        .by_name(name)
-        .unwrap()
-        .read_to_string(&mut xml)
-        .unwrap();
+    archive.by_name(name).unwrap().read_to_string(&mut xml).unwrap();
     xml
 }
 
@@ -36,24 +32,9 @@ fn sample_table() -> Table {
     Table {
         columns: columns(&["name", "amount", "flag", "note"]),
         rows: vec![
-            vec![
-                Cell::text("John"),
-                Cell::Int(1000),
-                Cell::Bool(true),
-                Cell::text("=HYPERLINK(\"x\")"),
-            ],
-            vec![
-                Cell::text(""),
-                Cell::Float(1500.75),
-                Cell::Bool(false),
-                Cell::Missing,
-            ],
-            vec![
-                Cell::text("bad\u{1}ctl\u{8}\tok"),
-                Cell::Missing,
-                Cell::text("x"),
-                Cell::text("0012"),
-            ],
+            vec![Cell::text("John"), Cell::Int(1000), Cell::Bool(true), Cell::text("=HYPERLINK(\"x\")")],
+            vec![Cell::text(""), Cell::Float(1500.75), Cell::Bool(false), Cell::Missing],
+            vec![Cell::text("bad\u{1}ctl\u{8}\tok"), Cell::Missing, Cell::text("x"), Cell::text("0012")],
         ],
     }
 }
@@ -64,11 +45,7 @@ fn standard_writer_layout_and_cell_types() {
     let path = dir.path().join("out.xlsx");
     let rows = write_table_xlsx(&path, &sample_table(), &WorkbookStyle::default()).unwrap();
     assert_eq!(rows, 3);
-    assert_eq!(
-        dir_entries(dir.path()),
-        vec!["out.xlsx"],
-        "no temporary files left behind"
-    );
+    assert_eq!(dir_entries(dir.path()), vec!["out.xlsx"], "no temporary files left behind");
 
     let mut wb = open(&path);
     assert_eq!(wb.sheet_names(), vec!["Sheet1", "Info"]);
@@ -89,12 +66,7 @@ fn standard_writer_layout_and_cell_types() {
                 Data::Bool(true),
                 Data::String("=HYPERLINK(\"x\")".into())
             ],
-            vec![
-                Data::Empty,
-                Data::Float(1500.75),
-                Data::Bool(false),
-                Data::Empty
-            ],
+            vec![Data::Empty, Data::Float(1500.75), Data::Bool(false), Data::Empty],
             vec![
                 Data::String("badctl\tok".into()),
                 Data::Empty,
@@ -104,41 +76,20 @@ fn standard_writer_layout_and_cell_types() {
         ]
     );
     let sheet = part(&path, "xl/worksheets/sheet1.xml");
-    assert!(
-        !sheet.contains("<f>"),
-        "text must never become a formula: {sheet}"
-    );
+    assert!(!sheet.contains("<f>"), "text must never become a formula: {sheet}");
 
     let info = wb.worksheet_range("Info").unwrap();
     let info: Vec<Vec<Data>> = info.rows().map(|r| r.to_vec()).collect();
-    assert_eq!(
-        info[0],
-        vec![
-            Data::String("Property".into()),
-            Data::String("Value".into())
-        ]
-    );
-    assert_eq!(
-        info[1],
-        vec![Data::String("File".into()), Data::String("out.xlsx".into())]
-    );
+    assert_eq!(info[0], vec![Data::String("Property".into()), Data::String("Value".into())]);
+    assert_eq!(info[1], vec![Data::String("File".into()), Data::String("out.xlsx".into())]);
     assert_eq!(info[2][0], Data::String("Created".into()));
     let created = info[2][1].to_string();
-    assert!(
-        chrono::NaiveDateTime::parse_from_str(&created, "%Y-%m-%d %H:%M:%S").is_ok(),
-        "{created}"
-    );
+    assert!(chrono::NaiveDateTime::parse_from_str(&created, "%Y-%m-%d %H:%M:%S").is_ok(), "{created}");
     assert_eq!(info[3], vec![Data::String("Rows".into()), Data::Float(3.0)]);
-    assert_eq!(
-        info[4],
-        vec![Data::String("Columns".into()), Data::Float(4.0)]
-    );
+    assert_eq!(info[4], vec![Data::String("Columns".into()), Data::Float(4.0)]);
     assert_eq!(
         info[5],
-        vec![
-            Data::String("Column Names".into()),
-            Data::String("name, amount, flag, note".into())
-        ]
+        vec![Data::String("Column Names".into()), Data::String("name, amount, flag, note".into())]
     );
 }
 
@@ -149,86 +100,49 @@ fn column_widths_are_capped_lengths_plus_two() {
     let table = Table {
         columns: columns(&["a", "bb", "c", "d"]),
         rows: vec![
-            vec![
-                Cell::text("x".repeat(80)),
-                Cell::Missing,
-                Cell::Float(1500.75),
-                Cell::Bool(false),
-            ],
-            vec![
-                Cell::text("é"),
-                Cell::text(""),
-                Cell::Int(7),
-                Cell::Bool(true),
-            ],
+            vec![Cell::text("x".repeat(80)), Cell::Missing, Cell::Float(1500.75), Cell::Bool(false)],
+            vec![Cell::text("é"), Cell::text(""), Cell::Int(7), Cell::Bool(true)],
         ],
     };
-    let style = WorkbookStyle {
-        max_column_width: 50,
-        ..WorkbookStyle::default()
-    };
+    let style = WorkbookStyle { max_column_width: 50, ..WorkbookStyle::default() };
     write_table_xlsx(&path, &table, &style).unwrap();
     let sheet = part(&path, "xl/worksheets/sheet1.xml");
     // 80 → capped at 50; "bb" vs Missing(3) → 5; "1500.75" → 9; "False" → 7.
     for (col, width) in [(1, 50.0), (2, 5.0), (3, 9.0), (4, 7.0)] {
-        let needle = format!(
-            "<col min=\"{col}\" max=\"{col}\" width=\"{}",
-            width + 0.7109375
-        );
-        assert!(
-            sheet.contains(&needle),
-            "column {col} width {width}: {sheet}"
-        );
+        let needle = format!("<col min=\"{col}\" max=\"{col}\" width=\"{}", width + 0.7109375);
+        assert!(sheet.contains(&needle), "column {col} width {width}: {sheet}");
     }
 }
 
 #[test]
 fn sheet_names_and_info_collision() {
     let dir = tempfile::tempdir().unwrap();
-    let table = Table {
-        columns: columns(&["a"]),
-        rows: vec![vec![Cell::text("1")]; 3],
-    };
+    let table = Table { columns: columns(&["a"]), rows: vec![vec![Cell::text("1")]; 3] };
 
     // Acceptance §13.1 fact 5: a named data sheet holding the rows.
     let path = dir.path().join("named.xlsx");
-    let style = WorkbookStyle {
-        data_sheet_name: "TestSheet".into(),
-        ..WorkbookStyle::default()
-    };
+    let style = WorkbookStyle { data_sheet_name: "TestSheet".into(), ..WorkbookStyle::default() };
     write_table_xlsx(&path, &table, &style).unwrap();
     let mut wb = open(&path);
     assert_eq!(wb.sheet_names(), vec!["TestSheet", "Info"]);
     assert_eq!(wb.worksheet_range("TestSheet").unwrap().height(), 4);
 
     let path = dir.path().join("collide.xlsx");
-    let style = WorkbookStyle {
-        data_sheet_name: "Info".into(),
-        ..WorkbookStyle::default()
-    };
+    let style = WorkbookStyle { data_sheet_name: "Info".into(), ..WorkbookStyle::default() };
     write_table_xlsx(&path, &table, &style).unwrap();
     assert_eq!(open(&path).sheet_names(), vec!["Info", "Info1"]);
 
     let path = dir.path().join("noinfo.xlsx");
-    let style = WorkbookStyle {
-        info_sheet_name: None,
-        ..WorkbookStyle::default()
-    };
+    let style = WorkbookStyle { info_sheet_name: None, ..WorkbookStyle::default() };
     write_table_xlsx(&path, &table, &style).unwrap();
     assert_eq!(open(&path).sheet_names(), vec!["Sheet1"]);
 
     let path = dir.path().join("custom.xlsx");
-    let style = WorkbookStyle {
-        info_sheet_name: Some("About".into()),
-        ..WorkbookStyle::default()
-    };
+    let style = WorkbookStyle { info_sheet_name: Some("About".into()), ..WorkbookStyle::default() };
     write_table_xlsx(&path, &table, &style).unwrap();
     assert_eq!(open(&path).sheet_names(), vec!["Sheet1", "About"]);
 
-    let bad = WorkbookStyle {
-        data_sheet_name: "a/b".into(),
-        ..WorkbookStyle::default()
-    };
+    let bad = WorkbookStyle { data_sheet_name: "a/b".into(), ..WorkbookStyle::default() };
     let err = write_table_xlsx(&dir.path().join("bad.xlsx"), &table, &bad).unwrap_err();
     assert!(matches!(err, TableError::InvalidSheetName { .. }), "{err}");
     assert!(!dir.path().join("bad.xlsx").exists());
@@ -241,27 +155,9 @@ fn sheet_name_validation() {
         assert!(validate_sheet_name(name).is_ok(), "{name}");
     }
     let long = "x".repeat(32);
-    let bad = [
-        "",
-        long.as_str(),
-        "a/b",
-        "a\\b",
-        "a?",
-        "a*",
-        "a:b",
-        "[a",
-        "a]",
-        "'a",
-        "a'",
-    ];
+    let bad = ["", long.as_str(), "a/b", "a\\b", "a?", "a*", "a:b", "[a", "a]", "'a", "a'"];
     for name in bad {
-        assert!(
-            matches!(
-                validate_sheet_name(name),
-                Err(TableError::InvalidSheetName { .. })
-            ),
-            "{name}"
-        );
+        assert!(matches!(validate_sheet_name(name), Err(TableError::InvalidSheetName { .. })), "{name}");
     }
     assert_eq!(
         validate_sheet_name("a/b").unwrap_err().to_string(),
@@ -274,10 +170,7 @@ fn sheet_name_validation() {
 
 #[test]
 fn xml_forbidden_characters_are_removed() {
-    assert_eq!(
-        xml_safe_text("a\u{0}b\u{1f}c\td\ne\rf\u{FFFE}"),
-        "abc\td\ne\rf"
-    );
+    assert_eq!(xml_safe_text("a\u{0}b\u{1f}c\td\ne\rf\u{FFFE}"), "abc\td\ne\rf");
     assert!(matches!(xml_safe_text("plain"), Cow::Borrowed("plain")));
 }
 
@@ -287,23 +180,12 @@ fn search_workbook_has_styled_header_and_no_info() {
     let path = dir.path().join("s.xlsx");
     let table = Table {
         columns: columns(&["id", "name"]),
-        rows: vec![
-            vec![Cell::text("021201"), Cell::text("=1+1")],
-            vec![Cell::Missing, Cell::text("")],
-        ],
+        rows: vec![vec![Cell::text("021201"), Cell::text("=1+1")], vec![Cell::Missing, Cell::text("")]],
     };
-    assert_eq!(
-        write_table_search(&path, &table, OutputFormat::Xlsx).unwrap(),
-        2
-    );
+    assert_eq!(write_table_search(&path, &table, OutputFormat::Xlsx).unwrap(), 2);
     let mut wb = open(&path);
     assert_eq!(wb.sheet_names(), vec!["Sheet1"]);
-    let got: Vec<Vec<Data>> = wb
-        .worksheet_range("Sheet1")
-        .unwrap()
-        .rows()
-        .map(|r| r.to_vec())
-        .collect();
+    let got: Vec<Vec<Data>> = wb.worksheet_range("Sheet1").unwrap().rows().map(|r| r.to_vec()).collect();
     assert_eq!(
         got,
         vec![
@@ -313,10 +195,7 @@ fn search_workbook_has_styled_header_and_no_info() {
     );
     let sheet = part(&path, "xl/worksheets/sheet1.xml");
     assert!(!sheet.contains("<cols>"), "no width adjustment");
-    assert!(
-        sheet.contains(r#"<c r="A1" s="1""#),
-        "header cells carry the style: {sheet}"
-    );
+    assert!(sheet.contains(r#"<c r="A1" s="1""#), "header cells carry the style: {sheet}");
     let styles = part(&path, "xl/styles.xml");
     assert!(
         styles.contains("<b/>")
@@ -371,8 +250,7 @@ fn json_output_keeps_column_order() {
     let empty = dir.path().join("e.json");
     write_table_search(&empty, &Table::new(columns(&["a"])), OutputFormat::Json).unwrap();
     assert_eq!(
-        serde_json::from_str::<serde_json::Value>(&std::fs::read_to_string(&empty).unwrap())
-            .unwrap(),
+        serde_json::from_str::<serde_json::Value>(&std::fs::read_to_string(&empty).unwrap()).unwrap(),
         serde_json::json!([])
     );
 }
@@ -387,11 +265,7 @@ fn unfinished_sinks_leave_nothing_behind() {
         drop(sink);
         assert!(!path.exists());
     }
-    assert!(
-        dir_entries(dir.path()).is_empty(),
-        "{:?}",
-        dir_entries(dir.path())
-    );
+    assert!(dir_entries(dir.path()).is_empty(), "{:?}", dir_entries(dir.path()));
 }
 
 #[test]
@@ -401,10 +275,7 @@ fn overwrites_an_existing_output_atomically() {
     std::fs::write(&path, "old").unwrap();
     write_table_search(
         &path,
-        &Table {
-            columns: columns(&["a"]),
-            rows: vec![vec![Cell::text("new")]],
-        },
+        &Table { columns: columns(&["a"]), rows: vec![vec![Cell::text("new")]] },
         OutputFormat::Csv,
     )
     .unwrap();
@@ -413,11 +284,9 @@ fn overwrites_an_existing_output_atomically() {
 
 #[test]
 fn output_format_names() {
-    for (name, format) in [
-        ("xlsx", OutputFormat::Xlsx),
-        ("csv", OutputFormat::Csv),
-        ("json", OutputFormat::Json),
-    ] {
+    for (name, format) in
+        [("xlsx", OutputFormat::Xlsx), ("csv", OutputFormat::Csv), ("json", OutputFormat::Json)]
+    {
         assert_eq!(OutputFormat::from_name(name), Some(format));
         assert_eq!(format.extension(), name);
     }
@@ -432,16 +301,12 @@ fn streamed_rows_round_trip_through_the_reader() {
     let cols = columns(&["id", "code"]);
     let mut sink = Box::new(WorkbookSink::create(&path, &WorkbookStyle::default(), &cols).unwrap());
     for i in 0..20_000 {
-        sink.push_row(&[Cell::text(i.to_string()), Cell::text(format!("{i:06}"))])
-            .unwrap();
+        sink.push_row(&[Cell::text(i.to_string()), Cell::text(format!("{i:06}"))]).unwrap();
     }
     assert_eq!(sink.finish().unwrap(), 20_000);
     let limits = crate::table::read::ReadLimits::default();
     let read = crate::table::read::read_workbook(&path, None, &limits).unwrap();
     assert_eq!(read.table.columns, cols);
     assert_eq!(read.table.row_count(), 20_000);
-    assert_eq!(
-        read.table.rows[19_999],
-        vec![Cell::text("19999"), Cell::text("019999")]
-    );
+    assert_eq!(read.table.rows[19_999], vec![Cell::text("19999"), Cell::text("019999")]);
 }

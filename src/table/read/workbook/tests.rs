@@ -6,17 +6,11 @@ use rust_xlsxwriter::{Format, Formula, Workbook};
 use super::*;
 
 fn limits() -> ReadLimits {
-    ReadLimits {
-        max_uncompressed_bytes: 500 << 20,
-        max_cells: 10_000_000,
-    }
+    ReadLimits { max_uncompressed_bytes: 500 << 20, max_cells: 10_000_000 }
 }
 
 fn texts(t: &Table) -> Vec<Vec<String>> {
-    t.rows
-        .iter()
-        .map(|r| r.iter().map(|c| c.as_text().into_owned()).collect())
-        .collect()
+    t.rows.iter().map(|r| r.iter().map(|c| c.as_text().into_owned()).collect()).collect()
 }
 
 /// Rewrites one part of a zip package through `edit`, copying the others unchanged.
@@ -24,8 +18,8 @@ fn rewrite_entry(path: &Path, entry: &str, edit: impl Fn(String) -> String) {
     let bytes = std::fs::read(path).unwrap();
     let mut archive = zip::ZipArchive::new(std::io::Cursor::new(bytes)).unwrap();
     let mut writer = zip::ZipWriter::new(File::create(path).unwrap());
-    let options = zip::write::SimpleFileOptions::default()
-        .compression_method(zip::CompressionMethod::Deflated);
+    let options =
+        zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
     for i in 0..archive.len() {
         let mut file = archive.by_index(i).unwrap();
         let name = file.name().unwrap().to_string();
@@ -43,11 +37,7 @@ fn rewrite_entry(path: &Path, entry: &str, edit: impl Fn(String) -> String) {
 fn sheet_xml(path: &Path) -> String {
     let mut archive = zip::ZipArchive::new(File::open(path).unwrap()).unwrap();
     let mut xml = String::new();
-    archive
-        .by_name("xl/worksheets/sheet1.xml")
-        .unwrap()
-        .read_to_string(&mut xml)
-        .unwrap();
+    archive.by_name("xl/worksheets/sheet1.xml").unwrap().read_to_string(&mut xml).unwrap();
     xml
 }
 
@@ -65,9 +55,7 @@ fn cell_text_rules() {
     let datetime = Format::new().set_num_format("yyyy-mm-dd hh:mm:ss");
     let time = Format::new().set_num_format("hh:mm:ss");
     let ws = wb.add_worksheet();
-    let header = [
-        "text", "int", "float", "date", "time", "bool", "formula", "error",
-    ];
+    let header = ["text", "int", "float", "date", "time", "bool", "formula", "error"];
     for (i, h) in header.iter().enumerate() {
         ws.write_string(0, i as u16, *h).unwrap();
     }
@@ -77,20 +65,16 @@ fn cell_text_rules() {
     ws.write_number_with_format(1, 3, 45342.0, &date).unwrap(); // 2024-02-20
     ws.write_number_with_format(1, 4, 0.4375, &time).unwrap(); // 10:30:00
     ws.write_boolean(1, 5, true).unwrap();
-    ws.write_formula(1, 6, Formula::new("=B2*2").set_result("2000"))
-        .unwrap();
+    ws.write_formula(1, 6, Formula::new("=B2*2").set_result("2000")).unwrap();
     ws.write_number(1, 7, 999_999.0).unwrap();
 
     ws.write_string(2, 0, "  spaced  ").unwrap();
     ws.write_number(2, 1, -0.0).unwrap();
     ws.write_number(2, 2, 1e-7).unwrap();
-    ws.write_number_with_format(2, 3, 45306.4375, &datetime)
-        .unwrap(); // 2024-01-15 10:30:00
-    ws.write_number_with_format(2, 4, 0.5 + 0.5 / 86_400.0, &time)
-        .unwrap(); // 12:00:00.500000
+    ws.write_number_with_format(2, 3, 45306.4375, &datetime).unwrap(); // 2024-01-15 10:30:00
+    ws.write_number_with_format(2, 4, 0.5 + 0.5 / 86_400.0, &time).unwrap(); // 12:00:00.500000
     ws.write_boolean(2, 5, false).unwrap();
-    ws.write_formula(2, 6, Formula::new("=\"a\"&\"b\"").set_result("ab"))
-        .unwrap();
+    ws.write_formula(2, 6, Formula::new("=\"a\"&\"b\"").set_result("ab")).unwrap();
     ws.write_number(2, 7, 888_888.0).unwrap();
 
     ws.write_string(3, 0, "XYZ0002").unwrap();
@@ -99,54 +83,26 @@ fn cell_text_rules() {
     ws.write_number_with_format(3, 3, 59.0, &date).unwrap(); // 1900-02-28
     ws.write_number_with_format(3, 4, 61.0, &date).unwrap(); // 1900-03-01
     ws.write_number(3, 5, -3.0).unwrap();
-    ws.write_formula(3, 6, Formula::new("=1+1").set_result("777"))
-        .unwrap();
+    ws.write_formula(3, 6, Formula::new("=1+1").set_result("777")).unwrap();
     ws.write_string(3, 7, "ok").unwrap();
     let path = save(&mut wb, dir.path(), "cells.xlsx");
 
     // Error cells and a formula without a cached value need hand-written XML.
     rewrite_entry(&path, "xl/worksheets/sheet1.xml", |xml| {
-        let xml = xml.replace(
-            r#"<c r="H2"><v>999999</v></c>"#,
-            r#"<c r="H2" t="e"><v>#N/A</v></c>"#,
-        );
-        let xml = xml.replace(
-            r#"<c r="H3"><v>888888</v></c>"#,
-            r#"<c r="H3" t="e"><v>#DIV/0!</v></c>"#,
-        );
+        let xml = xml.replace(r#"<c r="H2"><v>999999</v></c>"#, r#"<c r="H2" t="e"><v>#N/A</v></c>"#);
+        let xml = xml.replace(r#"<c r="H3"><v>888888</v></c>"#, r#"<c r="H3" t="e"><v>#DIV/0!</v></c>"#);
         xml.replace("<v>777</v>", "")
     });
     let xml = sheet_xml(&path);
-    assert!(
-        xml.contains("#N/A") && xml.contains("#DIV/0!"),
-        "fixture rewrite failed: {xml}"
-    );
+    assert!(xml.contains("#N/A") && xml.contains("#DIV/0!"), "fixture rewrite failed: {xml}");
 
     let read = read_workbook(&path, None, &limits()).unwrap();
     assert_eq!(read.table.columns, header);
     assert_eq!(
         texts(&read.table),
         vec![
-            vec![
-                "0012",
-                "1000",
-                "1500.75",
-                "2024-02-20 00:00:00",
-                "10:30:00",
-                "True",
-                "2000",
-                ""
-            ],
-            vec![
-                "  spaced  ",
-                "0",
-                "1e-07",
-                "2024-01-15 10:30:00",
-                "12:00:00.500000",
-                "False",
-                "ab",
-                ""
-            ],
+            vec!["0012", "1000", "1500.75", "2024-02-20 00:00:00", "10:30:00", "True", "2000", ""],
+            vec!["  spaced  ", "0", "1e-07", "2024-01-15 10:30:00", "12:00:00.500000", "False", "ab", ""],
             vec![
                 "XYZ0002",
                 "12345678901234569216",
@@ -161,11 +117,7 @@ fn cell_text_rules() {
     );
     assert!(read.table.rows[0][7].is_missing());
     assert!(read.table.rows[1][7].is_missing());
-    assert_eq!(
-        read.table.rows[2][6],
-        Cell::text(""),
-        "formula without cached value"
-    );
+    assert_eq!(read.table.rows[2][6], Cell::text(""), "formula without cached value");
 }
 
 #[test]
@@ -177,13 +129,8 @@ fn leading_zero_text_cells_and_named_sheets() {
     ws.set_name("Data").unwrap();
     ws.write_string(0, 0, "zip_code").unwrap();
     ws.write_string(0, 1, "code").unwrap();
-    for (i, (zip, code)) in [
-        ("021201", "0001ABC"),
-        ("00123", "XYZ0002"),
-        ("0123456789", "00000"),
-    ]
-    .iter()
-    .enumerate()
+    for (i, (zip, code)) in
+        [("021201", "0001ABC"), ("00123", "XYZ0002"), ("0123456789", "00000")].iter().enumerate()
     {
         ws.write_string(i as u32 + 1, 0, *zip).unwrap();
         ws.write_string(i as u32 + 1, 1, *code).unwrap();
@@ -199,11 +146,7 @@ fn leading_zero_text_cells_and_named_sheets() {
     assert_eq!(first.sheet_name, "Data");
     assert_eq!(
         texts(&first.table),
-        vec![
-            vec!["021201", "0001ABC"],
-            vec!["00123", "XYZ0002"],
-            vec!["0123456789", "00000"]
-        ]
+        vec![vec!["021201", "0001ABC"], vec!["00123", "XYZ0002"], vec!["0123456789", "00000"]]
     );
 
     let second = read_workbook(&path, Some("Sheet2"), &limits()).unwrap();
@@ -218,10 +161,7 @@ fn leading_zero_text_cells_and_named_sheets() {
         }
         other => panic!("unexpected {other}"),
     }
-    assert_eq!(
-        workbook_sheet_names(&path, &limits()).unwrap(),
-        vec!["Data", "Sheet2"]
-    );
+    assert_eq!(workbook_sheet_names(&path, &limits()).unwrap(), vec!["Data", "Sheet2"]);
 }
 
 #[test]
@@ -241,15 +181,7 @@ fn typed_and_blank_header_cells_become_names() {
     let read = read_workbook(&path, None, &limits()).unwrap();
     assert_eq!(
         read.table.columns,
-        vec![
-            "2024",
-            "2024-01-15 00:00:00",
-            "True",
-            "1.5",
-            "Unnamed: 4",
-            "x",
-            "x.1"
-        ]
+        vec!["2024", "2024-01-15 00:00:00", "True", "1.5", "Unnamed: 4", "x", "x.1"]
     );
     assert_eq!(texts(&read.table), vec![vec!["v", "", "", "", "", "", ""]]);
 }
@@ -268,10 +200,7 @@ fn extent_starts_at_a1_and_drops_trailing_empty_rows() {
     ws.write_string(12, 0, "").unwrap();
     let path = save(&mut wb, dir.path(), "offset.xlsx");
     let read = read_workbook(&path, None, &limits()).unwrap();
-    assert_eq!(
-        read.table.columns,
-        vec!["Unnamed: 0", "Unnamed: 1", "Unnamed: 2"]
-    );
+    assert_eq!(read.table.columns, vec!["Unnamed: 0", "Unnamed: 1", "Unnamed: 2"]);
     assert_eq!(
         texts(&read.table),
         vec![
@@ -305,27 +234,13 @@ fn dimension_bomb_is_refused_before_reading_cells() {
     rewrite_entry(&path, "xl/worksheets/sheet1.xml", |xml| {
         let start = xml.find("<dimension ref=\"").unwrap();
         let end = start + xml[start..].find("/>").unwrap();
-        format!(
-            "{}<dimension ref=\"A1:XFD1048576\"{}",
-            &xml[..start],
-            &xml[end..]
-        )
+        format!("{}<dimension ref=\"A1:XFD1048576\"{}", &xml[..start], &xml[end..])
     });
-    assert!(
-        std::fs::metadata(&path).unwrap().len() < 10_000,
-        "the bomb is a tiny file"
-    );
+    assert!(std::fs::metadata(&path).unwrap().len() < 10_000, "the bomb is a tiny file");
     let started = std::time::Instant::now();
     let err = read_workbook(&path, None, &limits()).unwrap_err();
     assert!(
-        matches!(
-            err,
-            TableError::TooManyCells {
-                rows: 1_048_576,
-                columns: 16_384,
-                max_cells: 10_000_000
-            }
-        ),
+        matches!(err, TableError::TooManyCells { rows: 1_048_576, columns: 16_384, max_cells: 10_000_000 }),
         "{err}"
     );
     assert!(started.elapsed() < std::time::Duration::from_secs(2));
@@ -340,10 +255,7 @@ fn far_away_cell_is_refused_even_with_a_small_declared_dimension() {
     ws.write_string(1_048_575, 16_383, "far").unwrap();
     let path = save(&mut wb, dir.path(), "far.xlsx");
     rewrite_entry(&path, "xl/worksheets/sheet1.xml", |xml| {
-        xml.replace(
-            "<dimension ref=\"A1:XFD1048576\"/>",
-            "<dimension ref=\"A1\"/>",
-        )
+        xml.replace("<dimension ref=\"A1:XFD1048576\"/>", "<dimension ref=\"A1\"/>")
     });
     let err = read_workbook(&path, None, &limits()).unwrap_err();
     assert!(matches!(err, TableError::TooManyCells { .. }), "{err}");
@@ -356,8 +268,8 @@ fn workbook_with_blob(dir: &Path, blob_len: usize) -> PathBuf {
     let bytes = std::fs::read(&path).unwrap();
     let mut archive = zip::ZipArchive::new(std::io::Cursor::new(bytes)).unwrap();
     let mut writer = zip::ZipWriter::new(File::create(&path).unwrap());
-    let options = zip::write::SimpleFileOptions::default()
-        .compression_method(zip::CompressionMethod::Deflated);
+    let options =
+        zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
     for i in 0..archive.len() {
         let file = archive.by_index(i).unwrap();
         writer.raw_copy_file(file).unwrap();
@@ -373,17 +285,11 @@ fn zip_bomb_is_refused_as_too_large() {
     let dir = tempfile::tempdir().unwrap();
     let path = workbook_with_blob(dir.path(), 4 << 20);
     assert!(std::fs::metadata(&path).unwrap().len() < 64 * 1024);
-    let small = ReadLimits {
-        max_uncompressed_bytes: 1 << 20,
-        max_cells: 1_000,
-    };
+    let small = ReadLimits { max_uncompressed_bytes: 1 << 20, max_cells: 1_000 };
     let err = read_workbook(&path, None, &small).unwrap_err();
     assert!(matches!(err, TableError::TooLarge(_)), "{err}");
     // Under a generous limit the same file reads fine.
-    assert_eq!(
-        read_workbook(&path, None, &limits()).unwrap().table.columns,
-        vec!["a"]
-    );
+    assert_eq!(read_workbook(&path, None, &limits()).unwrap().table.columns, vec!["a"]);
 }
 
 #[test]
@@ -402,14 +308,8 @@ fn entry_claiming_an_impossible_ratio_is_refused() {
     }
     assert!(patched);
     std::fs::write(&path, bytes).unwrap();
-    let err = check_zip_limits(
-        &path,
-        &ReadLimits {
-            max_uncompressed_bytes: u64::MAX,
-            max_cells: 1,
-        },
-    )
-    .unwrap_err();
+    let err =
+        check_zip_limits(&path, &ReadLimits { max_uncompressed_bytes: u64::MAX, max_cells: 1 }).unwrap_err();
     assert!(err.to_string().contains("compression ratio"), "{err}");
 }
 
@@ -423,10 +323,7 @@ fn non_workbooks_are_unsupported() {
     let corrupt = dir.path().join("corrupt.xlsx");
     std::fs::write(&corrupt, b"PK\x03\x04 not really a zip").unwrap();
     let err = read_workbook(&corrupt, None, &limits()).unwrap_err();
-    assert!(
-        err.to_string().starts_with("Failed to read Excel file: "),
-        "{err}"
-    );
+    assert!(err.to_string().starts_with("Failed to read Excel file: "), "{err}");
 }
 
 #[test]
@@ -451,29 +348,14 @@ fn number_text_cases() {
 fn date_and_duration_texts() {
     use calamine::ExcelDateTimeType::{DateTime, TimeDelta};
     let cases = [
-        (
-            ExcelDateTime::new(45342.0, DateTime, false),
-            "2024-02-20 00:00:00",
-        ),
+        (ExcelDateTime::new(45342.0, DateTime, false), "2024-02-20 00:00:00"),
         (ExcelDateTime::new(0.0, DateTime, false), "00:00:00"),
         (ExcelDateTime::new(0.75, DateTime, false), "18:00:00"),
-        (
-            ExcelDateTime::new(0.999_999_999_9, DateTime, false),
-            "1900-01-01 00:00:00",
-        ),
-        (
-            ExcelDateTime::new(1.5, DateTime, false),
-            "1900-01-01 12:00:00",
-        ),
-        (
-            ExcelDateTime::new(60.0, DateTime, false),
-            "1900-02-28 00:00:00",
-        ),
+        (ExcelDateTime::new(0.999_999_999_9, DateTime, false), "1900-01-01 00:00:00"),
+        (ExcelDateTime::new(1.5, DateTime, false), "1900-01-01 12:00:00"),
+        (ExcelDateTime::new(60.0, DateTime, false), "1900-02-28 00:00:00"),
         (ExcelDateTime::new(0.0, DateTime, true), "00:00:00"),
-        (
-            ExcelDateTime::new(1.0, DateTime, true),
-            "1904-01-02 00:00:00",
-        ),
+        (ExcelDateTime::new(1.0, DateTime, true), "1904-01-02 00:00:00"),
         (ExcelDateTime::new(1.5, TimeDelta, false), "1 day, 12:00:00"),
         (ExcelDateTime::new(0.25, TimeDelta, false), "6:00:00"),
         (ExcelDateTime::new(3.0, TimeDelta, false), "3 days, 0:00:00"),
@@ -481,10 +363,7 @@ fn date_and_duration_texts() {
     for (dt, want) in cases {
         assert_eq!(excel_datetime_text(&dt), want, "{dt:?}");
     }
-    assert_eq!(
-        iso_datetime_text("2024-01-15T10:30:00"),
-        "2024-01-15 10:30:00"
-    );
+    assert_eq!(iso_datetime_text("2024-01-15T10:30:00"), "2024-01-15 10:30:00");
     assert_eq!(iso_datetime_text("2024-01-15"), "2024-01-15 00:00:00");
     assert_eq!(iso_datetime_text("10:30:00"), "10:30:00");
     assert_eq!(iso_datetime_text("garbage"), "garbage");

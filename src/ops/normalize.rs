@@ -1,0 +1,1335 @@
+//! Normalization (operations.md §7): the 20 column transformations, the step pipeline with backups,
+//! before/after statistics and the report of `normalization/apply`, and the type list of
+//! `GET normalization/types`.
+
+use super::clock::now_iso;
+use super::params::py_list;
+use super::transform_error::TransformError;
+use crate::table::parse::{parse_datetime, parse_number, python_strftime};
+use crate::table::{Cell, Table};
+use regex::Regex;
+use serde_json::{json, Map, Value};
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
+/// The implemented types with their descriptions, in the order the studio lists them.
+const TYPES: [(&str, &str); 20] = [
+    ("uppercase", "Upper-case the text"),
+    ("lowercase", "Lower-case the text"),
+    ("title_case", "Capitalise each word"),
+    ("trim_whitespace", "Strip leading and trailing whitespace"),
+    (
+        "remove_special_chars",
+        "Delete characters matching a pattern (default: anything but letters, digits, spaces)",
+    ),
+    ("phone_format", "Format 10/11-digit phone numbers in North-American style"),
+    ("email_format", "Lower-case and trim e-mail addresses"),
+    ("name_format", "Title-case and trim personal names"),
+    ("min_max_scale", "Rescale numbers to the 0–1 range"),
+    ("z_score", "Standardise numbers (subtract mean, divide by standard deviation)"),
+    ("round_decimal", "Round numbers to N decimal places"),
+    ("integer_convert", "Convert to whole numbers"),
+    ("currency_format", "Strip currency symbols and separators, keep the number"),
+    ("date_format", "Re-format dates"),
+    ("datetime_format", "Re-format date-times"),
+    ("boolean_convert", "Convert yes/no-like text to booleans"),
+    ("yes_no_convert", "Convert yes/no-like text to Yes/No"),
+    ("regex_replace", "Replace matches of a regular expression"),
+    ("fill_null_values", "Fill missing values"),
+    ("outlier_removal", "Blank out values outside the IQR fence"),
+];
+
+/// Accepted names without an implementation (§7.4): each step using one records an error.
+const UNIMPLEMENTED: [&str; 6] = [
+    "date_extract_year",
+    "date_extract_month",
+    "date_extract_day",
+    "custom_function",
+    "categorical_mapping",
+    "remove_duplicates",
+];
+
+/// `GET normalization/types`: type name → description (20 entries).
+pub fn normalization_types() -> Map<String, Value> {
+    TYPES.iter().map(|(k, d)| (k.to_string(), Value::String(d.to_string()))).collect()
+}
+
+/// One requested step, shape-checked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NormalizationStep {
+    pub column_name: String,
+    /// As sent (matched case-insensitively).
+    pub normalization_type: String,
+    pub parameters: Map<String, Value>,
+    pub backup_original: bool,
+    /// The step object as sent, for `requested_normalizations`.
+    raw: Value,
+}
+
+fn shape_error(message: String, index: usize) -> TransformError {
+    TransformError::validation_with(message, json!({ "field": "normalizations", "index": index }))
+}
+
+/// Parses the `normalizations` field: a non-empty array of step objects (wrong shapes → 422).
+pub fn parse_steps(value: &Value) -> Result<Vec<NormalizationStep>, TransformError> {
+    let Value::Array(items) = value else {
+        return Err(TransformError::validation_with(
+            "normalizations must be a JSON array",
+            json!({ "field": "normalizations" }),
+        ));
+    };
+    if items.is_empty() {
+        return Err(TransformError::validation("No normalization configurations provided"));
+    }
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| {
+            let Value::Object(obj) = item else {
+                return Err(shape_error(format!("normalizations[{i}] must be a JSON object"), i));
+            };
+            let text = |key: &str| -> Result<String, TransformError> {
+                match obj.get(key) {
+                    None | Some(Value::Null) => Ok(String::new()),
+                    Some(Value::String(s)) => Ok(s.clone()),
+                    Some(_) => Err(shape_error(format!("normalizations[{i}].{key} must be a string"), i)),
+                }
+            };
+            let parameters = match obj.get("parameters") {
+                None | Some(Value::Null) => Map::new(),
+                Some(Value::Object(p)) => p.clone(),
+                Some(_) => {
+                    return Err(shape_error(
+                        format!("normalizations[{i}].parameters must be a JSON object"),
+                        i,
+                    ))
+                }
+            };
+            let backup_original = match obj.get("backup_original") {
+                None | Some(Value::Null) => false,
+                Some(Value::Bool(b)) => *b,
+                Some(Value::String(s)) if s.eq_ignore_ascii_case("true") => true,
+                Some(Value::String(s)) if s.eq_ignore_ascii_case("false") => false,
+                Some(_) => {
+                    return Err(shape_error(
+                        format!("normalizations[{i}].backup_original must be a boolean"),
+                        i,
+                    ))
+                }
+            };
+            Ok(NormalizationStep {
+                column_name: text("column_name")?,
+                normalization_type: text("normalization_type")?,
+                parameters,
+                backup_original,
+                raw: item.clone(),
+            })
+        })
+        .collect()
+}
+
+/// The storage type string of a column (§2.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dtype {
+    Object,
+    Float64,
+    Int64,
+    Bool,
+}
+
+impl Dtype {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Dtype::Object => "object",
+            Dtype::Float64 => "float64",
+            Dtype::Int64 => "int64",
+            Dtype::Bool => "bool",
+        }
+    }
+
+    /// For steps that keep cell kinds: what the column holds now, given what it held before.
+    fn after_in_place(prev: Dtype, cells: &[Cell]) -> Dtype {
+        if prev == Dtype::Object {
+            return Dtype::Object;
+        }
+        let any_missing = cells.iter().any(Cell::is_missing);
+        let present = || cells.iter().filter(|c| !c.is_missing());
+        if !any_missing && present().all(|c| matches!(c, Cell::Bool(_))) {
+            Dtype::Bool
+        } else if !any_missing && present().all(|c| matches!(c, Cell::Int(_))) {
+            Dtype::Int64
+        } else if present().all(|c| matches!(c, Cell::Int(_) | Cell::Float(_))) {
+            Dtype::Float64
+        } else {
+            Dtype::Object
+        }
+    }
+}
+
+#[derive(Hash, PartialEq, Eq)]
+enum UniqueKey<'a> {
+    Text(&'a str),
+    Num(u64),
+    Bool(bool),
+}
+
+fn unique_key(cell: &Cell) -> Option<UniqueKey<'_>> {
+    let num = |f: f64| UniqueKey::Num(if f == 0.0 { 0 } else { f.to_bits() });
+    match cell {
+        Cell::Missing => None,
+        Cell::Text(s) => Some(UniqueKey::Text(s)),
+        Cell::Int(i) => Some(num(*i as f64)),
+        Cell::Float(f) => Some(num(*f)),
+        Cell::Bool(b) => Some(UniqueKey::Bool(*b)),
+    }
+}
+
+/// `before_stats` / `after_stats`.
+pub fn column_stats(cells: &[Cell], dtype: Dtype) -> Value {
+    let null_count = cells.iter().filter(|c| c.is_missing()).count();
+    let unique: std::collections::HashSet<UniqueKey> = cells.iter().filter_map(unique_key).collect();
+    json!({
+        "total_values": cells.len(),
+        "null_count": null_count,
+        "unique_count": unique.len(),
+        "data_type": dtype.as_str(),
+    })
+}
+
+/// Result of [`normalize`]: the transformed table and the report (`data.report`).
+#[derive(Debug, Clone)]
+pub struct NormalizationOutcome {
+    pub table: Table,
+    pub report: Value,
+}
+
+fn entry(message: String) -> Value {
+    json!({ "message": message, "timestamp": now_iso() })
+}
+
+fn column_cells(table: &Table, index: usize) -> Vec<Cell> {
+    table.column(index).cloned().collect()
+}
+
+fn set_column(table: &mut Table, index: usize, cells: Vec<Cell>) {
+    for (row, cell) in table.rows.iter_mut().zip(cells) {
+        if let Some(slot) = row.get_mut(index) {
+            *slot = cell;
+        }
+    }
+}
+
+/// Runs the pipeline (§7.1). Step failures are recorded in the report and never fail the call.
+pub fn normalize(table: &Table, steps: &[NormalizationStep], backup_original: bool) -> NormalizationOutcome {
+    let started_at = now_iso();
+    let mut work = table.clone();
+    let mut dtypes = vec![Dtype::Object; work.columns.len()];
+    let mut processed = Vec::new();
+    let mut errors = Vec::new();
+    let mut warnings = Vec::new();
+
+    for step in steps {
+        let c = &step.column_name;
+        let Some(index) = work.column_index(c) else {
+            warnings.push(entry(format!("Column '{c}' not found")));
+            continue;
+        };
+        if step.backup_original || backup_original {
+            // The uploaded column, not the current state (a backup of a backup falls back to the current one).
+            let source = match table.column_index(c) {
+                Some(i) => column_cells(table, i),
+                None => column_cells(&work, index),
+            };
+            let name = format!("{c}_original");
+            match work.column_index(&name) {
+                Some(b) => {
+                    set_column(&mut work, b, source);
+                    dtypes[b] = Dtype::Object;
+                }
+                None => {
+                    work.columns.push(name);
+                    for (row, cell) in work.rows.iter_mut().zip(source) {
+                        row.push(cell);
+                    }
+                    dtypes.push(Dtype::Object);
+                }
+            }
+        }
+        let before = column_cells(&work, index);
+        let before_stats = column_stats(&before, dtypes[index]);
+        let lowered = step.normalization_type.to_lowercase();
+        let result = if TYPES.iter().any(|(k, _)| *k == lowered) {
+            apply(&lowered, &step.parameters, &before, dtypes[index])
+        } else if UNIMPLEMENTED.contains(&lowered.as_str()) {
+            Err(format!(
+                "Unsupported normalization type: {lowered}. It is recognised but not implemented; \
+                 GET normalization/types lists the available types"
+            ))
+        } else {
+            let mut known: Vec<&str> = TYPES.iter().map(|(k, _)| *k).collect();
+            known.extend(UNIMPLEMENTED);
+            Err(format!(
+                "Invalid normalization type: '{}'. Valid types are: {}",
+                step.normalization_type,
+                py_list(&known)
+            ))
+        };
+        match result {
+            Ok((cells, dtype)) => {
+                let after_stats = column_stats(&cells, dtype);
+                set_column(&mut work, index, cells);
+                dtypes[index] = dtype;
+                processed.push(json!({
+                    "column_name": c,
+                    "normalization_type": step.normalization_type,
+                    "parameters": Value::Object(step.parameters.clone()),
+                    "before_stats": before_stats,
+                    "after_stats": after_stats,
+                    "success": true,
+                }));
+            }
+            Err(detail) => errors.push(entry(format!("Error normalizing '{c}': {detail}"))),
+        }
+    }
+
+    let requested: Vec<Value> = steps
+        .iter()
+        .map(|s| {
+            json!({
+                "column": s.raw.get("column_name").cloned().unwrap_or_else(|| Value::String(String::new())),
+                "type": s.raw.get("normalization_type").cloned().unwrap_or_else(|| Value::String(String::new())),
+                "parameters": s.raw.get("parameters").cloned().unwrap_or_else(|| json!({})),
+            })
+        })
+        .collect();
+    let report = json!({
+        "started_at": started_at,
+        "completed_at": now_iso(),
+        "success": errors.is_empty(),
+        "total_rows": table.row_count(),
+        "requested_normalizations": requested,
+        "columns_processed": processed,
+        "errors": errors,
+        "warnings": warnings,
+    });
+    NormalizationOutcome { table: work, report }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Parameters
+// ---------------------------------------------------------------------------------------------
+
+fn param_text<'a>(p: &'a Map<String, Value>, key: &str, default: &'a str) -> Result<&'a str, String> {
+    match p.get(key) {
+        None | Some(Value::Null) => Ok(default),
+        Some(Value::String(s)) => Ok(s),
+        Some(_) => Err(format!("parameter '{key}' must be a string")),
+    }
+}
+
+fn param_int(p: &Map<String, Value>, key: &str, default: i64) -> Result<i64, String> {
+    let err = || format!("parameter '{key}' must be an integer");
+    match p.get(key) {
+        None | Some(Value::Null) => Ok(default),
+        Some(Value::Number(n)) => n
+            .as_i64()
+            .or_else(|| n.as_f64().filter(|f| f.fract() == 0.0 && f.abs() < 1e15).map(|f| f as i64))
+            .ok_or_else(err),
+        Some(Value::String(s)) => s.trim().parse().map_err(|_| err()),
+        Some(_) => Err(err()),
+    }
+}
+
+fn param_float(p: &Map<String, Value>, key: &str, default: f64) -> Result<f64, String> {
+    let err = || format!("parameter '{key}' must be a number");
+    match p.get(key) {
+        None | Some(Value::Null) => Ok(default),
+        Some(Value::Number(n)) => n.as_f64().ok_or_else(err),
+        Some(Value::String(s)) => parse_number(s).ok_or_else(err),
+        Some(_) => Err(err()),
+    }
+}
+
+fn param_flag(p: &Map<String, Value>, key: &str) -> Result<bool, String> {
+    match p.get(key) {
+        None | Some(Value::Null) => Ok(false),
+        Some(Value::Bool(b)) => Ok(*b),
+        Some(Value::String(s)) => Ok(crate::table::parse::is_truthy_flag(s)),
+        Some(_) => Err(format!("parameter '{key}' must be a boolean")),
+    }
+}
+
+fn param_true_values(p: &Map<String, Value>, default: &[&str]) -> Result<Vec<String>, String> {
+    match p.get("true_values") {
+        None | Some(Value::Null) => Ok(default.iter().map(|s| s.to_string()).collect()),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|v| match v {
+                Value::String(s) => Ok(s.to_lowercase()),
+                Value::Bool(b) => Ok(if *b { "true" } else { "false" }.to_string()),
+                Value::Number(n) => Ok(Cell::from_json(&Value::Number(n.clone())).as_text().to_lowercase()),
+                _ => Err("parameter 'true_values' must be a list of strings".to_string()),
+            })
+            .collect(),
+        Some(_) => Err("parameter 'true_values' must be a list of strings".to_string()),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Cell helpers (§7.2)
+// ---------------------------------------------------------------------------------------------
+
+/// N(c): §12.1 parse of the cell text; Missing, empty and unparsable → NaN.
+fn number_of(cell: &Cell) -> f64 {
+    match cell {
+        Cell::Missing => f64::NAN,
+        Cell::Int(i) => *i as f64,
+        Cell::Float(f) => *f,
+        other => parse_number(&other.as_text()).unwrap_or(f64::NAN),
+    }
+}
+
+fn float_cell(f: f64) -> Cell {
+    if f.is_nan() {
+        Cell::Missing
+    } else {
+        Cell::Float(f)
+    }
+}
+
+/// Text-producing transformation; Missing stays Missing (IMPROVE: no `nan` text).
+fn map_text(cells: &[Cell], f: impl Fn(&str) -> String) -> Vec<Cell> {
+    cells
+        .iter()
+        .map(|c| match c {
+            Cell::Missing => Cell::Missing,
+            other => Cell::Text(f(&other.as_text())),
+        })
+        .collect()
+}
+
+/// Python `str.isspace()` characters (Rust's set plus the ASCII separators U+001C–U+001F).
+pub fn is_python_space(c: char) -> bool {
+    c.is_whitespace() || ('\u{1c}'..='\u{1f}').contains(&c)
+}
+
+fn python_strip(s: &str) -> &str {
+    s.trim_matches(is_python_space)
+}
+
+fn is_blank_for_fill(cell: &Cell) -> bool {
+    match cell {
+        Cell::Missing => true,
+        Cell::Text(s) => python_strip(s).is_empty(),
+        _ => false,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Python title-casing
+// ---------------------------------------------------------------------------------------------
+
+fn is_titlecase_letter(c: char) -> bool {
+    matches!(c as u32, 0x01C5 | 0x01C8 | 0x01CB | 0x01F2 | 0x1F88..=0x1F8F | 0x1F98..=0x1F9F | 0x1FA8..=0x1FAF | 0x1FBC | 0x1FCC | 0x1FFC)
+}
+
+/// Unicode "Cased": lower-case, upper-case or title-case letters.
+fn is_cased(c: char) -> bool {
+    c.is_lowercase() || c.is_uppercase() || is_titlecase_letter(c)
+}
+
+fn is_case_ignorable(c: char) -> bool {
+    matches!(
+        c,
+        '\'' | '.'
+            | ':'
+            | '^'
+            | '`'
+            | '\u{00AD}'
+            | '\u{00B7}'
+            | '\u{2018}'
+            | '\u{2019}'
+            | '\u{2024}'
+            | '\u{2027}'
+    ) || matches!(c as u32, 0x02B0..=0x02FF | 0x0300..=0x036F | 0x1AB0..=0x1AFF | 0x1DC0..=0x1DFF | 0x20D0..=0x20FF | 0xFE20..=0xFE2F)
+}
+
+/// Title-case mapping where it differs from upper-casing.
+fn special_title(c: char) -> Option<&'static str> {
+    Some(match c {
+        'Ǆ' | 'ǅ' | 'ǆ' => "ǅ",
+        'Ǉ' | 'ǈ' | 'ǉ' => "ǈ",
+        'Ǌ' | 'ǋ' | 'ǌ' => "ǋ",
+        'Ǳ' | 'ǲ' | 'ǳ' => "ǲ",
+        'ß' => "Ss",
+        'ﬀ' => "Ff",
+        'ﬁ' => "Fi",
+        'ﬂ' => "Fl",
+        'ﬃ' => "Ffi",
+        'ﬄ' => "Ffl",
+        'ﬅ' | 'ﬆ' => "St",
+        'և' => "Եւ",
+        'ﬓ' => "Մն",
+        'ﬔ' => "Մե",
+        'ﬕ' => "Մի",
+        'ﬖ' => "Վն",
+        'ﬗ' => "Մխ",
+        _ => return None,
+    })
+}
+
+fn push_title(c: char, out: &mut String) {
+    let u = c as u32;
+    // Greek letters with iota subscript title-case to the prosgegrammeni forms.
+    let greek = match u {
+        0x1F80..=0x1F87 | 0x1F90..=0x1F97 | 0x1FA0..=0x1FA7 => char::from_u32(u + 8),
+        0x1F88..=0x1F8F | 0x1F98..=0x1F9F | 0x1FA8..=0x1FAF | 0x1FBC | 0x1FCC | 0x1FFC => Some(c),
+        0x1FB3 => Some('\u{1FBC}'),
+        0x1FC3 => Some('\u{1FCC}'),
+        0x1FF3 => Some('\u{1FFC}'),
+        _ => None,
+    };
+    if let Some(g) = greek {
+        out.push(g);
+    } else if let Some(s) = special_title(c) {
+        out.push_str(s);
+    } else {
+        out.extend(c.to_uppercase());
+    }
+}
+
+/// Python `str.title()`.
+pub fn python_title(s: &str) -> String {
+    let chars: Vec<char> = s.chars().collect();
+    let mut out = String::with_capacity(s.len());
+    let mut previous_is_cased = false;
+    for (i, &c) in chars.iter().enumerate() {
+        if previous_is_cased {
+            if c == 'Σ' {
+                out.push(if final_sigma(&chars, i) { 'ς' } else { 'σ' });
+            } else {
+                out.extend(c.to_lowercase());
+            }
+        } else {
+            push_title(c, &mut out);
+        }
+        previous_is_cased = is_cased(c);
+    }
+    out
+}
+
+fn final_sigma(chars: &[char], i: usize) -> bool {
+    let before = chars[..i].iter().rev().find(|c| !is_case_ignorable(**c));
+    if !before.is_some_and(|c| is_cased(*c)) {
+        return false;
+    }
+    let after = chars[i + 1..].iter().find(|c| !is_case_ignorable(**c));
+    !after.is_some_and(|c| is_cased(*c))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Regular expressions (Python syntax on the `regex` engine)
+// ---------------------------------------------------------------------------------------------
+
+fn compile_python_regex(pattern: &str) -> Result<Regex, String> {
+    // `\Z` is Python's end of text; the engine spells it `\z`.
+    let mut translated = String::with_capacity(pattern.len());
+    let mut chars = pattern.chars();
+    while let Some(c) = chars.next() {
+        if c == '\\' {
+            match chars.next() {
+                Some('Z') => translated.push_str("\\z"),
+                Some(n) => {
+                    translated.push('\\');
+                    translated.push(n);
+                }
+                None => translated.push('\\'),
+            }
+        } else {
+            translated.push(c);
+        }
+    }
+    Regex::new(&translated).map_err(|e| {
+        let text = e.to_string();
+        if text.contains("look-around") {
+            format!("look-ahead and look-behind are not supported in pattern '{pattern}'")
+        } else if text.contains("backreferences") {
+            format!("backreferences are not supported in pattern '{pattern}'")
+        } else {
+            format!("invalid regular expression '{pattern}': {}", text.lines().last().unwrap_or("").trim())
+        }
+    })
+}
+
+/// Translates a Python replacement (`\1`, `\g<1>`, `\g<name>`, `\n`, `\\`) for the engine.
+fn translate_replacement(repl: &str, re: &Regex) -> Result<String, String> {
+    let names: Vec<&str> = re.capture_names().flatten().collect();
+    let groups = re.captures_len();
+    let mut out = String::with_capacity(repl.len());
+    let chars: Vec<char> = repl.chars().collect();
+    let mut i = 0;
+    let check_group = |g: &str| -> Result<String, String> {
+        match g.parse::<usize>() {
+            Ok(n) if n < groups => Ok(format!("${{{n}}}")),
+            Ok(_) => Err(format!("invalid group reference {g}")),
+            Err(_) if names.contains(&g) => Ok(format!("${{{g}}}")),
+            Err(_) => Err(format!("unknown group name '{g}'")),
+        }
+    };
+    while i < chars.len() {
+        let c = chars[i];
+        match c {
+            '$' => out.push_str("$$"),
+            '\\' => {
+                let Some(&n) = chars.get(i + 1) else {
+                    return Err("bad escape (end of pattern)".to_string());
+                };
+                i += 1;
+                match n {
+                    'g' => {
+                        if chars.get(i + 1) != Some(&'<') {
+                            return Err("missing < in group reference".to_string());
+                        }
+                        let close = chars[i + 2..]
+                            .iter()
+                            .position(|&c| c == '>')
+                            .ok_or("missing >, unterminated name")?;
+                        let name: String = chars[i + 2..i + 2 + close].iter().collect();
+                        out.push_str(&check_group(&name)?);
+                        i += 2 + close;
+                    }
+                    d if d.is_ascii_digit() => {
+                        let mut digits = d.to_string();
+                        if let Some(&d2) = chars.get(i + 1) {
+                            if d2.is_ascii_digit() {
+                                digits.push(d2);
+                                i += 1;
+                            }
+                        }
+                        out.push_str(&check_group(&digits)?);
+                    }
+                    'n' => out.push('\n'),
+                    't' => out.push('\t'),
+                    'r' => out.push('\r'),
+                    'f' => out.push('\u{0c}'),
+                    'v' => out.push('\u{0b}'),
+                    'a' => out.push('\u{07}'),
+                    'b' => out.push('\u{08}'),
+                    '\\' => out.push('\\'),
+                    l if l.is_ascii_alphabetic() => return Err(format!("bad escape \\{l}")),
+                    other => {
+                        out.push('\\');
+                        if other == '$' {
+                            out.push_str("$$");
+                        } else {
+                            out.push(other);
+                        }
+                    }
+                }
+            }
+            other => out.push(other),
+        }
+        i += 1;
+    }
+    Ok(out)
+}
+
+fn regex_replace(cells: &[Cell], pattern: &str, replacement: &str) -> Result<Vec<Cell>, String> {
+    let re = compile_python_regex(pattern)?;
+    let repl = translate_replacement(replacement, &re)?;
+    Ok(map_text(cells, |s| re.replace_all(s, repl.as_str()).into_owned()))
+}
+
+fn non_digit_regex() -> Option<&'static Regex> {
+    static RE: OnceLock<Option<Regex>> = OnceLock::new();
+    RE.get_or_init(|| Regex::new(r"\D+").ok()).as_ref()
+}
+
+// ---------------------------------------------------------------------------------------------
+// The transformations
+// ---------------------------------------------------------------------------------------------
+
+fn phone_format(text: &str) -> String {
+    let digits: String = match non_digit_regex() {
+        Some(re) => re.replace_all(text, "").into_owned(),
+        None => text.chars().filter(char::is_ascii_digit).collect(),
+    };
+    let d: Vec<char> = digits.chars().collect();
+    let part = |a: usize, b: usize| d[a..b].iter().collect::<String>();
+    match d.len() {
+        10 => format!("({}) {}-{}", part(0, 3), part(3, 6), part(6, 10)),
+        11 if d[0] == '1' => format!("+1 ({}) {}-{}", part(1, 4), part(4, 7), part(7, 11)),
+        _ => text.to_string(),
+    }
+}
+
+/// numpy `round`: scale, round half to even on the binary value, scale back.
+pub fn round_half_even(x: f64, decimals: i64) -> f64 {
+    let Ok(d) = i32::try_from(decimals.clamp(-400, 400)) else {
+        return x;
+    };
+    if d >= 0 {
+        let scale = 10f64.powi(d);
+        let y = (x * scale).round_ties_even() / scale;
+        if y.is_finite() || !x.is_finite() {
+            y
+        } else {
+            x
+        }
+    } else {
+        let scale = 10f64.powi(-d);
+        (x / scale).round_ties_even() * scale
+    }
+}
+
+fn currency_value(text: &str, separator: char, parentheses_negative: bool) -> f64 {
+    let kept: String = text
+        .chars()
+        .filter(|c| c.is_ascii_digit() || *c == '-' || *c == separator || (separator == '.' && *c == '.'))
+        .map(|c| if c == separator { '.' } else { c })
+        .collect();
+    let value = parse_number(&kept).unwrap_or(f64::NAN);
+    let t = text.trim();
+    if parentheses_negative && t.starts_with('(') && t.ends_with(')') {
+        -value.abs()
+    } else {
+        value
+    }
+}
+
+/// numpy's linear-interpolation percentile of sorted values (`p` in 0..=1).
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let h = (sorted.len() - 1) as f64 * p;
+    let lo = h.floor() as usize;
+    let hi = (lo + 1).min(sorted.len() - 1);
+    let (a, b, t) = (sorted[lo], sorted[hi], h - lo as f64);
+    let diff = b - a;
+    if t >= 0.5 {
+        b - diff * (1.0 - t)
+    } else {
+        a + diff * t
+    }
+}
+
+fn sorted_numbers(cells: &[Cell]) -> Vec<f64> {
+    let mut v: Vec<f64> = cells.iter().map(number_of).filter(|f| !f.is_nan()).collect();
+    v.sort_by(f64::total_cmp);
+    v
+}
+
+/// Sort order for the `mode` tie-break: numbers (by value) before booleans before text.
+fn mode_rank(cell: &Cell) -> (u8, f64, String) {
+    match cell {
+        Cell::Int(i) => (0, *i as f64, String::new()),
+        Cell::Float(f) => (0, *f, String::new()),
+        Cell::Bool(b) => (1, f64::from(u8::from(*b)), String::new()),
+        other => (2, 0.0, other.as_text().into_owned()),
+    }
+}
+
+fn mode_of(cells: &[Cell]) -> Option<Cell> {
+    let mut counts: HashMap<UniqueKey, (usize, &Cell)> = HashMap::new();
+    for c in cells.iter().filter(|c| !is_blank_for_fill(c)) {
+        if let Some(k) = unique_key(c) {
+            counts.entry(k).or_insert((0, c)).0 += 1;
+        }
+    }
+    let best = counts.values().map(|(n, _)| *n).max()?;
+    counts
+        .values()
+        .filter(|(n, _)| *n == best)
+        .map(|(_, c)| *c)
+        .min_by(|a, b| {
+            let (ra, rb) = (mode_rank(a), mode_rank(b));
+            ra.0.cmp(&rb.0).then(ra.1.total_cmp(&rb.1)).then(ra.2.cmp(&rb.2))
+        })
+        .cloned()
+}
+
+fn fill_null_values(cells: &[Cell], params: &Map<String, Value>) -> Result<Vec<Cell>, String> {
+    let value = match params.get("value") {
+        None => Cell::text(""),
+        Some(v) => Cell::from_json(v),
+    };
+    let method = param_text(params, "method", "value")?;
+    let numbers = || sorted_numbers(cells);
+    let fill = match method {
+        "mode" => mode_of(cells).unwrap_or(value),
+        "mean" => {
+            let v = numbers();
+            if v.is_empty() {
+                value
+            } else {
+                float_cell(v.iter().sum::<f64>() / v.len() as f64)
+            }
+        }
+        "median" => {
+            let v = numbers();
+            match v.len() {
+                0 => value,
+                n if n % 2 == 1 => Cell::Float(v[n / 2]),
+                n => Cell::Float((v[n / 2 - 1] + v[n / 2]) / 2.0),
+            }
+        }
+        _ => value,
+    };
+    Ok(cells.iter().map(|c| if is_blank_for_fill(c) { fill.clone() } else { c.clone() }).collect())
+}
+
+fn outlier_removal(cells: &[Cell], multiplier: f64) -> Vec<Cell> {
+    let sorted = sorted_numbers(cells);
+    if sorted.is_empty() {
+        return cells.to_vec();
+    }
+    let (q1, q3) = (percentile(&sorted, 0.25), percentile(&sorted, 0.75));
+    let iqr = q3 - q1;
+    let (low, high) = (q1 - multiplier * iqr, q3 + multiplier * iqr);
+    cells
+        .iter()
+        .map(|c| {
+            let x = number_of(c);
+            if !x.is_nan() && (x < low || x > high) {
+                Cell::Missing
+            } else {
+                c.clone()
+            }
+        })
+        .collect()
+}
+
+/// Applies one implemented type to a column. `Err` is the step error detail.
+fn apply(
+    kind: &str,
+    params: &Map<String, Value>,
+    cells: &[Cell],
+    dtype: Dtype,
+) -> Result<(Vec<Cell>, Dtype), String> {
+    let text = |v: Vec<Cell>| Ok((v, Dtype::Object));
+    let floats = |v: Vec<f64>| Ok((v.into_iter().map(float_cell).collect(), Dtype::Float64));
+    let numbers = || cells.iter().map(number_of).collect::<Vec<f64>>();
+    match kind {
+        "uppercase" => text(map_text(cells, str::to_uppercase)),
+        "lowercase" => text(map_text(cells, str::to_lowercase)),
+        "title_case" => text(map_text(cells, python_title)),
+        "trim_whitespace" => text(map_text(cells, |s| python_strip(s).to_string())),
+        "remove_special_chars" => {
+            let pattern = param_text(params, "pattern", r"[^\p{L}\p{N}\s]")?;
+            let replacement = param_text(params, "replacement", "")?;
+            text(regex_replace(cells, pattern, replacement)?)
+        }
+        "phone_format" => text(
+            cells
+                .iter()
+                .map(|c| match c {
+                    Cell::Missing => Cell::text(""),
+                    other => Cell::Text(phone_format(&other.as_text())),
+                })
+                .collect(),
+        ),
+        "email_format" => text(map_text(cells, |s| python_strip(&s.to_lowercase()).to_string())),
+        "name_format" => text(map_text(cells, |s| python_strip(&python_title(s)).to_string())),
+        "min_max_scale" => {
+            let xs = numbers();
+            let valid = xs.iter().copied().filter(|x| !x.is_nan());
+            let min = valid.clone().fold(f64::INFINITY, f64::min);
+            let max = valid.fold(f64::NEG_INFINITY, f64::max);
+            floats(xs.into_iter().map(|x| if max != min { (x - min) / (max - min) } else { x }).collect())
+        }
+        "z_score" => {
+            let xs = numbers();
+            let valid: Vec<f64> = xs.iter().copied().filter(|x| !x.is_nan()).collect();
+            let n = valid.len() as f64;
+            let mean = valid.iter().sum::<f64>() / n;
+            let std = if valid.len() > 1 {
+                (valid.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt()
+            } else {
+                f64::NAN
+            };
+            // An undefined (NaN) std counts as non-zero, as in the reference.
+            floats(xs.into_iter().map(|x| if std != 0.0 { (x - mean) / std } else { x - mean }).collect())
+        }
+        "round_decimal" => {
+            let decimals = param_int(params, "decimals", 2)?;
+            floats(numbers().into_iter().map(|x| round_half_even(x, decimals)).collect())
+        }
+        "integer_convert" => Ok((
+            numbers()
+                .into_iter()
+                .map(|x| {
+                    let t = x.trunc();
+                    // NaN, infinities and out-of-range values become 0 (IMPROVE).
+                    Cell::Int(
+                        if t.is_finite() && (-9.223_372_036_854_776e18..9.223_372_036_854_776e18).contains(&t)
+                        {
+                            t as i64
+                        } else {
+                            0
+                        },
+                    )
+                })
+                .collect(),
+            Dtype::Int64,
+        )),
+        "currency_format" => {
+            let separator = match param_text(params, "decimal_separator", ".")? {
+                "." => '.',
+                "," => ',',
+                other => {
+                    return Err(format!("parameter 'decimal_separator' must be '.' or ',' (got '{other}')"))
+                }
+            };
+            let negative = param_flag(params, "parentheses_negative")?;
+            floats(
+                cells
+                    .iter()
+                    .map(|c| match c {
+                        Cell::Missing => f64::NAN,
+                        other => currency_value(&other.as_text(), separator, negative),
+                    })
+                    .collect(),
+            )
+        }
+        "date_format" | "datetime_format" => {
+            let default = if kind == "date_format" { "%Y-%m-%d" } else { "%Y-%m-%d %H:%M:%S" };
+            let format = param_text(params, "format", default)?;
+            text(
+                cells
+                    .iter()
+                    .map(|c| match c {
+                        Cell::Missing => Cell::Missing,
+                        other => parse_datetime(&other.as_text())
+                            .map_or(Cell::Missing, |dt| Cell::Text(python_strftime(&dt, format))),
+                    })
+                    .collect(),
+            )
+        }
+        "boolean_convert" | "yes_no_convert" => {
+            let defaults: &[&str] = if kind == "boolean_convert" {
+                &["true", "1", "yes", "y", "on"]
+            } else {
+                &["true", "1", "yes", "y"]
+            };
+            let truthy = param_true_values(params, defaults)?;
+            let is_true = |c: &Cell| truthy.iter().any(|t| *t == c.as_text().to_lowercase());
+            if kind == "boolean_convert" {
+                Ok((cells.iter().map(|c| Cell::Bool(!c.is_missing() && is_true(c))).collect(), Dtype::Bool))
+            } else {
+                text(
+                    cells
+                        .iter()
+                        .map(|c| match c {
+                            Cell::Missing => Cell::Missing,
+                            other => Cell::text(if is_true(other) { "Yes" } else { "No" }),
+                        })
+                        .collect(),
+                )
+            }
+        }
+        "regex_replace" => {
+            let pattern = param_text(params, "pattern", "")?;
+            let replacement = param_text(params, "replacement", "")?;
+            text(regex_replace(cells, pattern, replacement)?)
+        }
+        "fill_null_values" => {
+            let filled = fill_null_values(cells, params)?;
+            let d = Dtype::after_in_place(dtype, &filled);
+            Ok((filled, d))
+        }
+        "outlier_removal" => {
+            let multiplier = param_float(params, "multiplier", 1.5)?;
+            let out = outlier_removal(cells, multiplier);
+            let d = Dtype::after_in_place(dtype, &out);
+            Ok((out, d))
+        }
+        other => Err(format!("Unsupported normalization type: {other}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(s: &str) -> Cell {
+        Cell::text(s)
+    }
+
+    fn texts(values: &[&str]) -> Vec<Cell> {
+        values.iter().map(|s| t(s)).collect()
+    }
+
+    fn params(v: Value) -> Map<String, Value> {
+        match v {
+            Value::Object(m) => m,
+            _ => Map::new(),
+        }
+    }
+
+    /// Applies one type to a text column.
+    fn run(kind: &str, p: Value, cells: Vec<Cell>) -> Vec<Cell> {
+        apply(kind, &params(p), &cells, Dtype::Object).unwrap().0
+    }
+
+    fn one_column(values: &[&str]) -> Table {
+        Table { columns: vec!["c".into()], rows: values.iter().map(|s| vec![t(s)]).collect() }
+    }
+
+    fn steps(v: Value) -> Vec<NormalizationStep> {
+        parse_steps(&v).unwrap()
+    }
+
+    #[test]
+    fn types_list_has_the_20_contract_keys() {
+        let types = normalization_types();
+        assert_eq!(types.len(), 20);
+        for key in [
+            "uppercase",
+            "lowercase",
+            "trim_whitespace",
+            "outlier_removal",
+            "fill_null_values",
+            "regex_replace",
+        ] {
+            assert!(types.contains_key(key), "{key}");
+        }
+        for key in UNIMPLEMENTED {
+            assert!(!types.contains_key(key), "{key}");
+        }
+    }
+
+    #[test]
+    fn text_types() {
+        let cases: Vec<(&str, Value, &str, &str)> = vec![
+            ("uppercase", json!({}), "  john doe  ", "  JOHN DOE  "),
+            ("uppercase", json!({}), "straße", "STRASSE"),
+            ("lowercase", json!({}), "ΟΔΟΣ", "οδος"),
+            ("lowercase", json!({}), "JOHN@TEST.COM", "john@test.com"),
+            ("title_case", json!({}), "o'neil-smith jr", "O'Neil-Smith Jr"),
+            ("title_case", json!({}), "it's", "It'S"),
+            ("title_case", json!({}), "3rd x2y", "3Rd X2Y"),
+            ("title_case", json!({}), "ǆemal", "ǅemal"),
+            ("title_case", json!({}), "ÉCOLE ünï 3rd", "École Ünï 3Rd"),
+            ("title_case", json!({}), "ΟΔΟΣ ΣΑΣ", "Οδος Σας"),
+            ("title_case", json!({}), "ßa ﬁne", "Ssa Fine"),
+            ("trim_whitespace", json!({}), "  john doe  ", "john doe"),
+            ("trim_whitespace", json!({}), "\u{a0}\u{3000}x\u{1f}\t", "x"),
+            ("trim_whitespace", json!({}), "\u{200b}x", "\u{200b}x"),
+            ("email_format", json!({}), "  JOHN@TEST.COM ", "john@test.com"),
+            ("name_format", json!({}), "  mary-jane o'neil ", "Mary-Jane O'Neil"),
+            ("remove_special_chars", json!({}), "o'neil-smith jr", "oneilsmith jr"),
+            ("remove_special_chars", json!({}), "ÉCOLE ünï 3rd!", "ÉCOLE ünï 3rd"),
+            ("remove_special_chars", json!({"pattern": "[^a-zA-Z0-9\\s]"}), "ÉCOLE ünï 3rd", "COLE n 3rd"),
+            ("remove_special_chars", json!({"pattern": "\\d", "replacement": "#"}), "a1b22", "a#b##"),
+            ("phone_format", json!({}), "0912 345 678", "(091) 234-5678"),
+            ("phone_format", json!({}), "1-800-555-1234", "+1 (800) 555-1234"),
+            ("phone_format", json!({}), "+84 912 345 678", "+84 912 345 678"),
+            ("phone_format", json!({}), "(555) 123-4567", "(555) 123-4567"),
+            ("phone_format", json!({}), "12345", "12345"),
+            (
+                "regex_replace",
+                json!({"pattern": "(\\w+)@(\\w+)", "replacement": "\\2 at \\1"}),
+                "me@host x",
+                "host at me x",
+            ),
+            (
+                "regex_replace",
+                json!({"pattern": "(?P<y>\\d{4})-(?P<m>\\d\\d)", "replacement": "\\g<m>/\\g<y>"}),
+                "2024-05",
+                "05/2024",
+            ),
+            ("regex_replace", json!({"pattern": "a", "replacement": "$1\\\\"}), "cat", "c$1\\t"),
+            ("regex_replace", json!({"pattern": "b+?", "replacement": "-"}), "abbc", "a--c"),
+            ("regex_replace", json!({}), "abc", "abc"),
+            ("regex_replace", json!({"pattern": "", "replacement": "-"}), "ab", "-a-b-"),
+            ("regex_replace", json!({"pattern": "x\\Z", "replacement": "!"}), "xx", "x!"),
+            ("yes_no_convert", json!({}), "on", "No"),
+            ("yes_no_convert", json!({}), "Y", "Yes"),
+            ("yes_no_convert", json!({"true_values": ["oui"]}), "OUI", "Yes"),
+            ("date_format", json!({}), "2024-01-15 10:30:00", "2024-01-15"),
+            ("date_format", json!({"format": "%d/%m/%Y"}), "2024-01-15", "15/01/2024"),
+            ("datetime_format", json!({}), "2024-02-01 08:05:00", "2024-02-01 08:05:00"),
+            ("datetime_format", json!({}), "2024-01-15", "2024-01-15 00:00:00"),
+        ];
+        for (kind, p, input, want) in cases {
+            assert_eq!(run(kind, p.clone(), texts(&[input])), texts(&[want]), "{kind} {p} {input:?}");
+        }
+    }
+
+    #[test]
+    fn missing_cells_in_text_types() {
+        for kind in
+            ["uppercase", "title_case", "trim_whitespace", "regex_replace", "yes_no_convert", "date_format"]
+        {
+            assert_eq!(run(kind, json!({}), vec![Cell::Missing]), vec![Cell::Missing], "{kind}");
+        }
+        assert_eq!(run("phone_format", json!({}), vec![Cell::Missing]), texts(&[""]));
+        assert_eq!(run("date_format", json!({}), texts(&["yesterday"])), vec![Cell::Missing]);
+        // Per-value date parsing (IMPROVE): mixed formats all survive.
+        assert_eq!(
+            run("date_format", json!({}), texts(&["2024-01-15", "2024-02-01 08:05:00"])),
+            texts(&["2024-01-15", "2024-02-01"])
+        );
+    }
+
+    #[test]
+    fn numeric_types() {
+        let f = |x: f64| Cell::Float(x);
+        let m = Cell::Missing;
+        let cases: Vec<(&str, Value, Vec<&str>, Vec<Cell>)> = vec![
+            (
+                "min_max_scale",
+                json!({}),
+                vec!["10", "20", "30", "x"],
+                vec![f(0.0), f(0.5), f(1.0), m.clone()],
+            ),
+            ("min_max_scale", json!({}), vec!["5", "5"], vec![f(5.0), f(5.0)]),
+            ("min_max_scale", json!({}), vec!["", "a"], vec![m.clone(), m.clone()]),
+            ("z_score", json!({}), vec!["1", "2", "3"], vec![f(-1.0), f(0.0), f(1.0)]),
+            ("z_score", json!({}), vec!["4", "4"], vec![f(0.0), f(0.0)]),
+            ("z_score", json!({}), vec!["4", ""], vec![m.clone(), m.clone()]),
+            (
+                "round_decimal",
+                json!({}),
+                vec!["2.675", "0.125", "0.375", "abc"],
+                vec![f(2.68), f(0.12), f(0.38), m.clone()],
+            ),
+            ("round_decimal", json!({"decimals": 1}), vec!["2.25", "2.35"], vec![f(2.2), f(2.4)]),
+            ("round_decimal", json!({"decimals": 3}), vec!["1.23456"], vec![f(1.235)]),
+            ("round_decimal", json!({"decimals": -2}), vec!["1250", "1351"], vec![f(1200.0), f(1400.0)]),
+            ("round_decimal", json!({"decimals": "0"}), vec!["2.5"], vec![f(2.0)]),
+            (
+                "integer_convert",
+                json!({}),
+                vec!["3.14159", "-2.5", "", "abc", "10", "1e3", ".5", "1,000", "inf", "1e30"],
+                vec![
+                    Cell::Int(3),
+                    Cell::Int(-2),
+                    Cell::Int(0),
+                    Cell::Int(0),
+                    Cell::Int(10),
+                    Cell::Int(1000),
+                    Cell::Int(0),
+                    Cell::Int(0),
+                    Cell::Int(0),
+                    Cell::Int(0),
+                ],
+            ),
+            (
+                "currency_format",
+                json!({}),
+                vec!["$1,234.56", "(100)", "€1.234,56", "1 000", "5-", ""],
+                vec![f(1234.56), f(100.0), f(1.23456), f(1000.0), m.clone(), m.clone()],
+            ),
+            (
+                "currency_format",
+                json!({"decimal_separator": ",", "parentheses_negative": true}),
+                vec!["€1.234,56", "(100)"],
+                vec![f(1234.56), f(-100.0)],
+            ),
+        ];
+        for (kind, p, input, want) in cases {
+            let got = run(kind, p.clone(), texts(&input));
+            assert_eq!(got.len(), want.len());
+            for (g, w) in got.iter().zip(&want) {
+                match (g, w) {
+                    (Cell::Float(a), Cell::Float(b)) => {
+                        assert!((a - b).abs() < 1e-12, "{kind} {input:?}: {a} vs {b}")
+                    }
+                    _ => assert_eq!(g, w, "{kind} {p} {input:?}"),
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn boolean_convert() {
+        let got = run("boolean_convert", json!({}), texts(&["Yes", "no", "", "TRUE", "1", "on", "y"]));
+        let want: Vec<Cell> =
+            [true, false, false, true, true, true, true].iter().map(|b| Cell::Bool(*b)).collect();
+        assert_eq!(got, want);
+        assert_eq!(run("boolean_convert", json!({}), vec![Cell::Missing]), vec![Cell::Bool(false)]);
+        assert_eq!(
+            run("boolean_convert", json!({"true_values": ["Sí"]}), texts(&["sí", "yes"])),
+            vec![Cell::Bool(true), Cell::Bool(false)]
+        );
+    }
+
+    #[test]
+    fn fill_null_values_methods() {
+        let col = vec![t("a"), Cell::Missing, t(""), t("  "), t("b"), t("b"), t("a")];
+        let cases = [
+            (json!({"value": "N/A"}), vec!["a", "N/A", "N/A", "N/A", "b", "b", "a"]),
+            (json!({}), vec!["a", "", "", "", "b", "b", "a"]),
+            (json!({"method": "mode"}), vec!["a", "a", "a", "a", "b", "b", "a"]),
+            (json!({"method": "mean", "value": "x"}), vec!["a", "x", "x", "x", "b", "b", "a"]),
+            (json!({"method": "other", "value": "z"}), vec!["a", "z", "z", "z", "b", "b", "a"]),
+        ];
+        for (p, want) in cases {
+            assert_eq!(run("fill_null_values", p.clone(), col.clone()), texts(&want), "{p}");
+        }
+        let nums = vec![t("1"), t(""), t("2"), Cell::Missing, t("6"), t("n/a")];
+        assert_eq!(
+            run("fill_null_values", json!({"method": "mean"}), nums.clone()),
+            vec![t("1"), Cell::Float(3.0), t("2"), Cell::Float(3.0), t("6"), t("n/a")]
+        );
+        assert_eq!(run("fill_null_values", json!({"method": "median"}), nums)[1], Cell::Float(2.0));
+        assert_eq!(run("fill_null_values", json!({"value": 0}), vec![Cell::Missing]), vec![Cell::Int(0)]);
+    }
+
+    #[test]
+    fn outlier_removal_blanks_values_outside_the_fence() {
+        let got =
+            run("outlier_removal", json!({}), texts(&["10", "12", "11", "13", "1000", "abc", "", "-500"]));
+        assert_eq!(
+            got,
+            vec![t("10"), t("12"), t("11"), t("13"), Cell::Missing, t("abc"), t(""), Cell::Missing]
+        );
+        assert_eq!(run("outlier_removal", json!({}), texts(&["a", "b"])), texts(&["a", "b"]));
+        let wide = run("outlier_removal", json!({"multiplier": 1000}), texts(&["10", "12", "1000"]));
+        assert_eq!(wide, texts(&["10", "12", "1000"]));
+        assert_eq!(percentile(&[1.0, 2.0, 3.0, 4.0], 0.25), 1.75);
+    }
+
+    #[test]
+    fn invalid_parameters_are_step_errors() {
+        let cases = [
+            ("regex_replace", json!({"pattern": "("})),
+            ("regex_replace", json!({"pattern": "(?<=a)b"})),
+            ("regex_replace", json!({"pattern": "a", "replacement": "\\2"})),
+            ("regex_replace", json!({"pattern": "a", "replacement": "\\q"})),
+            ("round_decimal", json!({"decimals": "two"})),
+            ("boolean_convert", json!({"true_values": "yes"})),
+            ("date_format", json!({"format": 5})),
+            ("outlier_removal", json!({"multiplier": []})),
+        ];
+        for (kind, p) in cases {
+            assert!(apply(kind, &params(p.clone()), &texts(&["a"]), Dtype::Object).is_err(), "{kind} {p}");
+        }
+    }
+
+    #[test]
+    fn pipeline_report_and_backups() {
+        let table = Table {
+            columns: vec!["name".into(), "email".into(), "amount".into()],
+            rows: vec![
+                vec![t("  john doe  "), t("JOHN@TEST.COM"), t("10")],
+                vec![t("jane"), t("Jane@x.org"), t("")],
+            ],
+        };
+        let s = steps(json!([
+            {"column_name": "name", "normalization_type": "trim_whitespace"},
+            {"column_name": "name", "normalization_type": "TITLE_CASE", "backup_original": true},
+            {"column_name": "email", "normalization_type": "lowercase", "parameters": {}},
+            {"column_name": "ghost", "normalization_type": "uppercase"},
+            {"column_name": "amount", "normalization_type": "round_decimal", "parameters": {"decimals": 3}},
+            {"column_name": "amount", "normalization_type": "integer_convert"},
+        ]));
+        let out = normalize(&table, &s, false);
+        assert_eq!(out.table.columns, vec!["name", "email", "amount", "name_original"]);
+        assert_eq!(
+            out.table.rows[0],
+            vec![t("John Doe"), t("john@test.com"), Cell::Int(10), t("  john doe  ")]
+        );
+        assert_eq!(out.table.rows[1], vec![t("Jane"), t("jane@x.org"), Cell::Int(0), t("jane")]);
+        let r = &out.report;
+        assert_eq!(r["success"], json!(true));
+        assert_eq!(r["total_rows"], json!(2));
+        assert_eq!(r["columns_processed"].as_array().map(Vec::len), Some(5));
+        assert_eq!(r["columns_processed"][1]["normalization_type"], json!("TITLE_CASE"));
+        assert_eq!(r["columns_processed"][3]["parameters"], json!({"decimals": 3}));
+        assert_eq!(
+            r["columns_processed"][3]["after_stats"],
+            json!({"total_values": 2, "null_count": 1, "unique_count": 1, "data_type": "float64"})
+        );
+        assert_eq!(r["columns_processed"][4]["before_stats"]["data_type"], json!("float64"));
+        assert_eq!(
+            r["columns_processed"][4]["after_stats"],
+            json!({"total_values": 2, "null_count": 0, "unique_count": 2, "data_type": "int64"})
+        );
+        assert_eq!(
+            r["columns_processed"][0]["before_stats"],
+            json!({"total_values": 2, "null_count": 0, "unique_count": 2, "data_type": "object"})
+        );
+        assert_eq!(r["warnings"][0]["message"], json!("Column 'ghost' not found"));
+        assert!(r["warnings"][0]["timestamp"].as_str().is_some_and(|s| s.ends_with("+00:00")));
+        assert_eq!(
+            r["requested_normalizations"][0],
+            json!({"column": "name", "type": "trim_whitespace", "parameters": {}})
+        );
+        assert_eq!(r["requested_normalizations"][4]["parameters"], json!({"decimals": 3}));
+        assert_eq!(r["errors"], json!([]));
+    }
+
+    #[test]
+    fn global_backup_and_errors_do_not_stop_the_pipeline() {
+        let table = one_column(&["a", "b"]);
+        let s = steps(json!([
+            {"column_name": "c", "normalization_type": "uppercase"},
+            {"column_name": "c", "normalization_type": "bogus"},
+            {"column_name": "c", "normalization_type": "date_extract_year"},
+            {"column_name": "c", "normalization_type": "regex_replace", "parameters": {"pattern": "["}},
+            {"column_name": "c", "normalization_type": "lowercase"},
+            {"column_name": "c", "normalization_type": "", "parameters": {}},
+        ]));
+        let out = normalize(&table, &s, true);
+        assert_eq!(out.table.columns, vec!["c", "c_original"]);
+        assert_eq!(out.table.rows[0], vec![t("a"), t("a")]);
+        let r = &out.report;
+        assert_eq!(r["success"], json!(false));
+        let errors: Vec<&str> =
+            r["errors"].as_array().unwrap().iter().filter_map(|e| e["message"].as_str()).collect();
+        assert_eq!(errors.len(), 3 + 1);
+        assert!(errors[0].starts_with(
+            "Error normalizing 'c': Invalid normalization type: 'bogus'. Valid types are: ['uppercase', "
+        ));
+        assert!(errors[0].contains("'remove_duplicates']"));
+        assert!(errors[1]
+            .starts_with("Error normalizing 'c': Unsupported normalization type: date_extract_year."));
+        assert!(errors[2].starts_with("Error normalizing 'c': invalid regular expression"));
+        assert!(errors[3].starts_with("Error normalizing 'c': Invalid normalization type: ''."));
+        assert_eq!(r["columns_processed"].as_array().map(Vec::len), Some(2));
+    }
+
+    #[test]
+    fn backup_overwrites_existing_column_in_place() {
+        let table = Table {
+            columns: vec!["c".into(), "c_original".into(), "z".into()],
+            rows: vec![vec![t("x"), t("old"), t("z")]],
+        };
+        let s =
+            steps(json!([{"column_name": "c", "normalization_type": "uppercase", "backup_original": true}]));
+        let out = normalize(&table, &s, false);
+        assert_eq!(out.table.columns, vec!["c", "c_original", "z"]);
+        assert_eq!(out.table.rows[0], vec![t("X"), t("x"), t("z")]);
+    }
+
+    #[test]
+    fn step_shapes() {
+        assert_eq!(
+            parse_steps(&json!([])).unwrap_err().to_string(),
+            "No normalization configurations provided"
+        );
+        for bad in [
+            json!({"column_name": "a"}),
+            json!(["x"]),
+            json!([{"column_name": 5}]),
+            json!([{"column_name": "a", "parameters": []}]),
+            json!([{"column_name": "a", "backup_original": "maybe"}]),
+        ] {
+            assert_eq!(parse_steps(&bad).unwrap_err().status_code(), 422, "{bad}");
+        }
+        let s = parse_steps(&json!([{"column_name": "a", "normalization_type": "uppercase"}])).unwrap();
+        assert_eq!((s[0].column_name.as_str(), s[0].parameters.len(), s[0].backup_original), ("a", 0, false));
+    }
+
+    #[test]
+    fn stats_count_missing_and_unique() {
+        let cells = vec![t("a"), t("a"), t(""), Cell::Missing, Cell::Float(1.0), Cell::Int(1)];
+        assert_eq!(
+            column_stats(&cells, Dtype::Object),
+            json!({"total_values": 6, "null_count": 1, "unique_count": 3, "data_type": "object"})
+        );
+    }
+}
