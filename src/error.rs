@@ -4,7 +4,10 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
-use serde_json::Value;
+use serde_json::{json, Value};
+
+use crate::ops::OpError;
+use crate::table::TableError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorKind {
@@ -158,6 +161,62 @@ impl From<std::io::Error> for ApiError {
 impl From<actix_web::error::BlockingError> for ApiError {
     fn from(err: actix_web::error::BlockingError) -> Self {
         ApiError::internal("Internal server error", err)
+    }
+}
+
+impl ApiError {
+    /// The single mapping of table-layer errors to statuses (the variants document the same).
+    pub fn from_table(err: &TableError) -> ApiError {
+        let message = err.to_string();
+        match err {
+            TableError::ReadExcel(_) | TableError::ReadCsv(_) | TableError::Encoding(_) => {
+                ApiError::file_processing(message)
+            }
+            TableError::WriteExcel(_) | TableError::WriteFile(_) => ApiError::file_processing(message),
+            TableError::UnsupportedKind { .. } => ApiError::unsupported_file_type(message),
+            TableError::TooLarge(_) => ApiError::payload_too_large(message),
+            TableError::TooManyCells { rows, columns, max_cells } => ApiError::validation(message)
+                .with_details(json!({"rows": rows, "columns": columns, "max_cells": max_cells})),
+            TableError::SheetNotFound { name, available } => ApiError::validation(message)
+                .with_details(json!({"sheet_name": name, "available_sheets": available})),
+            TableError::InvalidSheetName { name, reason } => ApiError::validation(message)
+                .with_details(json!({"field": "sheet_name", "sheet_name": name, "reason": reason})),
+            TableError::Io(e) => ApiError::internal("Internal server error", e),
+        }
+    }
+
+    /// The single mapping of operation-layer errors to statuses.
+    pub fn from_op(err: &OpError) -> ApiError {
+        match err {
+            OpError::Validation { message, details } => {
+                let e = ApiError::validation(message.clone());
+                match details {
+                    Some(d) => e.with_details(d.clone()),
+                    None => e,
+                }
+            }
+            OpError::Generation(message) => ApiError::file_processing(message.clone()),
+            OpError::Table(t) => ApiError::from_table(t),
+            OpError::Io(e) => ApiError::internal("Internal server error", e),
+        }
+    }
+
+    /// Prefixes the message (e.g. `Failed to get file info: ` on the info endpoints), keeping kind and details.
+    pub fn prefixed(mut self, prefix: &str) -> ApiError {
+        self.message = format!("{prefix}{}", self.message);
+        self
+    }
+}
+
+impl From<TableError> for ApiError {
+    fn from(err: TableError) -> Self {
+        ApiError::from_table(&err)
+    }
+}
+
+impl From<OpError> for ApiError {
+    fn from(err: OpError) -> Self {
+        ApiError::from_op(&err)
     }
 }
 

@@ -2,7 +2,7 @@
 //! statistics, the positional column copy of `files/bind`, and its preview.
 
 use super::params::{py_list, ColumnMapping};
-use super::transform_error::TransformError;
+use super::OpError;
 use crate::table::{Cell, Table};
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -16,12 +16,8 @@ pub struct BindOutcome {
 
 /// Parses a JSON-array form field of column names (`bind_columns`, `comparison_columns`); any other
 /// shape → 422 with `invalid_message` (e.g. `bind_columns must be a valid JSON array`).
-pub fn parse_column_list(
-    text: &str,
-    field: &str,
-    invalid_message: &str,
-) -> Result<Vec<String>, TransformError> {
-    let err = || TransformError::validation_with(invalid_message, json!({ "field": field }));
+pub fn parse_column_list(text: &str, field: &str, invalid_message: &str) -> Result<Vec<String>, OpError> {
+    let err = || OpError::validation_with(invalid_message, json!({ "field": field }));
     let value: Value = serde_json::from_str(text).map_err(|_| err())?;
     let Value::Array(items) = value else {
         return Err(err());
@@ -55,10 +51,10 @@ fn validate_bind_columns(
     bind: &Table,
     keys: &[String],
     bind_columns: &[String],
-) -> Result<Vec<String>, TransformError> {
+) -> Result<Vec<String>, OpError> {
     let missing = missing_in(bind_columns, bind);
     if !missing.is_empty() {
-        return Err(TransformError::validation_with(
+        return Err(OpError::validation_with(
             format!("Bind columns not found in bind file: {}", py_list(&missing)),
             json!({ "missing_columns": missing, "available_columns": bind.columns }),
         ));
@@ -73,7 +69,7 @@ fn validate_bind_columns(
     let conflicting: Vec<&str> =
         effective.iter().map(String::as_str).filter(|c| source.column_index(c).is_some()).collect();
     if !conflicting.is_empty() {
-        return Err(TransformError::validation_with(
+        return Err(OpError::validation_with(
             format!(
                 "Bind columns already exist in source file: {}. This would overwrite existing data.",
                 py_list(&conflicting)
@@ -82,7 +78,7 @@ fn validate_bind_columns(
         ));
     }
     if effective.is_empty() {
-        return Err(TransformError::validation_with(
+        return Err(OpError::validation_with(
             "At least one bind column must be specified",
             json!({ "field": "bind_columns", "reason": "only key columns were listed" }),
         ));
@@ -171,10 +167,10 @@ pub fn bind_single_key(
     bind: &Table,
     comparison_column: &str,
     bind_columns: &[String],
-) -> Result<BindOutcome, TransformError> {
+) -> Result<BindOutcome, OpError> {
     for (table, which) in [(source, "source file"), (bind, "bind file")] {
         if table.column_index(comparison_column).is_none() {
-            return Err(TransformError::validation_with(
+            return Err(OpError::validation_with(
                 format!("Comparison column '{comparison_column}' not found in {which}"),
                 json!({ "missing_columns": [comparison_column], "available_columns": table.columns }),
             ));
@@ -194,11 +190,11 @@ pub fn bind_multi_key(
     bind: &Table,
     comparison_columns: &[String],
     bind_columns: &[String],
-) -> Result<BindOutcome, TransformError> {
+) -> Result<BindOutcome, OpError> {
     for (table, which) in [(source, "source file"), (bind, "bind file")] {
         let missing = missing_in(comparison_columns, table);
         if !missing.is_empty() {
-            return Err(TransformError::validation_with(
+            return Err(OpError::validation_with(
                 format!("Comparison columns not found in {which}: {}", py_list(&missing)),
                 json!({ "missing_columns": missing, "available_columns": table.columns }),
             ));
@@ -223,13 +219,13 @@ pub fn bind_positional(
     source: &Table,
     target: &Table,
     mapping: &ColumnMapping,
-) -> Result<BindOutcome, TransformError> {
+) -> Result<BindOutcome, OpError> {
     let missing_source: Vec<&str> =
         mapping.iter().map(|(_, s)| s.as_str()).filter(|s| source.column_index(s).is_none()).collect();
     let missing_target: Vec<&str> =
         mapping.iter().map(|(t, _)| t.as_str()).filter(|t| target.column_index(t).is_none()).collect();
     if !missing_source.is_empty() || !missing_target.is_empty() {
-        return Err(TransformError::validation_with(
+        return Err(OpError::validation_with(
             "Column mapping validation failed",
             json!({ "missing_source_columns": missing_source, "missing_target_columns": missing_target }),
         ));

@@ -3,7 +3,7 @@
 //! text) that both JSON endpoints stream rows through.
 
 use super::params::ColumnMapping;
-use super::transform_error::TransformError;
+use super::OpError;
 use crate::table::parse::python_float_text;
 use crate::table::{Cell, Table};
 use serde::ser::{Serialize, SerializeMap, Serializer};
@@ -21,12 +21,12 @@ pub enum NullHandling {
 
 impl NullHandling {
     /// Exact, case-sensitive names.
-    pub fn parse(value: &str) -> Result<NullHandling, TransformError> {
+    pub fn parse(value: &str) -> Result<NullHandling, OpError> {
         match value {
             "include" => Ok(NullHandling::Include),
             "exclude" => Ok(NullHandling::Exclude),
             "default" => Ok(NullHandling::Default),
-            other => Err(TransformError::validation_with(
+            other => Err(OpError::validation_with(
                 format!("Invalid null_handling: {other}. Must be 'include', 'exclude', or 'default'"),
                 serde_json::json!({ "field": "null_handling" }),
             )),
@@ -201,8 +201,8 @@ impl<I: Iterator<Item = Value>> Serialize for NestedDoc<I> {
     }
 }
 
-fn json_io_error(e: serde_json::Error) -> TransformError {
-    TransformError::Io(io::Error::other(e))
+fn json_io_error(e: serde_json::Error) -> OpError {
+    OpError::Io(io::Error::other(e))
 }
 
 /// Streams row objects as one JSON document of the given shape. `row_count` must equal the number
@@ -213,7 +213,7 @@ pub fn write_json_document<W, I>(
     row_count: usize,
     pretty: bool,
     out: &mut W,
-) -> Result<JsonWriteSummary, TransformError>
+) -> Result<JsonWriteSummary, OpError>
 where
     W: Write,
     I: Iterator<Item = Value>,
@@ -277,15 +277,11 @@ fn list_text(names: &[&str]) -> String {
 }
 
 /// Validates `columns` and the mapping (rest-api §7.6.1 order) and resolves the output keys.
-pub fn plan_json(
-    columns: &[String],
-    row_count: usize,
-    req: &JsonGenRequest,
-) -> Result<JsonGenPlan, TransformError> {
+pub fn plan_json(columns: &[String], row_count: usize, req: &JsonGenRequest) -> Result<JsonGenPlan, OpError> {
     let missing: Vec<&str> =
         req.columns.iter().map(String::as_str).filter(|c| !columns.iter().any(|have| have == c)).collect();
     if !missing.is_empty() {
-        return Err(TransformError::validation_with(
+        return Err(OpError::validation_with(
             format!("Columns not found: {}", list_text(&missing)),
             serde_json::json!({ "missing_columns": missing, "available_columns": columns }),
         ));
@@ -320,7 +316,7 @@ pub fn plan_json(
     if row_count > 0 {
         let missing: Vec<&str> = pairs.iter().map(|(c, _)| *c).filter(|c| !is_selected(c)).collect();
         if !missing.is_empty() {
-            return Err(TransformError::validation_with(
+            return Err(OpError::validation_with(
                 format!("Columns not found in data: {}", list_text(&missing)),
                 serde_json::json!({ "missing_columns": missing, "available_columns": selected }),
             ));
@@ -368,7 +364,7 @@ pub fn write_json_rows<'r, W, I>(
     rows: I,
     row_count: usize,
     out: &mut W,
-) -> Result<JsonWriteSummary, TransformError>
+) -> Result<JsonWriteSummary, OpError>
 where
     W: Write,
     I: IntoIterator<Item = &'r [Cell]>,
@@ -382,7 +378,7 @@ pub fn write_json(
     table: &Table,
     req: &JsonGenRequest,
     out: &mut impl Write,
-) -> Result<JsonWriteSummary, TransformError> {
+) -> Result<JsonWriteSummary, OpError> {
     let plan = plan_json(&table.columns, table.row_count(), req)?;
     write_json_rows(&plan, table.rows.iter().map(Vec::as_slice), table.row_count(), out)
 }

@@ -5,7 +5,7 @@
 use super::json_gen::{write_json_document, JsonShape, JsonWriteSummary};
 use super::params::ColumnMapping;
 use super::placeholder::{tokenize, Converted, Placeholder, Segment};
-use super::transform_error::TransformError;
+use super::OpError;
 use crate::table::{Cell, Table};
 use serde_json::{Map, Number, Value};
 use std::io::Write;
@@ -20,12 +20,12 @@ pub enum AggregationMode {
 
 impl AggregationMode {
     /// Exact, case-sensitive names.
-    pub fn parse(value: &str) -> Result<AggregationMode, TransformError> {
+    pub fn parse(value: &str) -> Result<AggregationMode, OpError> {
         match value {
             "array" => Ok(AggregationMode::Array),
             "single" => Ok(AggregationMode::Single),
             "nested" => Ok(AggregationMode::Nested),
-            other => Err(TransformError::validation_with(
+            other => Err(OpError::validation_with(
                 format!("Invalid aggregation_mode: {other}. Must be 'array', 'single', or 'nested'"),
                 serde_json::json!({ "field": "aggregation_mode" }),
             )),
@@ -43,9 +43,9 @@ impl AggregationMode {
 }
 
 /// Parses the `template` form field (422 `Invalid template JSON: …`).
-pub fn parse_template_text(text: &str) -> Result<Value, TransformError> {
+pub fn parse_template_text(text: &str) -> Result<Value, OpError> {
     serde_json::from_str(text).map_err(|e| {
-        TransformError::validation_with(
+        OpError::validation_with(
             format!("Invalid template JSON: {e}"),
             serde_json::json!({ "field": "template" }),
         )
@@ -81,8 +81,8 @@ pub struct JsonTemplate {
     slots: Vec<Slot>,
 }
 
-fn template_shape_error(message: &str) -> TransformError {
-    TransformError::validation_with(message, serde_json::json!({ "field": "template" }))
+fn template_shape_error(message: &str) -> OpError {
+    OpError::validation_with(message, serde_json::json!({ "field": "template" }))
 }
 
 impl JsonTemplate {
@@ -92,7 +92,7 @@ impl JsonTemplate {
         template: &Value,
         mapping: &ColumnMapping,
         columns: &[String],
-    ) -> Result<JsonTemplate, TransformError> {
+    ) -> Result<JsonTemplate, OpError> {
         let reparsed;
         let object = match template {
             Value::Object(o) => o,
@@ -119,7 +119,7 @@ impl JsonTemplate {
             .filter(|c| !columns.iter().any(|have| have == c))
             .collect();
         if !missing.is_empty() {
-            return Err(TransformError::validation_with(
+            return Err(OpError::validation_with(
                 format!("Columns not found in data: {}", missing.join(", ")),
                 serde_json::json!({ "missing_columns": missing, "available_columns": columns }),
             ));
@@ -235,7 +235,7 @@ pub fn write_template_rows<'r, W, I>(
     row_count: usize,
     pretty: bool,
     out: &mut W,
-) -> Result<JsonWriteSummary, TransformError>
+) -> Result<JsonWriteSummary, OpError>
 where
     W: Write,
     I: IntoIterator<Item = &'r [Cell]>,
@@ -252,7 +252,7 @@ pub fn write_template_json(
     mode: AggregationMode,
     pretty: bool,
     out: &mut impl Write,
-) -> Result<JsonWriteSummary, TransformError> {
+) -> Result<JsonWriteSummary, OpError> {
     let compiled = JsonTemplate::compile(template, mapping, &table.columns)?;
     write_template_rows(&compiled, mode, table.rows.iter().map(Vec::as_slice), table.row_count(), pretty, out)
 }

@@ -15,25 +15,31 @@ pub mod placeholder;
 pub mod search;
 pub mod sql;
 pub mod sql_template;
-pub mod transform_error;
-
-pub use transform_error::TransformError;
 
 use serde_json::Value;
 use thiserror::Error;
 
 use crate::table::TableError;
 
-/// Errors of the operation layer. Each variant documents the HTTP status it maps to.
+/// The one error type of the operation layer. Each variant documents the HTTP status it maps to; the
+/// mapping itself lives in `crate::error`.
 #[derive(Debug, Error)]
 pub enum OpError {
     /// 422: invalid request fields, unknown columns, invalid options. `details` goes to `data.details`.
     #[error("{message}")]
     Validation { message: String, details: Option<Value> },
 
+    /// 400: generation failed for a reason the spec reports as a client-visible 400 (`Failed to generate …`).
+    #[error("{0}")]
+    Generation(String),
+
     /// Reading or writing a file failed; the status is the one documented on the `TableError` variant.
     #[error(transparent)]
     Table(#[from] TableError),
+
+    /// 500: writing generated output failed (disk full, …); the text is logged, not sent.
+    #[error("failed to write output: {0}")]
+    Io(#[from] std::io::Error),
 }
 
 impl OpError {
@@ -43,6 +49,19 @@ impl OpError {
 
     pub fn validation_with(message: impl Into<String>, details: Value) -> OpError {
         OpError::Validation { message: message.into(), details: Some(details) }
+    }
+
+    /// The HTTP status this error maps to (see `crate::error`).
+    pub fn status_code(&self) -> u16 {
+        crate::error::ApiError::from_op(self).status().as_u16()
+    }
+
+    /// Structured context for `data.details`, if any.
+    pub fn details(&self) -> Option<&Value> {
+        match self {
+            OpError::Validation { details, .. } => details.as_ref(),
+            _ => None,
+        }
     }
 }
 

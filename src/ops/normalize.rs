@@ -4,7 +4,7 @@
 
 use super::clock::now_iso;
 use super::params::py_list;
-use super::transform_error::TransformError;
+use super::OpError;
 use crate::table::parse::{parse_datetime, parse_number, python_strftime};
 use crate::table::{Cell, Table};
 use regex::Regex;
@@ -66,20 +66,20 @@ pub struct NormalizationStep {
     raw: Value,
 }
 
-fn shape_error(message: String, index: usize) -> TransformError {
-    TransformError::validation_with(message, json!({ "field": "normalizations", "index": index }))
+fn shape_error(message: String, index: usize) -> OpError {
+    OpError::validation_with(message, json!({ "field": "normalizations", "index": index }))
 }
 
 /// Parses the `normalizations` field: a non-empty array of step objects (wrong shapes → 422).
-pub fn parse_steps(value: &Value) -> Result<Vec<NormalizationStep>, TransformError> {
+pub fn parse_steps(value: &Value) -> Result<Vec<NormalizationStep>, OpError> {
     let Value::Array(items) = value else {
-        return Err(TransformError::validation_with(
+        return Err(OpError::validation_with(
             "normalizations must be a JSON array",
             json!({ "field": "normalizations" }),
         ));
     };
     if items.is_empty() {
-        return Err(TransformError::validation("No normalization configurations provided"));
+        return Err(OpError::validation("No normalization configurations provided"));
     }
     items
         .iter()
@@ -88,7 +88,7 @@ pub fn parse_steps(value: &Value) -> Result<Vec<NormalizationStep>, TransformErr
             let Value::Object(obj) = item else {
                 return Err(shape_error(format!("normalizations[{i}] must be a JSON object"), i));
             };
-            let text = |key: &str| -> Result<String, TransformError> {
+            let text = |key: &str| -> Result<String, OpError> {
                 match obj.get(key) {
                     None | Some(Value::Null) => Ok(String::new()),
                     Some(Value::String(s)) => Ok(s.clone()),

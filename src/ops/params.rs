@@ -1,7 +1,7 @@
 //! Shared request-parameter shapes for the transform operations: ordered column mappings, column
 //! lists, and Python-style list text used in reference messages.
 
-use super::transform_error::TransformError;
+use super::OpError;
 use serde_json::Value;
 
 /// An ordered mapping parsed from a JSON object of strings (order as sent).
@@ -9,9 +9,9 @@ pub type ColumnMapping = Vec<(String, String)>;
 
 /// Reads a JSON object whose values are all strings, keeping key order. Wrong shapes → 422 naming
 /// the field.
-pub fn mapping_from_json(value: &Value, field: &str) -> Result<ColumnMapping, TransformError> {
+pub fn mapping_from_json(value: &Value, field: &str) -> Result<ColumnMapping, OpError> {
     let Value::Object(map) = value else {
-        return Err(TransformError::validation_with(
+        return Err(OpError::validation_with(
             format!("{field} must be a JSON object"),
             serde_json::json!({ "field": field }),
         ));
@@ -21,7 +21,7 @@ pub fn mapping_from_json(value: &Value, field: &str) -> Result<ColumnMapping, Tr
         match v {
             Value::String(s) => out.push((key.clone(), s.clone())),
             _ => {
-                return Err(TransformError::validation_with(
+                return Err(OpError::validation_with(
                     format!("{field} values must be strings (entry '{key}')"),
                     serde_json::json!({ "field": field, "key": key }),
                 ))
@@ -32,9 +32,9 @@ pub fn mapping_from_json(value: &Value, field: &str) -> Result<ColumnMapping, Tr
 }
 
 /// Reads a JSON array of strings. Wrong shapes → 422 naming the field.
-pub fn string_list_from_json(value: &Value, field: &str) -> Result<Vec<String>, TransformError> {
+pub fn string_list_from_json(value: &Value, field: &str) -> Result<Vec<String>, OpError> {
     let err = || {
-        TransformError::validation_with(
+        OpError::validation_with(
             format!("{field} must be a JSON array of strings"),
             serde_json::json!({ "field": field }),
         )

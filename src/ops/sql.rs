@@ -4,7 +4,7 @@
 
 use super::params::ColumnMapping;
 use super::placeholder::{tokenize, Segment};
-use super::transform_error::TransformError;
+use super::OpError;
 use crate::table::parse::python_float_text;
 use crate::table::{Cell, Table};
 use serde_json::Value;
@@ -22,12 +22,12 @@ pub enum Dialect {
 
 impl Dialect {
     /// Case-insensitive; unknown names → 422 (IMPROVE over the reference's 400).
-    pub fn parse(name: &str) -> Result<Dialect, TransformError> {
+    pub fn parse(name: &str) -> Result<Dialect, OpError> {
         match name.to_lowercase().as_str() {
             "postgresql" => Ok(Dialect::PostgreSql),
             "mysql" => Ok(Dialect::MySql),
             "sqlite" => Ok(Dialect::Sqlite),
-            _ => Err(TransformError::validation_with(
+            _ => Err(OpError::validation_with(
                 format!(
                     "Failed to generate SQL: Unsupported database type: '{name}'. Supported: postgresql, mysql, sqlite"
                 ),
@@ -115,12 +115,12 @@ impl Dialect {
 
     /// §9.2 identifiers: plain names (dot-separated parts allowed) unchanged, others quoted;
     /// control characters and empty names → 422.
-    pub fn identifier(self, name: &str) -> Result<String, TransformError> {
+    pub fn identifier(self, name: &str) -> Result<String, OpError> {
         if name.is_empty() {
-            return Err(TransformError::validation("SQL identifier cannot be empty"));
+            return Err(OpError::validation("SQL identifier cannot be empty"));
         }
         if name.chars().any(char::is_control) {
-            return Err(TransformError::validation_with(
+            return Err(OpError::validation_with(
                 format!("SQL identifier contains control characters: {}", name.escape_debug()),
                 serde_json::json!({ "identifier": name }),
             ));
@@ -169,7 +169,7 @@ pub enum IncrementKind {
 
 impl IncrementKind {
     /// Case-insensitive, with the aliases of the IMPROVE; unknown → 422.
-    pub fn parse(name: &str) -> Result<IncrementKind, TransformError> {
+    pub fn parse(name: &str) -> Result<IncrementKind, OpError> {
         match name.trim().to_lowercase().as_str() {
             "postgresql_serial"
             | "mysql_auto_increment"
@@ -182,7 +182,7 @@ impl IncrementKind {
             | "autoincrement" => Ok(IncrementKind::DatabaseAssigned),
             "manual_sequence" | "sequence" => Ok(IncrementKind::ManualSequence),
             "uuid_generate" | "uuid" => Ok(IncrementKind::UuidGenerate),
-            _ => Err(TransformError::validation_with(
+            _ => Err(OpError::validation_with(
                 format!("Failed to generate SQL: '{name}' is not a valid SQLAutoIncrementType"),
                 serde_json::json!({
                     "field": "auto_increment.increment_type",
@@ -221,15 +221,15 @@ fn auto_field<'a>(obj: &'a serde_json::Map<String, Value>, snake: &str, camel: &
     obj.get(snake).or_else(|| obj.get(camel))
 }
 
-fn auto_error(key: &str, what: &str) -> TransformError {
-    TransformError::validation_with(
+fn auto_error(key: &str, what: &str) -> OpError {
+    OpError::validation_with(
         format!("auto_increment.{key} {what}"),
         serde_json::json!({ "field": format!("auto_increment.{key}") }),
     )
 }
 
 /// `null`/`""` → `None` (use the default); strings as is; anything else → 422.
-fn optional_text(v: Option<&Value>, key: &str) -> Result<Option<String>, TransformError> {
+fn optional_text(v: Option<&Value>, key: &str) -> Result<Option<String>, OpError> {
     match v {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) if s.is_empty() => Ok(None),
@@ -240,12 +240,12 @@ fn optional_text(v: Option<&Value>, key: &str) -> Result<Option<String>, Transfo
 
 impl AutoIncrement {
     /// Parses the request object; absent, `null` or `{}` → disabled.
-    pub fn from_json(value: Option<&Value>) -> Result<AutoIncrement, TransformError> {
+    pub fn from_json(value: Option<&Value>) -> Result<AutoIncrement, OpError> {
         let obj = match value {
             None | Some(Value::Null) => return Ok(AutoIncrement::default()),
             Some(Value::Object(o)) => o,
             Some(_) => {
-                return Err(TransformError::validation_with(
+                return Err(OpError::validation_with(
                     "auto_increment must be a JSON object",
                     serde_json::json!({ "field": "auto_increment" }),
                 ))
@@ -285,7 +285,7 @@ impl AutoIncrement {
     }
 
     /// The increment kind, validated (only needed by the standard script).
-    pub fn kind(&self) -> Result<IncrementKind, TransformError> {
+    pub fn kind(&self) -> Result<IncrementKind, OpError> {
         IncrementKind::parse(&self.increment_type)
     }
 }
@@ -340,7 +340,7 @@ pub struct StandardSqlGenerator {
 
 impl StandardSqlGenerator {
     /// Validates the dialect, identifiers and (when enabled) the increment type against the table's columns.
-    pub fn new(columns: &[String], req: &StandardSqlRequest) -> Result<StandardSqlGenerator, TransformError> {
+    pub fn new(columns: &[String], req: &StandardSqlRequest) -> Result<StandardSqlGenerator, OpError> {
         let dialect = Dialect::parse(&req.database_type)?;
         let auto = &req.auto_increment;
         let kind = if auto.enabled { Some(auto.kind()?) } else { None };
@@ -490,7 +490,7 @@ pub fn generate_standard_sql(
     table: &Table,
     req: &StandardSqlRequest,
     generated_at: &str,
-) -> Result<Vec<String>, TransformError> {
+) -> Result<Vec<String>, OpError> {
     let mut gen = StandardSqlGenerator::new(&table.columns, req)?;
     let mut out = gen.header_lines(table.row_count(), generated_at);
     out.reserve(table.row_count() + 1);
@@ -521,7 +521,7 @@ pub fn write_standard_sql_rows<'r, W, I>(
     req: &StandardSqlRequest,
     generated_at: &str,
     out: &mut W,
-) -> Result<usize, TransformError>
+) -> Result<usize, OpError>
 where
     W: Write,
     I: IntoIterator<Item = &'r [Cell]>,
@@ -551,7 +551,7 @@ pub fn write_standard_sql_file<W: Write>(
     req: &StandardSqlRequest,
     generated_at: &str,
     out: &mut W,
-) -> Result<usize, TransformError> {
+) -> Result<usize, OpError> {
     let rows = table.rows.iter().map(Vec::as_slice);
     write_standard_sql_rows(&table.columns, rows, table.row_count(), req, generated_at, out)
 }

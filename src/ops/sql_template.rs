@@ -5,7 +5,7 @@
 use super::params::ColumnMapping;
 use super::placeholder::{tokenize, Converted, Placeholder, Segment};
 use super::sql::{push_doubled_quotes, write_sql_file_header, AutoIncrement};
-use super::transform_error::TransformError;
+use super::OpError;
 use crate::table::{Cell, Table};
 use std::io::Write;
 
@@ -60,14 +60,14 @@ impl CustomSqlGenerator {
         mapping: &ColumnMapping,
         columns: &[String],
         auto: &AutoIncrement,
-    ) -> Result<CustomSqlGenerator, TransformError> {
+    ) -> Result<CustomSqlGenerator, OpError> {
         let missing: Vec<&str> = mapping
             .iter()
             .map(|(_, c)| c.as_str())
             .filter(|c| !columns.iter().any(|have| have == c))
             .collect();
         if let Some(first) = missing.first() {
-            return Err(TransformError::validation_with(
+            return Err(OpError::validation_with(
                 format!("Column '{first}' not found in data"),
                 serde_json::json!({ "missing_columns": missing, "available_columns": columns }),
             ));
@@ -202,7 +202,7 @@ pub fn generate_custom_sql(
     template: &str,
     mapping: &ColumnMapping,
     auto: &AutoIncrement,
-) -> Result<Vec<String>, TransformError> {
+) -> Result<Vec<String>, OpError> {
     let mut gen = CustomSqlGenerator::new(template, mapping, &table.columns, auto)?;
     Ok(table.rows.iter().map(|r| gen.render_row_string(r)).collect())
 }
@@ -214,7 +214,7 @@ pub fn write_custom_sql_rows<'r, W, I>(
     row_count: usize,
     generated_at: &str,
     out: &mut W,
-) -> Result<usize, TransformError>
+) -> Result<usize, OpError>
 where
     W: Write,
     I: IntoIterator<Item = &'r [Cell]>,
@@ -238,7 +238,7 @@ pub fn write_custom_sql_file<W: Write>(
     auto: &AutoIncrement,
     generated_at: &str,
     out: &mut W,
-) -> Result<usize, TransformError> {
+) -> Result<usize, OpError> {
     let mut gen = CustomSqlGenerator::new(template, mapping, &table.columns, auto)?;
     let rows = table.rows.iter().map(Vec::as_slice);
     write_custom_sql_rows(&mut gen, rows, table.row_count(), generated_at, out)
