@@ -125,20 +125,36 @@ async fn request_context(
     let started = Instant::now();
     let request_id = client_request_id(&req).unwrap_or_else(new_request_id);
     req.extensions_mut().insert(RequestId(request_id.clone()));
-    let http_req = req.request().clone();
+    // No clone of the request itself: routing needs it uniquely owned.
+    let state = req.app_data::<web::Data<AppState>>().cloned();
     let method = req.method().clone();
     // The path only: query strings may carry tokens.
     let path = req.path().to_string();
+    let ctx = ErrorContext { state: state.as_ref(), path: &path, request_id: &request_id };
 
-    let res = match next.call(req).await {
-        Ok(res) => res.map_into_boxed_body(),
-        Err(err) => ServiceResponse::new(http_req, HttpResponse::from_error(err)),
+    let outcome = match next.call(req).await {
+        Ok(res) => {
+            let res = res.map_into_boxed_body();
+            let status = res.status();
+            let needs_envelope = res.response().error().is_some()
+                || ((status.is_client_error() || status.is_server_error()) && !is_json(res.headers()));
+            if needs_envelope {
+                let (http_req, old) = res.into_parts();
+                let new = render_error(old.error(), status, old.headers(), &ctx);
+                Ok(ServiceResponse::new(http_req, new))
+            } else {
+                Ok(res)
+            }
+        }
+        Err(err) => {
+            let old = err.error_response();
+            Err(render_error(Some(&err), old.status(), old.headers(), &ctx))
+        }
     };
-    let mut res = finish_error(res, &request_id);
-    if let Ok(value) = HeaderValue::from_str(&request_id) {
-        res.headers_mut().insert(header::HeaderName::from_static("x-request-id"), value);
-    }
-    let status = res.status();
+    let status = match &outcome {
+        Ok(res) => res.status(),
+        Err(res) => res.status(),
+    };
     let millis = started.elapsed().as_secs_f64() * 1000.0;
     let line = format!("{method} {path} {} {millis:.1}ms request_id={request_id}", status.as_u16());
     if status.is_server_error() {
@@ -146,44 +162,64 @@ async fn request_context(
     } else {
         log::info!("{line}");
     }
-    Ok(res)
+    let with_id = |mut res: HttpResponse| {
+        if let Ok(value) = HeaderValue::from_str(&request_id) {
+            res.headers_mut().insert(header::HeaderName::from_static("x-request-id"), value);
+        }
+        res
+    };
+    match outcome {
+        Ok(mut res) => {
+            if let Ok(value) = HeaderValue::from_str(&request_id) {
+                res.headers_mut().insert(header::HeaderName::from_static("x-request-id"), value);
+            }
+            Ok(res)
+        }
+        // An error the inner layers raised instead of answering: hand actix the finished envelope.
+        Err(res) => {
+            Err(actix_web::error::InternalError::from_response("request failed", with_id(res)).into())
+        }
+    }
 }
 
-fn is_json(res: &ServiceResponse<BoxBody>) -> bool {
-    res.headers()
+struct ErrorContext<'a> {
+    state: Option<&'a web::Data<AppState>>,
+    path: &'a str,
+    request_id: &'a str,
+}
+
+fn is_json(headers: &header::HeaderMap) -> bool {
+    headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/json"))
 }
 
-/// Replaces any error response that is not already an envelope by the envelope for its error.
-fn finish_error(res: ServiceResponse<BoxBody>, request_id: &str) -> ServiceResponse<BoxBody> {
-    let status = res.status();
-    let has_error = res.response().error().is_some();
-    if !has_error && (!(status.is_client_error() || status.is_server_error()) || is_json(&res)) {
-        return res;
-    }
-    let api_error = match res.response().error() {
+/// The envelope for an error response, keeping headers set by inner layers (CORS, Allow).
+fn render_error(
+    error: Option<&actix_web::Error>,
+    status: StatusCode,
+    old_headers: &header::HeaderMap,
+    ctx: &ErrorContext<'_>,
+) -> HttpResponse {
+    let api_error = match error {
         Some(err) => match err.as_error::<ApiError>() {
             Some(api) => api.clone(),
             None => framework_error(err),
         },
         None => framework_status_error(status),
     };
-    let (req, old) = res.into_parts();
-    let state = req.app_data::<web::Data<AppState>>();
     let meta =
-        state.map(|s| s.meta.clone()).unwrap_or_else(|| EnvelopeMeta::from_config(&Default::default()));
-    let under_chat = state.is_some_and(|s| req.path().starts_with(&format!("{}/chat", s.config.api.prefix)));
-
+        ctx.state.map(|s| s.meta.clone()).unwrap_or_else(|| EnvelopeMeta::from_config(&Default::default()));
+    let under_chat =
+        ctx.state.is_some_and(|s| ctx.path.starts_with(&format!("{}/chat", s.config.api.prefix)));
     if let Some(cause) = &api_error.cause {
-        log::error!("request_id={request_id} {} {}: {cause}", req.method(), req.path());
+        log::error!("request_id={} {}: {cause}", ctx.request_id, ctx.path);
     }
     let data = error_data(&api_error, under_chat);
-    let body = envelope_body(api_error.status(), &api_error.message, data, 0, request_id, &meta);
+    let body = envelope_body(api_error.status(), &api_error.message, data, 0, ctx.request_id, &meta);
     let mut new = envelope_response(api_error.status(), &body);
-    // Keep headers set by inner layers (CORS, Allow), but not the old body's framing.
-    for (name, value) in old.headers() {
+    for (name, value) in old_headers {
         if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH && !new.headers().contains_key(name)
         {
             new.headers_mut().insert(name.clone(), value.clone());
@@ -196,7 +232,7 @@ fn finish_error(res: ServiceResponse<BoxBody>, request_id: &str) -> ServiceRespo
             }
         }
     }
-    ServiceResponse::new(req, new)
+    new
 }
 
 /// `data` of an error envelope. Unknown routes and wrong methods keep the reference's `data: null`;

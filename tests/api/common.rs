@@ -24,6 +24,7 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub config: Config,
     pub handle: AppHandle,
+    pub state: actix_web::web::Data<oxcelize::AppState>,
     pub dir: tempfile::TempDir,
 }
 
@@ -64,6 +65,7 @@ pub async fn spawn_app_in(dir: tempfile::TempDir, config: Config) -> TestApp {
     let base = format!("http://{}", app.rest_addr());
     let ws = app.ws_addr().map(|a| format!("ws://{a}")).unwrap_or_default();
     let handle = app.handle();
+    let state = app.state();
     tokio::spawn(app.run());
     TestApp {
         api: format!("{base}{}", config.api.prefix),
@@ -72,6 +74,7 @@ pub async fn spawn_app_in(dir: tempfile::TempDir, config: Config) -> TestApp {
         client: reqwest::Client::builder().timeout(Duration::from_secs(60)).build().expect("client"),
         config,
         handle,
+        state,
         dir,
     }
 }

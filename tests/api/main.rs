@@ -2,3 +2,5 @@
 //! to it over real HTTP (reqwest) and WebSocket (tokio-tungstenite) connections.
 
 mod common;
+mod foundation;
+mod websocket;
