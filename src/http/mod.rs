@@ -1,8 +1,10 @@
 //! The REST listener: route table, the request-context middleware (request id, access log, error envelope),
 //! CORS, and one module per resource. Handlers stay thin: parse, call `ops/` or `chat/`, wrap.
 
+pub mod excel;
 pub mod files;
 pub mod health;
+pub mod tables;
 pub mod upload;
 
 use std::time::Instant;
@@ -52,6 +54,7 @@ pub fn rest_app(
             web::scope(&prefix)
                 .configure(health::configure)
                 .configure(files::configure)
+                .configure(excel::configure)
                 .default_service(web::to(not_found)),
         )
         .default_service(web::to(not_found))

@@ -2,5 +2,7 @@
 //! to it over real HTTP (reqwest) and WebSocket (tokio-tungstenite) connections.
 
 mod common;
+mod excel;
+mod fixtures;
 mod foundation;
 mod websocket;

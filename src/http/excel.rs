@@ -1,0 +1,172 @@
+//! `POST {prefix}/excel/...` read-side endpoints (rest-api.md §7.2.1–7.2.4, §7.2.7–7.2.8): info, column
+//! extraction (JSON and file), column mapping, search and operator suggestions. Each handler validates
+//! the form in the documented order, then does all file work on the blocking pool.
+
+use actix_web::{web, HttpRequest};
+use serde_json::json;
+
+use crate::envelope::{download_url, ApiResponse};
+use crate::error::{blocking, ApiError};
+use crate::http::tables::{
+    object_field, output_filename, output_target, post_resource, read_uploaded_workbook, string_list_field,
+    workbook_style, INFO_ERROR_PREFIX,
+};
+use crate::http::upload::Form;
+use crate::http::ApiResult;
+use crate::ops::extract::{extract_columns, extract_columns_to_file, ExtractParams};
+use crate::ops::info::{excel_info, table_inferred_types};
+use crate::ops::mapping::map_columns_to_file;
+use crate::ops::search::{search_to_file, suggest_operators, SearchRequest};
+use crate::ops::{clock, OpError};
+use crate::table::names::base_name;
+use crate::table::write::OutputFormat;
+use crate::AppState;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(post_resource("/excel/info", web::post().to(info)));
+    cfg.service(post_resource("/excel/extract-columns", web::post().to(extract)));
+    cfg.service(post_resource("/excel/extract-columns-to-file", web::post().to(extract_to_file)));
+    cfg.service(post_resource("/excel/map-columns", web::post().to(map)));
+    cfg.service(post_resource("/excel/search", web::post().to(search)));
+    cfg.service(post_resource("/excel/search/suggest-operators", web::post().to(suggest)));
+}
+
+const NO_COLUMNS: &str = "No columns specified for extraction";
+
+fn no_columns() -> ApiError {
+    ApiError::validation(NO_COLUMNS).with_details(json!({ "field": "columns" }))
+}
+
+/// §7.2.1: sheets, size, column names and types of the first sheet.
+async fn info(state: web::Data<AppState>, form: Form) -> ApiResult {
+    form.require_file("file")?;
+    let config = state.config.clone();
+    let info = blocking(move || {
+        let file = form.require_file("file")?;
+        let workbook = read_uploaded_workbook(file, &config)?;
+        Ok(excel_info(&file.client_name, &workbook))
+    })
+    .await
+    .map_err(|e| e.prefixed(INFO_ERROR_PREFIX))?;
+    Ok(ApiResponse::ok("File information retrieved successfully", info))
+}
+
+/// §7.2.2: the requested columns' values (and statistics) as JSON.
+async fn extract(state: web::Data<AppState>, form: Form) -> ApiResult {
+    form.require_file("file")?;
+    let columns = string_list_field(form.text("columns"), "columns")?;
+    if columns.is_empty() {
+        return Err(no_columns());
+    }
+    let params = ExtractParams {
+        columns,
+        remove_duplicates: form.bool("remove_duplicates", false),
+        include_statistics: form.bool("include_statistics", true),
+    };
+    let config = state.config.clone();
+    let extraction = blocking(move || {
+        let workbook = read_uploaded_workbook(form.require_file("file")?, &config)?;
+        Ok(extract_columns(&workbook.table, &params, clock::now_iso())?)
+    })
+    .await?;
+    Ok(ApiResponse::ok(extraction.message(), extraction))
+}
+
+/// §7.2.3: the requested columns (all must exist) written to `extracted_columns_{ts}_{hex}.xlsx`.
+async fn extract_to_file(req: HttpRequest, state: web::Data<AppState>, form: Form) -> ApiResult {
+    form.require_file("file")?;
+    let columns = string_list_field(form.text("columns"), "columns")?;
+    if columns.is_empty() {
+        return Err(no_columns());
+    }
+    let remove_duplicates = form.bool("remove_duplicates", false);
+    let config = state.config.clone();
+    let name = blocking(move || {
+        let workbook = read_uploaded_workbook(form.require_file("file")?, &config)?;
+        let target = output_target(&config, None, &["extracted_columns"], "xlsx")?;
+        let style = workbook_style(&config, "Sheet1");
+        extract_columns_to_file(&workbook.table, &columns, remove_duplicates, &target.path, &style)?;
+        Ok(target.name)
+    })
+    .await?;
+    let url = download_url(&req, &state.config, &name);
+    Ok(ApiResponse::ok("Extracted Excel file generated successfully", json!({ "download_url": url })))
+}
+
+/// §7.2.4: a new workbook built from `mapping` (new column → rule), named `{base}_mapped_{ts}_{hex}.xlsx`.
+async fn map(req: HttpRequest, state: web::Data<AppState>, form: Form) -> ApiResult {
+    form.require_file("file")?;
+    let mapping = object_field(form.text("mapping"), "mapping")?;
+    if mapping.is_empty() {
+        return Err(
+            OpError::validation_with("No column mapping provided", json!({ "field": "mapping" })).into()
+        );
+    }
+    let config = state.config.clone();
+    let (name, warnings) = blocking(move || {
+        let file = form.require_file("file")?;
+        let workbook = read_uploaded_workbook(file, &config)?;
+        let base = base_name(&file.client_name);
+        let target = output_target(
+            &config,
+            output_filename(form.text("output_filename")),
+            &[&base, "mapped"],
+            "xlsx",
+        )?;
+        let style = workbook_style(&config, &config.excel.default_sheet_name);
+        let warnings = map_columns_to_file(&workbook.table, &mapping, &target.path, &style)?;
+        Ok((target.name, warnings))
+    })
+    .await?;
+    let url = download_url(&req, &state.config, &name);
+    // The reference's message for this endpoint is the extraction one (sic).
+    Ok(ApiResponse::ok(
+        "Extracted Excel file generated successfully",
+        json!({ "download_url": url, "warnings": warnings }),
+    ))
+}
+
+/// §7.2.7: rows matching the conditions, written as xlsx (default), csv or json.
+async fn search(req: HttpRequest, state: web::Data<AppState>, form: Form) -> ApiResult {
+    form.require_file("file")?;
+    let request = SearchRequest::parse(
+        form.text("conditions"),
+        form.text("logic"),
+        form.text("output_format"),
+        form.text("output_filename"),
+        OutputFormat::Xlsx,
+    )?;
+    let config = state.config.clone();
+    let (name, outcome) = blocking(move || {
+        let workbook = read_uploaded_workbook(form.require_file("file")?, &config)?;
+        let table = &workbook.table;
+        let compiled = request.compile(&table.columns)?;
+        let ext = request.format.extension();
+        let target = output_target(&config, request.output_filename.as_deref(), &["search_results"], ext)?;
+        let rows = table.rows.iter().map(Ok);
+        let outcome = search_to_file(&table.columns, rows, &compiled, request.format, &target.path)?;
+        Ok((target.name, outcome))
+    })
+    .await?;
+    let data = json!({
+        "download_url": download_url(&req, &state.config, &name),
+        "total_rows": outcome.total_rows,
+        "filtered_rows": outcome.filtered_rows,
+        "conditions_applied": outcome.conditions_applied,
+    });
+    Ok(ApiResponse::ok(outcome.message(), data))
+}
+
+/// §7.2.8: per column, the storage type, the operators to offer and the content-based type.
+async fn suggest(state: web::Data<AppState>, form: Form) -> ApiResult {
+    form.require_file("file")?;
+    let config = state.config.clone();
+    let suggestions = blocking(move || {
+        let workbook = read_uploaded_workbook(form.require_file("file")?, &config)?;
+        let table = &workbook.table;
+        Ok(suggest_operators(&table.columns, &table_inferred_types(table)))
+    })
+    .await
+    .map_err(|e| e.prefixed(INFO_ERROR_PREFIX))?;
+    Ok(ApiResponse::ok("Operator suggestions generated successfully", suggestions))
+}

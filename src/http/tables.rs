@@ -1,0 +1,104 @@
+//! What the table endpoints (excel, csv, ...) share: read limits and workbook style taken from config,
+//! output naming and placement (rest-api.md §6.2), and the form-field parsers common to several routes.
+
+use std::path::PathBuf;
+
+use actix_web::{web, Resource, Route};
+
+use serde_json::{json, Map, Value};
+
+use crate::config::Config;
+use crate::error::ApiError;
+use crate::http::method_not_allowed;
+use crate::http::upload::UploadedFile;
+use crate::ops::{parse_json_field, string_list, OpError};
+use crate::table::names::{generated_output_name, resolve_in_folder, user_output_name};
+use crate::table::read::{read_workbook, ReadLimits, WorkbookTable};
+use crate::table::write::WorkbookStyle;
+use crate::table::TableError;
+
+/// Prefix of every read error of the info and suggest-operators endpoints (rest-api.md §7 "standard file
+/// errors").
+pub const INFO_ERROR_PREFIX: &str = "Failed to get file info: ";
+
+/// A POST-only resource; other methods get the JSON 405 with `Allow`.
+pub fn post_resource(path: &str, route: Route) -> Resource {
+    web::resource(path).route(route).default_service(method_not_allowed("POST, OPTIONS"))
+}
+
+/// `file.max_uncompressed_mb` and `file.max_cells`.
+pub fn read_limits(config: &Config) -> ReadLimits {
+    ReadLimits {
+        max_uncompressed_bytes: config.file.max_uncompressed_mb.saturating_mul(1024 * 1024),
+        max_cells: config.file.max_cells,
+    }
+}
+
+/// The standard workbook layout of `excel.*`, with `data_sheet` as the data sheet's name.
+pub fn workbook_style(config: &Config, data_sheet: &str) -> WorkbookStyle {
+    WorkbookStyle {
+        data_sheet_name: data_sheet.to_string(),
+        info_sheet_name: config.excel.include_info_sheet.then(|| config.excel.info_sheet_name.clone()),
+        max_column_width: config.excel.max_column_width as usize,
+    }
+}
+
+/// Where an output file goes: its public name and its path, a direct child of the output folder.
+#[derive(Debug, Clone)]
+pub struct OutputTarget {
+    pub name: String,
+    pub path: PathBuf,
+}
+
+/// §6.2: a sanitized user name with the right extension, else `{parts}_{ts}_{8hex}.{ext}`. Creates the
+/// output folder if it was removed, and refuses a name that would not be a plain child of it.
+pub fn output_target(
+    config: &Config,
+    user_name: Option<&str>,
+    generated_parts: &[&str],
+    ext: &str,
+) -> Result<OutputTarget, ApiError> {
+    let name = user_name
+        .and_then(|n| user_output_name(n, ext))
+        .unwrap_or_else(|| generated_output_name(generated_parts, ext));
+    let folder = &config.file.output_folder;
+    std::fs::create_dir_all(folder)?;
+    let path =
+        resolve_in_folder(folder, &name).ok_or_else(|| ApiError::file_processing("Invalid file path"))?;
+    Ok(OutputTarget { name, path })
+}
+
+/// Reads the first sheet of an uploaded workbook. An empty upload is a broken workbook (400), not text.
+pub fn read_uploaded_workbook(file: &UploadedFile, config: &Config) -> Result<WorkbookTable, ApiError> {
+    if file.size == 0 {
+        return Err(TableError::ReadExcel("the file is empty".to_string()).into());
+    }
+    Ok(read_workbook(file.path(), None, &read_limits(config))?)
+}
+
+/// A JSON array of strings field (`columns`); absent → `[]`; malformed or wrong shape → 422 naming it.
+pub fn string_list_field(raw: Option<&str>, field: &str) -> Result<Vec<String>, OpError> {
+    match raw {
+        None => Ok(Vec::new()),
+        Some(raw) => string_list(&parse_json_field(raw, field)?, field),
+    }
+}
+
+/// A JSON object field (`mapping`), order kept; absent → `{}`; malformed or not an object → 422.
+pub fn object_field(raw: Option<&str>, field: &str) -> Result<Map<String, Value>, OpError> {
+    match raw {
+        None => Ok(Map::new()),
+        Some(raw) => match parse_json_field(raw, field)? {
+            Value::Object(map) => Ok(map),
+            _ => Err(OpError::validation_with(
+                format!("'{field}' must be a JSON object"),
+                json!({ "field": field }),
+            )),
+        },
+    }
+}
+
+/// The `output_filename` field; absent or empty means "generate a name".
+pub fn output_filename(raw: Option<&str>) -> Option<&str> {
+    raw.filter(|s| !s.is_empty())
+}
