@@ -1,6 +1,7 @@
 //! The REST listener: route table, the request-context middleware (request id, access log, error envelope),
 //! CORS, and one module per resource. Handlers stay thin: parse, call `ops/` or `chat/`, wrap.
 
+pub mod csv;
 pub mod excel;
 pub mod files;
 pub mod health;
@@ -55,6 +56,7 @@ pub fn rest_app(
                 .configure(health::configure)
                 .configure(files::configure)
                 .configure(excel::configure)
+                .configure(csv::configure)
                 .default_service(web::to(not_found)),
         )
         .default_service(web::to(not_found))

@@ -2,6 +2,7 @@
 //! to it over real HTTP (reqwest) and WebSocket (tokio-tungstenite) connections.
 
 mod common;
+mod csv;
 mod excel;
 mod fixtures;
 mod foundation;

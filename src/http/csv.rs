@@ -1,0 +1,102 @@
+//! `POST {prefix}/csv/...` endpoints (rest-api.md §7.3): info, conversion to a workbook, search and
+//! operator suggestions. CSV rows are streamed from the upload straight into the output, so memory does
+//! not grow with the file.
+
+use actix_web::{web, HttpRequest};
+use serde_json::json;
+
+use crate::envelope::{download_url, ApiResponse};
+use crate::error::blocking;
+use crate::http::tables::{output_filename, output_target, post_resource, workbook_style, INFO_ERROR_PREFIX};
+use crate::http::upload::Form;
+use crate::http::ApiResult;
+use crate::ops::convert::{csv_to_xlsx, resolve_sheet_name};
+use crate::ops::info::{csv_info, stream_inferred_types};
+use crate::ops::search::{search_to_file, suggest_operators, SearchRequest};
+use crate::table::names::base_name;
+use crate::table::read::CsvSource;
+use crate::table::write::OutputFormat;
+use crate::AppState;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(post_resource("/csv/info", web::post().to(info)));
+    cfg.service(post_resource("/csv/convert-to-excel", web::post().to(convert)));
+    cfg.service(post_resource("/csv/search", web::post().to(search)));
+    cfg.service(post_resource("/csv/search/suggest-operators", web::post().to(suggest)));
+}
+
+/// §7.3.1: size, column names and types, plus the delimiter and encoding the reader chose.
+async fn info(state: web::Data<AppState>, form: Form) -> ApiResult {
+    form.require_file("file")?;
+    let config = state.config.clone();
+    let info = blocking(move || {
+        let file = form.require_file("file")?;
+        let source = CsvSource::open(file.path(), &config.file.supported_encodings)?;
+        Ok(csv_info(&file.client_name, source)?)
+    })
+    .await
+    .map_err(|e| e.prefixed(INFO_ERROR_PREFIX))?;
+    Ok(ApiResponse::ok("CSV file information retrieved successfully", info))
+}
+
+/// §7.3.2: the CSV as a standard workbook whose data sheet is `sheet_name` (validated up front).
+async fn convert(req: HttpRequest, state: web::Data<AppState>, form: Form) -> ApiResult {
+    form.require_file("file")?;
+    let config = state.config.clone();
+    let sheet_name = resolve_sheet_name(form.text("sheet_name"), &config.excel.default_sheet_name)?;
+    let name = blocking(move || {
+        let file = form.require_file("file")?;
+        let source = CsvSource::open(file.path(), &config.file.supported_encodings)?;
+        let base = base_name(&file.client_name);
+        let user_name = output_filename(form.text("output_filename"));
+        let target = output_target(&config, user_name, &[&base, "converted"], "xlsx")?;
+        csv_to_xlsx(source, &target.path, &workbook_style(&config, &sheet_name))?;
+        Ok(target.name)
+    })
+    .await?;
+    let url = download_url(&req, &state.config, &name);
+    Ok(ApiResponse::ok("Converted to Excel file successfully", json!({ "download_url": url })))
+}
+
+/// §7.3.3: as `excel/search`, for a CSV file, with `csv` as the default output format.
+async fn search(req: HttpRequest, state: web::Data<AppState>, form: Form) -> ApiResult {
+    form.require_file("file")?;
+    let request = SearchRequest::parse(
+        form.text("conditions"),
+        form.text("logic"),
+        form.text("output_format"),
+        form.text("output_filename"),
+        OutputFormat::Csv,
+    )?;
+    let config = state.config.clone();
+    let (name, outcome) = blocking(move || {
+        let source = CsvSource::open(form.require_file("file")?.path(), &config.file.supported_encodings)?;
+        let compiled = request.compile(&source.columns)?;
+        let ext = request.format.extension();
+        let target = output_target(&config, request.output_filename.as_deref(), &["search_results"], ext)?;
+        let outcome = search_to_file(&source.columns, source.rows, &compiled, request.format, &target.path)?;
+        Ok((target.name, outcome))
+    })
+    .await?;
+    let data = json!({
+        "download_url": download_url(&req, &state.config, &name),
+        "total_rows": outcome.total_rows,
+        "filtered_rows": outcome.filtered_rows,
+        "conditions_applied": outcome.conditions_applied,
+    });
+    Ok(ApiResponse::ok(outcome.message(), data))
+}
+
+/// §7.3.4: as `excel/search/suggest-operators`, for a CSV file (types inferred while streaming).
+async fn suggest(state: web::Data<AppState>, form: Form) -> ApiResult {
+    form.require_file("file")?;
+    let config = state.config.clone();
+    let suggestions = blocking(move || {
+        let source = CsvSource::open(form.require_file("file")?.path(), &config.file.supported_encodings)?;
+        let (inferred, _) = stream_inferred_types(source.columns.len(), source.rows)?;
+        Ok(suggest_operators(&source.columns, &inferred))
+    })
+    .await
+    .map_err(|e| e.prefixed(INFO_ERROR_PREFIX))?;
+    Ok(ApiResponse::ok("Operator suggestions generated successfully", suggestions))
+}
