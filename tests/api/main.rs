@@ -3,6 +3,7 @@
 
 mod common;
 mod csv;
+mod downloads;
 mod excel;
 mod fixtures;
 mod foundation;
