@@ -3,6 +3,8 @@
 
 pub mod files;
 pub mod health;
+pub mod normalization;
+pub mod transform_io;
 pub mod upload;
 
 use std::time::Instant;
@@ -52,6 +54,7 @@ pub fn rest_app(
             web::scope(&prefix)
                 .configure(health::configure)
                 .configure(files::configure)
+                .configure(normalization::configure)
                 .default_service(web::to(not_found)),
         )
         .default_service(web::to(not_found))

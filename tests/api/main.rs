@@ -3,4 +3,6 @@
 
 mod common;
 mod foundation;
+mod normalization;
+mod transform_support;
 mod websocket;
