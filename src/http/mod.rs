@@ -4,6 +4,7 @@
 pub mod files;
 pub mod health;
 pub mod normalization;
+pub mod sql;
 pub mod transform_io;
 pub mod upload;
 
@@ -55,6 +56,7 @@ pub fn rest_app(
                 .configure(health::configure)
                 .configure(files::configure)
                 .configure(normalization::configure)
+                .configure(sql::configure)
                 .default_service(web::to(not_found)),
         )
         .default_service(web::to(not_found))

@@ -4,5 +4,6 @@
 mod common;
 mod foundation;
 mod normalization;
+mod sql;
 mod transform_support;
 mod websocket;
