@@ -3,6 +3,7 @@
 
 pub mod files;
 pub mod health;
+pub mod json;
 pub mod normalization;
 pub mod sql;
 pub mod transform_io;
@@ -57,6 +58,7 @@ pub fn rest_app(
                 .configure(files::configure)
                 .configure(normalization::configure)
                 .configure(sql::configure)
+                .configure(json::configure)
                 .default_service(web::to(not_found)),
         )
         .default_service(web::to(not_found))

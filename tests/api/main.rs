@@ -3,6 +3,7 @@
 
 mod common;
 mod foundation;
+mod json;
 mod normalization;
 mod sql;
 mod transform_support;
