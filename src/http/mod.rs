@@ -1,6 +1,7 @@
 //! The REST listener: route table, the request-context middleware (request id, access log, error envelope),
 //! CORS, and one module per resource. Handlers stay thin: parse, call `ops/` or `chat/`, wrap.
 
+pub mod bind;
 pub mod files;
 pub mod health;
 pub mod json;
@@ -59,6 +60,7 @@ pub fn rest_app(
                 .configure(normalization::configure)
                 .configure(sql::configure)
                 .configure(json::configure)
+                .configure(bind::configure)
                 .default_service(web::to(not_found)),
         )
         .default_service(web::to(not_found))
