@@ -1,11 +1,16 @@
 //! The REST listener: route table, the request-context middleware (request id, access log, error envelope),
 //! CORS, and one module per resource. Handlers stay thin: parse, call `ops/` or `chat/`, wrap.
 
+pub mod bind;
 pub mod csv;
 pub mod excel;
 pub mod files;
 pub mod health;
+pub mod json;
+pub mod normalization;
+pub mod sql;
 pub mod tables;
+pub mod transform_io;
 pub mod upload;
 
 use std::time::Instant;
@@ -57,6 +62,10 @@ pub fn rest_app(
                 .configure(files::configure)
                 .configure(excel::configure)
                 .configure(csv::configure)
+                .configure(normalization::configure)
+                .configure(sql::configure)
+                .configure(json::configure)
+                .configure(bind::configure)
                 .default_service(web::to(not_found)),
         )
         .default_service(web::to(not_found))

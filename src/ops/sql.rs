@@ -570,6 +570,38 @@ pub fn write_statement_list<W: Write>(
     Ok(())
 }
 
+/// §1.4 for the SQL text endpoints: keep `columns` in request order (all must exist, else 422
+/// `Columns not found: a, b`), then drop duplicate rows when asked. No selection keeps every column.
+pub fn select_for_generation(
+    table: Table,
+    columns: &[String],
+    remove_duplicates: bool,
+) -> Result<Table, OpError> {
+    let missing: Vec<&str> =
+        columns.iter().map(String::as_str).filter(|c| table.column_index(c).is_none()).collect();
+    if !missing.is_empty() {
+        return Err(OpError::validation_with(
+            format!("Columns not found: {}", missing.join(", ")),
+            serde_json::json!({ "missing_columns": missing, "available_columns": table.columns }),
+        ));
+    }
+    let mut table = if columns.is_empty() {
+        table
+    } else {
+        let indices: Vec<usize> = columns.iter().filter_map(|c| table.column_index(c)).collect();
+        let rows = table
+            .rows
+            .into_iter()
+            .map(|row| indices.iter().map(|&i| row.get(i).cloned().unwrap_or(Cell::Missing)).collect())
+            .collect();
+        Table { columns: columns.to_vec(), rows }
+    };
+    if remove_duplicates {
+        table.rows = super::extract::dedupe_rows(std::mem::take(&mut table.rows));
+    }
+    Ok(table)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -949,5 +981,22 @@ mod tests {
             write_standard_sql_rows(&columns, rows, n, &request("sqlite", true), "t", &mut sink).unwrap();
         assert_eq!(total, n + 8);
         assert!(sink.0 > n * 60);
+    }
+
+    #[test]
+    fn selection_for_generation_keeps_order_and_dedupes() {
+        let t = table(&["a", "b", "c"], &[&["1", "x", "p"], &["1", "x", "q"], &["2", "y", "r"]]);
+        let picked = select_for_generation(t.clone(), &["b".into(), "a".into()], true).unwrap();
+        assert_eq!(picked.columns, ["b", "a"]);
+        assert_eq!(
+            picked.rows,
+            vec![vec![Cell::text("x"), Cell::text("1")], vec![Cell::text("y"), Cell::text("2")]]
+        );
+        let all = select_for_generation(t.clone(), &[], false).unwrap();
+        assert_eq!(all, t);
+        assert_eq!(select_for_generation(t.clone(), &[], true).unwrap().row_count(), 3);
+        let err = select_for_generation(t, &["a".into(), "zz".into(), "yy".into()], false).unwrap_err();
+        assert_eq!(err.to_string(), "Columns not found: zz, yy");
+        assert_eq!(err.details().unwrap()["missing_columns"], serde_json::json!(["zz", "yy"]));
     }
 }

@@ -1,10 +1,15 @@
 //! Integration tests: each test starts the real `App` on port 0 with a temporary working directory and talks
 //! to it over real HTTP (reqwest) and WebSocket (tokio-tungstenite) connections.
 
+mod bind;
 mod common;
 mod csv;
 mod downloads;
 mod excel;
 mod fixtures;
 mod foundation;
+mod json;
+mod normalization;
+mod sql;
+mod transform_support;
 mod websocket;

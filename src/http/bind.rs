@@ -1,0 +1,181 @@
+//! Binding endpoints: `POST {prefix}/excel/bind-single-key`, `/excel/bind-multi-key` (rest-api.md
+//! §7.2.5–7.2.6, key joins) and `POST {prefix}/files/bind`, `/files/bind/preview` (§7.7.2–7.7.3,
+//! positional copy).
+
+use std::path::PathBuf;
+
+use actix_web::{web, HttpRequest};
+use serde_json::{json, Value};
+
+use crate::config::Config;
+use crate::envelope::{download_url, ApiResponse};
+use crate::error::{blocking, ApiError};
+use crate::http::transform_io::{output_target, read_upload, workbook_style};
+use crate::http::upload::Form;
+use crate::http::{method_not_allowed, ApiResult};
+use crate::ops::bind::{
+    bind_multi_key, bind_positional, bind_preview, bind_single_key, parse_column_list, BindOutcome,
+};
+use crate::ops::params::{mapping_from_json, ColumnMapping};
+use crate::table::names::base_name;
+use crate::table::write::write_table_xlsx;
+use crate::table::Table;
+use crate::AppState;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    for (path, handler) in [
+        ("/excel/bind-single-key", web::post().to(bind_single)),
+        ("/excel/bind-multi-key", web::post().to(bind_multi)),
+        ("/files/bind", web::post().to(files_bind)),
+        ("/files/bind/preview", web::post().to(files_bind_preview)),
+    ] {
+        cfg.service(web::resource(path).route(handler).default_service(method_not_allowed("POST, OPTIONS")));
+    }
+}
+
+/// Reads both uploaded workbooks (first sheets), the first one first so its errors win.
+fn read_pair(
+    first: &std::path::Path,
+    second: &std::path::Path,
+    config: &Config,
+) -> Result<(Table, Table), ApiError> {
+    let a = read_upload(first, None, config)?.table;
+    let b = read_upload(second, None, config)?.table;
+    Ok((a, b))
+}
+
+/// Writes the bound table and returns its output name.
+fn write_bound(
+    config: &Config,
+    outcome: &BindOutcome,
+    user_name: Option<&str>,
+    parts: &[&str],
+) -> Result<String, ApiError> {
+    let target = output_target(config, user_name, parts, "xlsx")?;
+    write_table_xlsx(&target.path, &outcome.table, &workbook_style(config))?;
+    Ok(target.name)
+}
+
+/// `{"download_url": …}` plus the statistics object's fields (IMPROVE, additive).
+fn bound_data(req: &HttpRequest, config: &Config, name: &str, stats: Value) -> Value {
+    let mut data = match stats {
+        Value::Object(map) => map,
+        _ => serde_json::Map::new(),
+    };
+    data.insert("download_url".into(), Value::String(download_url(req, config, name)));
+    Value::Object(data)
+}
+
+/// A JSON-array field of column names with the reference default `[]`.
+fn column_list(form: &Form, field: &str) -> Result<Vec<String>, ApiError> {
+    let invalid = format!("{field} must be a valid JSON array");
+    Ok(parse_column_list(form.text_or(field, "[]"), field, &invalid)?)
+}
+
+struct Uploads {
+    first: PathBuf,
+    second: PathBuf,
+    first_name: String,
+    second_name: String,
+}
+
+fn two_files(form: &Form, first: &str, second: &str) -> Result<Uploads, ApiError> {
+    let a = form.require_file(first)?;
+    let b = form.require_file(second)?;
+    Ok(Uploads {
+        first: a.path().to_path_buf(),
+        second: b.path().to_path_buf(),
+        first_name: a.client_name.clone(),
+        second_name: b.client_name.clone(),
+    })
+}
+
+async fn bind_single(req: HttpRequest, state: web::Data<AppState>, form: Form) -> ApiResult {
+    let files = two_files(&form, "source_file", "bind_file")?;
+    let key = form.text_or("comparison_column", "").to_string();
+    if key.is_empty() {
+        return Err(ApiError::validation("comparison_column parameter is required")
+            .with_details(json!({ "field": "comparison_column" })));
+    }
+    let bind_columns = column_list(&form, "bind_columns")?;
+    if bind_columns.is_empty() {
+        return Err(ApiError::validation("At least one bind column must be specified")
+            .with_details(json!({ "field": "bind_columns" })));
+    }
+    let user_name = form.text("output_filename").map(str::to_string);
+    let config = state.config.clone();
+    let (name, stats) = blocking(move || {
+        let (source, bind) = read_pair(&files.first, &files.second, &config)?;
+        let outcome = bind_single_key(&source, &bind, &key, &bind_columns)?;
+        let base = base_name(&files.first_name);
+        let name = write_bound(&config, &outcome, user_name.as_deref(), &[&base, "bound_single"])?;
+        Ok((name, outcome.stats))
+    })
+    .await?;
+    Ok(ApiResponse::ok("Excel binding completed successfully", bound_data(&req, &state.config, &name, stats)))
+}
+
+async fn bind_multi(req: HttpRequest, state: web::Data<AppState>, form: Form) -> ApiResult {
+    let files = two_files(&form, "source_file", "bind_file")?;
+    let keys = column_list(&form, "comparison_columns")?;
+    let bind_columns = column_list(&form, "bind_columns")?;
+    if keys.is_empty() {
+        return Err(ApiError::validation("At least one comparison column must be specified")
+            .with_details(json!({ "field": "comparison_columns" })));
+    }
+    if bind_columns.is_empty() {
+        return Err(ApiError::validation("At least one bind column must be specified")
+            .with_details(json!({ "field": "bind_columns" })));
+    }
+    let user_name = form.text("output_filename").map(str::to_string);
+    let config = state.config.clone();
+    let (name, stats) = blocking(move || {
+        let (source, bind) = read_pair(&files.first, &files.second, &config)?;
+        let outcome = bind_multi_key(&source, &bind, &keys, &bind_columns)?;
+        let base = base_name(&files.first_name);
+        let name = write_bound(&config, &outcome, user_name.as_deref(), &[&base, "bound_multi"])?;
+        Ok((name, outcome.stats))
+    })
+    .await?;
+    Ok(ApiResponse::ok("Excel binding completed successfully", bound_data(&req, &state.config, &name, stats)))
+}
+
+/// `column_mapping` of the positional bind: target column → source column.
+fn positional_mapping(form: &Form) -> Result<ColumnMapping, ApiError> {
+    match form.json::<Value>("column_mapping")? {
+        Some(v) => Ok(mapping_from_json(&v, "column_mapping")?),
+        None => Ok(Vec::new()),
+    }
+}
+
+async fn files_bind(req: HttpRequest, state: web::Data<AppState>, form: Form) -> ApiResult {
+    let files = two_files(&form, "source_file", "target_file")?;
+    let mapping = positional_mapping(&form)?;
+    if mapping.is_empty() {
+        return Err(ApiError::validation("column_mapping is required")
+            .with_details(json!({ "field": "column_mapping" })));
+    }
+    let user_name = form.text("output_filename").map(str::to_string);
+    let config = state.config.clone();
+    let (name, stats) = blocking(move || {
+        let (source, target) = read_pair(&files.first, &files.second, &config)?;
+        let outcome = bind_positional(&source, &target, &mapping)?;
+        let base = base_name(&files.second_name);
+        let name = write_bound(&config, &outcome, user_name.as_deref(), &[&base, "bound"])?;
+        Ok((name, outcome.stats))
+    })
+    .await?;
+    Ok(ApiResponse::ok("Converted to Excel file successfully", bound_data(&req, &state.config, &name, stats)))
+}
+
+async fn files_bind_preview(state: web::Data<AppState>, form: Form) -> ApiResult {
+    let files = two_files(&form, "source_file", "target_file")?;
+    let mapping = positional_mapping(&form)?;
+    let config = state.config.clone();
+    let data = blocking(move || {
+        let (source, target) = read_pair(&files.first, &files.second, &config)?;
+        Ok(bind_preview(&source, &target, &mapping))
+    })
+    .await?;
+    Ok(ApiResponse::ok("Binding preview generated", data))
+}

@@ -1,0 +1,63 @@
+//! `GET {prefix}/normalization/types` and `POST {prefix}/normalization/apply` (rest-api.md §7.4).
+
+use actix_web::{web, HttpRequest};
+use serde_json::{json, Value};
+
+use crate::envelope::{download_url, ApiResponse};
+use crate::error::blocking;
+use crate::http::transform_io::{output_target, read_upload, workbook_style};
+use crate::http::upload::Form;
+use crate::http::{get, method_not_allowed, ApiResult};
+use crate::ops::normalize::{normalization_types, normalize, parse_steps};
+use crate::table::names::base_name;
+use crate::table::write::write_table_xlsx;
+use crate::AppState;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/normalization/types")
+            .route(get().to(types))
+            .default_service(method_not_allowed("GET, HEAD, OPTIONS")),
+    );
+    cfg.service(
+        web::resource("/normalization/apply")
+            .route(web::post().to(apply))
+            .default_service(method_not_allowed("POST, OPTIONS")),
+    );
+}
+
+async fn types() -> ApiResponse {
+    let types = normalization_types();
+    let total = types.len() as u64;
+    ApiResponse::ok("Normalization types retrieved successfully", types).with_total(total)
+}
+
+async fn apply(req: HttpRequest, state: web::Data<AppState>, form: Form) -> ApiResult {
+    let file = form.require_file("file")?;
+    // Absent means the reference default `[]`, which is then reported as empty.
+    let steps_json = form.json::<Value>("normalizations")?.unwrap_or_else(|| json!([]));
+    let steps = parse_steps(&steps_json)?;
+    let return_report = form.bool("return_report", false);
+
+    let config = state.config.clone();
+    let path = file.path().to_path_buf();
+    let base = base_name(&file.client_name);
+    let user_name = form.text("output_filename").map(str::to_string);
+    let (name, report) = blocking(move || {
+        let table = read_upload(&path, None, &config)?.table;
+        let outcome = normalize(&table, &steps, config.normalization.backup_original);
+        drop(table);
+        let target = output_target(&config, user_name.as_deref(), &[&base, "normalized"], "xlsx")?;
+        write_table_xlsx(&target.path, &outcome.table, &workbook_style(&config))?;
+        Ok((target.name, outcome.report))
+    })
+    .await?;
+
+    let url = download_url(&req, &state.config, &name);
+    if return_report {
+        let data = json!({ "output_file": name, "report": report, "download_url": url });
+        Ok(ApiResponse::ok("Normalization completed successfully", data))
+    } else {
+        Ok(ApiResponse::ok("Extracted Excel file generated successfully", json!({ "download_url": url })))
+    }
+}

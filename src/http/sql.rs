@@ -1,0 +1,226 @@
+//! `GET {prefix}/sql/databases`, `POST {prefix}/sql/generate`, `/sql/generate-to-text` and
+//! `/sql/generate-custom-to-text` (rest-api.md §7.5). Scripts are streamed row by row into the output file.
+
+use actix_web::{web, HttpRequest};
+use serde_json::{json, Value};
+
+use crate::envelope::{download_url, ApiResponse};
+use crate::error::{blocking, ApiError};
+use crate::http::transform_io::{output_target, read_upload, write_text_output};
+use crate::http::upload::Form;
+use crate::http::{get, method_not_allowed, ApiResult};
+use crate::ops::clock::now_iso;
+use crate::ops::params::{mapping_from_json, string_list_from_json, ColumnMapping};
+use crate::ops::sql::{
+    generate_standard_sql, select_for_generation, write_standard_sql_rows, AutoIncrement,
+    StandardSqlGenerator, StandardSqlRequest, SUPPORTED_DATABASES,
+};
+use crate::ops::sql_template::{strip_outer_quotes, write_custom_sql_rows, CustomSqlGenerator};
+use crate::table::names::base_name;
+use crate::AppState;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/sql/databases")
+            .route(get().to(databases))
+            .default_service(method_not_allowed("GET, HEAD, OPTIONS")),
+    );
+    for (path, handler) in [
+        ("/sql/generate", web::post().to(generate)),
+        ("/sql/generate-to-text", web::post().to(generate_to_text)),
+        ("/sql/generate-custom-to-text", web::post().to(generate_custom_to_text)),
+    ] {
+        cfg.service(web::resource(path).route(handler).default_service(method_not_allowed("POST, OPTIONS")));
+    }
+}
+
+async fn databases() -> ApiResponse {
+    ApiResponse::ok("Supported databases retrieved successfully", json!({ "databases": SUPPORTED_DATABASES }))
+}
+
+/// `columns`: optional JSON array of strings (empty text = none).
+fn columns_field(form: &Form) -> Result<Vec<String>, ApiError> {
+    match form.json::<Value>("columns")? {
+        Some(v) => Ok(string_list_from_json(&v, "columns")?),
+        None => Ok(Vec::new()),
+    }
+}
+
+/// `column_mapping`: required non-empty JSON object of strings.
+fn required_mapping(form: &Form) -> Result<ColumnMapping, ApiError> {
+    let mapping = match form.json::<Value>("column_mapping")? {
+        Some(v) => mapping_from_json(&v, "column_mapping")?,
+        None => Vec::new(),
+    };
+    if mapping.is_empty() {
+        return Err(ApiError::validation("column_mapping is required")
+            .with_details(json!({ "field": "column_mapping" })));
+    }
+    Ok(mapping)
+}
+
+fn required_text<'a>(form: &'a Form, field: &str) -> Result<&'a str, ApiError> {
+    match form.text(field) {
+        Some(v) if !v.is_empty() => Ok(v),
+        _ => {
+            Err(ApiError::validation(format!("{field} is required")).with_details(json!({ "field": field })))
+        }
+    }
+}
+
+/// `batch_size` (IMPROVE): an integer ≥ 1 when given; it has no effect on the output (ops §9.1).
+fn check_batch_size(form: &Form) -> Result<(), ApiError> {
+    if form.text("batch_size").is_some_and(|v| v.trim().is_empty()) {
+        return Ok(());
+    }
+    match form.int("batch_size")? {
+        Some(n) if n < 1 => Err(ApiError::validation(format!("batch_size must be at least 1, got {n}"))
+            .with_details(json!({ "field": "batch_size" }))),
+        _ => Ok(()),
+    }
+}
+
+fn auto_increment_field(form: &Form) -> Result<AutoIncrement, ApiError> {
+    Ok(AutoIncrement::from_json(form.json::<Value>("auto_increment")?.as_ref())?)
+}
+
+/// `database_type`, default (and empty) → `postgresql`; kept as sent for the echo.
+fn database_type(form: &Form) -> String {
+    match form.text("database_type") {
+        Some(v) if !v.is_empty() => v.to_string(),
+        _ => "postgresql".to_string(),
+    }
+}
+
+/// Dialect, increment type and identifiers are checked before the file is read (IMPROVE: 422, not a 400
+/// after reading).
+fn prevalidate(req: &StandardSqlRequest) -> Result<(), ApiError> {
+    StandardSqlGenerator::new(&[], req)?;
+    Ok(())
+}
+
+async fn generate(req: HttpRequest, state: web::Data<AppState>, form: Form) -> ApiResult {
+    let file = form.require_file("file")?;
+    let table_name = required_text(&form, "table_name")?.to_string();
+    let column_mapping = required_mapping(&form)?;
+    check_batch_size(&form)?;
+    let auto_increment = auto_increment_field(&form)?;
+    let template = form.text("template").filter(|t| !t.is_empty()).map(str::to_string);
+    let sql_req = StandardSqlRequest {
+        table_name,
+        column_mapping,
+        database_type: database_type(&form),
+        include_transaction: form.bool("include_transaction", true),
+        auto_increment,
+        template,
+    };
+    prevalidate(&sql_req)?;
+    let return_file = form.bool("return_file", false);
+
+    let config = state.config.clone();
+    let path = file.path().to_path_buf();
+    let base = base_name(&file.client_name);
+    if return_file {
+        let name = blocking(move || {
+            let table = read_upload(&path, None, &config)?.table;
+            let target = output_target(&config, None, &[&base, "sql"], "sql")?;
+            let generated_at = now_iso();
+            let rows = table.rows.iter().map(Vec::as_slice);
+            write_text_output(&target, |out| {
+                write_standard_sql_rows(&table.columns, rows, table.row_count(), &sql_req, &generated_at, out)
+            })?;
+            Ok(target.name)
+        })
+        .await?;
+        let url = download_url(&req, &state.config, &name);
+        return Ok(ApiResponse::ok(
+            "Generate Standard SQL file successfully",
+            json!({ "download_url": url }),
+        ));
+    }
+
+    let (sql_req, rows, statements) = blocking(move || {
+        let table = read_upload(&path, None, &config)?.table;
+        let statements = generate_standard_sql(&table, &sql_req, &now_iso())?;
+        Ok((sql_req, table.row_count(), statements))
+    })
+    .await?;
+    let total = statements.len() as u64;
+    let data = json!({
+        "success": true,
+        "table_name": sql_req.table_name,
+        "database_type": sql_req.database_type,
+        "total_rows": rows,
+        "total_statements": total,
+        "statements": statements,
+        "generated_at": now_iso(),
+    });
+    Ok(ApiResponse::ok("SQL generated successfully", data).with_total(total))
+}
+
+async fn generate_to_text(req: HttpRequest, state: web::Data<AppState>, form: Form) -> ApiResult {
+    let file = form.require_file("file")?;
+    let columns = columns_field(&form)?;
+    let table_name = required_text(&form, "table_name")?.to_string();
+    let column_mapping = required_mapping(&form)?;
+    check_batch_size(&form)?;
+    let auto_increment = auto_increment_field(&form)?;
+    let sql_req = StandardSqlRequest {
+        table_name,
+        column_mapping,
+        database_type: database_type(&form),
+        include_transaction: true,
+        auto_increment,
+        template: None,
+    };
+    prevalidate(&sql_req)?;
+    let remove_duplicates = form.bool("remove_duplicates", false);
+
+    let config = state.config.clone();
+    let path = file.path().to_path_buf();
+    let name = blocking(move || {
+        let table = read_upload(&path, None, &config)?.table;
+        let table = select_for_generation(table, &columns, remove_duplicates)?;
+        // Built before the output exists so generation errors leave nothing behind.
+        StandardSqlGenerator::new(&table.columns, &sql_req)?;
+        let target = output_target(&config, None, &["sql_statements"], "txt")?;
+        let generated_at = now_iso();
+        let rows = table.rows.iter().map(Vec::as_slice);
+        write_text_output(&target, |out| {
+            write_standard_sql_rows(&table.columns, rows, table.row_count(), &sql_req, &generated_at, out)
+        })?;
+        Ok(target.name)
+    })
+    .await?;
+    let url = download_url(&req, &state.config, &name);
+    Ok(ApiResponse::ok("SQL text file generated successfully", json!({ "download_url": url })))
+}
+
+async fn generate_custom_to_text(req: HttpRequest, state: web::Data<AppState>, form: Form) -> ApiResult {
+    let file = form.require_file("file")?;
+    let columns = columns_field(&form)?;
+    let template = strip_outer_quotes(required_text(&form, "template")?).to_string();
+    let mapping = required_mapping(&form)?;
+    let auto_increment = auto_increment_field(&form)?;
+    // IMPROVE: no sheet name means the first sheet, whatever it is called.
+    let sheet = form.text("sheet_name").filter(|s| !s.is_empty()).map(str::to_string);
+    let remove_duplicates = form.bool("remove_duplicates", false);
+
+    let config = state.config.clone();
+    let path = file.path().to_path_buf();
+    let name = blocking(move || {
+        let table = read_upload(&path, sheet.as_deref(), &config)?.table;
+        let table = select_for_generation(table, &columns, remove_duplicates)?;
+        let mut generator = CustomSqlGenerator::new(&template, &mapping, &table.columns, &auto_increment)?;
+        let target = output_target(&config, None, &["custom_sql"], "txt")?;
+        let generated_at = now_iso();
+        let rows = table.rows.iter().map(Vec::as_slice);
+        write_text_output(&target, |out| {
+            write_custom_sql_rows(&mut generator, rows, table.row_count(), &generated_at, out)
+        })?;
+        Ok(target.name)
+    })
+    .await?;
+    let url = download_url(&req, &state.config, &name);
+    Ok(ApiResponse::ok("Custom SQL text file generated successfully", json!({ "download_url": url })))
+}
