@@ -2,6 +2,7 @@
 //! `App::build` binds both listeners (port 0 allowed) and exposes their addresses; `main.rs` and the
 //! integration tests both start the service through it.
 
+pub mod chat;
 pub mod config;
 pub mod envelope;
 pub mod error;
@@ -31,6 +32,8 @@ pub struct AppState {
     pub started_at: Instant,
     /// Extra readiness checks (the SQLite store adds one) reported by `GET {prefix}/health/ready`.
     pub readiness_probes: Vec<Arc<dyn ReadinessProbe>>,
+    /// Conversations, files, runner and archives; `None` when `chat_workflows.enabled` is false.
+    pub chat: Option<Arc<chat::Chat>>,
 }
 
 /// A dependency whose health decides readiness.
@@ -56,6 +59,11 @@ pub struct AppHandle {
 }
 
 impl AppHandle {
+    /// The shared state (tests reach the chat services through it).
+    pub fn state(&self) -> web::Data<AppState> {
+        self.state.clone()
+    }
+
     /// Graceful stop: WebSocket clients get `server_shutdown` and close 1001, then both listeners stop.
     pub async fn stop(&self) {
         let grace =
@@ -76,12 +84,26 @@ impl App {
         }
         let config = Arc::new(config);
         let hub = Arc::new(Hub::new(config.clone()));
+        let mut readiness_probes: Vec<Arc<dyn ReadinessProbe>> = Vec::new();
+        let chat = if config.chat_workflows.enabled {
+            let (cfg, h) = (config.clone(), hub.clone());
+            let chat = tokio::task::spawn_blocking(move || chat::Chat::open(cfg, h))
+                .await
+                .map_err(std::io::Error::other)?
+                .map_err(|e| std::io::Error::other(format!("chat store: {e}")))?;
+            let chat = Arc::new(chat);
+            readiness_probes.push(Arc::new(chat::store::SqliteProbe(chat.store.clone())));
+            Some(chat)
+        } else {
+            None
+        };
         let state = web::Data::new(AppState {
             meta: EnvelopeMeta::from_config(&config),
             config: config.clone(),
             hub,
             started_at: Instant::now(),
-            readiness_probes: Vec::new(),
+            readiness_probes,
+            chat: chat.clone(),
         });
 
         let workers = if config.app.workers == 0 {
@@ -112,6 +134,9 @@ impl App {
         };
 
         http::files::spawn_output_sweeper(state.clone());
+        if let Some(chat) = &chat {
+            chat::spawn_event_purge(chat);
+        }
 
         Ok(App { state, rest_addr, ws_addr, rest_server, ws_server })
     }
