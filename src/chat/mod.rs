@@ -1,7 +1,10 @@
 //! Chat workflows (chat-workflows.md): conversations in SQLite, their partitioned files, the workflow
 //! runner and its jobs, dump/restore and database snapshots. The HTTP layer (`http::chat`) only translates.
 
+pub mod conversations;
 pub mod model;
+pub mod names;
+pub mod storage;
 pub mod store;
 
 use serde_json::Value;
@@ -105,6 +108,7 @@ use crate::events::Hub;
 pub struct Chat {
     pub config: Arc<Config>,
     pub store: Arc<store::ChatStore>,
+    pub storage: Arc<storage::Storage>,
     pub hub: Arc<Hub>,
 }
 
@@ -113,12 +117,13 @@ impl Chat {
     /// durable event log.
     pub fn open(config: Arc<Config>, hub: Arc<Hub>) -> Result<Chat, ChatError> {
         let cw = &config.chat_workflows;
+        let storage = Arc::new(storage::Storage::new(&config)?);
         let store = Arc::new(store::ChatStore::open(
             &cw.storage.sqlite_path,
             cw.websocket.replay.max_events_per_chat,
         )?);
         hub.set_log(store.clone());
-        Ok(Chat { config, store, hub })
+        Ok(Chat { config, store, storage, hub })
     }
 }
 
