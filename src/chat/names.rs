@@ -100,7 +100,8 @@ pub fn split_ext(name: &str) -> (&str, &str) {
 /// The stored name of an upload (§5.3): the service-wide sanitizer, or `file{ext}` when nothing of the stem
 /// survives; 422 `Invalid filename` when no extension survives either.
 pub fn upload_name(client_name: &str) -> Result<String, ChatError> {
-    let (stem, ext) = split_ext(client_name);
+    let last = client_name.rsplit(['/', '\\']).next().unwrap_or(client_name);
+    let (stem, ext) = split_ext(last);
     if !sanitize_filename(stem).is_empty() {
         let whole = sanitize_filename(client_name);
         if !whole.is_empty() {
