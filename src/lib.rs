@@ -66,9 +66,16 @@ impl AppHandle {
 
     /// Graceful stop: WebSocket clients get `server_shutdown` and close 1001, then both listeners stop.
     pub async fn stop(&self) {
-        let grace =
-            std::time::Duration::from_secs(self.state.config.chat_workflows.websocket.shutdown_grace_seconds);
-        self.state.hub.shutdown(grace).await;
+        let cw = &self.state.config.chat_workflows;
+        let grace = std::time::Duration::from_secs(cw.websocket.shutdown_grace_seconds);
+        let job_grace = std::time::Duration::from_secs(cw.execution.shutdown_grace_seconds);
+        // Sockets and jobs wind down together; events of jobs failed late are persisted for resume.
+        let jobs = async {
+            if let Some(chat) = &self.state.chat {
+                chat.shutdown_jobs(job_grace).await;
+            }
+        };
+        futures_util::future::join(self.state.hub.shutdown(grace), jobs).await;
         if let Some(ws) = &self.ws {
             ws.stop(true).await;
         }
@@ -92,6 +99,14 @@ impl App {
                 .map_err(std::io::Error::other)?
                 .map_err(|e| std::io::Error::other(format!("chat store: {e}")))?;
             let chat = Arc::new(chat);
+            let recovering = chat.clone();
+            let recovered = tokio::task::spawn_blocking(move || recovering.recover_interrupted())
+                .await
+                .map_err(std::io::Error::other)?
+                .map_err(|e| std::io::Error::other(format!("job recovery: {e}")))?;
+            if recovered > 0 {
+                log::warn!("{recovered} job(s) interrupted by the last stop were marked failed");
+            }
             readiness_probes.push(Arc::new(chat::store::SqliteProbe(chat.store.clone())));
             Some(chat)
         } else {
@@ -136,6 +151,8 @@ impl App {
         http::files::spawn_output_sweeper(state.clone());
         if let Some(chat) = &chat {
             chat::spawn_event_purge(chat);
+            chat.spawn_job_purge();
+            chat.spawn_backups();
         }
 
         Ok(App { state, rest_addr, ws_addr, rest_server, ws_server })

@@ -174,6 +174,7 @@ impl Chat {
     /// closes connections subscribed only to it (4001).
     pub fn delete_conversation(&self, chat_id: &str) -> Result<(), ChatError> {
         let row = self.require_row(chat_id)?;
+        self.forget_chat(chat_id);
         self.hub.publish(chat_id, json!({"type": "conversation_deleted"}));
         self.store.delete_conversation(chat_id)?;
         self.storage.remove_conversation(&row)?;

@@ -1,11 +1,15 @@
 //! Chat workflows (chat-workflows.md): conversations in SQLite, their partitioned files, the workflow
 //! runner and its jobs, dump/restore and database snapshots. The HTTP layer (`http::chat`) only translates.
 
+pub mod archive;
+pub mod backup;
 pub mod conversations;
+pub mod jobs;
 pub mod model;
 pub mod names;
 pub mod storage;
 pub mod store;
+pub mod workflow;
 
 use serde_json::Value;
 
@@ -110,11 +114,12 @@ pub struct Chat {
     pub store: Arc<store::ChatStore>,
     pub storage: Arc<storage::Storage>,
     pub hub: Arc<Hub>,
+    pub runner: Arc<jobs::JobRunner>,
 }
 
 impl Chat {
-    /// Opens the database (blocking: call at start-up or on the blocking pool) and installs it as the hub's
-    /// durable event log.
+    /// Opens the database (blocking: call on the blocking pool of the runtime that will run jobs) and
+    /// installs it as the hub's durable event log and the runner as its active-job view.
     pub fn open(config: Arc<Config>, hub: Arc<Hub>) -> Result<Chat, ChatError> {
         let cw = &config.chat_workflows;
         let storage = Arc::new(storage::Storage::new(&config)?);
@@ -123,7 +128,9 @@ impl Chat {
             cw.websocket.replay.max_events_per_chat,
         )?);
         hub.set_log(store.clone());
-        Ok(Chat { config, store, storage, hub })
+        let runner = Arc::new(jobs::JobRunner::new(cw.execution.max_concurrent_jobs));
+        hub.set_active_jobs(runner.clone());
+        Ok(Chat { config, store, storage, hub, runner })
     }
 }
 
