@@ -26,7 +26,7 @@ async fn h184_h186_i195_i221_i223_three_clients_see_the_identical_sequence() {
     let app = spawn_app().await;
     let chat = chat_with_csv(&app).await;
     let mut clients =
-        vec![subscriber(&app, &chat).await, subscriber(&app, &chat).await, subscriber(&app, &chat).await];
+        [subscriber(&app, &chat).await, subscriber(&app, &chat).await, subscriber(&app, &chat).await];
     let mut other = subscriber(&app, &create_chat(&app).await).await;
     let (status, res) = execute(&app, &chat, &three_steps()).await;
     assert_eq!(status, 200, "{res}");
