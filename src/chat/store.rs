@@ -852,8 +852,8 @@ impl ChatStore {
         self.read(|c| {
             let mut target = Connection::open(dest)?;
             let backup = rusqlite::backup::Backup::new(c, &mut target)?;
-            // -1: every page in one step, i.e. one consistent read transaction.
-            backup.run_to_completion(-1, Duration::from_millis(0), None)
+            // Every page in one step, i.e. one consistent read transaction.
+            backup.run_to_completion(i32::MAX, Duration::from_millis(0), None)
         })
     }
 }
