@@ -1000,6 +1000,21 @@ mod tests {
     }
 
     #[test]
+    fn b32_messages_of_the_same_microsecond_keep_insertion_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ChatStore::open(&dir.path().join("chat.db"), 10).unwrap();
+        store.insert_conversation(&row("m")).unwrap();
+        for text in ["first", "second", "third"] {
+            store.add_message("m", "user", text, json!({})).unwrap();
+        }
+        store
+            .write(|c| c.execute("UPDATE messages SET created_at = '2026-01-01T00:00:00.000000+00:00'", []))
+            .unwrap();
+        let contents: Vec<String> = store.messages("m").unwrap().into_iter().map(|m| m.content).collect();
+        assert_eq!(contents, ["first", "second", "third"]);
+    }
+
+    #[test]
     fn duplicate_conversation_is_a_conflict_and_delete_cascades() {
         let dir = tempfile::tempdir().unwrap();
         let store = ChatStore::open(&dir.path().join("chat.db"), 10).unwrap();

@@ -466,3 +466,19 @@ async fn reference_chat_db_is_opened_and_migrated() {
     let v: i64 = db.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
     assert_eq!(v, 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn e107_scheduled_backup_appears_without_an_api_call() {
+    let app = spawn_app_with(|c| c.chat_workflows.backup.interval_minutes = 1).await;
+    create_chat(&app).await;
+    let dir = app.config.chat_workflows.backup.snapshot_path.clone();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+    loop {
+        let names = tree(&dir);
+        if names.iter().any(|n| n.starts_with("chat_backup_") && n.ends_with(".db")) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no scheduled snapshot within 90 s");
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    }
+}

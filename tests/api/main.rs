@@ -3,6 +3,7 @@
 
 mod chat_archive;
 mod chat_events;
+mod chat_socket;
 mod chat_support;
 mod chat_workflows;
 mod common;
