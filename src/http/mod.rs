@@ -2,6 +2,7 @@
 //! CORS, and one module per resource. Handlers stay thin: parse, call `ops/` or `chat/`, wrap.
 
 pub mod bind;
+pub mod chat;
 pub mod csv;
 pub mod excel;
 pub mod files;
@@ -66,6 +67,7 @@ pub fn rest_app(
                 .configure(sql::configure)
                 .configure(json::configure)
                 .configure(bind::configure)
+                .configure(chat::configure)
                 .default_service(web::to(not_found)),
         )
         .default_service(web::to(not_found))

@@ -2,6 +2,11 @@
 //! to it over real HTTP (reqwest) and WebSocket (tokio-tungstenite) connections.
 
 mod bind;
+mod chat_archive;
+mod chat_events;
+mod chat_socket;
+mod chat_support;
+mod chat_workflows;
 mod common;
 mod csv;
 mod downloads;
