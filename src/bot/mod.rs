@@ -9,6 +9,7 @@ pub mod params;
 pub mod replies;
 pub mod state;
 pub mod suggest;
+pub mod view;
 
 use serde_json::{json, Map, Value};
 

@@ -139,26 +139,36 @@ pub struct IntentRecord {
     pub timestamp: String,
 }
 
-/// The persisted per-conversation context (§3.1); stored as one `bot_contexts` row.
+/// A stored `null` (or a column whose JSON did not parse) reads as the field's default.
+fn null_as_default<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
+/// The persisted per-conversation context (§3.1); stored as one `bot_contexts` row. Unknown keys (such as
+/// the row's `updated_at`) are ignored and nulls read as defaults, so the store's JSON form loads directly.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct BotContext {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub current_state: BotState,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub previous_state: Option<BotState>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub pending_workflow: Option<Vec<Step>>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub pending_job_id: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub workflow_params: Map<String, Value>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub intent_history: Vec<IntentRecord>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub user_preferences: Map<String, Value>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub last_message_time: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub metadata: Map<String, Value>,
 }
 
@@ -515,6 +525,14 @@ mod tests {
         let empty: BotContext = serde_json::from_str("{}").unwrap();
         assert_eq!(empty, BotContext::new());
         assert!(serde_json::from_str::<BotContext>(r#"{"current_state": "dancing"}"#).is_err());
+        // The store's row form: nulls where a JSON column was empty, plus `updated_at`.
+        let row = json!({
+            "current_state": "awaiting_confirmation", "previous_state": null, "pending_workflow": null,
+            "pending_job_id": null, "workflow_params": null, "intent_history": null, "user_preferences": null,
+            "metadata": null, "last_message_time": null, "updated_at": NOW,
+        });
+        let loaded: BotContext = serde_json::from_value(row).unwrap();
+        assert_eq!(loaded, BotContext { current_state: AwaitingConfirmation, ..BotContext::default() });
     }
 
     #[test]
