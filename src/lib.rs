@@ -3,6 +3,7 @@
 //! integration tests both start the service through it.
 
 pub mod bot;
+pub mod chat;
 pub mod config;
 pub mod envelope;
 pub mod error;
@@ -32,6 +33,8 @@ pub struct AppState {
     pub started_at: Instant,
     /// Extra readiness checks (the SQLite store adds one) reported by `GET {prefix}/health/ready`.
     pub readiness_probes: Vec<Arc<dyn ReadinessProbe>>,
+    /// Conversations, files, runner and archives; `None` when `chat_workflows.enabled` is false.
+    pub chat: Option<Arc<chat::Chat>>,
 }
 
 /// A dependency whose health decides readiness.
@@ -57,11 +60,23 @@ pub struct AppHandle {
 }
 
 impl AppHandle {
+    /// The shared state (tests reach the chat services through it).
+    pub fn state(&self) -> web::Data<AppState> {
+        self.state.clone()
+    }
+
     /// Graceful stop: WebSocket clients get `server_shutdown` and close 1001, then both listeners stop.
     pub async fn stop(&self) {
-        let grace =
-            std::time::Duration::from_secs(self.state.config.chat_workflows.websocket.shutdown_grace_seconds);
-        self.state.hub.shutdown(grace).await;
+        let cw = &self.state.config.chat_workflows;
+        let grace = std::time::Duration::from_secs(cw.websocket.shutdown_grace_seconds);
+        let job_grace = std::time::Duration::from_secs(cw.execution.shutdown_grace_seconds);
+        // Sockets and jobs wind down together; events of jobs failed late are persisted for resume.
+        let jobs = async {
+            if let Some(chat) = &self.state.chat {
+                chat.shutdown_jobs(job_grace).await;
+            }
+        };
+        futures_util::future::join(self.state.hub.shutdown(grace), jobs).await;
         if let Some(ws) = &self.ws {
             ws.stop(true).await;
         }
@@ -77,12 +92,34 @@ impl App {
         }
         let config = Arc::new(config);
         let hub = Arc::new(Hub::new(config.clone()));
+        let mut readiness_probes: Vec<Arc<dyn ReadinessProbe>> = Vec::new();
+        let chat = if config.chat_workflows.enabled {
+            let (cfg, h) = (config.clone(), hub.clone());
+            let chat = tokio::task::spawn_blocking(move || chat::Chat::open(cfg, h))
+                .await
+                .map_err(std::io::Error::other)?
+                .map_err(|e| std::io::Error::other(format!("chat store: {e}")))?;
+            let chat = Arc::new(chat);
+            let recovering = chat.clone();
+            let recovered = tokio::task::spawn_blocking(move || recovering.recover_interrupted())
+                .await
+                .map_err(std::io::Error::other)?
+                .map_err(|e| std::io::Error::other(format!("job recovery: {e}")))?;
+            if recovered > 0 {
+                log::warn!("{recovered} job(s) interrupted by the last stop were marked failed");
+            }
+            readiness_probes.push(Arc::new(chat::store::SqliteProbe(chat.store.clone())));
+            Some(chat)
+        } else {
+            None
+        };
         let state = web::Data::new(AppState {
             meta: EnvelopeMeta::from_config(&config),
             config: config.clone(),
             hub,
             started_at: Instant::now(),
-            readiness_probes: Vec::new(),
+            readiness_probes,
+            chat: chat.clone(),
         });
 
         let workers = if config.app.workers == 0 {
@@ -113,6 +150,11 @@ impl App {
         };
 
         http::files::spawn_output_sweeper(state.clone());
+        if let Some(chat) = &chat {
+            chat::spawn_event_purge(chat);
+            chat.spawn_job_purge();
+            chat.spawn_backups();
+        }
 
         Ok(App { state, rest_addr, ws_addr, rest_server, ws_server })
     }

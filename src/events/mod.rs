@@ -47,6 +47,18 @@ pub enum SubscribeError {
     ConnectionClosed,
 }
 
+/// Reports a chat's running or pending job for the `connected` message (websocket.md C.4 `active_job`).
+pub trait ActiveJobs: Send + Sync {
+    fn active_job(&self, chat_id: &str) -> Option<Value>;
+}
+
+/// The latest run of a chat as published: its `workflow_started` and newest `progress` (C.6 snapshot).
+struct RunSnapshot {
+    job_id: String,
+    started: Arc<str>,
+    progress: Option<Arc<str>>,
+}
+
 /// A resume request (websocket.md C.6).
 #[derive(Debug, Clone, Default)]
 pub struct Resume {
@@ -81,6 +93,7 @@ struct ChatChannel {
     /// `None` until read from the log (lazily, under this chat's lock).
     last_seq: Option<u64>,
     subscribers: Vec<(u64, Arc<SendQueue>)>,
+    run: Option<RunSnapshot>,
 }
 
 pub struct Hub {
@@ -91,6 +104,7 @@ pub struct Hub {
     next_id: AtomicU64,
     shutting_down: AtomicBool,
     counters: Counters,
+    active_jobs: RwLock<Option<Arc<dyn ActiveJobs>>>,
 }
 
 /// A registered connection; dropping it unregisters it everywhere.
@@ -129,7 +143,19 @@ impl Hub {
             next_id: AtomicU64::new(1),
             shutting_down: AtomicBool::new(false),
             counters: Counters::default(),
+            active_jobs: RwLock::new(None),
         }
+    }
+
+    /// Installs the job runner's view of active jobs (C.4 `active_job`).
+    pub fn set_active_jobs(&self, provider: Arc<dyn ActiveJobs>) {
+        *self.active_jobs.write().unwrap_or_else(|p| p.into_inner()) = Some(provider);
+    }
+
+    /// The chat's running or pending job, `null` when none (or when no runner is installed).
+    pub fn active_job(&self, chat_id: &str) -> Value {
+        let provider = self.active_jobs.read().unwrap_or_else(|p| p.into_inner()).clone();
+        provider.and_then(|p| p.active_job(chat_id)).unwrap_or(Value::Null)
     }
 
     /// Replaces the event log (the durable store installs itself here at start-up).
@@ -227,13 +253,16 @@ impl Hub {
     /// Subscribes `conn` to `chat_id` (adding to its subscriptions). With `resume`, the missed events are
     /// replayed into the connection's queue and `replay_complete` follows, atomically with live publishing.
     /// `before_replay` builds the first frame (e.g. the `connected` reply) from the chat's current `seq`; it is
-    /// queued under the same lock, before any replayed event.
+    /// queued under the same lock, before any replayed event. With `snapshot` and no `resume`, a running job's
+    /// `workflow_started` and latest `progress` follow it (C.6 snapshot, marked `replayed`).
+    /// The event log may be read: call from the blocking pool.
     pub fn subscribe(
         &self,
         conn: &Connection,
         chat_id: &str,
         resume: Option<&Resume>,
         before_replay: Option<&dyn Fn(u64) -> Value>,
+        snapshot: bool,
     ) -> Result<u64, SubscribeError> {
         let max = self.config.chat_workflows.websocket.max_subscriptions_per_connection;
         {
@@ -254,6 +283,11 @@ impl Hub {
         }
         if let Some(resume) = resume {
             self.replay_into(conn, chat_id, resume, current);
+        } else if let (true, Some(run)) = (snapshot, &ch.run) {
+            conn.queue.push(Outgoing::text(mark_replayed(&run.started)));
+            if let Some(p) = &run.progress {
+                conn.queue.push(Outgoing::text(mark_replayed(p)));
+            }
         }
         if !ch.subscribers.iter().any(|(id, _)| *id == conn.id) {
             ch.subscribers.push((conn.id, conn.queue.clone()));
@@ -347,7 +381,9 @@ impl Hub {
         let coalesce_key = (event_type == "progress")
             .then(|| map.get("step_id").and_then(Value::as_str).map(|s| (Arc::from(chat_id), Arc::from(s))))
             .flatten();
+        let job_id = map.get("job_id").and_then(Value::as_str).map(str::to_string);
         let text: Arc<str> = Value::Object(map).to_string().into();
+        track_run(&mut ch.run, &event_type, job_id, &text);
         if let Err(e) = self.event_log().append(chat_id, seq, &event_type, &text) {
             // Live delivery still happens; the loss is limited to replay and is logged loudly.
             ::log::error!("event log: cannot persist event seq={seq} of chat {chat_id}: {e}");
@@ -432,6 +468,23 @@ impl Hub {
             "slow_consumer_closes_total": c.slow_consumer_closes.load(Ordering::Relaxed),
             "queue_high_water_mark": high_water,
         })
+    }
+}
+
+/// Keeps the chat's running job's `workflow_started` and newest `progress` for the C.6 snapshot.
+fn track_run(run: &mut Option<RunSnapshot>, event_type: &str, job_id: Option<String>, text: &Arc<str>) {
+    let Some(job_id) = job_id else { return };
+    match event_type {
+        "workflow_started" => *run = Some(RunSnapshot { job_id, started: text.clone(), progress: None }),
+        "progress" => {
+            if let Some(r) = run.as_mut().filter(|r| r.job_id == job_id) {
+                r.progress = Some(text.clone());
+            }
+        }
+        "workflow_completed" | "workflow_failed" if run.as_ref().is_some_and(|r| r.job_id == job_id) => {
+            *run = None;
+        }
+        _ => {}
     }
 }
 

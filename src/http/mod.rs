@@ -1,6 +1,7 @@
 //! The REST listener: route table, the request-context middleware (request id, access log, error envelope),
 //! CORS, and one module per resource. Handlers stay thin: parse, call `ops/` or `chat/`, wrap.
 
+pub mod chat;
 pub mod files;
 pub mod health;
 pub mod upload;
@@ -52,6 +53,7 @@ pub fn rest_app(
             web::scope(&prefix)
                 .configure(health::configure)
                 .configure(files::configure)
+                .configure(chat::configure)
                 .default_service(web::to(not_found)),
         )
         .default_service(web::to(not_found))
@@ -125,14 +127,15 @@ async fn request_context(
     let started = Instant::now();
     let request_id = client_request_id(&req).unwrap_or_else(new_request_id);
     req.extensions_mut().insert(RequestId(request_id.clone()));
-    let http_req = req.request().clone();
     let method = req.method().clone();
     // The path only: query strings may carry tokens.
     let path = req.path().to_string();
 
     let res = match next.call(req).await {
         Ok(res) => res.map_into_boxed_body(),
-        Err(err) => ServiceResponse::new(http_req, HttpResponse::from_error(err)),
+        // Handler errors arrive as responses; an `Err` here comes from a middleware. No request clone is
+        // kept for it: a clone held across routing makes actix panic when it records path parameters.
+        Err(err) => return Err(err),
     };
     let mut res = finish_error(res, &request_id);
     if let Ok(value) = HeaderValue::from_str(&request_id) {

@@ -51,6 +51,8 @@ impl UploadedFile {
 pub struct Form {
     files: Vec<UploadedFile>,
     fields: HashMap<String, String>,
+    /// File parts sent with an empty filename (dropped, but some endpoints report them differently).
+    empty_files: Vec<String>,
 }
 
 impl Form {
@@ -124,6 +126,8 @@ impl Form {
                     // An empty filename means "no file" (rest-api.md §1.2); the temp file is dropped here.
                     if !upload.client_name.is_empty() {
                         form.files.push(upload);
+                    } else {
+                        form.empty_files.push(upload.field.clone());
                     }
                 }
                 None => {
@@ -156,6 +160,11 @@ impl Form {
     /// The file part `name`, if present with a non-empty filename.
     pub fn file(&self, name: &str) -> Option<&UploadedFile> {
         self.files.iter().find(|f| f.field == name)
+    }
+
+    /// True when a file part `name` was sent with an empty filename (and therefore dropped).
+    pub fn has_empty_file(&self, name: &str) -> bool {
+        self.empty_files.iter().any(|f| f == name)
     }
 
     /// The file part `name`, or 422 `No file uploaded`.

@@ -87,7 +87,7 @@ fn connected_message(
         "epoch": state.hub.epoch(),
         "protocol_version": PROTOCOL_VERSION,
         "heartbeat": {"ping_interval": ws.ping_interval, "ping_timeout": ws.ping_timeout},
-        "active_job": Value::Null,
+        "active_job": chat_id.map_or(Value::Null, |c| state.hub.active_job(c)),
     })
 }
 
@@ -147,7 +147,7 @@ async fn run(
     let hub: Arc<Hub> = state.hub.clone();
     let ws = state.config.chat_workflows.websocket.clone();
     let conn = match hub.connect(handshake.ip, handshake.path_chat.as_deref()) {
-        Ok(conn) => conn,
+        Ok(conn) => Arc::new(conn),
         Err(refusal) => {
             let (code, reason) = match refusal {
                 Refusal::ShuttingDown => (crate::events::queue::CLOSE_GOING_AWAY, "server shutting down"),
@@ -180,10 +180,18 @@ async fn run(
             conn.queue.close(CloseReason::new(CLOSE_INVALID_SESSION, "invalid chat id"));
         }
         Some(chat) => {
-            let connected = |seq: u64| connected_message(&state, &conn, Some(chat), Some(seq));
-            match hub.subscribe(&conn, chat, handshake.resume.as_ref(), Some(&connected)) {
-                Ok(_) => bound_since = Some(Instant::now()),
-                Err(e) => log::warn!("ws: initial subscribe failed: {e:?}"),
+            // The event log may be read (SQLite): subscribe on the blocking pool.
+            let (st, c, chat, resume) = (state.clone(), conn.clone(), chat.clone(), handshake.resume.clone());
+            let subscribed = web::block(move || {
+                let connected = |seq: u64| connected_message(&st, &c, Some(&chat), Some(seq));
+                let snapshot = resume.is_none();
+                st.hub.subscribe(&c, &chat, resume.as_ref(), Some(&connected), snapshot)
+            })
+            .await;
+            match subscribed {
+                Ok(Ok(_)) => bound_since = Some(Instant::now()),
+                Ok(Err(e)) => log::warn!("ws: initial subscribe failed: {e:?}"),
+                Err(e) => log::warn!("ws: initial subscribe failed: {e}"),
             }
         }
         None => {
@@ -222,13 +230,13 @@ async fn run(
                     Ok(AggregatedMessage::Text(text)) => {
                         last_inbound = Instant::now();
                         if !rate_ok(&mut limiter, &conn) { break; }
-                        handle_text(&state, &conn, &text);
+                        handle_text_blocking(&state, &conn, text.to_string()).await;
                     }
                     Ok(AggregatedMessage::Binary(bytes)) => {
                         last_inbound = Instant::now();
                         if !rate_ok(&mut limiter, &conn) { break; }
                         match std::str::from_utf8(&bytes) {
-                            Ok(text) => handle_text(&state, &conn, text),
+                            Ok(text) => handle_text_blocking(&state, &conn, text.to_string()).await,
                             Err(_) => { conn.send(&protocol_error("invalid_json", "Invalid JSON")); }
                         }
                     }
@@ -357,6 +365,14 @@ fn with_id(mut reply: Value, request: &Map<String, Value>) -> Value {
     reply
 }
 
+/// Handles one inbound message on the blocking pool (subscribe and resume may read the event log).
+async fn handle_text_blocking(state: &web::Data<AppState>, conn: &Arc<Connection>, text: String) {
+    let (st, c) = (state.clone(), conn.clone());
+    if let Err(e) = web::block(move || handle_text(&st, &c, &text)).await {
+        log::warn!("ws: connection {:08x}: {e}", conn.id);
+    }
+}
+
 /// websocket.md C.11 parsing order.
 fn handle_text(state: &AppState, conn: &Connection, text: &str) {
     if text.trim().eq_ignore_ascii_case("ping") {
@@ -439,14 +455,14 @@ fn handle_subscribe(state: &AppState, conn: &Connection, message: &Map<String, V
     let id_of = |v: Value| with_id(v, message);
     let result = if add {
         let first = |seq: u64| id_of(json!({"type": "subscribed", "chat_id": chat_id, "last_seq": seq}));
-        state.hub.subscribe(conn, chat_id, resume.as_ref(), Some(&first))
+        state.hub.subscribe(conn, chat_id, resume.as_ref(), Some(&first), false)
     } else {
         let previous = conn.subscriptions();
         for chat in previous.iter().filter(|c| c.as_str() != chat_id) {
             state.hub.unsubscribe(conn, chat);
         }
         let first = |seq: u64| id_of(connected_message(state, conn, Some(chat_id), Some(seq)));
-        state.hub.subscribe(conn, chat_id, resume.as_ref(), Some(&first))
+        state.hub.subscribe(conn, chat_id, resume.as_ref(), Some(&first), false)
     };
     result.err().map(subscribe_error)
 }
@@ -476,5 +492,5 @@ fn handle_resume(state: &AppState, conn: &Connection, message: &Map<String, Valu
         }
         Err(reply) => return Some(reply),
     };
-    state.hub.subscribe(conn, &chat_id, Some(&resume), None).err().map(subscribe_error)
+    state.hub.subscribe(conn, &chat_id, Some(&resume), None, false).err().map(subscribe_error)
 }

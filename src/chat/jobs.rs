@@ -1,0 +1,1010 @@
+//! Jobs and the workflow runner (chat-workflows.md §9.5–9.8, websocket.md A.5/A.6, C.4–C.6, C.14): one
+//! worker pool (`execution.max_concurrent_jobs`) shared by all runs, runs of one conversation strictly in
+//! submission order, step timeouts, cooperative cancellation between steps, restart recovery and graceful
+//! shutdown. Every event goes through `Hub::publish` from the blocking pool.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Map, Value};
+use tokio::sync::{watch, Semaphore};
+
+use super::model::{new_job_id, now_ts, Job, WorkflowStep};
+use super::workflow::{event_result, FileRef, Plan, StepContext, StepOutput};
+use super::{Chat, ChatError};
+use crate::events::ActiveJobs;
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// `execute` (REST `/execute`) or `bot` (bot confirmations); only event texts differ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobKind {
+    Execute,
+    Bot,
+}
+
+impl JobKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobKind::Execute => "execute",
+            JobKind::Bot => "bot",
+        }
+    }
+
+    fn started_message(self) -> &'static str {
+        match self {
+            JobKind::Execute => "Workflow execution started",
+            JobKind::Bot => "🚀 Starting workflow execution...",
+        }
+    }
+
+    fn completed_message(self) -> &'static str {
+        match self {
+            JobKind::Execute => "Workflow execution completed successfully",
+            JobKind::Bot => "✅ Workflow completed successfully!",
+        }
+    }
+
+    fn failed_message(self, error: &str) -> String {
+        match self {
+            JobKind::Execute => "Workflow execution failed".to_string(),
+            JobKind::Bot => format!("❌ Workflow failed: {error}"),
+        }
+    }
+
+    fn parse(kind: &str) -> JobKind {
+        if kind == "bot" {
+            JobKind::Bot
+        } else {
+            JobKind::Execute
+        }
+    }
+}
+
+/// The failing step of a run.
+#[derive(Debug, Clone)]
+pub struct FailedStep {
+    pub index: usize,
+    pub step_id: String,
+    pub operation: String,
+    pub error: String,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone)]
+pub struct RunOutcome {
+    pub job_id: String,
+    pub chat_id: String,
+    pub kind: JobKind,
+    /// `completed`, `failed` or `cancelled`.
+    pub status: &'static str,
+    /// Results of the completed steps (§8.5).
+    pub results: Vec<Value>,
+    /// Files produced by this run (`{file_path, download_url}`).
+    pub output_files: Vec<Value>,
+    /// `Workflow failed at step i/n: …`, `Workflow cancelled by user`, or an interruption text.
+    pub error: Option<String>,
+    pub failed_step: Option<FailedStep>,
+    /// The job's `result` object (§9.7).
+    pub result: Value,
+}
+
+/// Hooks for the submitter (the bot adds its messages and state transitions); called on the blocking pool.
+pub trait JobObserver: Send + Sync {
+    /// Before `workflow_started` is published.
+    fn on_start(&self, _chat: &Chat, _job_id: &str) {}
+    /// Extra fields merged into the job's `result` (e.g. `bot_response`).
+    fn result_extras(&self, _outcome: &RunOutcome) -> Map<String, Value> {
+        Map::new()
+    }
+    /// After the terminal event was published.
+    fn on_finish(&self, _chat: &Chat, _outcome: &RunOutcome) {}
+}
+
+/// A submitted job as the submitter sees it.
+pub struct Submitted {
+    pub job_id: String,
+    /// Jobs of the same chat ahead of this one (0 = starts now).
+    pub position: usize,
+    pub done: watch::Receiver<Option<Arc<RunOutcome>>>,
+}
+
+impl Submitted {
+    /// Waits for the end of the run (the run continues if this future is dropped).
+    pub async fn wait(mut self) -> Option<Arc<RunOutcome>> {
+        loop {
+            if let Some(outcome) = self.done.borrow().clone() {
+                return Some(outcome);
+            }
+            self.done.changed().await.ok()?;
+        }
+    }
+}
+
+/// In-memory control block of a queued or running job.
+struct JobCtl {
+    job_id: String,
+    chat_id: String,
+    kind: JobKind,
+    base_url: String,
+    plan: Plan,
+    observer: Option<Arc<dyn JobObserver>>,
+    cancel: AtomicBool,
+    running: AtomicBool,
+    /// Set once by whoever writes the terminal state; held while the run writes, so a shutdown or delete
+    /// never interleaves with a step's writes.
+    finalized: Mutex<bool>,
+    /// `(step_index, overall_progress)` of the running step.
+    progress: Mutex<(usize, u64)>,
+    done: watch::Sender<Option<Arc<RunOutcome>>>,
+}
+
+#[derive(Default)]
+struct RunnerState {
+    /// Per chat: job ids in submission order; the head is dispatched.
+    chats: HashMap<String, VecDeque<String>>,
+    jobs: HashMap<String, Arc<JobCtl>>,
+}
+
+pub struct JobRunner {
+    state: Mutex<RunnerState>,
+    permits: Arc<Semaphore>,
+    shutting_down: AtomicBool,
+    runtime: tokio::runtime::Handle,
+    test_step_delay: Mutex<Duration>,
+}
+
+fn overall(step_index: usize, progress: u64, total: usize) -> u64 {
+    if total == 0 {
+        return 0;
+    }
+    ((100 * (step_index.saturating_sub(1)) as u64 + progress) / total as u64).min(100)
+}
+
+impl JobRunner {
+    /// Must be created inside the Tokio runtime that will run the jobs.
+    pub fn new(max_concurrent_jobs: usize) -> JobRunner {
+        JobRunner {
+            state: Mutex::new(RunnerState::default()),
+            permits: Arc::new(Semaphore::new(max_concurrent_jobs.max(1))),
+            shutting_down: AtomicBool::new(false),
+            runtime: tokio::runtime::Handle::current(),
+            test_step_delay: Mutex::new(Duration::ZERO),
+        }
+    }
+
+    /// Test hook: every step waits this long before it runs (inside its timeout). Not configurable.
+    #[doc(hidden)]
+    pub fn set_test_step_delay(&self, delay: Duration) {
+        *lock(&self.test_step_delay) = delay;
+    }
+
+    fn ctl(&self, job_id: &str) -> Option<Arc<JobCtl>> {
+        lock(&self.state).jobs.get(job_id).cloned()
+    }
+
+    fn running_ctls(&self) -> Vec<Arc<JobCtl>> {
+        lock(&self.state).jobs.values().cloned().collect()
+    }
+
+    /// Removes a job that is queued behind another one (not dispatched yet).
+    fn remove_if_queued(&self, ctl: &JobCtl) {
+        let mut st = lock(&self.state);
+        let Some(queue) = st.chats.get_mut(&ctl.chat_id) else { return };
+        if queue.front() == Some(&ctl.job_id) {
+            return;
+        }
+        queue.retain(|j| j != &ctl.job_id);
+        st.jobs.remove(&ctl.job_id);
+    }
+
+    /// Removes a job from its chat queue; returns the next job of that chat to dispatch, if it became head.
+    fn remove(&self, ctl: &JobCtl) -> Option<Arc<JobCtl>> {
+        let mut st = lock(&self.state);
+        st.jobs.remove(&ctl.job_id);
+        let queue = st.chats.get_mut(&ctl.chat_id)?;
+        let was_head = queue.front() == Some(&ctl.job_id);
+        queue.retain(|j| j != &ctl.job_id);
+        let next = if was_head { queue.front().cloned() } else { None };
+        if queue.is_empty() {
+            st.chats.remove(&ctl.chat_id);
+        }
+        next.and_then(|id| st.jobs.get(&id).cloned())
+    }
+}
+
+impl ActiveJobs for JobRunner {
+    fn active_job(&self, chat_id: &str) -> Option<Value> {
+        let st = lock(&self.state);
+        let head = st.chats.get(chat_id)?.front()?;
+        let ctl = st.jobs.get(head)?;
+        let total = ctl.plan.steps.len();
+        let (step_index, overall_progress) = *lock(&ctl.progress);
+        let running = ctl.running.load(Ordering::SeqCst);
+        Some(json!({
+            "job_id": ctl.job_id,
+            "status": if running { "running" } else { "pending" },
+            "step_index": if running { Some(step_index) } else { None },
+            "total_steps": total,
+            "overall_progress": overall_progress,
+        }))
+    }
+}
+
+fn url_pair(chat: &Chat, base: &str, chat_id: &str, stored: &str) -> Value {
+    json!({"file_path": stored, "download_url": chat.storage.file_url(base, chat_id, stored)})
+}
+
+impl Chat {
+    fn publish(&self, chat_id: &str, event: Value) {
+        self.hub.publish(chat_id, event);
+    }
+
+    fn publish_progress(&self, chat_id: &str, event: Value) {
+        if self.config.chat_workflows.execution.stream_progress {
+            self.publish(chat_id, event);
+        }
+    }
+
+    /// Records a job and its steps and queues it behind the chat's earlier jobs (blocking).
+    pub fn submit(
+        self: &Arc<Self>,
+        plan: Plan,
+        kind: JobKind,
+        base_url: &str,
+        observer: Option<Arc<dyn JobObserver>>,
+    ) -> Result<Submitted, ChatError> {
+        if self.runner.shutting_down.load(Ordering::SeqCst) {
+            return Err(ChatError::Unavailable("Server is shutting down".into()));
+        }
+        let chat_id = plan.row.chat_id.clone();
+        let job = Job {
+            job_id: new_job_id(&chat_id),
+            chat_id: chat_id.clone(),
+            kind: kind.as_str().into(),
+            status: "pending".into(),
+            submitted_at: now_ts(),
+            started_at: None,
+            completed_at: None,
+            result: None,
+            error: None,
+            cancel_requested: false,
+            base_url: Some(base_url.to_string()),
+        };
+        let steps: Vec<WorkflowStep> = plan
+            .steps
+            .iter()
+            .map(|s| WorkflowStep {
+                step_id: s.step_id.clone(),
+                operation: s.operation.clone(),
+                arguments: s.arguments.clone(),
+                input_file: None,
+                output_file: None,
+                status: "pending".into(),
+                progress: 0,
+                error_message: None,
+                started_at: None,
+                completed_at: None,
+                job_id: Some(job.job_id.clone()),
+                step_index: Some(s.index as i64),
+            })
+            .collect();
+        self.store.create_job(&job, &steps)?;
+        let (done, rx) = watch::channel(None);
+        let ctl = Arc::new(JobCtl {
+            job_id: job.job_id.clone(),
+            chat_id: chat_id.clone(),
+            kind,
+            base_url: base_url.to_string(),
+            plan,
+            observer,
+            cancel: AtomicBool::new(false),
+            running: AtomicBool::new(false),
+            finalized: Mutex::new(false),
+            progress: Mutex::new((0, 0)),
+            done,
+        });
+        let position = {
+            let mut st = lock(&self.runner.state);
+            st.jobs.insert(ctl.job_id.clone(), ctl.clone());
+            let queue = st.chats.entry(chat_id.clone()).or_default();
+            queue.push_back(ctl.job_id.clone());
+            queue.len() - 1
+        };
+        if position == 0 {
+            self.dispatch(ctl.clone());
+        } else {
+            self.publish(
+                &chat_id,
+                json!({"type": "workflow_queued", "job_id": ctl.job_id, "total_steps": ctl.plan.steps.len(), "position": position}),
+            );
+        }
+        Ok(Submitted { job_id: ctl.job_id.clone(), position, done: rx })
+    }
+
+    fn dispatch(self: &Arc<Self>, ctl: Arc<JobCtl>) {
+        let chat = self.clone();
+        self.runner.runtime.spawn(async move {
+            let permit = chat.runner.permits.clone().acquire_owned().await;
+            let skip = *lock(&ctl.finalized) || chat.runner.shutting_down.load(Ordering::SeqCst);
+            if !skip {
+                chat.run_job(&ctl).await;
+            }
+            drop(permit);
+            if let Some(next) = chat.runner.remove(&ctl) {
+                chat.dispatch(next);
+            }
+        });
+    }
+
+    /// Runs `work` on the blocking pool unless the job was finalized by someone else (then `None`).
+    async fn guarded<T: Send + 'static>(
+        self: &Arc<Self>,
+        ctl: &Arc<JobCtl>,
+        work: impl FnOnce(&Arc<Chat>, &JobCtl) -> T + Send + 'static,
+    ) -> Option<T> {
+        self.guarded_with(ctl, false, work).await
+    }
+
+    /// As [`Chat::guarded`], and marks the job finalized under the same lock.
+    async fn guarded_final<T: Send + 'static>(
+        self: &Arc<Self>,
+        ctl: &Arc<JobCtl>,
+        work: impl FnOnce(&Arc<Chat>, &JobCtl) -> T + Send + 'static,
+    ) -> Option<T> {
+        self.guarded_with(ctl, true, work).await
+    }
+
+    async fn guarded_with<T: Send + 'static>(
+        self: &Arc<Self>,
+        ctl: &Arc<JobCtl>,
+        finalize: bool,
+        work: impl FnOnce(&Arc<Chat>, &JobCtl) -> T + Send + 'static,
+    ) -> Option<T> {
+        let chat = self.clone();
+        let ctl = ctl.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut finalized = lock(&ctl.finalized);
+            if *finalized {
+                return None;
+            }
+            let out = work(&chat, &ctl);
+            *finalized = finalize;
+            Some(out)
+        })
+        .await
+        .ok()
+        .flatten()
+    }
+
+    async fn run_job(self: &Arc<Self>, ctl: &Arc<JobCtl>) {
+        let started = Instant::now();
+        let total = ctl.plan.steps.len();
+        let ok = self
+            .guarded(ctl, move |chat, ctl| -> Result<(), ChatError> {
+                chat.store.mark_job_running(&ctl.job_id, &now_ts())?;
+                chat.store.set_status(&ctl.chat_id, "processing")?;
+                ctl.running.store(true, Ordering::SeqCst);
+                if let Some(o) = &ctl.observer {
+                    o.on_start(chat, &ctl.job_id);
+                }
+                let steps: Vec<Value> = ctl
+                    .plan
+                    .steps
+                    .iter()
+                    .map(|s| json!({"step_id": s.step_id, "step_index": s.index, "operation": s.operation}))
+                    .collect();
+                chat.publish(
+                    &ctl.chat_id,
+                    json!({
+                        "type": "workflow_started", "job_id": ctl.job_id, "kind": ctl.kind.as_str(),
+                        "total_steps": total, "operation": ctl.plan.steps.first().map(|s| s.operation.clone()),
+                        "steps": steps, "message": ctl.kind.started_message(),
+                    }),
+                );
+                Ok(())
+            })
+            .await;
+        match ok {
+            None => return,
+            Some(Err(e)) => log::error!("job {}: cannot start: {e}", ctl.job_id),
+            Some(Ok(())) => {}
+        }
+
+        let mut current = ctl.plan.input.clone();
+        let mut results: Vec<Value> = Vec::new();
+        let mut produced: Vec<String> = Vec::new();
+        let mut failure: Option<FailedStep> = None;
+        let mut cancelled = false;
+        let timeout = Duration::from_secs(self.config.chat_workflows.execution.step_timeout_seconds.max(1));
+        for (i, step) in ctl.plan.steps.iter().enumerate() {
+            if ctl.cancel.load(Ordering::SeqCst) {
+                cancelled = true;
+                break;
+            }
+            let input = step.input_override.clone().unwrap_or_else(|| current.clone());
+            let step_index = step.index;
+            let (step_c, input_c) = (step.clone(), input.clone());
+            let started_at = now_ts();
+            let started_c = started_at.clone();
+            let began = self
+                .guarded(ctl, move |chat, ctl| -> Result<(), ChatError> {
+                    chat.store.update_step(&step_record(
+                        &step_c,
+                        ctl,
+                        "running",
+                        0,
+                        Some(&input_c),
+                        None,
+                        None,
+                        Some(started_c),
+                        None,
+                    ))?;
+                    *lock(&ctl.progress) = (step_index, overall(step_index, 0, total));
+                    chat.publish_progress(
+                        &ctl.chat_id,
+                        progress_event(ctl, &step_c, total, 0, "running", "Starting step execution"),
+                    );
+                    Ok(())
+                })
+                .await;
+            if began.is_none() {
+                return;
+            }
+            let outcome = self.run_step_with_timeout(ctl, i, &input, timeout).await;
+            match outcome {
+                Ok(out) => {
+                    let (step_c, input_c, out_c, started_c) =
+                        (step.clone(), input.clone(), out.clone(), started_at.clone());
+                    let base = ctl.base_url.clone();
+                    let result = self
+                        .guarded(ctl, move |chat, ctl| -> Result<Value, ChatError> {
+                            let stored = out_c.output.as_ref().map(|o| o.stored.clone());
+                            if let Some(s) = &stored {
+                                chat.store.record_file(&ctl.chat_id, s, "output")?;
+                            }
+                            chat.store.update_step(&step_record(
+                                &step_c,
+                                ctl,
+                                "completed",
+                                100,
+                                Some(&input_c),
+                                stored.clone(),
+                                None,
+                                Some(started_c),
+                                Some(now_ts()),
+                            ))?;
+                            *lock(&ctl.progress) = (step_index, overall(step_index, 100, total));
+                            chat.publish_progress(
+                                &ctl.chat_id,
+                                progress_event(ctl, &step_c, total, 100, "completed", "Step completed successfully"),
+                            );
+                            let mut result = Map::new();
+                            result.insert("output_file_path".into(), json!(stored));
+                            if let Some(s) = &stored {
+                                result.insert("download_url".into(), json!(chat.storage.file_url(&base, &ctl.chat_id, s)));
+                            }
+                            result.extend(out_c.result.clone());
+                            chat.publish(
+                                &ctl.chat_id,
+                                json!({
+                                    "type": "step_result", "job_id": ctl.job_id, "step_id": step_c.step_id,
+                                    "step_index": step_c.index, "total_steps": total, "operation": step_c.operation,
+                                    "result": Value::Object(event_result(&result)),
+                                }),
+                            );
+                            result.insert("step_id".into(), json!(step_c.step_id));
+                            result.insert("operation".into(), json!(step_c.operation));
+                            result.insert("status".into(), json!("completed"));
+                            Ok(Value::Object(result))
+                        })
+                        .await;
+                    match result {
+                        None => return,
+                        Some(Err(e)) => {
+                            log::error!("job {}: cannot record step {}: {e}", ctl.job_id, step.index);
+                            failure = Some(FailedStep {
+                                index: step.index,
+                                step_id: step.step_id.clone(),
+                                operation: step.operation.clone(),
+                                error: "Internal error while recording the step".into(),
+                            });
+                            break;
+                        }
+                        Some(Ok(r)) => results.push(r),
+                    }
+                    if let Some(o) = out.output {
+                        produced.push(o.stored.clone());
+                        current = o;
+                    }
+                }
+                Err(error) => {
+                    failure = Some(FailedStep {
+                        index: step.index,
+                        step_id: step.step_id.clone(),
+                        operation: step.operation.clone(),
+                        error,
+                    });
+                    break;
+                }
+            }
+        }
+        let outcome = self.build_outcome(ctl, results, produced, failure, cancelled);
+        let duration_ms = started.elapsed().as_millis() as u64;
+        let finished =
+            self.guarded_final(ctl, move |chat, ctl| chat.finish_run(ctl, outcome, duration_ms)).await;
+        if let Some(outcome) = finished {
+            let _ = ctl.done.send(Some(outcome));
+        }
+    }
+
+    async fn run_step_with_timeout(
+        self: &Arc<Self>,
+        ctl: &Arc<JobCtl>,
+        i: usize,
+        input: &FileRef,
+        timeout: Duration,
+    ) -> Result<StepOutput, String> {
+        let delay = *lock(&self.runner.test_step_delay);
+        // `abandoned` and `done` decide who removes the output of a step that finishes after its timeout.
+        let handshake = Arc::new(Mutex::new((false, None::<StepOutput>)));
+        let (chat, ctl_c, input_c, hs) = (self.clone(), ctl.clone(), input.clone(), handshake.clone());
+        let work = async move {
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
+            tokio::task::spawn_blocking(move || {
+                let step = &ctl_c.plan.steps[i];
+                let ctx = StepContext { config: &chat.config, chat: &chat, row: &ctl_c.plan.row };
+                let result = ctx.run(step, &input_c);
+                let mut slot = lock(&hs);
+                if slot.0 {
+                    if let Ok(out) = &result {
+                        if let Some(o) = &out.output {
+                            let _ = std::fs::remove_file(&o.path);
+                        }
+                    }
+                } else if let Ok(out) = &result {
+                    slot.1 = Some(out.clone());
+                }
+                result
+            })
+            .await
+        };
+        match tokio::time::timeout(timeout, work).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(join)) => {
+                log::error!("job {}: step {} panicked: {join}", ctl.job_id, i + 1);
+                Err("Internal error while running the step".into())
+            }
+            Err(_) => {
+                let mut slot = lock(&handshake);
+                slot.0 = true;
+                if let Some(out) = slot.1.take() {
+                    if let Some(o) = out.output {
+                        let _ = std::fs::remove_file(&o.path);
+                    }
+                }
+                Err(format!("Step timed out after {}s", timeout.as_secs()))
+            }
+        }
+    }
+
+    fn build_outcome(
+        &self,
+        ctl: &JobCtl,
+        results: Vec<Value>,
+        produced: Vec<String>,
+        failure: Option<FailedStep>,
+        cancelled: bool,
+    ) -> RunOutcome {
+        let total = ctl.plan.steps.len();
+        let (status, error) = if cancelled {
+            ("cancelled", Some("Workflow cancelled by user".to_string()))
+        } else if let Some(f) = &failure {
+            ("failed", Some(format!("Workflow failed at step {}/{total}: {}", f.index, f.error)))
+        } else {
+            ("completed", None)
+        };
+        let output_files =
+            produced.iter().map(|p| url_pair(self, &ctl.base_url, &ctl.chat_id, p)).collect::<Vec<_>>();
+        RunOutcome {
+            job_id: ctl.job_id.clone(),
+            chat_id: ctl.chat_id.clone(),
+            kind: ctl.kind,
+            status,
+            results,
+            output_files,
+            error,
+            failed_step: failure,
+            result: Value::Null,
+        }
+    }
+
+    /// Writes the terminal state of a run that reached its end (success, step failure or cancel) and
+    /// publishes the terminal events. Called with the job's `finalized` lock held.
+    fn finish_run(&self, ctl: &JobCtl, mut outcome: RunOutcome, duration_ms: u64) -> Arc<RunOutcome> {
+        let total = ctl.plan.steps.len();
+        let chat_id = &ctl.chat_id;
+        let mut write = || -> Result<(), ChatError> {
+            // Steps after the stop point are skipped; the failing one is failed.
+            let steps = self.store.job_steps(&ctl.job_id)?;
+            let mut skipped = 0;
+            for mut s in steps {
+                if let Some(f) = outcome.failed_step.as_ref().filter(|f| f.step_id == s.step_id) {
+                    s.status = "failed".into();
+                    s.error_message = Some(f.error.clone());
+                    s.completed_at = Some(now_ts());
+                    self.store.update_step(&s)?;
+                } else if s.status == "pending" || s.status == "running" {
+                    s.status = "skipped".into();
+                    self.store.update_step(&s)?;
+                    skipped += 1;
+                }
+            }
+            if outcome.status == "completed" && !self.config.chat_workflows.execution.save_intermediate_files
+            {
+                let kept: Vec<Value> = outcome
+                    .output_files
+                    .iter()
+                    .filter(|f| {
+                        let path = f["file_path"].as_str().unwrap_or("");
+                        let intermediate = path.contains("/intermediate/");
+                        if intermediate {
+                            if let Some((_, p)) = self.storage.resolve_stored(&ctl.plan.row, path) {
+                                let _ = std::fs::remove_file(p);
+                            }
+                            let _ = self.store.remove_file_record(chat_id, path, "output");
+                        }
+                        !intermediate
+                    })
+                    .cloned()
+                    .collect();
+                outcome.output_files = kept;
+            }
+            let mut result = Map::new();
+            result.insert("success".into(), json!(outcome.status == "completed"));
+            if outcome.status == "completed" {
+                result.insert("message".into(), json!("Workflow executed successfully"));
+            } else {
+                result.insert("error".into(), json!(outcome.error));
+            }
+            result.insert("results".into(), json!(outcome.results));
+            result.insert("output_files".into(), json!(outcome.output_files));
+            if let Some(o) = &ctl.observer {
+                result.extend(o.result_extras(&outcome));
+            }
+            outcome.result = Value::Object(result);
+            let conv_status = if outcome.status == "completed" { "completed" } else { "failed" };
+            self.store.set_status(chat_id, conv_status)?;
+            self.store.finish_job(
+                &ctl.job_id,
+                outcome.status,
+                Some(&outcome.result),
+                outcome.error.as_deref(),
+            )?;
+
+            if let Some(f) = &outcome.failed_step {
+                let step = ctl.plan.steps.iter().find(|s| s.step_id == f.step_id);
+                if let Some(step) = step {
+                    // The step's last progress: the runner reports no intermediate percentages, so 0.
+                    self.publish_progress(
+                        chat_id,
+                        progress_event(ctl, step, total, 0, "failed", &format!("Step failed: {}", f.error)),
+                    );
+                }
+                self.publish(
+                    chat_id,
+                    json!({"type": "error", "job_id": ctl.job_id, "step_id": f.step_id, "operation": f.operation,
+                           "code": "step_failed", "message": f.error}),
+                );
+            }
+            if outcome.status == "completed" {
+                self.publish(
+                    chat_id,
+                    json!({
+                        "type": "workflow_completed", "job_id": ctl.job_id, "total_steps": total,
+                        "operation": ctl.plan.steps.last().map(|s| s.operation.clone()),
+                        "duration_ms": duration_ms, "output_files": outcome.output_files,
+                        "output_files_count": outcome.output_files.len(),
+                        "message": ctl.kind.completed_message(),
+                    }),
+                );
+            } else {
+                let error = outcome.error.clone().unwrap_or_default();
+                let f = outcome.failed_step.as_ref();
+                self.publish(
+                    chat_id,
+                    json!({
+                        "type": "workflow_failed", "job_id": ctl.job_id,
+                        "operation": f.map(|f| f.operation.clone()),
+                        "step_id": f.map(|f| f.step_id.clone()),
+                        "failed_step": f.map(|f| f.index),
+                        "skipped_steps": skipped,
+                        "cancelled": outcome.status == "cancelled",
+                        "error": error, "message": ctl.kind.failed_message(&error),
+                    }),
+                );
+            }
+            Ok(())
+        };
+        if let Err(e) = write() {
+            log::error!("job {}: cannot record the end of the run: {e}", ctl.job_id);
+        }
+        let outcome = Arc::new(outcome);
+        if let Some(o) = &ctl.observer {
+            o.on_finish(self, &outcome);
+        }
+        outcome
+    }
+
+    /// Cancels a job of this chat (§8.12): pending → cancelled at once; running → stops before its next
+    /// step. 404 for unknown jobs or jobs of another chat, 409 when already finished.
+    pub fn cancel_job(self: &Arc<Self>, chat_id: &str, job_id: &str) -> Result<(), ChatError> {
+        let job = self
+            .store
+            .job(job_id)?
+            .filter(|j| j.chat_id == chat_id)
+            .ok_or_else(|| ChatError::NotFound("Job not found".into()))?;
+        if job.is_finished() {
+            return Err(ChatError::Conflict("Job already finished".into()));
+        }
+        match self.runner.ctl(job_id) {
+            Some(ctl) if ctl.running.load(Ordering::SeqCst) => {
+                ctl.cancel.store(true, Ordering::SeqCst);
+                self.store.set_cancel_requested(job_id)?;
+            }
+            Some(ctl) => {
+                self.interrupt(
+                    &ctl.job_id,
+                    &ctl.chat_id,
+                    ctl.kind,
+                    "Workflow cancelled by user",
+                    true,
+                    Some(&ctl),
+                )?;
+                // A dispatched job (waiting for a worker) is removed by its own task.
+                self.runner.remove_if_queued(&ctl);
+            }
+            None => {
+                self.interrupt(
+                    job_id,
+                    chat_id,
+                    JobKind::parse(&job.kind),
+                    "Workflow cancelled by user",
+                    true,
+                    None,
+                )?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Ends a job that will not reach its end by itself (cancelled while pending, shutdown, restart): its
+    /// running step fails, pending steps are skipped, the job gets `error`, `workflow_failed` is published.
+    fn interrupt(
+        &self,
+        job_id: &str,
+        chat_id: &str,
+        kind: JobKind,
+        error: &str,
+        cancelled: bool,
+        ctl: Option<&Arc<JobCtl>>,
+    ) -> Result<(), ChatError> {
+        let guard = ctl.map(|c| lock(&c.finalized));
+        if guard.as_ref().is_some_and(|g| **g) {
+            return Ok(());
+        }
+        let steps = self.store.job_steps(job_id)?;
+        let mut failed: Option<WorkflowStep> = None;
+        let mut skipped = 0;
+        let started = steps.iter().any(|s| s.status != "pending");
+        for mut s in steps {
+            match s.status.as_str() {
+                "running" => {
+                    s.status = "failed".into();
+                    s.error_message = Some(error.to_string());
+                    s.completed_at = Some(now_ts());
+                    self.store.update_step(&s)?;
+                    failed = Some(s);
+                }
+                "pending" => {
+                    s.status = "skipped".into();
+                    self.store.update_step(&s)?;
+                    skipped += 1;
+                }
+                _ => {}
+            }
+        }
+        let status = if cancelled { "cancelled" } else { "failed" };
+        let result = json!({"success": false, "error": error, "results": [], "output_files": []});
+        self.store.finish_job(job_id, status, Some(&result), Some(error))?;
+        if started || !cancelled {
+            self.store.set_status(chat_id, "failed")?;
+        }
+        if !cancelled {
+            self.store.reset_bot_state(chat_id)?;
+        }
+        self.publish(
+            chat_id,
+            json!({
+                "type": "workflow_failed", "job_id": job_id,
+                "operation": failed.as_ref().map(|s| s.operation.clone()),
+                "step_id": failed.as_ref().map(|s| s.step_id.clone()),
+                "failed_step": failed.as_ref().and_then(|s| s.step_index),
+                "skipped_steps": skipped, "cancelled": cancelled,
+                "error": error, "message": kind.failed_message(error),
+            }),
+        );
+        if let (Some(ctl), Some(mut g)) = (ctl, guard) {
+            *g = true;
+            drop(g);
+            let outcome = RunOutcome {
+                job_id: job_id.to_string(),
+                chat_id: chat_id.to_string(),
+                kind,
+                status,
+                results: Vec::new(),
+                output_files: Vec::new(),
+                error: Some(error.to_string()),
+                failed_step: failed.map(|s| FailedStep {
+                    index: s.step_index.unwrap_or(0) as usize,
+                    step_id: s.step_id,
+                    operation: s.operation,
+                    error: error.to_string(),
+                }),
+                result,
+            };
+            let outcome = Arc::new(outcome);
+            if let Some(o) = &ctl.observer {
+                o.on_finish(self, &outcome);
+            }
+            let _ = ctl.done.send(Some(outcome));
+        }
+        Ok(())
+    }
+
+    /// The conversation is being deleted: its jobs stop writing and waiters are released (blocking).
+    pub fn forget_chat(&self, chat_id: &str) {
+        let ctls: Vec<Arc<JobCtl>> = {
+            let mut st = lock(&self.runner.state);
+            let ids = st.chats.remove(chat_id).unwrap_or_default();
+            let ctls = ids.iter().filter_map(|id| st.jobs.get(id).cloned()).collect();
+            // The dispatched head is removed by its own task.
+            for id in ids.iter().skip(1) {
+                st.jobs.remove(id);
+            }
+            ctls
+        };
+        for ctl in ctls {
+            ctl.cancel.store(true, Ordering::SeqCst);
+            let mut g = lock(&ctl.finalized);
+            if !*g {
+                *g = true;
+                drop(g);
+                let outcome = self.build_outcome(&ctl, Vec::new(), Vec::new(), None, true);
+                let _ = ctl.done.send(Some(Arc::new(outcome)));
+            }
+        }
+    }
+
+    /// Restart recovery (§9.8): jobs left pending or running are failed and their `workflow_failed` is
+    /// appended to the chat's event log. Blocking; call after the store is installed in the hub.
+    pub fn recover_interrupted(&self) -> Result<usize, ChatError> {
+        let jobs = self.store.unfinished_jobs()?;
+        for job in &jobs {
+            self.interrupt(
+                &job.job_id,
+                &job.chat_id,
+                JobKind::parse(&job.kind),
+                "Interrupted by server restart",
+                false,
+                None,
+            )?;
+        }
+        Ok(jobs.len())
+    }
+
+    /// Graceful shutdown (websocket.md C.14): no new jobs; queued ones fail at once; running ones get
+    /// `grace` to finish and are then failed with `Interrupted by server shutdown`.
+    pub async fn shutdown_jobs(self: &Arc<Self>, grace: Duration) {
+        if self.runner.shutting_down.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        const TEXT: &str = "Interrupted by server shutdown";
+        let chat = self.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            for ctl in chat.runner.running_ctls() {
+                if !ctl.running.load(Ordering::SeqCst) {
+                    if let Err(e) =
+                        chat.interrupt(&ctl.job_id, &ctl.chat_id, ctl.kind, TEXT, false, Some(&ctl))
+                    {
+                        log::error!("shutdown: job {}: {e}", ctl.job_id);
+                    }
+                }
+            }
+        })
+        .await;
+        let deadline = tokio::time::Instant::now() + grace;
+        loop {
+            let active = self.runner.running_ctls().iter().any(|c| !*lock(&c.finalized));
+            if !active || tokio::time::Instant::now() >= deadline {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let chat = self.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            for ctl in chat.runner.running_ctls() {
+                if let Err(e) = chat.interrupt(&ctl.job_id, &ctl.chat_id, ctl.kind, TEXT, false, Some(&ctl)) {
+                    log::error!("shutdown: job {}: {e}", ctl.job_id);
+                }
+            }
+        })
+        .await;
+    }
+
+    /// Purges finished jobs older than `execution.job_retention_hours` (hourly).
+    pub fn spawn_job_purge(self: &Arc<Self>) {
+        let hours = self.config.chat_workflows.execution.job_retention_hours;
+        if hours == 0 {
+            return;
+        }
+        let store = self.store.clone();
+        super::spawn_periodic("job retention", Duration::from_secs(3600), move || {
+            let before = super::model::format_ts(chrono::Utc::now() - chrono::Duration::hours(hours as i64));
+            let n = store.purge_jobs(&before)?;
+            if n > 0 {
+                log::info!("job retention removed {n} job(s)");
+            }
+            Ok(())
+        });
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn step_record(
+    step: &super::workflow::PlannedStep,
+    ctl: &JobCtl,
+    status: &str,
+    progress: i64,
+    input: Option<&FileRef>,
+    output: Option<String>,
+    error: Option<String>,
+    started_at: Option<String>,
+    completed_at: Option<String>,
+) -> WorkflowStep {
+    WorkflowStep {
+        step_id: step.step_id.clone(),
+        operation: step.operation.clone(),
+        arguments: step.arguments.clone(),
+        input_file: input.map(|f| f.stored.clone()),
+        output_file: output,
+        status: status.into(),
+        progress,
+        error_message: error,
+        started_at,
+        completed_at,
+        job_id: Some(ctl.job_id.clone()),
+        step_index: Some(step.index as i64),
+    }
+}
+
+fn progress_event(
+    ctl: &JobCtl,
+    step: &super::workflow::PlannedStep,
+    total: usize,
+    progress: u64,
+    status: &str,
+    message: &str,
+) -> Value {
+    json!({
+        "type": "progress", "job_id": ctl.job_id, "step_id": step.step_id, "step_index": step.index,
+        "total_steps": total, "operation": step.operation, "progress": progress,
+        "overall_progress": overall(step.index, progress, total), "status": status, "message": message,
+    })
+}

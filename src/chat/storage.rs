@@ -1,0 +1,335 @@
+//! Conversation files on disk (chat-workflows.md §5, §7, §8.10–8.11): partition keys, the per-conversation
+//! folder tree, stored-path strings, uploads, safe look-ups for downloads, and URLs.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use actix_web::HttpRequest;
+use chrono::{DateTime, Utc};
+use percent_encoding::percent_decode_str;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use super::model::ConversationRow;
+use super::ChatError;
+use crate::config::{Config, PartitionConfig, PartitionStrategy};
+use crate::envelope::{encode_segment, public_origin};
+use crate::table::names::sanitize_filename;
+
+/// The three folders of a conversation, in download look-up order.
+pub const FOLDERS: [&str; 3] = ["uploads", "outputs", "intermediate"];
+
+/// Formats `fmt` (strftime) for `at`; `None` for an invalid pattern.
+fn strftime(fmt: &str, at: DateTime<Utc>) -> Option<String> {
+    let mut out = String::new();
+    write!(out, "{}", at.format(fmt)).ok()?;
+    Some(out)
+}
+
+/// 1–4 relative segments of `[A-Za-z0-9_-]` (or `""` for flat).
+pub fn is_valid_partition_key(key: &str) -> bool {
+    if key.is_empty() {
+        return true;
+    }
+    let segments: Vec<&str> = key.split('/').collect();
+    segments.len() <= 4
+        && segments
+            .iter()
+            .all(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'))
+}
+
+pub struct Storage {
+    root: PathBuf,
+    /// `workflows_path` as written in the config, `/`-separated, without a trailing `/` (§2.1).
+    root_text: String,
+    dumps: PathBuf,
+    partition: PartitionConfig,
+    prefix: String,
+}
+
+impl Storage {
+    /// Validates the partition pattern (a config error at start-up, §5.2) and creates the root folders.
+    pub fn new(config: &Config) -> Result<Storage, ChatError> {
+        let cw = &config.chat_workflows;
+        let storage = Storage {
+            root: cw.storage.workflows_path.clone(),
+            root_text: cw
+                .storage
+                .workflows_path
+                .to_string_lossy()
+                .replace('\\', "/")
+                .trim_end_matches('/')
+                .to_string(),
+            dumps: cw.storage.dumps_path.clone(),
+            partition: cw.partition.clone(),
+            prefix: config.api.prefix.clone(),
+        };
+        if cw.partition.enabled && cw.partition.strategy == PartitionStrategy::TimeBased {
+            let sample = strftime(&cw.partition.subfolder_format, Utc::now());
+            if !sample.as_deref().is_some_and(|k| !k.is_empty() && is_valid_partition_key(k)) {
+                return Err(ChatError::Internal(format!(
+                    "invalid config value at 'chat_workflows.partition.subfolder_format': '{}' must produce 1-4 \
+                     segments of [A-Za-z0-9_-]",
+                    cw.partition.subfolder_format
+                )));
+            }
+        }
+        std::fs::create_dir_all(&storage.root)?;
+        std::fs::create_dir_all(&storage.dumps)?;
+        Ok(storage)
+    }
+
+    pub fn dumps_dir(&self) -> &Path {
+        &self.dumps
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The partition key of a new conversation (§5.2).
+    pub fn partition_key(&self, chat_id: &str, created: DateTime<Utc>) -> String {
+        if !self.partition.enabled {
+            return String::new();
+        }
+        match self.partition.strategy {
+            PartitionStrategy::FolderBased => String::new(),
+            PartitionStrategy::TimeBased => strftime(&self.partition.subfolder_format, created)
+                .unwrap_or_else(|| created.format("%Y/%m").to_string()),
+            PartitionStrategy::HashBased => {
+                // The reference's literal id prefix; ids shorter than 4 characters use a hash (IMPROVE).
+                let source: String = if chat_id.chars().count() >= 4 {
+                    chat_id.chars().take(4).collect()
+                } else {
+                    let digest = Sha256::digest(chat_id.as_bytes());
+                    digest.iter().take(2).map(|b| format!("{b:02x}")).collect()
+                };
+                format!("{}/{}", &source[..2], &source[2..4])
+            }
+        }
+    }
+
+    /// `{workflows_path}/{partition_key}/{chat_id}` on disk.
+    pub fn conv_dir_for(&self, partition_key: Option<&str>, chat_id: &str) -> PathBuf {
+        let mut dir = self.root.clone();
+        if let Some(pk) = partition_key.filter(|k| !k.is_empty()) {
+            for segment in pk.split('/') {
+                dir.push(segment);
+            }
+        }
+        dir.push(chat_id);
+        dir
+    }
+
+    pub fn conv_dir(&self, row: &ConversationRow) -> PathBuf {
+        self.conv_dir_for(row.partition_key.as_deref(), &row.chat_id)
+    }
+
+    /// The conversation folder as stored-path text.
+    pub fn conv_dir_text_for(&self, partition_key: Option<&str>, chat_id: &str) -> String {
+        match partition_key.filter(|k| !k.is_empty()) {
+            Some(pk) => format!("{}/{pk}/{chat_id}", self.root_text),
+            None => format!("{}/{chat_id}", self.root_text),
+        }
+    }
+
+    /// The stored-path string of a file in one of the conversation's folders.
+    pub fn stored_path(&self, row: &ConversationRow, folder: &str, name: &str) -> String {
+        format!("{}/{folder}/{name}", self.conv_dir_text_for(row.partition_key.as_deref(), &row.chat_id))
+    }
+
+    /// Creates the folder tree and writes `metadata.json` once (§5.1).
+    pub fn create_layout(&self, row: &ConversationRow) -> Result<(), ChatError> {
+        let dir = self.conv_dir(row);
+        for folder in FOLDERS {
+            std::fs::create_dir_all(dir.join(folder))?;
+        }
+        let meta = json!({
+            "chat_id": row.chat_id,
+            "created_at": row.created_at,
+            "partition_key": row.partition_key.clone().unwrap_or_default(),
+        });
+        let text = serde_json::to_string_pretty(&meta).map_err(|e| ChatError::Internal(e.to_string()))?;
+        match std::fs::OpenOptions::new().write(true).create_new(true).open(dir.join("metadata.json")) {
+            Ok(mut f) => std::io::Write::write_all(&mut f, text.as_bytes())?,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e.into()),
+        }
+        Ok(())
+    }
+
+    /// Removes the conversation folder (always, flat layout included: §5.2 IMPROVE).
+    pub fn remove_conversation(&self, row: &ConversationRow) -> Result<(), ChatError> {
+        match std::fs::remove_dir_all(self.conv_dir(row)) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The file behind a stored-path string of this conversation (`…/{folder}/{name}`), if it is one.
+    pub fn resolve_stored(&self, row: &ConversationRow, stored: &str) -> Option<(String, PathBuf)> {
+        let prefix = format!("{}/", self.conv_dir_text_for(row.partition_key.as_deref(), &row.chat_id));
+        let rest = stored.strip_prefix(&prefix)?;
+        let (folder, name) = rest.split_once('/')?;
+        if !FOLDERS.contains(&folder) {
+            return None;
+        }
+        let path = crate::table::names::resolve_in_folder(&self.conv_dir(row).join(folder), name)?;
+        Some((folder.to_string(), path))
+    }
+
+    /// Moves a completed upload into `uploads/{name}` (overwriting, §5.4) and returns its stored path.
+    pub fn place_upload(&self, row: &ConversationRow, temp: &Path, name: &str) -> Result<String, ChatError> {
+        let dir = self.conv_dir(row).join("uploads");
+        std::fs::create_dir_all(&dir)?;
+        std::fs::rename(temp, dir.join(name))?;
+        Ok(self.stored_path(row, "uploads", name))
+    }
+
+    /// Download look-up (§8.11): the requested segment is refused (400) when it holds a separator, NUL or
+    /// `..`; the sanitized name is searched in the folders in order; only regular files whose canonical path
+    /// stays inside the conversation folder are returned.
+    pub fn find_download(
+        &self,
+        row: &ConversationRow,
+        requested: &str,
+        folder: Option<&str>,
+    ) -> Result<(PathBuf, String), ChatError> {
+        let name = checked_request_name(requested)?;
+        let dir = self.conv_dir(row);
+        let folders: Vec<&str> = match folder {
+            Some(f) if FOLDERS.contains(&f) => vec![f],
+            Some(_) => {
+                return Err(ChatError::validation("folder must be one of uploads, outputs, intermediate"))
+            }
+            None => FOLDERS.to_vec(),
+        };
+        let base = std::fs::canonicalize(&dir).map_err(|_| ChatError::NotFound("File not found".into()))?;
+        for f in folders {
+            let candidate = dir.join(f).join(&name);
+            let Ok(meta) = std::fs::symlink_metadata(&candidate) else { continue };
+            if !meta.file_type().is_file() {
+                continue;
+            }
+            match std::fs::canonicalize(&candidate) {
+                Ok(real) if real.starts_with(&base) => return Ok((real, name)),
+                _ => continue,
+            }
+        }
+        Err(ChatError::NotFound("File not found".into()))
+    }
+
+    /// A dump archive in `dumps_path` (§8.10), same rules as [`Storage::find_download`].
+    pub fn find_dump(&self, requested: &str) -> Result<(PathBuf, String), ChatError> {
+        let name = checked_request_name(requested)?;
+        let candidate = self.dumps.join(&name);
+        let not_found = || ChatError::NotFound("File not found".into());
+        let meta = std::fs::symlink_metadata(&candidate).map_err(|_| not_found())?;
+        if !meta.file_type().is_file() {
+            return Err(not_found());
+        }
+        let base = std::fs::canonicalize(&self.dumps).map_err(|_| not_found())?;
+        match std::fs::canonicalize(&candidate) {
+            Ok(real) if real.starts_with(&base) => Ok((real, name)),
+            _ => Err(not_found()),
+        }
+    }
+
+    /// `{base}{prefix}/chat/workflows/{chat_id}/files/{name}` (§7).
+    pub fn file_url(&self, base: &str, chat_id: &str, stored_path: &str) -> String {
+        let name = stored_path.rsplit('/').next().unwrap_or(stored_path);
+        format!(
+            "{base}{}/chat/workflows/{}/files/{}",
+            self.prefix,
+            encode_segment(chat_id),
+            encode_segment(name)
+        )
+    }
+
+    /// `{base}{prefix}/chat/downloads/{dump}` (§7).
+    pub fn dump_url(&self, base: &str, dump_file: &str) -> String {
+        format!("{base}{}/chat/downloads/{}", self.prefix, encode_segment(dump_file))
+    }
+}
+
+/// The origin for URLs built from this request (§7 rules, shared with the rest of the API).
+pub fn request_base(req: &HttpRequest, config: &Config) -> String {
+    public_origin(req, config)
+}
+
+/// Decodes and checks a requested file name; returns the sanitized name.
+fn checked_request_name(requested: &str) -> Result<String, ChatError> {
+    let decoded = percent_decode_str(requested).decode_utf8_lossy().to_string();
+    let invalid = decoded.contains(['/', '\\', '\0']) || decoded == ".." || decoded.is_empty();
+    if invalid {
+        return Err(ChatError::BadRequest("Invalid file path".into()));
+    }
+    let name = sanitize_filename(&decoded);
+    if name.is_empty() {
+        return Err(ChatError::NotFound("File not found".into()));
+    }
+    Ok(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn storage(strategy: PartitionStrategy, format: &str, enabled: bool, root: &Path) -> Storage {
+        let mut c = Config::default();
+        c.chat_workflows.storage.workflows_path = root.join("wf");
+        c.chat_workflows.storage.dumps_path = root.join("dumps");
+        c.chat_workflows.partition = PartitionConfig { enabled, strategy, subfolder_format: format.into() };
+        Storage::new(&c).unwrap()
+    }
+
+    #[test]
+    fn partition_strategies() {
+        let dir = tempfile::tempdir().unwrap();
+        let at = Utc.with_ymd_and_hms(2026, 3, 1, 2, 10, 33).unwrap();
+        let id = "4c1e9a0b-1d2e-4f3a-9b8c-7d6e5f4a3b2c";
+        assert_eq!(
+            storage(PartitionStrategy::TimeBased, "%Y/%m", true, dir.path()).partition_key(id, at),
+            "2026/03"
+        );
+        assert_eq!(
+            storage(PartitionStrategy::TimeBased, "%Y/%m/%d", true, dir.path()).partition_key(id, at),
+            "2026/03/01"
+        );
+        assert_eq!(
+            storage(PartitionStrategy::HashBased, "%Y/%m", true, dir.path()).partition_key(id, at),
+            "4c/1e"
+        );
+        let short = storage(PartitionStrategy::HashBased, "%Y/%m", true, dir.path()).partition_key("ab", at);
+        assert!(is_valid_partition_key(&short) && short.len() == 5, "{short}");
+        assert_eq!(
+            storage(PartitionStrategy::FolderBased, "%Y/%m", true, dir.path()).partition_key(id, at),
+            ""
+        );
+        assert_eq!(
+            storage(PartitionStrategy::TimeBased, "%Y/%m", false, dir.path()).partition_key(id, at),
+            ""
+        );
+    }
+
+    #[test]
+    fn bad_subfolder_formats_fail_at_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = Config::default();
+        c.chat_workflows.storage.workflows_path = dir.path().join("wf");
+        c.chat_workflows.storage.dumps_path = dir.path().join("d");
+        for bad in ["%Y %m", "%Y/../%m", "%Q", "%Y/%m/%d/%H/%M"] {
+            c.chat_workflows.partition.subfolder_format = bad.into();
+            assert!(Storage::new(&c).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn request_names_are_checked() {
+        assert!(matches!(checked_request_name("..%2F..%2Fmetadata.json"), Err(ChatError::BadRequest(_))));
+        assert!(matches!(checked_request_name("a%5Cb"), Err(ChatError::BadRequest(_))));
+        assert_eq!(checked_request_name("my%20report.xlsx").unwrap(), "my_report.xlsx");
+    }
+}

@@ -1,0 +1,359 @@
+//! `{prefix}/chat/workflows/...`, `/chat/downloads/...` and `/chat/sqlite/backup` (chat-workflows.md §8):
+//! parse, call `chat/`, wrap. `/chat/bot/*` lives in its own module.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde_json::{json, Map, Value};
+
+use crate::chat::jobs::JobKind;
+use crate::chat::{workflow, Chat, ChatError};
+use crate::envelope::{public_origin, ApiResponse};
+use crate::error::{blocking, ApiError};
+use crate::http::upload::Form;
+use crate::http::{get, method_not_allowed, ApiResult};
+use crate::AppState;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    let post = web::post;
+    let resources: Vec<(&str, Vec<actix_web::Route>, &'static str)> = vec![
+        ("/chat/workflows", vec![post().to(create), get().to(list)], "GET, HEAD, POST, OPTIONS"),
+        // Static segments before `{chat_id}` so `restore` is never a conversation id.
+        ("/chat/workflows/restore", vec![post().to(restore)], "POST, OPTIONS"),
+        (
+            "/chat/workflows/{chat_id}",
+            vec![get().to(show), web::delete().to(delete)],
+            "GET, HEAD, DELETE, OPTIONS",
+        ),
+        ("/chat/workflows/{chat_id}/upload", vec![post().to(upload)], "POST, OPTIONS"),
+        ("/chat/workflows/{chat_id}/execute", vec![post().to(execute)], "POST, OPTIONS"),
+        ("/chat/workflows/{chat_id}/dump", vec![post().to(dump)], "POST, OPTIONS"),
+        ("/chat/workflows/{chat_id}/files/{filename}", vec![get().to(file)], "GET, HEAD, OPTIONS"),
+        ("/chat/workflows/{chat_id}/jobs", vec![get().to(jobs)], "GET, HEAD, OPTIONS"),
+        ("/chat/workflows/{chat_id}/jobs/{job_id}", vec![get().to(job)], "GET, HEAD, OPTIONS"),
+        ("/chat/workflows/{chat_id}/jobs/{job_id}/cancel", vec![post().to(cancel)], "POST, OPTIONS"),
+        ("/chat/workflows/{chat_id}/events", vec![get().to(events)], "GET, HEAD, OPTIONS"),
+        ("/chat/sqlite/backup", vec![post().to(backup)], "POST, OPTIONS"),
+        ("/chat/downloads/{filename}", vec![get().to(download_dump)], "GET, HEAD, OPTIONS"),
+    ];
+    for (path, routes, allow) in resources {
+        let mut resource = web::resource(path);
+        for route in routes {
+            resource = resource.route(route);
+        }
+        cfg.service(resource.default_service(method_not_allowed(allow)));
+    }
+}
+
+/// The chat services, or 422 when the feature is off (§1.3).
+pub fn chat_of(state: &AppState) -> Result<Arc<Chat>, ApiError> {
+    state.chat.clone().ok_or_else(|| ApiError::validation("Chat workflows feature is not enabled"))
+}
+
+fn base(req: &HttpRequest, state: &AppState) -> String {
+    public_origin(req, &state.config)
+}
+
+/// Runs chat work on the blocking pool; failures read `{action}: …` when unexpected.
+async fn run<T: Send + 'static>(
+    action: &'static str,
+    work: impl FnOnce() -> Result<T, ChatError> + Send + 'static,
+) -> Result<T, ApiError> {
+    blocking(move || work().map_err(|e| e.api(action))).await
+}
+
+fn query_int(
+    query: &HashMap<String, String>,
+    key: &str,
+    default: i64,
+    min: i64,
+    max: i64,
+) -> Result<i64, ApiError> {
+    match query.get(key) {
+        None => Ok(default),
+        Some(raw) => match raw.trim().parse::<i64>() {
+            Ok(v) if (min..=max).contains(&v) => Ok(v),
+            _ => Err(ApiError::validation(format!("{key} must be an integer between {min} and {max}"))
+                .with_details(json!({"field": key, "value": raw}))),
+        },
+    }
+}
+
+async fn create(state: web::Data<AppState>) -> ApiResult {
+    let chat = chat_of(&state)?;
+    let conv = run("Failed to create conversation", move || chat.create_conversation(None)).await?;
+    Ok(ApiResponse::ok("Conversation created successfully", conv).with_status(StatusCode::CREATED))
+}
+
+async fn list(state: web::Data<AppState>, query: web::Query<HashMap<String, String>>) -> ApiResult {
+    let chat = chat_of(&state)?;
+    let limit = query_int(&query, "limit", 100, 1, 1000)?;
+    let offset = query_int(&query, "offset", 0, 0, i64::MAX)?;
+    let status = query.get("status").cloned();
+    let (items, total) = run("Failed to list conversations", move || {
+        chat.list_conversations(status.as_deref(), limit, offset)
+    })
+    .await?;
+    let count = items.len();
+    Ok(ApiResponse::ok(
+        "Conversations retrieved successfully",
+        json!({"conversations": items, "count": count}),
+    )
+    .with_total(total))
+}
+
+async fn show(req: HttpRequest, state: web::Data<AppState>, path: web::Path<String>) -> ApiResult {
+    let chat = chat_of(&state)?;
+    let base = base(&req, &state);
+    let id = path.into_inner();
+    let conv = run("Failed to get conversation", move || chat.conversation_json(&id, &base)).await?;
+    Ok(ApiResponse::ok("Conversation retrieved successfully", conv))
+}
+
+async fn delete(state: web::Data<AppState>, path: web::Path<String>) -> ApiResult {
+    let chat = chat_of(&state)?;
+    let id = path.into_inner();
+    let deleted = id.clone();
+    run("Failed to delete conversation", move || chat.delete_conversation(&id)).await?;
+    Ok(ApiResponse::ok("Conversation deleted successfully", json!({"chat_id": deleted})))
+}
+
+/// Streams a multipart body into the conversation folder with the chat upload limit (§5.4).
+pub async fn read_chat_form(
+    req: &HttpRequest,
+    payload: web::Payload,
+    state: &AppState,
+    dir: &std::path::Path,
+) -> Result<Form, ApiError> {
+    let cw = &state.config.chat_workflows;
+    let mb = cw.file.max_upload_size_mb.min(state.config.file.max_file_size_mb);
+    Form::read(req, payload.into_inner(), dir, mb.saturating_mul(1024 * 1024)).await.map_err(|e| {
+        if e.kind == crate::error::ErrorKind::PayloadTooLarge {
+            ApiError::payload_too_large(format!("File too large (max {mb} MB)"))
+        } else {
+            e
+        }
+    })
+}
+
+async fn upload(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> ApiResult {
+    let chat = chat_of(&state)?;
+    let id = path.into_inner();
+    let c = chat.clone();
+    let row = run("Failed to upload file", move || c.require_row(&id)).await?;
+    let dir = chat.storage.conv_dir(&row);
+    let mut form = read_chat_form(&req, payload, &state, &dir).await?;
+    let Some(file) = form.take_file("file") else {
+        return Err(ApiError::validation(if form.has_empty_file("file") {
+            "Empty filename"
+        } else {
+            "No file provided"
+        }));
+    };
+    let base = base(&req, &state);
+    let (stored, name) = run("Failed to upload file", move || {
+        let placed = chat.store_upload(&row, file.path(), &file.client_name, Map::new(), &base);
+        placed.map(|(stored, name)| {
+            let url = chat.storage.file_url(&base, &row.chat_id, &stored);
+            (stored, (name, url))
+        })
+    })
+    .await?;
+    let (name, url) = name;
+    Ok(ApiResponse::ok(
+        "File uploaded successfully",
+        json!({"file_path": stored, "filename": name, "download_url": url}),
+    ))
+}
+
+async fn execute(
+    req: HttpRequest,
+    body: web::Bytes,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    query: web::Query<HashMap<String, String>>,
+) -> ApiResult {
+    let chat = chat_of(&state)?;
+    let id = path.into_inner();
+    let c = chat.clone();
+    let row = run("Failed to execute workflow", move || c.require_row(&id)).await?;
+    let body: Map<String, Value> = match serde_json::from_slice::<Value>(&body) {
+        Ok(Value::Object(m)) => m,
+        _ => return Err(ApiError::validation("Invalid JSON body")),
+    };
+    let asynchronous = body.get("async").and_then(Value::as_bool).unwrap_or(false)
+        || query
+            .get("async")
+            .is_some_and(|v| matches!(v.to_ascii_lowercase().as_str(), "true" | "1" | "yes"));
+    let base = base(&req, &state);
+    let c = chat.clone();
+    let b = base.clone();
+    let submitted = run("Failed to execute workflow", move || {
+        let plan = workflow::plan(&c, &row, &body)?;
+        c.submit(plan, JobKind::Execute, &b, None)
+    })
+    .await?;
+    let job_id = submitted.job_id.clone();
+    if asynchronous {
+        return Ok(ApiResponse::ok(
+            "Workflow submitted for background execution",
+            json!({"job_id": job_id, "status": "submitted", "position": submitted.position}),
+        )
+        .with_status(StatusCode::ACCEPTED));
+    }
+    let outcome = submitted.wait().await.ok_or_else(|| {
+        ApiError::internal("Failed to execute workflow: Internal server error", "job vanished")
+    })?;
+    if outcome.status != "completed" {
+        let error = outcome.error.clone().unwrap_or_default();
+        let f = outcome.failed_step.as_ref();
+        return Err(ApiError::validation(format!("Workflow execution failed: {error}")).with_details(
+            json!({
+                "job_id": job_id,
+                "failed_step": f.map(|f| f.index),
+                "step_id": f.map(|f| f.step_id.clone()),
+                "operation": f.map(|f| f.operation.clone()),
+                "error": f.map(|f| f.error.clone()).unwrap_or(error),
+                "cancelled": outcome.status == "cancelled",
+                "results": outcome.results,
+            }),
+        ));
+    }
+    let chat_id = outcome.chat_id.clone();
+    let files = run("Failed to execute workflow", move || {
+        let paths = chat.store.files(&chat_id, "output")?;
+        Ok(paths
+            .iter()
+            .map(|p| json!({"file_path": p, "download_url": chat.storage.file_url(&base, &chat_id, p)}))
+            .collect::<Vec<_>>())
+    })
+    .await?;
+    Ok(ApiResponse::ok(
+        "Workflow executed successfully",
+        json!({"results": outcome.results, "output_files": files, "job_id": job_id}),
+    ))
+}
+
+async fn file(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+    query: web::Query<HashMap<String, String>>,
+) -> Result<HttpResponse, ApiError> {
+    let chat = chat_of(&state)?;
+    let (id, name) = path.into_inner();
+    let folder = query.get("folder").cloned();
+    let (path, name) = run("Failed to download file", move || {
+        let row = chat.require_row(&id)?;
+        chat.storage.find_download(&row, &name, folder.as_deref())
+    })
+    .await?;
+    crate::http::files::serve_attachment(&req, &path, &name)
+}
+
+async fn jobs(req: HttpRequest, state: web::Data<AppState>, path: web::Path<String>) -> ApiResult {
+    let chat = chat_of(&state)?;
+    let base = base(&req, &state);
+    let id = path.into_inner();
+    let jobs = run("Failed to list jobs", move || chat.jobs_json(&id, &base)).await?;
+    let count = jobs.len();
+    Ok(ApiResponse::ok("Jobs retrieved successfully", json!({"jobs": jobs, "count": count})))
+}
+
+async fn job(req: HttpRequest, state: web::Data<AppState>, path: web::Path<(String, String)>) -> ApiResult {
+    let chat = chat_of(&state)?;
+    let base = base(&req, &state);
+    let (id, job_id) = path.into_inner();
+    let job = run("Failed to get job status", move || chat.job_json(&id, &job_id, &base)).await?;
+    Ok(ApiResponse::ok("Job status retrieved successfully", job))
+}
+
+async fn cancel(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+) -> ApiResult {
+    let chat = chat_of(&state)?;
+    let base = base(&req, &state);
+    let (id, job_id) = path.into_inner();
+    let job = run("Failed to cancel job", move || {
+        chat.cancel_job(&id, &job_id)?;
+        chat.job_json(&id, &job_id, &base)
+    })
+    .await?;
+    Ok(ApiResponse::ok("Job cancellation requested", job))
+}
+
+async fn events(
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    query: web::Query<HashMap<String, String>>,
+) -> ApiResult {
+    let chat = chat_of(&state)?;
+    let after = query_int(&query, "after_seq", 0, 0, i64::MAX)? as u64;
+    let limit = query_int(&query, "limit", 200, 1, 1000)? as usize;
+    let id = path.into_inner();
+    let data = run("Failed to get events", move || chat.events_json(&id, after, limit)).await?;
+    Ok(ApiResponse::ok("Events retrieved successfully", data))
+}
+
+async fn dump(req: HttpRequest, state: web::Data<AppState>, path: web::Path<String>) -> ApiResult {
+    let chat = chat_of(&state)?;
+    let base = base(&req, &state);
+    let id = path.into_inner();
+    let data = run("Failed to dump conversation", move || {
+        let name = chat.dump_conversation(&id)?;
+        let url = chat.storage.dump_url(&base, &name);
+        Ok(json!({"dump_file": name, "download_url": url}))
+    })
+    .await?;
+    Ok(ApiResponse::ok("Conversation dumped successfully", data))
+}
+
+async fn restore(req: HttpRequest, payload: web::Payload, state: web::Data<AppState>) -> ApiResult {
+    let chat = chat_of(&state)?;
+    let cw = &state.config.chat_workflows;
+    // The archive is streamed to a temporary upload file, never into `dumps_path` under the client's name.
+    let staging = state.config.file.upload_folder.clone();
+    let mb = state.config.file.max_file_size_mb.max(cw.file.max_upload_size_mb);
+    let mut form = Form::read(&req, payload.into_inner(), &staging, mb.saturating_mul(1024 * 1024)).await?;
+    let Some(archive) = form.take_file("dump_file") else {
+        let message =
+            if form.has_empty_file("dump_file") { "Empty filename" } else { "No dump file provided" };
+        return Err(ApiError::validation(message));
+    };
+    let overwrite = form.bool("overwrite", false);
+    let target = form.text("chat_id").filter(|s| !s.trim().is_empty()).map(|s| s.trim().to_string());
+    let base = base(&req, &state);
+    let conv = run("Failed to restore conversation", move || {
+        let id = chat.restore_archive(archive.path(), target.as_deref(), overwrite)?;
+        drop(archive);
+        chat.conversation_json(&id, &base)
+    })
+    .await?;
+    Ok(ApiResponse::ok("Conversation restored successfully", conv))
+}
+
+async fn backup(state: web::Data<AppState>) -> ApiResult {
+    let chat = chat_of(&state)?;
+    let data = run("Failed to backup database", move || chat.backup_now()).await?;
+    Ok(ApiResponse::ok("Database backup created successfully", data))
+}
+
+async fn download_dump(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let chat = chat_of(&state)?;
+    let name = path.into_inner();
+    let (path, name) = run("Failed to download file", move || chat.storage.find_dump(&name)).await?;
+    crate::http::files::serve_attachment(&req, &path, &name)
+}
