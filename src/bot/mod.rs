@@ -2,11 +2,14 @@
 //! persisted conversation state machine and the handler chain. Everything here is pure; the service
 //! layer persists the context, stores messages, publishes events and submits jobs.
 
+#[cfg(test)]
+mod acceptance;
 pub mod catalog;
 pub mod handler;
 pub mod intent;
 pub mod params;
 pub mod replies;
+pub mod service;
 pub mod state;
 pub mod suggest;
 pub mod view;

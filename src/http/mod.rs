@@ -1,6 +1,7 @@
 //! The REST listener: route table, the request-context middleware (request id, access log, error envelope),
 //! CORS, and one module per resource. Handlers stay thin: parse, call `ops/` or `chat/`, wrap.
 
+pub mod bot;
 pub mod chat;
 pub mod files;
 pub mod health;
@@ -54,6 +55,7 @@ pub fn rest_app(
                 .configure(health::configure)
                 .configure(files::configure)
                 .configure(chat::configure)
+                .configure(bot::configure)
                 .default_service(web::to(not_found)),
         )
         .default_service(web::to(not_found))
