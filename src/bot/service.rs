@@ -3,15 +3,15 @@
 //! concurrent requests (and the runner's start/finish hooks) see one consistent context. Every function
 //! blocks (SQLite, files); call them on the blocking pool.
 
-use std::cell::RefCell;
+use std::cell::{OnceCell, RefCell};
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use serde_json::{json, Map, Value};
 
-use super::handler::{dispatch, BotInput, Effect, Environment, Reply, Status, WorkflowProblems};
+use super::handler::{dispatch, BotInput, Effect, Environment, Reply, WorkflowProblems};
 use super::replies;
-use super::state::{BotContext, JobOutcome, Step, Transition, TransitionError};
+use super::state::{BotContext, BotState, JobOutcome, Step, Transition, TransitionError};
 use super::view::{self, Submission};
 use crate::chat::jobs::{JobKind, JobObserver, RunOutcome};
 use crate::chat::model::{now_ts, ConversationRow, Job};
@@ -205,19 +205,21 @@ impl BotService {
         }))
     }
 
-    /// Runs one input through the chain under the chat lock: dispatch, submission, reply message, context
-    /// save, `bot_state` events. Effects that call back into the runner (cancellation) run after the lock is
-    /// released, since the runner's finish hook takes the same lock.
+    /// Runs one input through the chain under the chat lock: `input` (which stores the user's message or
+    /// file, so messages pair up in order even when requests race), dispatch, submission, reply message,
+    /// context save, `bot_state` events. Cancellation calls back into the runner, whose finish hook takes
+    /// the same lock, so it runs after the lock is released.
     fn handle(
         &self,
         row: &ConversationRow,
-        input: BotInput,
+        input: impl FnOnce() -> Result<BotInput, ChatError>,
         base: &str,
-        reply_message: impl FnOnce(&Reply, Option<&Submission>) -> Option<(&'static str, Value)>,
+        reply_message: impl FnOnce(&Reply, Option<&Submission>) -> (&'static str, Value),
     ) -> Result<Answer, ChatError> {
         let chat_id = row.chat_id.clone();
         let (answer, cancel) = {
             let _guard = chat_lock(&chat_id);
+            let input = input()?;
             let mut ctx = load(&self.chat, &chat_id)?;
             let env = self.env(row)?;
             let mut reply = dispatch(&mut ctx, &input, &env)?;
@@ -246,9 +248,8 @@ impl BotService {
                 Some(Effect::CancelRunningJobs) => cancel = true,
                 None => {}
             }
-            if let (Some(text), Some((kind, meta))) =
-                (&reply.bot_response, reply_message(&reply, submission.as_ref()))
-            {
+            if let Some(text) = &reply.bot_response {
+                let (kind, meta) = reply_message(&reply, submission.as_ref());
                 self.chat.add_message(&chat_id, kind, text, meta, base)?;
             }
             save(&self.chat, &chat_id, &ctx)?;
@@ -267,6 +268,19 @@ impl BotService {
             self.chat.store.jobs_of_chat(chat_id)?.into_iter().filter(|j| !j.is_finished()).collect();
         // Newest first from the store: queued ones before the running (oldest) one.
         jobs.retain(|j| j.kind == "bot");
+        if jobs.is_empty() {
+            // `processing` without a job (e.g. the job was cancelled through the REST route meanwhile):
+            // settle so the conversation is not stuck.
+            let _guard = chat_lock(chat_id);
+            let mut ctx = load(&self.chat, chat_id)?;
+            if ctx.current_state == BotState::Processing {
+                let job = ctx.pending_job_id.clone().unwrap_or_default();
+                let done = ctx.on_job_finished(&job, JobOutcome::Cancelled, &now_ts())?;
+                save(&self.chat, chat_id, &ctx)?;
+                publish_transitions(&self.chat, chat_id, &done);
+            }
+            return Ok(());
+        }
         for job in jobs {
             match self.chat.cancel_job(chat_id, &job.job_id) {
                 Ok(()) | Err(ChatError::Conflict(_)) | Err(ChatError::NotFound(_)) => {}
@@ -279,9 +293,12 @@ impl BotService {
     /// §2.2: the user text, the handler's reply, and a submission when the text confirmed a workflow.
     pub fn message(&self, chat_id: &str, text: &str, base: &str) -> Result<Answer, ChatError> {
         let row = self.chat.require_row(chat_id)?;
-        self.chat.add_message(chat_id, "user", text, json!({}), base)?;
-        self.handle(&row, BotInput::Text(text.to_string()), base, |reply, submission| {
-            Some(("system", view::text_reply_metadata(reply, submission)))
+        let store_text = || {
+            self.chat.add_message(chat_id, "user", text, json!({}), base)?;
+            Ok(BotInput::Text(text.to_string()))
+        };
+        self.handle(&row, store_text, base, |reply, submission| {
+            ("system", view::text_reply_metadata(reply, submission))
         })
     }
 
@@ -294,16 +311,22 @@ impl BotService {
         client_name: &str,
         base: &str,
     ) -> Result<UploadAnswer, ChatError> {
-        let name = crate::chat::names::upload_name(client_name)?;
-        let mut extra = Map::new();
-        extra.insert("filename".into(), Value::String(name.clone()));
-        let (stored, name) = self.chat.store_upload(row, temp, client_name, extra, base)?;
-        let download_url = self.chat.storage.file_url(base, &row.chat_id, &stored);
-        let file_path = stored.clone();
-        let answer = self.handle(row, BotInput::File { filename: name.clone() }, base, |reply, _| {
-            Some(("system", view::upload_reply_metadata(reply, &file_path)))
+        let placed: OnceCell<(String, String)> = OnceCell::new();
+        let store_file = || {
+            let name = crate::chat::names::upload_name(client_name)?;
+            let mut extra = Map::new();
+            extra.insert("filename".into(), Value::String(name));
+            let (stored, name) = self.chat.store_upload(row, temp, client_name, extra, base)?;
+            let _ = placed.set((stored, name.clone()));
+            Ok(BotInput::File { filename: name })
+        };
+        let answer = self.handle(row, store_file, base, |reply, _| {
+            let path = placed.get().map(|p| p.0.as_str()).unwrap_or_default();
+            ("system", view::upload_reply_metadata(reply, path))
         })?;
-        Ok(UploadAnswer { answer, file_path: stored, filename: name, download_url })
+        let (file_path, filename) = placed.into_inner().unwrap_or_default();
+        let download_url = self.chat.storage.file_url(base, &row.chat_id, &file_path);
+        Ok(UploadAnswer { answer, file_path, filename, download_url })
     }
 
     /// §2.4: decline, or validate and submit the pending/modified workflow.
@@ -315,9 +338,8 @@ impl BotService {
         base: &str,
     ) -> Result<Answer, ChatError> {
         let row = self.chat.require_row(chat_id)?;
-        self.handle(&row, BotInput::Confirmation { confirmed, modified_workflow }, base, |_, submission| {
-            Some(("system", view::confirm_reply_metadata(submission)))
-        })
+        let input = move || Ok(BotInput::Confirmation { confirmed, modified_workflow });
+        self.handle(&row, input, base, |_, submission| ("system", view::confirm_reply_metadata(submission)))
     }
 
     /// §2.5: the conversation with the bot's view (state, pending workflow, active job), optionally the last
@@ -494,9 +516,4 @@ fn output_names(outcome: &RunOutcome) -> Vec<String> {
         .filter_map(|f| f.get("file_path").and_then(Value::as_str))
         .map(file_name)
         .collect()
-}
-
-/// Soft failures and rejections keep the handler's status; everything else is a success of the endpoint.
-pub fn is_success(reply: &Reply) -> bool {
-    matches!(reply.status, Status::Ok | Status::Submitted)
 }

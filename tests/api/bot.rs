@@ -829,6 +829,35 @@ async fn f142_state_and_jobs_survive_a_restart() {
 }
 
 #[tokio::test]
+async fn f142_a_bot_run_cut_by_shutdown_is_failed_and_the_bot_idle_after_restart() {
+    let app = spawn_app_with(|c| c.chat_workflows.execution.shutdown_grace_seconds = 1).await;
+    slow_steps(&app, Duration::from_secs(30));
+    let id = start(&app).await;
+    upload(&app, &id, "people.xlsx", people_xlsx()).await;
+    say(&app, &id, "extract columns: Email").await;
+    let (_, body) = say(&app, &id, "yes").await;
+    let job_id = body["data"]["job_id"].as_str().unwrap().to_string();
+    assert_eq!(history(&app, &id).await["current_state"], "processing");
+    app.stop().await;
+
+    let TestApp { dir, config, .. } = app;
+    let app = spawn_app_in(dir, config).await;
+    let (status, done) = job(&app, &id, &job_id).await;
+    assert_eq!(status, 200);
+    assert_eq!(done["data"]["status"], "failed");
+    assert!(done["data"]["error"].as_str().unwrap().starts_with("Interrupted"), "{done}");
+    let h = history(&app, &id).await;
+    assert_eq!(h["current_state"], "idle");
+    assert_eq!(h["active_job"], Value::Null);
+    // the interrupted workflow can be run again
+    let (_, body) = say(&app, &id, "yes").await;
+    assert_eq!(body["data"]["action"], "execute_workflow", "{body}");
+    let done = wait_job(&app, &id, body["data"]["job_id"].as_str().unwrap()).await;
+    assert_eq!(done["status"], "completed");
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn f143_f149_lifecycle_and_delete() {
     let app = spawn_app().await;
     let id = start(&app).await;
@@ -1105,5 +1134,23 @@ async fn j234_j240_history_maps_cleanly_and_every_reply_has_bot_response() {
             assert!(m["metadata"]["download_url"].is_string());
         }
     }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn f138_cancel_in_processing_without_a_job_settles_to_idle() {
+    let app = spawn_app().await;
+    let id = start(&app).await;
+    // A context left in `processing` with no job behind it (written directly, as a crash might leave it).
+    let state = app.handle.state();
+    let store = state.chat.as_ref().unwrap().store.clone();
+    let ctx = json!({"current_state": "processing", "pending_job_id": "gone",
+                     "pending_workflow": [{"operation": "json/generate", "arguments": {}}]});
+    store.save_bot_context(&id, &ctx).unwrap();
+    assert_eq!(history(&app, &id).await["current_state"], "processing");
+    let (_, body) = say(&app, &id, "cancel").await;
+    assert!(body["data"]["bot_response"].as_str().unwrap().contains("Cancellation requested"));
+    let h = wait_state(&app, &id, "idle").await;
+    assert_eq!(h["pending_workflow"][0]["operation"], "json/generate", "kept for a retry");
     app.stop().await;
 }
