@@ -889,8 +889,8 @@ impl ChatStore {
         self.read(|c| {
             let mut target = Connection::open(dest)?;
             let backup = rusqlite::backup::Backup::new(c, &mut target)?;
-            // -1: every page in one step, i.e. one consistent read transaction.
-            backup.run_to_completion(-1, Duration::from_millis(0), None)
+            // Every page in one step, i.e. one consistent read transaction.
+            backup.run_to_completion(i32::MAX, Duration::from_millis(0), None)
         })
     }
 }
@@ -1034,6 +1034,21 @@ mod tests {
         let future = crate::chat::model::format_ts(chrono::Utc::now() + chrono::Duration::hours(1));
         store.purge_events(&future).unwrap();
         assert_eq!(store.last_seq("c").unwrap(), 5, "the newest event survives time retention");
+    }
+
+    #[test]
+    fn b32_messages_of_the_same_microsecond_keep_insertion_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ChatStore::open(&dir.path().join("chat.db"), 10).unwrap();
+        store.insert_conversation(&row("m")).unwrap();
+        for text in ["first", "second", "third"] {
+            store.add_message("m", "user", text, json!({})).unwrap();
+        }
+        store
+            .write(|c| c.execute("UPDATE messages SET created_at = '2026-01-01T00:00:00.000000+00:00'", []))
+            .unwrap();
+        let contents: Vec<String> = store.messages("m").unwrap().into_iter().map(|m| m.content).collect();
+        assert_eq!(contents, ["first", "second", "third"]);
     }
 
     #[test]

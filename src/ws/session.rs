@@ -229,12 +229,19 @@ async fn run(
                 match msg {
                     Ok(AggregatedMessage::Text(text)) => {
                         last_inbound = Instant::now();
-                        if !rate_ok(&mut limiter, &conn) { break; }
-                        handle_text_blocking(&state, &conn, text.to_string()).await;
+                        match rate_ok(&mut limiter, &conn) {
+                            None => break,
+                            Some(true) => handle_text_blocking(&state, &conn, text.to_string()).await,
+                            Some(false) => {}
+                        }
                     }
                     Ok(AggregatedMessage::Binary(bytes)) => {
                         last_inbound = Instant::now();
-                        if !rate_ok(&mut limiter, &conn) { break; }
+                        match rate_ok(&mut limiter, &conn) {
+                            None => break,
+                            Some(false) => continue,
+                            Some(true) => {}
+                        }
                         match std::str::from_utf8(&bytes) {
                             Ok(text) => handle_text_blocking(&state, &conn, text.to_string()).await,
                             Err(_) => { conn.send(&protocol_error("invalid_json", "Invalid JSON")); }
@@ -297,18 +304,19 @@ async fn run(
     drop(conn);
 }
 
-/// Applies the token bucket; returns false when the connection must close (4029).
-fn rate_ok(limiter: &mut RateLimiter, conn: &Connection) -> bool {
+/// Applies the token bucket: `Some(true)` handle the frame, `Some(false)` discard it (the client was told),
+/// `None` close the connection (4029).
+fn rate_ok(limiter: &mut RateLimiter, conn: &Connection) -> Option<bool> {
     match limiter.take() {
-        RateDecision::Allow => true,
+        RateDecision::Allow => Some(true),
         RateDecision::Reject { retry_after_ms } => {
             conn.send(&json!({"type": "error", "code": "rate_limited", "message": "Rate limit exceeded", "retry_after_ms": retry_after_ms}));
-            true
+            Some(false)
         }
         RateDecision::Close => {
             conn.send(&json!({"type": "error", "code": "rate_limited", "message": "Rate limit exceeded"}));
             conn.queue.close(CloseReason::new(CLOSE_RATE_LIMITED, "rate limited"));
-            false
+            None
         }
     }
 }
@@ -365,8 +373,14 @@ fn with_id(mut reply: Value, request: &Map<String, Value>) -> Value {
     reply
 }
 
-/// Handles one inbound message on the blocking pool (subscribe and resume may read the event log).
+/// Handles one inbound message; subscribe and resume may read the event log (SQLite), so messages that
+/// could be one of those run on the blocking pool, everything else inline.
 async fn handle_text_blocking(state: &web::Data<AppState>, conn: &Arc<Connection>, text: String) {
+    let may_read_log = ["subscribe", "resume", "session_restore"].iter().any(|k| text.contains(k));
+    if !may_read_log {
+        handle_text(state, conn, &text);
+        return;
+    }
     let (st, c) = (state.clone(), conn.clone());
     if let Err(e) = web::block(move || handle_text(&st, &c, &text)).await {
         log::warn!("ws: connection {:08x}: {e}", conn.id);

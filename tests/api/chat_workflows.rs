@@ -172,9 +172,18 @@ async fn c33_to_c49_uploads_and_downloads() {
     assert_eq!(m["metadata"]["file_path"], d["file_path"]);
     assert_eq!(m["metadata"]["download_url"], d["download_url"], "studio: download_url on upload messages");
 
-    // c45/c46: exact bytes back, attachment, content type.
-    let res = app.client.get(d["download_url"].as_str().unwrap()).send().await.unwrap();
+    // c45/c46: exact bytes back, attachment, content type; a12: cross-origin readable.
+    let res = app
+        .client
+        .get(d["download_url"].as_str().unwrap())
+        .header("Origin", "http://localhost:3000")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 200);
+    assert!(res.headers().contains_key("access-control-allow-origin"), "a12");
+    let exposed = res.headers()["access-control-expose-headers"].to_str().unwrap().to_ascii_lowercase();
+    assert!(exposed.contains("content-disposition"), "a12 {exposed}");
     assert!(res.headers()["content-disposition"].to_str().unwrap().starts_with("attachment"));
     assert!(res.headers()["content-type"].to_str().unwrap().starts_with("text/csv"));
     assert_eq!(res.bytes().await.unwrap(), SAMPLE_CSV.as_bytes());

@@ -2,6 +2,9 @@
 //! to it over real HTTP (reqwest) and WebSocket (tokio-tungstenite) connections.
 
 mod bot;
+mod chat_archive;
+mod chat_events;
+mod chat_socket;
 mod chat_support;
 mod chat_workflows;
 mod common;
