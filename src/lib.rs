@@ -2,6 +2,7 @@
 //! `App::build` binds both listeners (port 0 allowed) and exposes their addresses; `main.rs` and the
 //! integration tests both start the service through it.
 
+pub mod bot;
 pub mod chat;
 pub mod config;
 pub mod envelope;

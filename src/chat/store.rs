@@ -732,6 +732,43 @@ impl ChatStore {
         })
     }
 
+    /// Upserts the bot context row from its JSON form (the shape [`ChatStore::bot_context`] returns; JSON
+    /// columns are stored as JSON text, absent ones take the column defaults).
+    pub fn save_bot_context(&self, chat_id: &str, ctx: &Value) -> Result<(), ChatError> {
+        let json_text = |k: &str, default: &str| match ctx.get(k) {
+            None | Some(Value::Null) => default.to_string(),
+            Some(v) => v.to_string(),
+        };
+        let plain = |k: &str| ctx.get(k).and_then(Value::as_str).map(str::to_string);
+        self.write(|c| {
+            c.execute(
+                "INSERT INTO bot_contexts (chat_id, current_state, previous_state, pending_workflow, \
+                 pending_job_id, workflow_params, intent_history, user_preferences, metadata, \
+                 last_message_time, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) \
+                 ON CONFLICT(chat_id) DO UPDATE SET current_state = excluded.current_state, \
+                 previous_state = excluded.previous_state, pending_workflow = excluded.pending_workflow, \
+                 pending_job_id = excluded.pending_job_id, workflow_params = excluded.workflow_params, \
+                 intent_history = excluded.intent_history, user_preferences = excluded.user_preferences, \
+                 metadata = excluded.metadata, last_message_time = excluded.last_message_time, \
+                 updated_at = excluded.updated_at",
+                params![
+                    chat_id,
+                    plain("current_state").unwrap_or_else(|| "idle".to_string()),
+                    plain("previous_state"),
+                    ctx.get("pending_workflow").filter(|v| !v.is_null()).map(Value::to_string),
+                    plain("pending_job_id"),
+                    json_text("workflow_params", "{}"),
+                    json_text("intent_history", "[]"),
+                    json_text("user_preferences", "{}"),
+                    json_text("metadata", "{}"),
+                    plain("last_message_time"),
+                    now_ts()
+                ],
+            )
+        })?;
+        Ok(())
+    }
+
     // --- restore -----------------------------------------------------------------------------------------
 
     /// Inserts a whole conversation (restore, §10.3 step 6) in one transaction. With `overwrite`, an

@@ -2,6 +2,7 @@
 //! CORS, and one module per resource. Handlers stay thin: parse, call `ops/` or `chat/`, wrap.
 
 pub mod bind;
+pub mod bot;
 pub mod chat;
 pub mod csv;
 pub mod excel;
@@ -68,6 +69,7 @@ pub fn rest_app(
                 .configure(json::configure)
                 .configure(bind::configure)
                 .configure(chat::configure)
+                .configure(bot::configure)
                 .default_service(web::to(not_found)),
         )
         .default_service(web::to(not_found))

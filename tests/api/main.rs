@@ -2,6 +2,7 @@
 //! to it over real HTTP (reqwest) and WebSocket (tokio-tungstenite) connections.
 
 mod bind;
+mod bot;
 mod chat_archive;
 mod chat_events;
 mod chat_socket;
