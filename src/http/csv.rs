@@ -1,6 +1,6 @@
 //! `POST {prefix}/csv/...` endpoints (rest-api.md §7.3): info, conversion to a workbook, search and
-//! operator suggestions. CSV rows are streamed from the upload straight into the output, so memory does
-//! not grow with the file.
+//! operator suggestions. CSV rows are streamed from the upload straight into the output in one pass, so
+//! memory does not grow with the file.
 
 use actix_web::{web, HttpRequest};
 use serde_json::json;
@@ -10,11 +10,10 @@ use crate::error::blocking;
 use crate::http::tables::{output_filename, output_target, post_resource, workbook_style, INFO_ERROR_PREFIX};
 use crate::http::upload::Form;
 use crate::http::ApiResult;
-use crate::ops::convert::{csv_to_xlsx, resolve_sheet_name};
-use crate::ops::info::{csv_info, stream_inferred_types};
-use crate::ops::search::{search_to_file, suggest_operators, SearchRequest};
+use crate::ops::convert::{csv_file_to_xlsx, resolve_sheet_name};
+use crate::ops::info::{csv_file_inferred_types, csv_file_info};
+use crate::ops::search::{search_csv_file, suggest_operators, SearchRequest};
 use crate::table::names::base_name;
-use crate::table::read::CsvSource;
 use crate::table::write::OutputFormat;
 use crate::AppState;
 
@@ -31,8 +30,7 @@ async fn info(state: web::Data<AppState>, form: Form) -> ApiResult {
     let config = state.config.clone();
     let info = blocking(move || {
         let file = form.require_file("file")?;
-        let source = CsvSource::open(file.path(), &config.file.supported_encodings)?;
-        Ok(csv_info(&file.client_name, source)?)
+        Ok(csv_file_info(&file.client_name, file.path(), &config.file.supported_encodings)?)
     })
     .await
     .map_err(|e| e.prefixed(INFO_ERROR_PREFIX))?;
@@ -46,11 +44,11 @@ async fn convert(req: HttpRequest, state: web::Data<AppState>, form: Form) -> Ap
     let sheet_name = resolve_sheet_name(form.text("sheet_name"), &config.excel.default_sheet_name)?;
     let name = blocking(move || {
         let file = form.require_file("file")?;
-        let source = CsvSource::open(file.path(), &config.file.supported_encodings)?;
         let base = base_name(&file.client_name);
         let user_name = output_filename(form.text("output_filename"));
         let target = output_target(&config, user_name, &[&base, "converted"], "xlsx")?;
-        csv_to_xlsx(source, &target.path, &workbook_style(&config, &sheet_name))?;
+        let style = workbook_style(&config, &sheet_name);
+        csv_file_to_xlsx(file.path(), &config.file.supported_encodings, &target.path, &style)?;
         Ok(target.name)
     })
     .await?;
@@ -70,11 +68,10 @@ async fn search(req: HttpRequest, state: web::Data<AppState>, form: Form) -> Api
     )?;
     let config = state.config.clone();
     let (name, outcome) = blocking(move || {
-        let source = CsvSource::open(form.require_file("file")?.path(), &config.file.supported_encodings)?;
-        let compiled = request.compile(&source.columns)?;
+        let file = form.require_file("file")?;
         let ext = request.format.extension();
         let target = output_target(&config, request.output_filename.as_deref(), &["search_results"], ext)?;
-        let outcome = search_to_file(&source.columns, source.rows, &compiled, request.format, &target.path)?;
+        let outcome = search_csv_file(file.path(), &config.file.supported_encodings, &request, &target.path)?;
         Ok((target.name, outcome))
     })
     .await?;
@@ -92,9 +89,9 @@ async fn suggest(state: web::Data<AppState>, form: Form) -> ApiResult {
     form.require_file("file")?;
     let config = state.config.clone();
     let suggestions = blocking(move || {
-        let source = CsvSource::open(form.require_file("file")?.path(), &config.file.supported_encodings)?;
-        let (inferred, _) = stream_inferred_types(source.columns.len(), source.rows)?;
-        Ok(suggest_operators(&source.columns, &inferred))
+        let file = form.require_file("file")?;
+        let (columns, inferred) = csv_file_inferred_types(file.path(), &config.file.supported_encodings)?;
+        Ok(suggest_operators(&columns, &inferred))
     })
     .await
     .map_err(|e| e.prefixed(INFO_ERROR_PREFIX))?;

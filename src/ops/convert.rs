@@ -5,7 +5,7 @@ use std::path::Path;
 use serde_json::json;
 
 use super::OpError;
-use crate::table::read::CsvSource;
+use crate::table::read::{stream_csv, CsvSource};
 use crate::table::write::{validate_sheet_name, RowSink, WorkbookSink, WorkbookStyle};
 use crate::table::TableError;
 
@@ -30,6 +30,23 @@ pub fn csv_to_xlsx(source: CsvSource, path: &Path, style: &WorkbookStyle) -> Res
         sink.push_row(&row?)?;
     }
     Ok(sink.finish()?)
+}
+
+/// [`csv_to_xlsx`] in a single streamed pass over the file (`stream_csv`); rows go straight from the
+/// reader's buffers into the constant-memory workbook.
+pub fn csv_file_to_xlsx(
+    input: &Path,
+    encodings: &[String],
+    path: &Path,
+    style: &WorkbookStyle,
+) -> Result<u64, OpError> {
+    stream_csv(input, encodings, |head, cursor| {
+        let mut sink = Box::new(WorkbookSink::create(path, style, &head.columns)?);
+        while let Some(row) = cursor.next_row()? {
+            sink.push_row(row)?;
+        }
+        Ok(sink.finish()?)
+    })
 }
 
 #[cfg(test)]
@@ -66,7 +83,11 @@ mod tests {
         let out = dir.path().join("out.xlsx");
         let style = WorkbookStyle { data_sheet_name: "TestSheet".into(), ..WorkbookStyle::default() };
         assert_eq!(csv_to_xlsx(source, &out, &style).unwrap(), 3);
+        let single = dir.path().join("single.xlsx");
+        assert_eq!(csv_file_to_xlsx(&input, &["utf-8".to_string()], &single, &style).unwrap(), 3);
+        let read_single = read_workbook(&single, Some("TestSheet"), &ReadLimits::default()).unwrap();
         let read = read_workbook(&out, Some("TestSheet"), &ReadLimits::default()).unwrap();
+        assert_eq!(read_single.table, read.table);
         assert_eq!(read.sheets, vec!["TestSheet", "Info"]);
         assert_eq!(read.table.row_count(), 3);
         assert_eq!(

@@ -6,7 +6,9 @@ use serde::Serialize;
 
 use crate::table::infer::{InferredType, TypeInference, STORAGE_TYPE};
 use crate::table::names::display_file_name;
-use crate::table::read::{CsvSource, WorkbookTable};
+use std::path::Path;
+
+use crate::table::read::{stream_csv, CsvCursor, CsvSource, WorkbookTable};
 use crate::table::{Table, TableError};
 
 /// The `data` of the info endpoints.
@@ -87,6 +89,38 @@ pub fn excel_info(client_name: &str, workbook: &WorkbookTable) -> FileInfo {
     info
 }
 
+/// §2.2 inferred types of the rows still in `cursor` (reused row buffers, flat memory).
+fn cursor_inferred_types(width: usize, cursor: &mut CsvCursor) -> Result<Vec<InferredType>, TableError> {
+    let mut inference = vec![TypeInference::new(); width];
+    while let Some(row) = cursor.next_row()? {
+        for (slot, cell) in inference.iter_mut().zip(row) {
+            slot.push(cell);
+        }
+    }
+    Ok(inference.iter().map(TypeInference::finish).collect())
+}
+
+/// `csv/info` in a single streamed pass over the file (`stream_csv`); same result as [`csv_info`].
+pub fn csv_file_info(client_name: &str, path: &Path, encodings: &[String]) -> Result<FileInfo, TableError> {
+    stream_csv(path, encodings, |head, cursor| {
+        let inferred = cursor_inferred_types(head.columns.len(), cursor)?;
+        let mut info = FileInfo::new(client_name, &head.columns, cursor.rows_read(), &inferred);
+        info.delimiter = Some(head.delimiter_text());
+        info.encoding = Some(head.encoding.clone());
+        Ok(info)
+    })
+}
+
+/// Column names and §2.2 inferred types of a CSV file, in a single streamed pass.
+pub fn csv_file_inferred_types(
+    path: &Path,
+    encodings: &[String],
+) -> Result<(Vec<String>, Vec<InferredType>), TableError> {
+    stream_csv(path, encodings, |head, cursor| {
+        Ok((head.columns.clone(), cursor_inferred_types(head.columns.len(), cursor)?))
+    })
+}
+
 /// `csv/info`: streams the rows once for the inferred types; reports delimiter and encoding.
 pub fn csv_info(client_name: &str, source: CsvSource) -> Result<FileInfo, TableError> {
     let CsvSource { columns, delimiter, encoding, rows, .. } = source;
@@ -131,6 +165,23 @@ mod tests {
             })
         );
         assert!(info.column_names.contains(&"name".to_string()));
+    }
+
+    #[test]
+    fn single_pass_info_equals_the_two_pass_one() {
+        let dir = tempfile::tempdir().unwrap();
+        for bytes in [&b"name;email;age\nJohn;j@x;30\nJane;ja@x;25\n"[..], b"a,b\n1,2\n3,4,5\n", b"x\n\xe9\n"]
+        {
+            let path = dir.path().join("in.csv");
+            std::fs::write(&path, bytes).unwrap();
+            let encodings = ["utf-8".to_string(), "latin1".to_string()];
+            let two_pass = csv_info("f.csv", CsvSource::open(&path, &encodings).unwrap()).unwrap();
+            assert_eq!(csv_file_info("f.csv", &path, &encodings).unwrap(), two_pass);
+            let (columns, inferred) = csv_file_inferred_types(&path, &encodings).unwrap();
+            assert_eq!(columns, two_pass.column_names);
+            let names: Vec<&str> = inferred.iter().map(|t| t.as_str()).collect();
+            assert_eq!(names, two_pass.inferred_types.values().map(String::as_str).collect::<Vec<_>>());
+        }
     }
 
     #[test]

@@ -11,6 +11,7 @@ use serde_json::{json, Value};
 use super::OpError;
 use crate::table::infer::{suggested_operators, InferredType, STORAGE_TYPE};
 use crate::table::parse::{parse_datetime, parse_number, python_float_text};
+use crate::table::read::stream_csv;
 use crate::table::write::{search_sink, OutputFormat};
 use crate::table::{Cell, Table, TableError};
 
@@ -407,6 +408,31 @@ where
     }
     let filtered_rows = sink.finish()?;
     Ok(SearchOutcome { total_rows, filtered_rows, conditions_applied: search.condition_count() })
+}
+
+/// `csv/search` in a single streamed pass over the file (`stream_csv`): the conditions are checked
+/// against the header, then every row is tested straight from the reader's buffers.
+pub fn search_csv_file(
+    input: &Path,
+    encodings: &[String],
+    request: &SearchRequest,
+    path: &Path,
+) -> Result<SearchOutcome, OpError> {
+    stream_csv(input, encodings, |head, cursor| {
+        let search = request.compile(&head.columns)?;
+        let mut sink = search_sink(request.format, path, &head.columns)?;
+        while let Some(row) = cursor.next_row()? {
+            if search.matches(row) {
+                sink.push_row(row)?;
+            }
+        }
+        let filtered_rows = sink.finish()?;
+        Ok(SearchOutcome {
+            total_rows: cursor.rows_read(),
+            filtered_rows,
+            conditions_applied: search.condition_count(),
+        })
+    })
 }
 
 /// One entry of the suggest-operators response.

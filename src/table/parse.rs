@@ -304,6 +304,29 @@ fn with_time(date: NaiveDate, caps: &regex::Captures) -> Option<NaiveDateTime> {
     }
 }
 
+/// `YYYY-MM-DD` and `YYYY-MM-DD HH:MM:SS` (separator `-`, `/` or `.` used twice; `T` or a space before
+/// the time), the text of Excel date cells. `None` when the text has another shape (the regexes decide);
+/// `Some(result)` is what form 1 yields for it.
+fn iso_fast_path(b: &[u8]) -> Option<Option<NaiveDateTime>> {
+    let digits = |range: std::ops::Range<usize>| -> Option<u32> {
+        b[range].iter().try_fold(0u32, |n, &c| c.is_ascii_digit().then(|| n * 10 + u32::from(c - b'0')))
+    };
+    if !(b.len() == 10 || b.len() == 19) || !matches!(b[4], b'-' | b'/' | b'.') || b[7] != b[4] {
+        return None;
+    }
+    let (y, m, d) = (digits(0..4)?, digits(5..7)?, digits(8..10)?);
+    let time = if b.len() == 19 {
+        if !matches!(b[10], b' ' | b'T') || b[13] != b':' || b[16] != b':' {
+            return None;
+        }
+        (digits(11..13)?, digits(14..16)?, digits(17..19)?)
+    } else {
+        (0, 0, 0)
+    };
+    let date = NaiveDate::from_ymd_opt(y as i32, m, d);
+    Some(date.and_then(|date| Some(date.and_time(NaiveTime::from_hms_opt(time.0, time.1, time.2)?))))
+}
+
 /// Two-digit years: `00`–`68` → 20xx, `69`–`99` → 19xx.
 fn expand_year(text: &str) -> Option<i32> {
     let y: i32 = text.parse().ok()?;
@@ -319,6 +342,26 @@ pub fn parse_datetime(text: &str) -> Option<NaiveDateTime> {
     let t = text.trim();
     if t.is_empty() {
         return None;
+    }
+    // Fast paths for the shapes that dominate real columns; each returns exactly what the forms below
+    // would, without a regex.
+    let b = t.as_bytes();
+    if !b.iter().any(u8::is_ascii_digit) || !b[0].is_ascii_alphanumeric() {
+        // Every form needs a year, and starts with a digit or a month name.
+        return None;
+    }
+    if b.iter().all(u8::is_ascii_digit) {
+        // Only forms 2 (`YYYYMMDD`) and 5 (`YYYY`) are all digits.
+        let (y, md) = match b.len() {
+            8 => (t[..4].parse().ok()?, Some((t[4..6].parse().ok()?, t[6..].parse().ok()?))),
+            4 => (t.parse().ok()?, None),
+            _ => return None,
+        };
+        let (m, d) = md.unwrap_or((1, 1));
+        return NaiveDate::from_ymd_opt(y, m, d).map(|d| d.and_time(NaiveTime::MIN));
+    }
+    if let Some(parsed) = iso_fast_path(b) {
+        return parsed;
     }
 
     // 1. ISO forms.

@@ -390,7 +390,11 @@ fn csv_write_err(err: csv::Error) -> TableError {
 
 impl RowSink for CsvSink {
     fn push_row(&mut self, row: &[Cell]) -> Result<(), TableError> {
-        self.writer.write_record(row.iter().map(|c| c.as_text().into_owned())).map_err(csv_write_err)?;
+        // Field by field: borrowed text, no per-cell allocation.
+        for cell in row {
+            self.writer.write_field(cell.as_text().as_bytes()).map_err(csv_write_err)?;
+        }
+        self.writer.write_record(None::<&[u8]>).map_err(csv_write_err)?;
         self.rows += 1;
         Ok(())
     }

@@ -431,3 +431,32 @@ async fn get_on_csv_routes_is_a_json_405() {
         assert_eq!((status, body["message"].as_str()), (405, Some("Method not allowed")), "{path}");
     }
 }
+
+#[tokio::test]
+async fn late_surprises_in_a_big_csv_give_the_same_answer_as_a_full_scan() {
+    let app = spawn_app().await;
+    // 100 KB of plain rows, then a row with a surplus field and a cp1252 byte: the extra column and the
+    // encoding are only known at the end of the file.
+    let mut csv = b"id,name\n".to_vec();
+    for i in 0..10_000 {
+        csv.extend_from_slice(format!("{i},name {i}\n").as_bytes());
+    }
+    csv.extend_from_slice(b"10000,Caf\xe9,extra\n");
+    let (info, _) = post_ok(&app, "/csv/info", form("late.csv", csv.clone(), &[])).await;
+    assert_eq!(info["encoding"], "cp1252");
+    assert_eq!(info["rows"], 10_001);
+    assert_eq!(info["column_names"], json!(["id", "name", "Unnamed: 2"]));
+    let cond = json!([{"column": "Unnamed: 2", "operator": "is_not_empty", "value": ""}]).to_string();
+    let (data, _) =
+        post_ok(&app, "/csv/search", form("late.csv", csv.clone(), &[("conditions", &cond)])).await;
+    assert_eq!((data["total_rows"].as_u64(), data["filtered_rows"].as_u64()), (Some(10_001), Some(1)));
+    let text = String::from_utf8(fetch(&app, &data).await.1).unwrap();
+    assert_eq!(text, "id,name,Unnamed: 2\n10000,Café,extra\n");
+    let (data, _) = post_ok(&app, "/csv/convert-to-excel", form("late.csv", csv, &[])).await;
+    let rows = xlsx_rows(&fetch(&app, &data).await.1, "Sheet1");
+    assert_eq!(rows.len(), 1 + 10_001);
+    assert_eq!(rows[0], vec!["id", "name", "Unnamed: 2"]);
+    assert_eq!(rows[1], vec!["0", "name 0", ""]);
+    assert_eq!(rows[10_001], vec!["10000", "Café", "extra"]);
+    assert_eq!(app.output_files().len(), 2, "abandoned attempts leave no files");
+}

@@ -352,6 +352,19 @@ fn streamed_csv_search() {
     assert_eq!((outcome.total_rows, outcome.filtered_rows), (10_000, 200));
     let text = std::fs::read_to_string(&out).unwrap();
     assert!(text.starts_with("id,amount\n00010,10\n00011,11\n00110,10\n"), "{}", &text[..60]);
+
+    // The single-pass variant writes the same file.
+    let mut req =
+        request(json!([{"column": "amount", "operator": "between", "value": "10..11"}]), None).unwrap();
+    req.format = OutputFormat::Csv;
+    let single = dir.path().join("single.csv");
+    let outcome = search_csv_file(&input, &["utf-8".to_string()], &req, &single).unwrap();
+    assert_eq!((outcome.total_rows, outcome.filtered_rows, outcome.conditions_applied), (10_000, 200, 1));
+    assert_eq!(std::fs::read_to_string(&single).unwrap(), text);
+    // Validation against the header happens before any row.
+    let bad = request(json!([{"column": "nope", "operator": "equals", "value": 1}]), None).unwrap();
+    let err = search_csv_file(&input, &["utf-8".to_string()], &bad, &single).unwrap_err();
+    assert_eq!(err.to_string(), "Column 'nope' not found in data");
 }
 
 #[test]

@@ -15,6 +15,10 @@ use crate::table::error::TableError;
 /// Longest prefix examined to find the header line for delimiter detection.
 const HEADER_SCAN_LIMIT: usize = 1024 * 1024;
 
+mod stream;
+
+pub use stream::{stream_csv, CsvCursor, CsvHead};
+
 const NO_COLUMNS: &str = "No columns to parse from file";
 
 /// An opened CSV file: everything known after the scanning pass, plus the rows still to stream.

@@ -1,0 +1,405 @@
+//! Single-pass CSV streaming for consumers that can start over: the rows are parsed once, optimistically
+//! with the header's width and the first configured encoding. When the file turns out to need another
+//! encoding, or has surplus fields that add `Unnamed: {i}` columns, the consumer is run again with the
+//! facts the two-pass reader ([`CsvSource::open`]) would have used — so results are identical, and the
+//! common file is parsed once instead of twice. Rows are lent from reused buffers (no per-cell allocation).
+
+use std::fs::File;
+use std::io::{BufReader, Chain, Cursor, Read};
+use std::path::Path;
+
+use super::{
+    column_names, csv_reader, detect_delimiter, effective_width, open_decoded, read_header_prefix, scan,
+    ScanError, NO_COLUMNS,
+};
+use crate::table::cell::Cell;
+use crate::table::error::TableError;
+use crate::table::read::decode::{is_decode_failure, DecodingReader, TextEncoding};
+use crate::table::read::sniff::{detect_kind, FileKind};
+
+type Input = Chain<Cursor<Vec<u8>>, DecodingReader<BufReader<File>>>;
+
+/// What a consumer learns before the rows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CsvHead {
+    /// Final column names (unique, `Unnamed: {i}` for blanks and surplus fields).
+    pub columns: Vec<String>,
+    /// The delimiter used (`,` unless detection chose `;`, tab or `|`).
+    pub delimiter: u8,
+    /// The configured encoding name in use.
+    pub encoding: String,
+}
+
+impl CsvHead {
+    pub fn delimiter_text(&self) -> String {
+        (self.delimiter as char).to_string()
+    }
+}
+
+/// Why an attempt has to be abandoned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Restart {
+    /// The bytes are not valid in this encoding.
+    Undecodable,
+    /// A row has non-empty fields beyond the header: the columns must be recomputed over the whole file.
+    Wider,
+}
+
+/// The data rows of one attempt, lent one at a time.
+pub struct CsvCursor {
+    reader: csv::Reader<Input>,
+    record: csv::StringRecord,
+    row: Vec<Cell>,
+    width: usize,
+    /// False while the width is a guess (a wider row then abandons the attempt).
+    exact: bool,
+    rows: u64,
+    exhausted: bool,
+    restart: Option<Restart>,
+}
+
+impl CsvCursor {
+    /// The next row, exactly as wide as the columns (short rows padded with empty text), all Text.
+    pub fn next_row(&mut self) -> Result<Option<&[Cell]>, TableError> {
+        if self.exhausted {
+            return Ok(None);
+        }
+        match self.reader.read_record(&mut self.record) {
+            Ok(false) => {
+                self.exhausted = true;
+                Ok(None)
+            }
+            Ok(true) => {
+                if !self.exact && self.record.len() > self.width && self.wider_than_header() {
+                    return Err(self.abandon(Restart::Wider));
+                }
+                let fields = self.record.len().min(self.width);
+                for (slot, field) in self.row.iter_mut().zip(self.record.iter()) {
+                    set_text(slot, field);
+                }
+                for slot in &mut self.row[fields..] {
+                    set_text(slot, "");
+                }
+                self.rows += 1;
+                Ok(Some(&self.row))
+            }
+            Err(e) => {
+                if let csv::ErrorKind::Io(io) = e.kind() {
+                    if is_decode_failure(io) {
+                        return Err(self.abandon(Restart::Undecodable));
+                    }
+                }
+                Err(TableError::ReadCsv(e.to_string()))
+            }
+        }
+    }
+
+    /// Data rows lent so far.
+    pub fn rows_read(&self) -> u64 {
+        self.rows
+    }
+
+    fn wider_than_header(&self) -> bool {
+        effective_width(self.record.as_byte_record()) > self.width
+    }
+
+    fn abandon(&mut self, why: Restart) -> TableError {
+        self.restart = Some(why);
+        self.exhausted = true;
+        TableError::ReadCsv("the file is being read again".to_string())
+    }
+}
+
+/// Reuses the cell's string buffer.
+fn set_text(slot: &mut Cell, text: &str) {
+    match slot {
+        Cell::Text(s) => {
+            s.clear();
+            s.push_str(text);
+        }
+        other => *other = Cell::text(text),
+    }
+}
+
+enum Outcome<T, E> {
+    Done(Result<T, E>),
+    NextEncoding,
+    ExactWidth,
+}
+
+/// Opens the file for one attempt: header prefix, delimiter, header record, cursor. `width` is the exact
+/// width (from a full scan) or `None` for the header's.
+fn open_attempt(
+    path: &Path,
+    name: &str,
+    encoding: TextEncoding,
+    width: Option<usize>,
+) -> Result<Result<(CsvHead, CsvCursor), Restart>, TableError> {
+    let mut decoded = open_decoded(path, encoding)?;
+    let prefix = match read_header_prefix(&mut decoded) {
+        Ok(p) => p,
+        Err(e) if is_decode_failure(&e) => return Ok(Err(Restart::Undecodable)),
+        Err(e) => return Err(e.into()),
+    };
+    let delimiter = detect_delimiter(&prefix);
+    let mut reader = csv_reader(Cursor::new(prefix).chain(decoded), delimiter);
+    let mut header = csv::StringRecord::new();
+    match reader.read_record(&mut header) {
+        Ok(true) => {}
+        Ok(false) => return Err(TableError::ReadCsv(NO_COLUMNS.to_string())),
+        Err(e) => {
+            if let csv::ErrorKind::Io(io) = e.kind() {
+                if is_decode_failure(io) {
+                    return Ok(Err(Restart::Undecodable));
+                }
+            }
+            return Err(TableError::ReadCsv(e.to_string()));
+        }
+    }
+    let header: Vec<String> = header.iter().map(str::to_string).collect();
+    let exact_width_known = width.is_some();
+    let width = width.unwrap_or(header.len());
+    let cursor = CsvCursor {
+        reader,
+        record: csv::StringRecord::new(),
+        row: vec![Cell::text(""); width],
+        width,
+        exact: exact_width_known,
+        rows: 0,
+        exhausted: false,
+        restart: None,
+    };
+    let head = CsvHead { columns: column_names(&header, width), delimiter, encoding: name.to_string() };
+    Ok(Ok((head, cursor)))
+}
+
+fn restart_outcome<T, E>(why: Restart) -> Outcome<T, E> {
+    match why {
+        Restart::Undecodable => Outcome::NextEncoding,
+        Restart::Wider => Outcome::ExactWidth,
+    }
+}
+
+/// One run of the consumer. In the optimistic mode every way the guess could be wrong is checked
+/// before a result (or a consumer error) is accepted.
+fn attempt<T, E: From<TableError>>(
+    path: &Path,
+    name: &str,
+    encoding: TextEncoding,
+    exact_width: Option<usize>,
+    consume: &mut impl FnMut(&CsvHead, &mut CsvCursor) -> Result<T, E>,
+) -> Result<Outcome<T, E>, TableError> {
+    let (head, mut cursor) = match open_attempt(path, name, encoding, exact_width)? {
+        Ok(opened) => opened,
+        Err(why) => return Ok(restart_outcome(why)),
+    };
+    let result = consume(&head, &mut cursor);
+    if let Some(why) = cursor.restart {
+        return Ok(restart_outcome(why));
+    }
+    if cursor.exact {
+        return Ok(Outcome::Done(result));
+    }
+    match result {
+        Ok(value) => {
+            // A consumer that stopped early has not seen every row: check the rest.
+            while !cursor.exhausted {
+                if let Err(e) = cursor.next_row() {
+                    return match cursor.restart {
+                        Some(why) => Ok(restart_outcome(why)),
+                        None => Err(e),
+                    };
+                }
+            }
+            Ok(Outcome::Done(Ok(value)))
+        }
+        Err(err) => {
+            // The error may come from the guess (a column that a wider header would have), and a read
+            // failure outranks a validation error: decide with a full scan (error path only).
+            match scan(path, encoding) {
+                Err(ScanError::Undecodable) => Ok(Outcome::NextEncoding),
+                Err(ScanError::Fatal(e)) => Err(e),
+                Ok(s) if s.width > head.columns.len() => Ok(Outcome::ExactWidth),
+                Ok(_) => Ok(Outcome::Done(Err(err))),
+            }
+        }
+    }
+}
+
+/// Streams a CSV file through `consume`, which may be called more than once (each call must start from
+/// scratch; partial outputs of an abandoned call are the caller's to discard, e.g. by dropping an
+/// uncommitted sink). The result equals running `consume` once over [`CsvSource::open`]'s rows.
+pub fn stream_csv<T, E: From<TableError>>(
+    path: &Path,
+    encodings: &[String],
+    mut consume: impl FnMut(&CsvHead, &mut CsvCursor) -> Result<T, E>,
+) -> Result<T, E> {
+    let kind = detect_kind(path)?;
+    if kind != FileKind::Text {
+        return Err(TableError::UnsupportedKind { expected: "CSV text file", found: kind.describe() }.into());
+    }
+    // `utf-8` and `utf-8-sig` read alike: an encoding that failed is not tried again under another name.
+    let mut failed: Vec<TextEncoding> = Vec::new();
+    for name in encodings {
+        let Some(encoding) = TextEncoding::from_name(name) else {
+            continue;
+        };
+        if failed.contains(&encoding) {
+            continue;
+        }
+        failed.push(encoding);
+        match attempt(path, name, encoding, None, &mut consume)? {
+            Outcome::Done(result) => return result,
+            Outcome::NextEncoding => continue,
+            Outcome::ExactWidth => {}
+        }
+        let width = match scan(path, encoding) {
+            Ok(s) => s.width,
+            Err(ScanError::Undecodable) => continue,
+            Err(ScanError::Fatal(e)) => return Err(e.into()),
+        };
+        match attempt(path, name, encoding, Some(width), &mut consume)? {
+            Outcome::Done(result) => return result,
+            Outcome::NextEncoding => continue,
+            Outcome::ExactWidth => unreachable_exact()?,
+        }
+    }
+    Err(TableError::Encoding(encodings.to_vec()).into())
+}
+
+/// An exact-width attempt never asks for a wider one; report it as a read error rather than panic.
+fn unreachable_exact() -> Result<(), TableError> {
+    Err(TableError::ReadCsv("inconsistent row width".to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::table::read::CsvSource;
+
+    const ENCODINGS: [&str; 4] = ["utf-8", "utf-8-sig", "cp1252", "latin1"];
+
+    fn encodings() -> Vec<String> {
+        ENCODINGS.iter().map(|s| s.to_string()).collect()
+    }
+
+    /// Everything `stream_csv` yields, and the runs it needed.
+    fn streamed(path: &Path) -> (CsvHead, Vec<Vec<Cell>>, u64, usize) {
+        let mut calls = 0;
+        let (head, rows, count) = stream_csv(path, &encodings(), |head, cursor| {
+            calls += 1;
+            let mut rows = Vec::new();
+            while let Some(row) = cursor.next_row()? {
+                rows.push(row.to_vec());
+            }
+            Ok::<_, TableError>((head.clone(), rows, cursor.rows_read()))
+        })
+        .unwrap();
+        (head, rows, count, calls)
+    }
+
+    fn two_pass(path: &Path) -> (CsvHead, Vec<Vec<Cell>>) {
+        let source = CsvSource::open(path, &encodings()).unwrap();
+        let head = CsvHead {
+            columns: source.columns.clone(),
+            delimiter: source.delimiter,
+            encoding: source.encoding,
+        };
+        (head, source.rows.map(Result::unwrap).collect())
+    }
+
+    #[test]
+    fn matches_the_two_pass_reader_and_restarts_only_when_needed() {
+        let dir = tempfile::tempdir().unwrap();
+        let cases: [(&[u8], usize); 6] = [
+            (b"a,b\n1,2\n3\n", 1),
+            (b"a;b\n1;2\n\n3;4\n", 1),
+            (b"a,b\n1,2,,\n", 1),
+            // Surplus non-empty field late in the file: one more run with the exact width.
+            (b"a,b\n1,2\n3,4,5\n6\n", 2),
+            // Undecodable as UTF-8 in the first decoded chunk: found before the consumer runs.
+            (b"name,price\nx,1\nCaf\xe9,\x80 5\n", 1),
+            (b"caf\xe9,x\n1,2\n", 1),
+        ];
+        // Undecodable as UTF-8 far into the file (after the first decoded chunk): the next encoding.
+        let mut late = b"name,price\n".to_vec();
+        for i in 0..40_000 {
+            late.extend_from_slice(format!("x{i},{i}\n").as_bytes());
+        }
+        late.extend_from_slice(b"Caf\xe9,\x80 5\n");
+        let mut cases: Vec<(&[u8], usize)> = cases.to_vec();
+        cases.push((&late, 2));
+        for (i, (bytes, runs)) in cases.iter().enumerate() {
+            let path = dir.path().join(format!("{i}.csv"));
+            std::fs::write(&path, bytes).unwrap();
+            let (head, rows, count, calls) = streamed(&path);
+            let (want_head, want_rows) = two_pass(&path);
+            assert_eq!((&head, &rows), (&want_head, &want_rows), "case {i}");
+            assert_eq!(count as usize, rows.len());
+            assert_eq!(calls, *runs, "case {i}");
+        }
+    }
+
+    #[test]
+    fn consumer_errors_are_checked_against_the_whole_file() {
+        let dir = tempfile::tempdir().unwrap();
+        // The column `Unnamed: 2` exists only once the late surplus field is seen.
+        let path = dir.path().join("wide.csv");
+        std::fs::write(&path, b"a,b\n1,2\n3,4,5\n").unwrap();
+        let found = stream_csv(&path, &encodings(), |head, _| {
+            head.columns
+                .iter()
+                .position(|c| c == "Unnamed: 2")
+                .ok_or_else(|| TableError::ReadCsv("no such column".into()))
+        })
+        .unwrap();
+        assert_eq!(found, 2);
+        // A read failure outranks the consumer's error (utf-8 only: the file cannot be read at all).
+        let path = dir.path().join("bad.csv");
+        std::fs::write(&path, b"a,b\n1,\xff\n").unwrap();
+        let err = stream_csv(&path, &["utf-8".to_string()], |_, _| {
+            Err::<(), _>(TableError::ReadCsv("validation".into()))
+        })
+        .unwrap_err();
+        assert!(matches!(err, TableError::Encoding(_)), "{err}");
+        // A real consumer error is returned as is.
+        let path = dir.path().join("ok.csv");
+        std::fs::write(&path, b"a,b\n1,2\n").unwrap();
+        let err =
+            stream_csv(&path, &encodings(), |_, _| Err::<(), _>(TableError::ReadCsv("validation".into())))
+                .unwrap_err();
+        assert_eq!(err.to_string(), "Failed to read CSV file: validation");
+    }
+
+    #[test]
+    fn early_stop_still_sees_the_whole_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("late.csv");
+        let mut bytes = b"a\n".to_vec();
+        for i in 1..50_000 {
+            bytes.extend_from_slice(format!("{i}\n").as_bytes());
+        }
+        bytes.extend_from_slice(b"\xe9\n");
+        std::fs::write(&path, bytes).unwrap();
+        let (encoding, first) = stream_csv(&path, &encodings(), |head, cursor| {
+            let first = cursor.next_row()?.map(|r| r.to_vec());
+            Ok::<_, TableError>((head.encoding.clone(), first))
+        })
+        .unwrap();
+        assert_eq!(encoding, "cp1252");
+        assert_eq!(first, Some(vec![Cell::text("1")]));
+    }
+
+    #[test]
+    fn empty_and_binary_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("empty.csv");
+        std::fs::write(&path, b"").unwrap();
+        let err = stream_csv(&path, &encodings(), |_, _| Ok::<(), TableError>(())).unwrap_err();
+        assert_eq!(err.to_string(), "Failed to read CSV file: No columns to parse from file");
+        let path = dir.path().join("x.csv");
+        std::fs::write(&path, b"%PDF-1.4").unwrap();
+        let err = stream_csv(&path, &encodings(), |_, _| Ok::<(), TableError>(())).unwrap_err();
+        assert!(matches!(err, TableError::UnsupportedKind { .. }), "{err}");
+    }
+}
