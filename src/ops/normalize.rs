@@ -211,18 +211,77 @@ fn column_cells(table: &Table, index: usize) -> Vec<Cell> {
     table.column(index).cloned().collect()
 }
 
-fn set_column(table: &mut Table, index: usize, cells: Vec<Cell>) {
-    for (row, cell) in table.rows.iter_mut().zip(cells) {
-        if let Some(slot) = row.get_mut(index) {
-            *slot = cell;
+/// Moves one column's cells out of the table (leaving Missing), without copying strings.
+fn take_column(table: &mut Table, index: usize) -> Vec<Cell> {
+    table
+        .rows
+        .iter_mut()
+        .map(|row| {
+            row.get_mut(index).map(|slot| std::mem::replace(slot, Cell::Missing)).unwrap_or(Cell::Missing)
+        })
+        .collect()
+}
+
+/// Puts `cells` into column `index`, returning the cells it held.
+fn replace_column(table: &mut Table, index: usize, cells: Vec<Cell>) -> Vec<Cell> {
+    table
+        .rows
+        .iter_mut()
+        .zip(cells)
+        .map(|(row, cell)| match row.get_mut(index) {
+            Some(slot) => std::mem::replace(slot, cell),
+            None => Cell::Missing,
+        })
+        .collect()
+}
+
+/// The uploaded content of the columns the pipeline has overwritten so far (the others are still pristine
+/// in the working table), so backups always copy the uploaded column without cloning the whole table.
+struct Uploaded {
+    width: usize,
+    saved: HashMap<usize, Vec<Cell>>,
+}
+
+impl Uploaded {
+    /// Records `old` as the uploaded content of `index` if the column was pristine until now.
+    fn overwritten(&mut self, index: usize, old: Vec<Cell>) {
+        if index < self.width {
+            self.saved.entry(index).or_insert(old);
         }
+    }
+
+    fn is_pristine(&self, index: usize) -> bool {
+        index < self.width && !self.saved.contains_key(&index)
+    }
+
+    /// A copy of the uploaded column `index`; `None` when it was not part of the upload.
+    fn copy(&self, work: &Table, index: usize) -> Option<Vec<Cell>> {
+        if index >= self.width {
+            return None;
+        }
+        Some(match self.saved.get(&index) {
+            Some(cells) => cells.clone(),
+            None => column_cells(work, index),
+        })
     }
 }
 
-/// Runs the pipeline (§7.1). Step failures are recorded in the report and never fail the call.
+/// Runs the pipeline (§7.1) on a copy of `table`. Step failures are recorded in the report and never
+/// fail the call.
 pub fn normalize(table: &Table, steps: &[NormalizationStep], backup_original: bool) -> NormalizationOutcome {
+    normalize_owned(table.clone(), steps, backup_original)
+}
+
+/// [`normalize`] consuming the table: cells are moved, not copied, except into backup columns.
+pub fn normalize_owned(
+    table: Table,
+    steps: &[NormalizationStep],
+    backup_original: bool,
+) -> NormalizationOutcome {
     let started_at = now_iso();
-    let mut work = table.clone();
+    let total_rows = table.row_count();
+    let mut uploaded = Uploaded { width: table.columns.len(), saved: HashMap::new() };
+    let mut work = table;
     let mut dtypes = vec![Dtype::Object; work.columns.len()];
     let mut processed = Vec::new();
     let mut errors = Vec::new();
@@ -236,14 +295,12 @@ pub fn normalize(table: &Table, steps: &[NormalizationStep], backup_original: bo
         };
         if step.backup_original || backup_original {
             // The uploaded column, not the current state (a backup of a backup falls back to the current one).
-            let source = match table.column_index(c) {
-                Some(i) => column_cells(table, i),
-                None => column_cells(&work, index),
-            };
+            let source = uploaded.copy(&work, index).unwrap_or_else(|| column_cells(&work, index));
             let name = format!("{c}_original");
             match work.column_index(&name) {
                 Some(b) => {
-                    set_column(&mut work, b, source);
+                    let old = replace_column(&mut work, b, source);
+                    uploaded.overwritten(b, old);
                     dtypes[b] = Dtype::Object;
                 }
                 None => {
@@ -255,7 +312,7 @@ pub fn normalize(table: &Table, steps: &[NormalizationStep], backup_original: bo
                 }
             }
         }
-        let before = column_cells(&work, index);
+        let before = take_column(&mut work, index);
         let before_stats = column_stats(&before, dtypes[index]);
         let lowered = step.normalization_type.to_lowercase();
         let result = if TYPES.iter().any(|(k, _)| *k == lowered) {
@@ -277,7 +334,10 @@ pub fn normalize(table: &Table, steps: &[NormalizationStep], backup_original: bo
         match result {
             Ok((cells, dtype)) => {
                 let after_stats = column_stats(&cells, dtype);
-                set_column(&mut work, index, cells);
+                replace_column(&mut work, index, cells);
+                if uploaded.is_pristine(index) {
+                    uploaded.overwritten(index, before);
+                }
                 dtypes[index] = dtype;
                 processed.push(json!({
                     "column_name": c,
@@ -288,7 +348,11 @@ pub fn normalize(table: &Table, steps: &[NormalizationStep], backup_original: bo
                     "success": true,
                 }));
             }
-            Err(detail) => errors.push(entry(format!("Error normalizing '{c}': {detail}"))),
+            Err(detail) => {
+                // The column keeps its previous state.
+                replace_column(&mut work, index, before);
+                errors.push(entry(format!("Error normalizing '{c}': {detail}")));
+            }
         }
     }
 
@@ -306,7 +370,7 @@ pub fn normalize(table: &Table, steps: &[NormalizationStep], backup_original: bo
         "started_at": started_at,
         "completed_at": now_iso(),
         "success": errors.is_empty(),
-        "total_rows": table.row_count(),
+        "total_rows": total_rows,
         "requested_normalizations": requested,
         "columns_processed": processed,
         "errors": errors,
@@ -1303,6 +1367,29 @@ mod tests {
         let out = normalize(&table, &s, false);
         assert_eq!(out.table.columns, vec!["c", "c_original", "z"]);
         assert_eq!(out.table.rows[0], vec![t("X"), t("x"), t("z")]);
+    }
+
+    #[test]
+    fn backups_always_copy_the_uploaded_column_and_failed_steps_keep_the_column() {
+        let table = Table {
+            columns: vec!["c".into(), "c_original".into()],
+            rows: vec![vec![t(" x "), t("old")], vec![t("y"), Cell::Missing]],
+        };
+        let s = steps(json!([
+            {"column_name": "c", "normalization_type": "uppercase", "backup_original": true},
+            {"column_name": "c", "normalization_type": "trim_whitespace", "backup_original": true},
+            {"column_name": "c_original", "normalization_type": "uppercase", "backup_original": true},
+            {"column_name": "c", "normalization_type": "regex_replace", "parameters": {"pattern": "("}},
+        ]));
+        let out = normalize_owned(table.clone(), &s, false);
+        assert_eq!(out.table.columns, vec!["c", "c_original", "c_original_original"]);
+        // `c_original` was overwritten by the backup of `c`, then upper-cased; its own backup holds the upload.
+        assert_eq!(out.table.rows[0], vec![t("X"), t(" X "), t("old")]);
+        assert_eq!(out.table.rows[1], vec![t("Y"), t("Y"), Cell::Missing]);
+        assert_eq!(out.report["errors"].as_array().unwrap().len(), 1);
+        assert_eq!(out.report["total_rows"], 2);
+        // The borrowed and the owned entry points agree.
+        assert_eq!(normalize(&table, &s, false).table, out.table);
     }
 
     #[test]
