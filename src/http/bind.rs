@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use crate::config::Config;
 use crate::envelope::{download_url, ApiResponse};
 use crate::error::{blocking, ApiError};
-use crate::http::transform_io::{output_target, read_upload, workbook_style};
+use crate::http::tables::{output_target, read_upload, workbook_style};
 use crate::http::upload::Form;
 use crate::http::{method_not_allowed, ApiResult};
 use crate::ops::bind::{
@@ -52,7 +52,11 @@ fn write_bound(
     parts: &[&str],
 ) -> Result<String, ApiError> {
     let target = output_target(config, user_name, parts, "xlsx")?;
-    write_table_xlsx(&target.path, &outcome.table, &workbook_style(config))?;
+    write_table_xlsx(
+        &target.path,
+        &outcome.table,
+        &workbook_style(config, &config.excel.default_sheet_name),
+    )?;
     Ok(target.name)
 }
 

@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 
 use crate::envelope::{download_url, ApiResponse};
 use crate::error::{blocking, ApiError};
-use crate::http::transform_io::{output_target, read_upload, write_text_output};
+use crate::http::tables::{output_target, read_upload, write_text_output};
 use crate::http::upload::Form;
 use crate::http::{method_not_allowed, ApiResult};
 use crate::ops::json_gen::{plan_json, write_json_rows, JsonGenRequest, JsonWriteSummary, NullHandling};

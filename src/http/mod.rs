@@ -12,7 +12,6 @@ pub mod json;
 pub mod normalization;
 pub mod sql;
 pub mod tables;
-pub mod transform_io;
 pub mod upload;
 
 use std::time::Instant;

@@ -5,7 +5,7 @@ use serde_json::{json, Value};
 
 use crate::envelope::{download_url, ApiResponse};
 use crate::error::blocking;
-use crate::http::transform_io::{output_target, read_upload, workbook_style};
+use crate::http::tables::{output_target, read_upload, workbook_style};
 use crate::http::upload::Form;
 use crate::http::{get, method_not_allowed, ApiResult};
 use crate::ops::normalize::{normalization_types, normalize_owned, parse_steps};
@@ -47,7 +47,11 @@ async fn apply(req: HttpRequest, state: web::Data<AppState>, form: Form) -> ApiR
         let table = read_upload(&path, None, &config)?.table;
         let outcome = normalize_owned(table, &steps, config.normalization.backup_original);
         let target = output_target(&config, user_name.as_deref(), &[&base, "normalized"], "xlsx")?;
-        write_table_xlsx(&target.path, &outcome.table, &workbook_style(&config))?;
+        write_table_xlsx(
+            &target.path,
+            &outcome.table,
+            &workbook_style(&config, &config.excel.default_sheet_name),
+        )?;
         Ok((target.name, outcome.report))
     })
     .await?;

@@ -1,7 +1,10 @@
-//! What the table endpoints (excel, csv, ...) share: read limits and workbook style taken from config,
-//! output naming and placement (rest-api.md §6.2), and the form-field parsers common to several routes.
+//! What the file endpoints (excel, csv, normalization, sql, json, bindings) share: read limits and workbook
+//! style taken from config, reading uploads, output naming and placement (rest-api.md §6.2), streamed text
+//! outputs renamed into place, and the form-field parsers common to several routes.
 
-use std::path::PathBuf;
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
 
 use actix_web::{web, Resource, Route};
 
@@ -16,6 +19,9 @@ use crate::table::names::{generated_output_name, resolve_in_folder, user_output_
 use crate::table::read::{read_workbook, ReadLimits, WorkbookTable};
 use crate::table::write::WorkbookStyle;
 use crate::table::TableError;
+
+/// Buffer of the streamed text writers; large enough that syscalls do not dominate.
+const WRITE_BUFFER_BYTES: usize = 256 * 1024;
 
 /// Prefix of every read error of the info and suggest-operators endpoints (rest-api.md §7 "standard file
 /// errors").
@@ -76,6 +82,30 @@ pub fn read_uploaded_workbook(file: &UploadedFile, config: &Config) -> Result<Wo
     Ok(read_workbook(file.path(), None, &read_limits(config))?)
 }
 
+/// Reads one sheet of an uploaded workbook (the first unless `sheet` names one). The content decides the
+/// kind: CSV, PDF and other non-workbooks give 415, a damaged workbook 400, an unknown sheet 422.
+pub fn read_upload(path: &Path, sheet: Option<&str>, config: &Config) -> Result<WorkbookTable, ApiError> {
+    Ok(read_workbook(path, sheet, &read_limits(config))?)
+}
+
+/// Streams a text output into a temporary file next to `target` and renames it into place only when
+/// `write` succeeds; on any error nothing is left behind. Returns `write`'s value.
+pub fn write_text_output<T>(
+    target: &OutputTarget,
+    write: impl FnOnce(&mut BufWriter<&File>) -> Result<T, OpError>,
+) -> Result<T, ApiError> {
+    let dir = target.path.parent().unwrap_or_else(|| Path::new("."));
+    let temp = tempfile::Builder::new().prefix(".partial-").suffix(".tmp").tempfile_in(dir)?;
+    let value = {
+        let mut out = BufWriter::with_capacity(WRITE_BUFFER_BYTES, temp.as_file());
+        let value = write(&mut out)?;
+        out.flush()?;
+        value
+    };
+    temp.persist(&target.path).map_err(|e| ApiError::internal("Failed to write output file", e.error))?;
+    Ok(value)
+}
+
 /// A JSON array of strings field (`columns`); absent → `[]`; malformed or wrong shape → 422 naming it.
 pub fn string_list_field(raw: Option<&str>, field: &str) -> Result<Vec<String>, OpError> {
     match raw {
@@ -101,4 +131,44 @@ pub fn object_field(raw: Option<&str>, field: &str) -> Result<Map<String, Value>
 /// The `output_filename` field; absent or empty means "generate a name".
 pub fn output_filename(raw: Option<&str>) -> Option<&str> {
     raw.filter(|s| !s.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config_in(dir: &Path) -> Config {
+        let mut c = Config::default();
+        c.file.output_folder = dir.join("out");
+        c
+    }
+
+    #[test]
+    fn user_names_are_sanitized_and_generated_names_unique() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = config_in(dir.path());
+        let t = output_target(&c, Some("../x y"), &["a"], "json").unwrap();
+        assert_eq!(t.name, "x_y.json");
+        assert_eq!(t.path, c.file.output_folder.join("x_y.json"));
+        let a = output_target(&c, Some("...."), &["base", "sql"], "txt").unwrap();
+        let b = output_target(&c, None, &["base", "sql"], "txt").unwrap();
+        assert!(a.name.starts_with("base_sql_") && a.name.ends_with(".txt"), "{}", a.name);
+        assert_ne!(a.name, b.name);
+    }
+
+    #[test]
+    fn failed_writes_leave_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = config_in(dir.path());
+        let t = output_target(&c, Some("out.txt"), &[], "txt").unwrap();
+        let err = write_text_output(&t, |w| -> Result<(), OpError> {
+            w.write_all(b"partial")?;
+            Err(OpError::validation("boom"))
+        })
+        .unwrap_err();
+        assert_eq!(err.message, "boom");
+        assert_eq!(std::fs::read_dir(&c.file.output_folder).unwrap().count(), 0);
+        write_text_output(&t, |w| Ok(w.write_all(b"done")?)).unwrap();
+        assert_eq!(std::fs::read_to_string(&t.path).unwrap(), "done");
+    }
 }
