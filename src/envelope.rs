@@ -5,7 +5,7 @@ use actix_web::body::BoxBody;
 use actix_web::http::header::{HeaderValue, CONTENT_TYPE};
 use actix_web::http::StatusCode;
 use actix_web::{HttpMessage, HttpRequest, HttpResponse, Responder};
-use chrono::{SecondsFormat, Utc};
+use chrono::Utc;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use serde::Serialize;
 use serde_json::{json, Map, Value};
@@ -29,14 +29,9 @@ impl EnvelopeMeta {
     }
 }
 
-/// UTC RFC 3339 with microseconds and an explicit `+00:00` offset (spec/README.md decision 1).
-pub fn now_rfc3339() -> String {
-    format_rfc3339(Utc::now())
-}
-
-pub fn format_rfc3339(t: chrono::DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Micros, false)
-}
+/// UTC RFC 3339 with microseconds and an explicit `+00:00` offset (spec/README.md decision 1); one
+/// implementation for the whole service, in `ops::clock`.
+pub use crate::ops::clock::{iso_timestamp as format_rfc3339, now_iso as now_rfc3339};
 
 /// `YYYYMMDD_HHMMSS` (UTC) for generated file names.
 pub fn file_timestamp() -> String {

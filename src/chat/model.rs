@@ -8,10 +8,8 @@ use serde_json::{Map, Value};
 /// Conversation status values (§3).
 pub const STATUSES: [&str; 6] = ["created", "active", "processing", "completed", "failed", "archived"];
 
-/// `2026-02-06T18:11:05.349996+00:00`.
-pub fn format_ts(t: DateTime<Utc>) -> String {
-    t.format("%Y-%m-%dT%H:%M:%S%.6f+00:00").to_string()
-}
+/// `2026-02-06T18:11:05.349996+00:00` (the one timestamp format of the service).
+pub use crate::ops::clock::iso_timestamp as format_ts;
 
 pub fn now_ts() -> String {
     format_ts(Utc::now())

@@ -88,9 +88,7 @@ pub fn parse_json_field(raw: &str, field: &str) -> Result<Value, OpError> {
 }
 
 /// Time stamp for payloads: RFC 3339, UTC with explicit `+00:00`, microseconds (spec README decision 1).
-pub fn timestamp_now() -> String {
-    chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.6f+00:00").to_string()
-}
+pub use clock::now_iso as timestamp_now;
 
 #[cfg(test)]
 mod tests {
