@@ -8,6 +8,7 @@ pub mod error;
 pub mod events;
 pub mod http;
 pub mod logging;
+pub mod metrics;
 pub mod ops;
 pub mod table;
 pub mod ws;
@@ -28,6 +29,8 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub meta: EnvelopeMeta,
     pub hub: Arc<Hub>,
+    /// HTTP and WebSocket metrics for `GET /metrics`.
+    pub metrics: Arc<metrics::Metrics>,
     pub started_at: Instant,
     /// Extra readiness checks (the SQLite store adds one) reported by `GET {prefix}/health/ready`.
     pub readiness_probes: Vec<Arc<dyn ReadinessProbe>>,
@@ -56,6 +59,11 @@ pub struct AppHandle {
 }
 
 impl AppHandle {
+    /// The shared state (tests publish hub events through it).
+    pub fn state(&self) -> web::Data<AppState> {
+        self.state.clone()
+    }
+
     /// Graceful stop: WebSocket clients get `server_shutdown` and close 1001, then both listeners stop.
     pub async fn stop(&self) {
         let grace =
@@ -79,6 +87,7 @@ impl App {
         let state = web::Data::new(AppState {
             meta: EnvelopeMeta::from_config(&config),
             config: config.clone(),
+            metrics: Arc::new(metrics::Metrics::new(hub.clone())),
             hub,
             started_at: Instant::now(),
             readiness_probes: Vec::new(),
