@@ -3,7 +3,7 @@
 //! framing, fragmentation, UTF-8 and closing-handshake behaviour of the WebSocket stack is checked alone.
 
 use actix_web::{web, HttpRequest, HttpResponse};
-use actix_ws::{AggregatedMessage, CloseCode, CloseReason, ProtocolError, Session};
+use actix_ws::{AggregatedMessage, CloseCode, CloseReason, Session};
 
 use crate::AppState;
 
@@ -45,11 +45,7 @@ async fn echo_loop(mut session: Session, mut stream: actix_ws::AggregatedMessage
                     Some(_) => close_with(1002),
                 });
             }
-            Err(ProtocolError::Overflow) => break Some(close_with(1009)),
-            Err(ProtocolError::Io(e)) if e.kind() == std::io::ErrorKind::InvalidData => {
-                break Some(close_with(1007))
-            }
-            Err(_) => break Some(close_with(1002)),
+            Err(err) => break Some(close_with(crate::ws::session::protocol_close(&err).0)),
         };
         if sent.is_err() {
             return;

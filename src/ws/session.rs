@@ -400,13 +400,7 @@ async fn run(
                         Flow::Close
                     }
                     Err(err) => {
-                        let (code, reason) = match &err {
-                            actix_ws::ProtocolError::Overflow => (CLOSE_TOO_BIG, "message too big"),
-                            actix_ws::ProtocolError::Io(e) if e.kind() == std::io::ErrorKind::InvalidData => {
-                                (CLOSE_INVALID_PAYLOAD, "invalid utf-8")
-                            }
-                            _ => (CLOSE_PROTOCOL_ERROR, "protocol error"),
-                        };
+                        let (code, reason) = protocol_close(&err);
                         log::info!("ws: connection_id={:08x}: {err}", conn.id);
                         conn.queue.abort(CloseReason::new(code, reason));
                         Flow::Close
@@ -464,6 +458,24 @@ async fn run(
     let _ =
         tokio::time::timeout(Duration::from_secs(ws.send_queue.write_timeout_seconds.max(1)), writer).await;
     drop(conn);
+}
+
+/// The close code and reason for a frame-level error: 1009 too big, 1007 text that is not UTF-8, 1002 for
+/// any other protocol violation (reserved bits, bad opcodes, unmasked or oversized control frames).
+pub(crate) fn protocol_close(err: &actix_ws::ProtocolError) -> (u16, &'static str) {
+    match err {
+        actix_ws::ProtocolError::Overflow => (CLOSE_TOO_BIG, "message too big"),
+        actix_ws::ProtocolError::Io(e) if e.kind() == std::io::ErrorKind::InvalidData && is_utf8_error(e) => {
+            (CLOSE_INVALID_PAYLOAD, "invalid utf-8")
+        }
+        _ => (CLOSE_PROTOCOL_ERROR, "protocol error"),
+    }
+}
+
+/// actix-ws reports bad UTF-8 as `InvalidData` wrapping a `Utf8Error` (single frames) or its text
+/// (reassembled fragments); reserved-bit violations use `InvalidData` too, with other text.
+fn is_utf8_error(e: &std::io::Error) -> bool {
+    e.get_ref().is_some_and(|inner| inner.is::<std::str::Utf8Error>() || inner.to_string().contains("utf-8"))
 }
 
 /// Applies the token bucket (websocket.md C.11): `Discard` for a refused frame, `Close` when the connection
