@@ -414,6 +414,45 @@ async fn per_ip_cap_refuses_with_1013() {
 }
 
 #[tokio::test]
+async fn per_chat_cap_refuses_with_1013_and_other_chats_still_connect() {
+    let app = spawn_app_with(|c| c.chat_workflows.websocket.max_connections_per_chat = 1).await;
+    let mut first = connect_ok(&app, "/chat/abc", &[]).await;
+    expect_connected(&mut first, Some("abc")).await;
+    let mut second = connect_ok(&app, "/chat/abc", &[]).await;
+    expect_error_then_close(&mut second, "max_connections", 1013).await;
+    let mut other = connect_ok(&app, "/chat/xyz", &[]).await;
+    expect_connected(&mut other, Some("xyz")).await;
+}
+
+#[tokio::test]
+async fn subscription_cap_refuses_without_closing() {
+    let app = spawn_app_with(|c| c.chat_workflows.websocket.max_subscriptions_per_connection = 2).await;
+    let mut ws = connect_ok(&app, "/chat/a1", &[]).await;
+    expect_connected(&mut ws, Some("a1")).await;
+    send_text(&mut ws, r#"{"type":"subscribe","chat_id":"a2","mode":"add"}"#).await;
+    assert_eq!(recv_json(&mut ws).await["type"], "subscribed");
+    send_text(&mut ws, r#"{"type":"subscribe","chat_id":"a3","mode":"add","id":"q"}"#).await;
+    let msg = recv_json(&mut ws).await;
+    assert_eq!(
+        msg,
+        json!({"type": "error", "code": "too_many_subscriptions", "message": "Too many subscriptions", "id": "q"})
+    );
+    app.handle.state().hub.publish("a3", json!({"type": "probe"}));
+    app.handle.state().hub.publish("a2", json!({"type": "probe"}));
+    assert_eq!(recv_json(&mut ws).await["chat_id"], "a2", "a3 was not subscribed; the connection is open");
+}
+
+#[tokio::test]
+async fn auth_message_is_acknowledged_when_auth_is_disabled() {
+    let app = spawn_app().await;
+    let mut ws = connect_ok(&app, "/chat/abc", &[]).await;
+    expect_connected(&mut ws, Some("abc")).await;
+    send_text(&mut ws, r#"{"type":"auth","token":"whatever"}"#).await;
+    let msg = recv_json(&mut ws).await;
+    assert_eq!(msg, json!({"type": "ack", "original": {"type": "auth"}}), "the token is not echoed back");
+}
+
+#[tokio::test]
 async fn invalid_utf8_text_frame_closes_with_1007() {
     let app = spawn_app().await;
     let mut ws = connect_ok(&app, "/chat/abc", &[]).await;
