@@ -33,7 +33,7 @@ const CLOSE_INVALID_PAYLOAD: u16 = 1007;
 const PROTOCOL_VERSION: u32 = 2;
 
 /// What the upgrade request asked for.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Handshake {
     pub path_chat: Option<String>,
     pub ip: IpAddr,
@@ -41,6 +41,19 @@ pub struct Handshake {
     pub origin: Option<String>,
     /// The handshake token and its source (never logged).
     pub token: Option<(String, TokenSource)>,
+}
+
+/// Never prints the token.
+impl std::fmt::Debug for Handshake {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Handshake")
+            .field("path_chat", &self.path_chat)
+            .field("ip", &self.ip)
+            .field("resume", &self.resume)
+            .field("origin", &self.origin)
+            .field("token", &self.token.as_ref().map(|(_, source)| source))
+            .finish()
+    }
 }
 
 impl Handshake {
@@ -666,4 +679,48 @@ fn handle_subscribe(
         state.hub.subscribe(conn, chat_id, resume, Some(&first))
     };
     result.err().map(subscribe_error)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn handshake_debug_never_shows_the_token() {
+        let h = Handshake {
+            path_chat: Some("abc".into()),
+            ip: IpAddr::from([127, 0, 0, 1]),
+            resume: None,
+            origin: None,
+            token: Some(("s3cret-value".into(), TokenSource::Query)),
+        };
+        let text = format!("{h:?}");
+        assert!(!text.contains("s3cret-value"), "{text}");
+        assert!(text.contains("Query"), "{text}");
+    }
+
+    #[test]
+    fn rate_limiter_allows_the_burst_then_rejects_then_closes() {
+        let mut limiter = RateLimiter::new(2, 1.0, 1);
+        assert!(matches!(limiter.take(), RateDecision::Allow));
+        assert!(matches!(limiter.take(), RateDecision::Allow));
+        match limiter.take() {
+            RateDecision::Reject { retry_after_ms } => assert!((1..=1000).contains(&retry_after_ms)),
+            _ => panic!("expected a rejection"),
+        }
+        assert!(matches!(limiter.take(), RateDecision::Close), "second violation > max_violations 1");
+    }
+
+    #[test]
+    fn frame_errors_map_to_close_codes() {
+        use actix_ws::ProtocolError;
+        assert_eq!(protocol_close(&ProtocolError::Overflow).0, 1009);
+        let utf8 = std::str::from_utf8(&[0xff]).unwrap_err();
+        let bad_text = ProtocolError::Io(std::io::Error::new(std::io::ErrorKind::InvalidData, utf8));
+        assert_eq!(protocol_close(&bad_text).0, 1007);
+        let rsv =
+            ProtocolError::Io(std::io::Error::new(std::io::ErrorKind::InvalidData, "non-zero reserved bits"));
+        assert_eq!(protocol_close(&rsv).0, 1002);
+        assert_eq!(protocol_close(&ProtocolError::BadOpCode).0, 1002);
+    }
 }
