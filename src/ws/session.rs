@@ -715,7 +715,8 @@ mod tests {
     fn frame_errors_map_to_close_codes() {
         use actix_ws::ProtocolError;
         assert_eq!(protocol_close(&ProtocolError::Overflow).0, 1009);
-        let utf8 = std::str::from_utf8(&[0xff]).unwrap_err();
+        let bytes = vec![0xffu8];
+        let utf8 = std::str::from_utf8(&bytes).unwrap_err();
         let bad_text = ProtocolError::Io(std::io::Error::new(std::io::ErrorKind::InvalidData, utf8));
         assert_eq!(protocol_close(&bad_text).0, 1007);
         let rsv =
