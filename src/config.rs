@@ -169,6 +169,8 @@ pub struct WebSocketConfig {
     pub auth: WsAuthConfig,
     pub replay: ReplayConfig,
     pub shutdown_grace_seconds: u64,
+    /// Test only: a bare echo endpoint at `/echo` on the WebSocket port for the Autobahn conformance run.
+    pub test_echo_route: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -195,6 +197,8 @@ pub struct WsAuthConfig {
     pub jwt_secret: Option<String>,
     pub allow_query_token: bool,
     pub timeout_seconds: u64,
+    /// Also require `Authorization: Bearer <token>` on the REST API (health stays open).
+    pub protect_rest_api: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -380,6 +384,7 @@ impl Default for WebSocketConfig {
             auth: WsAuthConfig::default(),
             replay: ReplayConfig::default(),
             shutdown_grace_seconds: 5,
+            test_echo_route: false,
         }
     }
 }
@@ -404,6 +409,7 @@ impl Default for WsAuthConfig {
             jwt_secret: None,
             allow_query_token: true,
             timeout_seconds: 5,
+            protect_rest_api: false,
         }
     }
 }
@@ -615,11 +621,34 @@ impl Config {
         if ws.rate_limit.burst == 0 {
             return Err(invalid("chat_workflows.websocket.rate_limit.burst", "must be at least 1"));
         }
-        if ws.auth.enabled && ws.auth.tokens.is_empty() && ws.auth.jwt_secret.is_none() {
+        let auth = &ws.auth;
+        if auth.enabled && auth.tokens.is_empty() && auth.jwt_secret.as_deref().unwrap_or("").is_empty() {
             return Err(invalid(
                 "chat_workflows.websocket.auth",
                 "enabled without any tokens or jwt_secret: nobody could connect",
             ));
+        }
+        if auth.tokens.iter().any(|t| t.trim().is_empty() || t.trim() != t || t.len() > 8192) {
+            return Err(invalid(
+                "chat_workflows.websocket.auth.tokens",
+                "tokens must be non-empty, without surrounding spaces, at most 8192 bytes",
+            ));
+        }
+        if auth.jwt_secret.as_deref().is_some_and(str::is_empty) {
+            return Err(invalid("chat_workflows.websocket.auth.jwt_secret", "must not be empty (or null)"));
+        }
+        if auth.enabled && auth.timeout_seconds == 0 {
+            return Err(invalid("chat_workflows.websocket.auth.timeout_seconds", "must be at least 1"));
+        }
+        if auth.protect_rest_api && !auth.enabled {
+            return Err(invalid(
+                "chat_workflows.websocket.auth.protect_rest_api",
+                "has no effect unless chat_workflows.websocket.auth.enabled is true",
+            ));
+        }
+        for entry in &ws.allowed_origins {
+            crate::ws::origin::OriginPattern::parse(entry)
+                .map_err(|m| invalid("chat_workflows.websocket.allowed_origins", m))?;
         }
         if cw.partition.subfolder_format.is_empty()
             || cw.partition.subfolder_format.contains("..")
@@ -777,6 +806,29 @@ mod tests {
         assert!(err.contains("ping_timeout"), "{err}");
         let err = load("chat_workflows:\n  max_connections: -3\n").unwrap_err().to_string();
         assert!(err.contains("chat_workflows.max_connections"), "{err}");
+    }
+
+    #[test]
+    fn security_keys_are_validated() {
+        let ws = |body: &str| load(&format!("chat_workflows:\n  websocket:\n{body}"));
+        let err = ws("    allowed_origins: [\"localhost:3000\"]\n").unwrap_err().to_string();
+        assert!(err.contains("allowed_origins"), "{err}");
+        assert!(ws("    allowed_origins: [\"*\", \"https://*.example.com\", \"http://localhost:3000\"]\n")
+            .is_ok());
+        let err = ws("    auth:\n      protect_rest_api: true\n").unwrap_err().to_string();
+        assert!(err.contains("protect_rest_api"), "{err}");
+        let err = ws("    auth:\n      enabled: true\n      tokens: [\" x\"]\n").unwrap_err().to_string();
+        assert!(err.contains("auth.tokens"), "{err}");
+        let err = ws("    auth:\n      enabled: true\n      jwt_secret: \"\"\n").unwrap_err().to_string();
+        assert!(err.contains("jwt_secret") || err.contains("websocket.auth"), "{err}");
+        let err = ws("    auth:\n      enabled: true\n      tokens: [t]\n      timeout_seconds: 0\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("timeout_seconds"), "{err}");
+        let ok =
+            ws("    auth:\n      enabled: true\n      tokens: [t]\n      protect_rest_api: true\n").unwrap();
+        assert!(ok.config.chat_workflows.websocket.auth.protect_rest_api);
+        assert!(!ok.config.chat_workflows.websocket.test_echo_route);
     }
 
     #[test]

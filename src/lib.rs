@@ -10,6 +10,7 @@ pub mod error;
 pub mod events;
 pub mod http;
 pub mod logging;
+pub mod metrics;
 pub mod ops;
 pub mod table;
 pub mod ws;
@@ -30,6 +31,8 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub meta: EnvelopeMeta,
     pub hub: Arc<Hub>,
+    /// HTTP and WebSocket metrics for `GET /metrics`.
+    pub metrics: Arc<metrics::Metrics>,
     pub started_at: Instant,
     /// Extra readiness checks (the SQLite store adds one) reported by `GET {prefix}/health/ready`.
     pub readiness_probes: Vec<Arc<dyn ReadinessProbe>>,
@@ -60,7 +63,7 @@ pub struct AppHandle {
 }
 
 impl AppHandle {
-    /// The shared state (tests reach the chat services through it).
+    /// The shared state (tests reach the hub and the chat services through it).
     pub fn state(&self) -> web::Data<AppState> {
         self.state.clone()
     }
@@ -116,6 +119,7 @@ impl App {
         let state = web::Data::new(AppState {
             meta: EnvelopeMeta::from_config(&config),
             config: config.clone(),
+            metrics: Arc::new(metrics::Metrics::new(hub.clone())),
             hub,
             started_at: Instant::now(),
             readiness_probes,

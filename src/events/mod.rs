@@ -60,7 +60,7 @@ struct RunSnapshot {
 }
 
 /// A resume request (websocket.md C.6).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Resume {
     pub last_seq: u64,
     pub epoch: Option<String>,
@@ -74,6 +74,12 @@ struct Counters {
     slow_consumer_closes: AtomicU64,
     refused_connections: AtomicU64,
     connections_opened: AtomicU64,
+    rate_limited: AtomicU64,
+    auth_rejections: AtomicU64,
+    origin_rejections: AtomicU64,
+    /// Deepest queue of any connection that has already gone (open ones are read live).
+    queue_high_water: AtomicU64,
+    published_by_type: Mutex<std::collections::BTreeMap<String, u64>>,
 }
 
 struct ConnEntry {
@@ -246,8 +252,24 @@ impl Hub {
                 let channel = self.channel(chat);
                 lock(&channel).subscribers.retain(|(cid, _)| *cid != id);
             }
+            self.counters.queue_high_water.fetch_max(entry.queue.high_water() as u64, Ordering::Relaxed);
             entry.queue.close(CloseReason::new(1000, ""));
         }
+    }
+
+    /// An inbound frame discarded by the rate limiter (websocket.md C.16).
+    pub fn count_rate_limited(&self) {
+        self.counters.rate_limited.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A connection refused for a missing, invalid or expired token.
+    pub fn count_auth_rejection(&self) {
+        self.counters.auth_rejections.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// An upgrade refused because of its `Origin`.
+    pub fn count_origin_rejection(&self) {
+        self.counters.origin_rejections.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Subscribes `conn` to `chat_id` (adding to its subscriptions). With `resume`, the missed events are
@@ -389,6 +411,16 @@ impl Hub {
             ::log::error!("event log: cannot persist event seq={seq} of chat {chat_id}: {e}");
         }
         self.counters.events_published.fetch_add(1, Ordering::Relaxed);
+        {
+            // Types come from code, but stay bounded even if a caller invents them.
+            let mut by_type = lock(&self.counters.published_by_type);
+            let key = if by_type.contains_key(&event_type) || by_type.len() < 64 {
+                event_type
+            } else {
+                "other".into()
+            };
+            *by_type.entry(key).or_insert(0) += 1;
+        }
         let outgoing = Outgoing { text: text.clone(), coalesce_key };
         ch.subscribers.retain(|(_, queue)| match queue.push(outgoing.clone()) {
             Push::Queued { coalesced } => {
@@ -453,8 +485,16 @@ impl Hub {
         let reg = lock(&self.registry);
         let bound = reg.conns.values().filter(|c| !c.subscriptions.is_empty()).count();
         let subscriptions: usize = reg.conns.values().map(|c| c.subscriptions.len()).sum();
-        let high_water = reg.conns.values().map(|c| c.queue.high_water()).max().unwrap_or(0);
         let c = &self.counters;
+        let high_water = reg
+            .conns
+            .values()
+            .map(|c| c.queue.high_water() as u64)
+            .max()
+            .unwrap_or(0)
+            .max(c.queue_high_water.load(Ordering::Relaxed));
+        let by_type: Map<String, Value> =
+            lock(&c.published_by_type).iter().map(|(k, v)| (k.clone(), Value::from(*v))).collect();
         json!({
             "connections": reg.conns.len(),
             "connections_bound": bound,
@@ -463,9 +503,13 @@ impl Hub {
             "connections_opened_total": c.connections_opened.load(Ordering::Relaxed),
             "connections_refused_total": c.refused_connections.load(Ordering::Relaxed),
             "events_published_total": c.events_published.load(Ordering::Relaxed),
+            "events_published_by_type": by_type,
             "events_replayed_total": c.events_replayed.load(Ordering::Relaxed),
             "progress_coalesced_total": c.progress_coalesced.load(Ordering::Relaxed),
             "slow_consumer_closes_total": c.slow_consumer_closes.load(Ordering::Relaxed),
+            "rate_limited_total": c.rate_limited.load(Ordering::Relaxed),
+            "auth_rejections_total": c.auth_rejections.load(Ordering::Relaxed),
+            "origin_rejections_total": c.origin_rejections.load(Ordering::Relaxed),
             "queue_high_water_mark": high_water,
         })
     }

@@ -33,6 +33,7 @@ async fn health(state: web::Data<AppState>) -> ApiResponse {
             "version": config.app.version,
             "uptime_seconds": state.started_at.elapsed().as_secs(),
             "websocket": state.hub.stats(),
+            "http": state.metrics.http_summary(),
         }),
     )
 }

@@ -1,6 +1,7 @@
 //! The REST listener: route table, the request-context middleware (request id, access log, error envelope),
 //! CORS, and one module per resource. Handlers stay thin: parse, call `ops/` or `chat/`, wrap.
 
+pub mod auth;
 pub mod bind;
 pub mod bot;
 pub mod chat;
@@ -9,6 +10,7 @@ pub mod excel;
 pub mod files;
 pub mod health;
 pub mod json;
+pub mod metrics;
 pub mod normalization;
 pub mod sql;
 pub mod tables;
@@ -57,8 +59,10 @@ pub fn rest_app(
                 crate::ws::server::configure_rest_aliases(cfg, &prefix);
             }
         })
+        .configure(metrics::configure)
         .service(
             web::scope(&prefix)
+                .wrap(from_fn(auth::require_token))
                 .configure(health::configure)
                 .configure(files::configure)
                 .configure(excel::configure)
@@ -172,7 +176,13 @@ async fn request_context(
         Ok(res) => res.status(),
         Err(res) => res.status(),
     };
-    let millis = started.elapsed().as_secs_f64() * 1000.0;
+    let elapsed = started.elapsed().as_secs_f64();
+    if let Some(state) = &state {
+        // The matched route pattern keeps the label set bounded; errors raised before routing have none.
+        let route = outcome.as_ref().ok().and_then(|res| res.request().match_pattern());
+        state.metrics.observe_http(method.as_str(), route.as_deref(), status.as_u16(), elapsed);
+    }
+    let millis = elapsed * 1000.0;
     let line = format!("{method} {path} {} {millis:.1}ms request_id={request_id}", status.as_u16());
     if status.is_server_error() {
         log::error!("{line}");

@@ -22,8 +22,14 @@ pub fn ws_app(
         InitError = (),
     >,
 > {
+    let echo = state.config.chat_workflows.websocket.test_echo_route;
     actix_web::App::new()
         .app_data(state)
+        .configure(|cfg| {
+            if echo {
+                cfg.route("/echo", web::get().to(crate::ws::echo::echo));
+            }
+        })
         .route("/", web::get().to(unbound))
         .route("/chat", web::get().to(unbound))
         .route("/chat/", web::get().to(unbound))

@@ -1,35 +1,59 @@
-//! One WebSocket connection: registration and limits, the `connected` welcome, the inbound message parser
-//! (websocket.md C.11 order), subscriptions and resume, keepalive pings, idle/unbound timeouts, the rate
-//! limit, and a writer task that drains the connection's bounded send queue.
+//! One WebSocket connection: origin and token checks, registration and limits, the `connected` welcome,
+//! dispatch of parsed client messages (subscriptions, resume, auth), keepalive pings, idle/unbound timeouts,
+//! the rate limit, and a writer task that drains the connection's bounded send queue.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use actix_ws::{AggregatedMessage, CloseCode, Session};
 use futures_util::FutureExt;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 use crate::envelope::now_rfc3339;
 use crate::events::queue::{
     CloseReason, Next, CLOSE_INTERNAL, CLOSE_INVALID_SESSION, CLOSE_SLOW_CONSUMER, CLOSE_TOO_BIG,
     CLOSE_TRY_AGAIN,
 };
-use crate::events::{is_valid_chat_id, Connection, Hub, Refusal, Resume, SubscribeError};
+use crate::events::{Connection, Hub, Refusal, Resume, SubscribeError};
+use crate::ws::auth::{self, AuthFailure, Authenticator, Grant, TokenSource};
+use crate::ws::message::{parse_client_message, with_request_id, ClientMessage, INVALID_JSON};
+use crate::ws::origin::{OriginCheck, OriginPolicy};
 use crate::AppState;
 
+pub const CLOSE_UNAUTHORIZED: u16 = 4002;
+pub const CLOSE_ORIGIN_NOT_ALLOWED: u16 = 4003;
 pub const CLOSE_IDLE: u16 = 4009;
 pub const CLOSE_RATE_LIMITED: u16 = 4029;
+const CLOSE_PROTOCOL_ERROR: u16 = 1002;
+const CLOSE_INVALID_PAYLOAD: u16 = 1007;
 const PROTOCOL_VERSION: u32 = 2;
 
 /// What the upgrade request asked for.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Handshake {
     pub path_chat: Option<String>,
     pub ip: IpAddr,
     pub resume: Option<Resume>,
+    pub origin: Option<String>,
+    /// The handshake token and its source (never logged).
+    pub token: Option<(String, TokenSource)>,
+}
+
+/// Never prints the token.
+impl std::fmt::Debug for Handshake {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Handshake")
+            .field("path_chat", &self.path_chat)
+            .field("ip", &self.ip)
+            .field("resume", &self.resume)
+            .field("origin", &self.origin)
+            .field("token", &self.token.as_ref().map(|(_, source)| source))
+            .finish()
+    }
 }
 
 impl Handshake {
@@ -42,20 +66,58 @@ impl Handshake {
             .get("last_seq")
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map(|last_seq| Resume { last_seq, epoch: query.get("epoch").cloned() });
-        Handshake { path_chat, ip, resume }
+        let origin = req.headers().get("origin").map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+        let allow_query = req
+            .app_data::<web::Data<AppState>>()
+            .is_some_and(|s| s.config.chat_workflows.websocket.auth.allow_query_token);
+        let token = auth::handshake_token(req, query.get("token").map(String::as_str), allow_query);
+        Handshake { path_chat, ip, resume, origin, token }
     }
 }
 
-/// Completes the upgrade and spawns the connection's tasks.
+/// Checks the origin, completes the upgrade (selecting `pycelize.v1` when offered) and spawns the
+/// connection's tasks.
 pub fn accept(
     req: HttpRequest,
     body: web::Payload,
     state: web::Data<AppState>,
     handshake: Handshake,
 ) -> Result<HttpResponse, actix_web::Error> {
-    let (response, session, stream) = actix_ws::handle(&req, body)?;
-    actix_web::rt::spawn(run(state, handshake, session, stream));
+    let ws = &state.config.chat_workflows.websocket;
+    let origin_ok = OriginPolicy::from_config(ws).check(handshake.origin.as_deref()) == OriginCheck::Allowed;
+    if !origin_ok {
+        state.hub.count_origin_rejection();
+        log::info!(
+            "ws: origin {:?} refused from {} path={} query={}",
+            handshake.origin,
+            handshake.ip,
+            req.path(),
+            auth::redact_query(req.query_string())
+        );
+        if ws.reject_at_handshake {
+            return Ok(HttpResponse::Forbidden().json(origin_refusal()));
+        }
+    }
+    let (response, session, stream) = actix_ws::handle_with_protocols(&req, body, &[auth::SUBPROTOCOL])?;
+    if origin_ok {
+        actix_web::rt::spawn(run(state, handshake, session, stream));
+    } else {
+        actix_web::rt::spawn(close_now(
+            session,
+            origin_refusal(),
+            CLOSE_ORIGIN_NOT_ALLOWED,
+            "origin not allowed",
+        ));
+    }
     Ok(response)
+}
+
+fn origin_refusal() -> Value {
+    protocol_error("origin_not_allowed", "Origin not allowed")
+}
+
+fn unauthorized() -> Value {
+    protocol_error("unauthorized", "Authentication required")
 }
 
 fn protocol_error(code: &str, message: &str) -> Value {
@@ -138,6 +200,106 @@ impl RateLimiter {
     }
 }
 
+/// Authentication state of one connection (websocket.md C.10).
+enum AuthState {
+    /// `websocket.auth.enabled` is false.
+    Disabled,
+    /// Waiting for a first `{"type":"auth"}` message until the deadline; only `auth` and `ping` are handled.
+    Pending {
+        deadline: Instant,
+    },
+    Granted(Grant),
+}
+
+impl AuthState {
+    fn grant(&self) -> Option<&Grant> {
+        match self {
+            AuthState::Granted(g) => Some(g),
+            _ => None,
+        }
+    }
+
+    fn allows_chat(&self, chat_id: &str) -> bool {
+        match self {
+            AuthState::Disabled => true,
+            AuthState::Pending { .. } => false,
+            AuthState::Granted(g) => g.allows_chat(chat_id),
+        }
+    }
+}
+
+/// What the read loop does after a frame.
+#[derive(Debug, PartialEq, Eq)]
+enum Flow {
+    Continue,
+    /// The frame was refused by the rate limit and is not processed.
+    Discard,
+    Close,
+}
+
+/// Everything one connection's handlers need.
+struct Ctx<'a> {
+    state: &'a AppState,
+    conn: &'a Connection,
+    handshake: &'a Handshake,
+    authenticator: Option<&'a Authenticator>,
+}
+
+impl Ctx<'_> {
+    /// Sends `unauthorized` and closes with 4002 (after the queue drains).
+    fn refuse_auth(&self, why: &str) -> Flow {
+        self.state.hub.count_auth_rejection();
+        log::info!("ws: connection_id={:08x} unauthorized ({why})", self.conn.id);
+        self.conn.send(&unauthorized());
+        self.conn.queue.close(CloseReason::new(CLOSE_UNAUTHORIZED, "unauthorized"));
+        Flow::Close
+    }
+
+    fn forbidden_chat(&self, chat_id: &str) -> Value {
+        log::info!("ws: connection_id={:08x} chat_id={chat_id} not covered by the token", self.conn.id);
+        json!({"type": "error", "code": "forbidden_chat", "message": "Token does not cover this chat", "chat_id": chat_id})
+    }
+}
+
+/// The first frames of an accepted (and authenticated) connection: the path chat's subscription with its
+/// `connected` (and resume replay), or an unbound `connected`. Returns whether it is now bound.
+fn welcome(ctx: &Ctx<'_>, auth: &AuthState) -> bool {
+    let (state, conn, handshake) = (ctx.state, ctx.conn, ctx.handshake);
+    match &handshake.path_chat {
+        Some(chat) if !crate::events::is_valid_chat_id(chat) => {
+            conn.send(&protocol_error("invalid_chat_id", "Invalid chat id"));
+            conn.queue.close(CloseReason::new(CLOSE_INVALID_SESSION, "invalid chat id"));
+            false
+        }
+        Some(chat) if !auth.allows_chat(chat) => {
+            // The connection stays open, unbound: a forbidden chat refuses the subscription only (C.12).
+            conn.send(&ctx.forbidden_chat(chat));
+            conn.send(&connected_message(state, conn, None, None));
+            false
+        }
+        Some(chat) => {
+            let connected = |seq: u64| connected_message(state, conn, Some(chat), Some(seq));
+            // Without last_seq a running job's snapshot follows the welcome (websocket.md C.6).
+            let snapshot = handshake.resume.is_none();
+            match state.hub.subscribe(conn, chat, handshake.resume.as_ref(), Some(&connected), snapshot) {
+                Ok(_) => true,
+                Err(e) => {
+                    log::warn!(
+                        "ws: connection_id={:08x} chat_id={chat} initial subscribe failed: {e:?}",
+                        conn.id
+                    );
+                    conn.send(&protocol_error("internal_error", "Internal error"));
+                    false
+                }
+            }
+        }
+        None => {
+            conn.send(&connected_message(state, conn, None, None));
+            false
+        }
+    }
+}
+
 async fn run(
     state: web::Data<AppState>,
     handshake: Handshake,
@@ -147,18 +309,19 @@ async fn run(
     let hub: Arc<Hub> = state.hub.clone();
     let ws = state.config.chat_workflows.websocket.clone();
     let conn = match hub.connect(handshake.ip, handshake.path_chat.as_deref()) {
-        Ok(conn) => Arc::new(conn),
+        Ok(conn) => conn,
+        Err(Refusal::ShuttingDown) => {
+            let notice = json!({"type": "server_shutdown", "reconnect_after_ms": 2000});
+            close_now(session, notice, crate::events::queue::CLOSE_GOING_AWAY, "server shutting down").await;
+            return;
+        }
         Err(refusal) => {
-            let (code, reason) = match refusal {
-                Refusal::ShuttingDown => (crate::events::queue::CLOSE_GOING_AWAY, "server shutting down"),
-                _ => (CLOSE_TRY_AGAIN, "maximum connections reached"),
-            };
             log::info!("ws: refused connection from {} ({refusal:?})", handshake.ip);
             close_now(
                 session,
                 protocol_error("max_connections", "Maximum connections reached"),
-                code,
-                reason,
+                CLOSE_TRY_AGAIN,
+                "maximum connections reached",
             )
             .await;
             return;
@@ -171,32 +334,26 @@ async fn run(
         Duration::from_secs(ws.send_queue.write_timeout_seconds.max(1)),
         closed_tx,
     ));
-    log::debug!("ws: connection {:08x} from {} chat={:?}", conn.id, handshake.ip, handshake.path_chat);
+    log::debug!("ws: connection_id={:08x} from {} chat_id={:?}", conn.id, handshake.ip, handshake.path_chat);
 
-    let mut bound_since: Option<Instant> = None;
-    match &handshake.path_chat {
-        Some(chat) if !is_valid_chat_id(chat) => {
-            conn.send(&protocol_error("invalid_chat_id", "Invalid chat id"));
-            conn.queue.close(CloseReason::new(CLOSE_INVALID_SESSION, "invalid chat id"));
-        }
-        Some(chat) => {
-            // The event log may be read (SQLite): subscribe on the blocking pool.
-            let (st, c, chat, resume) = (state.clone(), conn.clone(), chat.clone(), handshake.resume.clone());
-            let subscribed = web::block(move || {
-                let connected = |seq: u64| connected_message(&st, &c, Some(&chat), Some(seq));
-                let snapshot = resume.is_none();
-                st.hub.subscribe(&c, &chat, resume.as_ref(), Some(&connected), snapshot)
-            })
-            .await;
-            match subscribed {
-                Ok(Ok(_)) => bound_since = Some(Instant::now()),
-                Ok(Err(e)) => log::warn!("ws: initial subscribe failed: {e:?}"),
-                Err(e) => log::warn!("ws: initial subscribe failed: {e}"),
+    let authenticator = Authenticator::from_config(&ws.auth);
+    let ctx =
+        Ctx { state: &state, conn: &conn, handshake: &handshake, authenticator: authenticator.as_ref() };
+    let mut auth = match (&authenticator, &handshake.token) {
+        (None, _) => AuthState::Disabled,
+        (Some(a), Some((token, source))) => match a.validate(token) {
+            Ok(grant) => AuthState::Granted(grant),
+            Err(failure) => {
+                ctx.refuse_auth(&format!("{failure:?} token from {source:?}"));
+                AuthState::Pending { deadline: Instant::now() }
             }
-        }
-        None => {
-            conn.send(&connected_message(&state, &conn, None, None));
-        }
+        },
+        (Some(_), None) => AuthState::Pending {
+            deadline: Instant::now() + Duration::from_secs(ws.auth.timeout_seconds.max(1)),
+        },
+    };
+    if !conn.queue.is_closing() && !matches!(auth, AuthState::Pending { .. }) {
+        welcome(&ctx, &auth);
     }
 
     let mut stream = stream
@@ -220,55 +377,57 @@ async fn run(
     let mut last_ping_sent = Instant::now();
     let mut awaiting_pong: Option<Instant> = None;
     let mut last_inbound = Instant::now();
-    let mut unbound_since = if bound_since.is_some() { None } else { Some(Instant::now()) };
+    let mut unbound_since = Some(Instant::now());
 
-    loop {
+    while !conn.queue.is_closing() {
         tokio::select! {
             msg = stream.recv() => {
                 let Some(msg) = msg else { break };
-                match msg {
+                let flow = match msg {
                     Ok(AggregatedMessage::Text(text)) => {
                         last_inbound = Instant::now();
-                        match rate_ok(&mut limiter, &conn) {
-                            None => break,
-                            Some(true) => handle_text_blocking(&state, &conn, text.to_string()).await,
-                            Some(false) => {}
+                        match rate_ok(&mut limiter, &ctx) {
+                            Flow::Continue => dispatch(&ctx, &mut auth, &text),
+                            other => other,
                         }
                     }
                     Ok(AggregatedMessage::Binary(bytes)) => {
                         last_inbound = Instant::now();
-                        match rate_ok(&mut limiter, &conn) {
-                            None => break,
-                            Some(false) => continue,
-                            Some(true) => {}
-                        }
-                        match std::str::from_utf8(&bytes) {
-                            Ok(text) => handle_text_blocking(&state, &conn, text.to_string()).await,
-                            Err(_) => { conn.send(&protocol_error("invalid_json", "Invalid JSON")); }
+                        match (rate_ok(&mut limiter, &ctx), std::str::from_utf8(&bytes)) {
+                            (Flow::Continue, Ok(text)) => dispatch(&ctx, &mut auth, text),
+                            (Flow::Continue, Err(_)) => {
+                                conn.send(&INVALID_JSON.to_json());
+                                Flow::Continue
+                            }
+                            (other, _) => other,
                         }
                     }
                     Ok(AggregatedMessage::Ping(bytes)) => {
                         let _ = session.pong(&bytes).await;
+                        Flow::Continue
                     }
-                    Ok(AggregatedMessage::Pong(_)) => awaiting_pong = None,
+                    Ok(AggregatedMessage::Pong(_)) => {
+                        awaiting_pong = None;
+                        Flow::Continue
+                    }
                     Ok(AggregatedMessage::Close(_)) => {
                         conn.queue.close(CloseReason::new(1000, ""));
-                        break;
+                        Flow::Close
                     }
                     Err(err) => {
-                        let too_big = matches!(err, actix_ws::ProtocolError::Overflow);
-                        let (code, reason) = if too_big { (CLOSE_TOO_BIG, "message too big") } else { (1002, "protocol error") };
-                        log::info!("ws: connection {:08x}: {err}", conn.id);
+                        let (code, reason) = protocol_close(&err);
+                        log::info!("ws: connection_id={:08x}: {err}", conn.id);
                         conn.queue.abort(CloseReason::new(code, reason));
-                        break;
+                        Flow::Close
                     }
-                }
+                };
+                if flow == Flow::Close { break; }
             }
             _ = ticker.tick() => {
                 let now = Instant::now();
                 if let Some(sent) = awaiting_pong {
                     if now.duration_since(sent) >= ping_timeout && !ping_timeout.is_zero() {
-                        log::info!("ws: connection {:08x}: no pong within {:?}", conn.id, ping_timeout);
+                        log::info!("ws: connection_id={:08x}: no pong within {:?}", conn.id, ping_timeout);
                         conn.queue.abort(CloseReason::new(CLOSE_INTERNAL, "keepalive timeout"));
                         break;
                     }
@@ -276,6 +435,17 @@ async fn run(
                     last_ping_sent = now;
                     awaiting_pong = Some(now);
                     if session.ping(b"").await.is_err() { break; }
+                }
+                match &auth {
+                    AuthState::Pending { deadline } if now >= *deadline => {
+                        ctx.refuse_auth("no auth message in time");
+                        break;
+                    }
+                    AuthState::Granted(grant) if grant.is_expired() => {
+                        ctx.refuse_auth("token expired during the session");
+                        break;
+                    }
+                    _ => {}
                 }
                 let subscribed = !conn.subscriptions().is_empty();
                 match (subscribed, unbound_since) {
@@ -287,6 +457,7 @@ async fn run(
                 let unbound_too_long = ws.unbound_timeout_seconds > 0
                     && unbound_since.is_some_and(|t| now.duration_since(t) >= Duration::from_secs(ws.unbound_timeout_seconds));
                 if idle || unbound_too_long {
+                    log::debug!("ws: connection_id={:08x} closed: {}", conn.id, if idle { "idle" } else { "unbound" });
                     conn.send(&protocol_error("idle_timeout", if idle { "Idle timeout" } else { "No subscription" }));
                     conn.queue.close(CloseReason::new(CLOSE_IDLE, "idle timeout"));
                     break;
@@ -304,19 +475,41 @@ async fn run(
     drop(conn);
 }
 
-/// Applies the token bucket: `Some(true)` handle the frame, `Some(false)` discard it (the client was told),
-/// `None` close the connection (4029).
-fn rate_ok(limiter: &mut RateLimiter, conn: &Connection) -> Option<bool> {
+/// The close code and reason for a frame-level error: 1009 too big, 1007 text that is not UTF-8, 1002 for
+/// any other protocol violation (reserved bits, bad opcodes, unmasked or oversized control frames).
+pub(crate) fn protocol_close(err: &actix_ws::ProtocolError) -> (u16, &'static str) {
+    match err {
+        actix_ws::ProtocolError::Overflow => (CLOSE_TOO_BIG, "message too big"),
+        actix_ws::ProtocolError::Io(e) if e.kind() == std::io::ErrorKind::InvalidData && is_utf8_error(e) => {
+            (CLOSE_INVALID_PAYLOAD, "invalid utf-8")
+        }
+        _ => (CLOSE_PROTOCOL_ERROR, "protocol error"),
+    }
+}
+
+/// actix-ws reports bad UTF-8 as `InvalidData` wrapping a `Utf8Error` (single frames) or its text
+/// (reassembled fragments); reserved-bit violations use `InvalidData` too, with other text.
+fn is_utf8_error(e: &std::io::Error) -> bool {
+    e.get_ref().is_some_and(|inner| inner.is::<std::str::Utf8Error>() || inner.to_string().contains("utf-8"))
+}
+
+/// Applies the token bucket (websocket.md C.11): `Discard` for a refused frame, `Close` when the connection
+/// must close (4029).
+fn rate_ok(limiter: &mut RateLimiter, ctx: &Ctx<'_>) -> Flow {
     match limiter.take() {
-        RateDecision::Allow => Some(true),
+        RateDecision::Allow => Flow::Continue,
         RateDecision::Reject { retry_after_ms } => {
-            conn.send(&json!({"type": "error", "code": "rate_limited", "message": "Rate limit exceeded", "retry_after_ms": retry_after_ms}));
-            Some(false)
+            ctx.state.hub.count_rate_limited();
+            ctx.conn.send(&json!({"type": "error", "code": "rate_limited", "message": "Rate limit exceeded", "retry_after_ms": retry_after_ms}));
+            Flow::Discard
         }
         RateDecision::Close => {
-            conn.send(&json!({"type": "error", "code": "rate_limited", "message": "Rate limit exceeded"}));
-            conn.queue.close(CloseReason::new(CLOSE_RATE_LIMITED, "rate limited"));
-            None
+            ctx.state.hub.count_rate_limited();
+            log::info!("ws: connection_id={:08x} closed: rate limit violations", ctx.conn.id);
+            ctx.conn
+                .send(&json!({"type": "error", "code": "rate_limited", "message": "Rate limit exceeded"}));
+            ctx.conn.queue.close(CloseReason::new(CLOSE_RATE_LIMITED, "rate limited"));
+            Flow::Close
         }
     }
 }
@@ -363,86 +556,97 @@ async fn write_loop(
     let _ = closed.send(true);
 }
 
-/// Adds the client's `id` (a string of at most 64 characters) to a direct reply.
-fn with_id(mut reply: Value, request: &Map<String, Value>) -> Value {
-    if let (Some(Value::String(id)), Value::Object(map)) = (request.get("id"), &mut reply) {
-        if id.chars().count() <= 64 {
-            map.insert("id".into(), Value::String(id.clone()));
-        }
-    }
-    reply
-}
-
-/// Handles one inbound message; subscribe and resume may read the event log (SQLite), so messages that
-/// could be one of those run on the blocking pool, everything else inline.
-async fn handle_text_blocking(state: &web::Data<AppState>, conn: &Arc<Connection>, text: String) {
-    let may_read_log = ["subscribe", "resume", "session_restore"].iter().any(|k| text.contains(k));
-    if !may_read_log {
-        handle_text(state, conn, &text);
-        return;
-    }
-    let (st, c) = (state.clone(), conn.clone());
-    if let Err(e) = web::block(move || handle_text(&st, &c, &text)).await {
-        log::warn!("ws: connection {:08x}: {e}", conn.id);
-    }
-}
-
-/// websocket.md C.11 parsing order.
-fn handle_text(state: &AppState, conn: &Connection, text: &str) {
-    if text.trim().eq_ignore_ascii_case("ping") {
-        conn.send(&json!({"type": "pong", "timestamp": now_rfc3339()}));
-        return;
-    }
-    let value: Value = match serde_json::from_str(text) {
-        Ok(v) => v,
+/// Parses one frame and acts on it. A panic while handling it is contained: the client gets
+/// `internal_error`, never the panic text (websocket.md C.10).
+fn dispatch(ctx: &Ctx<'_>, auth: &mut AuthState, text: &str) -> Flow {
+    let message = parse_client_message(text);
+    let id = message.request_id().map(str::to_string);
+    match std::panic::catch_unwind(AssertUnwindSafe(|| handle_message(ctx, auth, message))) {
+        Ok(flow) => flow,
         Err(_) => {
-            conn.send(&protocol_error("invalid_json", "Invalid JSON"));
-            return;
+            log::error!("ws: connection_id={:08x}: panic while handling a message", ctx.conn.id);
+            ctx.conn
+                .send(&with_request_id(protocol_error("internal_error", "Internal error"), id.as_deref()));
+            Flow::Continue
         }
-    };
-    let Value::Object(message) = value else {
-        conn.send(&protocol_error("invalid_message", "Message must be a JSON object"));
-        return;
-    };
-    let reply = match message.get("type").and_then(Value::as_str) {
-        Some("ping") => Some(json!({"type": "pong", "timestamp": now_rfc3339()})),
-        Some("subscribe") => handle_subscribe(state, conn, &message),
-        Some("unsubscribe") => handle_unsubscribe(state, conn, &message),
-        Some("resume") | Some("session_restore") => handle_resume(state, conn, &message),
-        _ => Some(json!({"type": "ack", "original": Value::Object(message.clone())})),
+    }
+}
+
+fn pong(id: Option<&str>) -> Value {
+    with_request_id(json!({"type": "pong", "timestamp": now_rfc3339()}), id)
+}
+
+fn handle_message(ctx: &Ctx<'_>, auth: &mut AuthState, message: ClientMessage) -> Flow {
+    let conn = ctx.conn;
+    if let AuthState::Pending { .. } = auth {
+        // Until authenticated, only `auth` and `ping` are processed; anything else ends the connection.
+        return match message {
+            ClientMessage::Ping { id } => {
+                conn.send(&pong(id.as_deref()));
+                Flow::Continue
+            }
+            ClientMessage::Auth { token, .. } => match ctx.authenticator.map(|a| a.validate(&token)) {
+                Some(Ok(grant)) => {
+                    *auth = AuthState::Granted(grant);
+                    welcome(ctx, auth);
+                    Flow::Continue
+                }
+                Some(Err(failure)) => {
+                    ctx.refuse_auth(&format!("{failure:?} token from {:?}", TokenSource::Message))
+                }
+                None => ctx.refuse_auth("no authenticator"),
+            },
+            _ => ctx.refuse_auth("message before auth"),
+        };
+    }
+    let id = message.request_id().map(str::to_string);
+    let reply = match message {
+        ClientMessage::Ping { .. } => Some(json!({"type": "pong", "timestamp": now_rfc3339()})),
+        ClientMessage::Subscribe { chat_id, add, resume, .. } => {
+            handle_subscribe(ctx, auth, &chat_id, add, resume.as_ref(), id.as_deref())
+        }
+        ClientMessage::Unsubscribe { chat_id, .. } => {
+            ctx.state.hub.unsubscribe(conn, &chat_id);
+            Some(json!({"type": "unsubscribed", "chat_id": chat_id}))
+        }
+        ClientMessage::Resume { chat_id, resume, .. } => {
+            let chat_id = chat_id.or_else(|| conn.subscriptions().into_iter().next());
+            match chat_id {
+                None => Some(
+                    json!({"type": "error", "code": "invalid_message", "message": "chat_id must be a non-empty string", "field": "chat_id"}),
+                ),
+                Some(chat) if !auth.allows_chat(&chat) => Some(ctx.forbidden_chat(&chat)),
+                Some(chat) => ctx
+                    .state
+                    .hub
+                    .subscribe(conn, &chat, Some(&resume), None, false)
+                    .err()
+                    .map(subscribe_error),
+            }
+        }
+        ClientMessage::Auth { token, .. } => match (ctx.authenticator, auth.grant()) {
+            // A fresh token replaces the grant (e.g. a JWT refreshed before `exp`); a bad one ends the session.
+            (Some(a), Some(_)) => match a.validate(&token) {
+                Ok(grant) => {
+                    let expires_at = grant.expires_at;
+                    *auth = AuthState::Granted(grant);
+                    Some(json!({"type": "authenticated", "expires_at": expires_at}))
+                }
+                Err(AuthFailure::Expired) => return ctx.refuse_auth("expired token in auth message"),
+                Err(AuthFailure::Invalid) => return ctx.refuse_auth("invalid token in auth message"),
+            },
+            // Auth disabled: `auth` is an ordinary unknown message to this server.
+            _ => Some(json!({"type": "ack", "original": {"type": "auth"}})),
+        },
+        ClientMessage::Other { original, .. } => {
+            Some(json!({"type": "ack", "original": Value::Object(original)}))
+        }
+        ClientMessage::Invalid { rejection, .. } => Some(rejection.to_json()),
     };
     if let Some(reply) = reply {
-        conn.send(&with_id(reply, &message));
+        conn.send(&with_request_id(reply, id.as_deref()));
     }
-}
-
-/// Reads `chat_id` from a subscribe/unsubscribe/resume message, or the error reply.
-fn chat_id_field<'a>(message: &'a Map<String, Value>, fallback: Option<&'a str>) -> Result<&'a str, Value> {
-    match message.get("chat_id") {
-        Some(Value::String(id)) if is_valid_chat_id(id) => Ok(id),
-        Some(Value::String(_)) => Err(
-            json!({"type": "error", "code": "invalid_chat_id", "message": "Invalid chat id", "field": "chat_id"}),
-        ),
-        None | Some(Value::Null) if fallback.is_some() => Ok(fallback.unwrap_or_default()),
-        _ => Err(
-            json!({"type": "error", "code": "invalid_message", "message": "chat_id must be a non-empty string", "field": "chat_id"}),
-        ),
-    }
-}
-
-fn last_seq_field(message: &Map<String, Value>) -> Result<Option<Resume>, Value> {
-    match message.get("last_seq") {
-        None | Some(Value::Null) => Ok(None),
-        Some(v) => match v.as_u64() {
-            Some(last_seq) => Ok(Some(Resume {
-                last_seq,
-                epoch: message.get("epoch").and_then(Value::as_str).map(str::to_string),
-            })),
-            None => Err(
-                json!({"type": "error", "code": "invalid_message", "message": "last_seq must be a non-negative integer", "field": "last_seq"}),
-            ),
-        },
-    }
+    Flow::Continue
 }
 
 fn subscribe_error(err: SubscribeError) -> Value {
@@ -450,61 +654,79 @@ fn subscribe_error(err: SubscribeError) -> Value {
         SubscribeError::TooManySubscriptions => {
             json!({"type": "error", "code": "too_many_subscriptions", "message": "Too many subscriptions"})
         }
-        SubscribeError::ConnectionClosed => {
-            json!({"type": "error", "code": "internal_error", "message": "Internal error"})
-        }
+        SubscribeError::ConnectionClosed => protocol_error("internal_error", "Internal error"),
     }
 }
 
-fn handle_subscribe(state: &AppState, conn: &Connection, message: &Map<String, Value>) -> Option<Value> {
-    let chat_id = match chat_id_field(message, None) {
-        Ok(id) => id,
-        Err(reply) => return Some(reply),
-    };
-    let resume = match last_seq_field(message) {
-        Ok(r) => r,
-        Err(reply) => return Some(reply),
-    };
-    let add = message.get("mode").and_then(Value::as_str) == Some("add");
-    let id_of = |v: Value| with_id(v, message);
+fn handle_subscribe(
+    ctx: &Ctx<'_>,
+    auth: &AuthState,
+    chat_id: &str,
+    add: bool,
+    resume: Option<&Resume>,
+    id: Option<&str>,
+) -> Option<Value> {
+    let (state, conn) = (ctx.state, ctx.conn);
+    if !auth.allows_chat(chat_id) {
+        return Some(ctx.forbidden_chat(chat_id));
+    }
     let result = if add {
-        let first = |seq: u64| id_of(json!({"type": "subscribed", "chat_id": chat_id, "last_seq": seq}));
-        state.hub.subscribe(conn, chat_id, resume.as_ref(), Some(&first), false)
+        let first = |seq: u64| {
+            with_request_id(json!({"type": "subscribed", "chat_id": chat_id, "last_seq": seq}), id)
+        };
+        state.hub.subscribe(conn, chat_id, resume, Some(&first), false)
     } else {
         let previous = conn.subscriptions();
         for chat in previous.iter().filter(|c| c.as_str() != chat_id) {
             state.hub.unsubscribe(conn, chat);
         }
-        let first = |seq: u64| id_of(connected_message(state, conn, Some(chat_id), Some(seq)));
-        state.hub.subscribe(conn, chat_id, resume.as_ref(), Some(&first), false)
+        let first = |seq: u64| with_request_id(connected_message(state, conn, Some(chat_id), Some(seq)), id);
+        state.hub.subscribe(conn, chat_id, resume, Some(&first), false)
     };
     result.err().map(subscribe_error)
 }
 
-fn handle_unsubscribe(state: &AppState, conn: &Connection, message: &Map<String, Value>) -> Option<Value> {
-    match chat_id_field(message, None) {
-        Ok(chat_id) => {
-            state.hub.unsubscribe(conn, chat_id);
-            Some(json!({"type": "unsubscribed", "chat_id": chat_id}))
-        }
-        Err(reply) => Some(reply),
-    }
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-fn handle_resume(state: &AppState, conn: &Connection, message: &Map<String, Value>) -> Option<Value> {
-    let subscriptions = conn.subscriptions();
-    let chat_id = match chat_id_field(message, subscriptions.first().map(String::as_str)) {
-        Ok(id) => id.to_string(),
-        Err(reply) => return Some(reply),
-    };
-    let resume = match last_seq_field(message) {
-        Ok(Some(r)) => r,
-        Ok(None) => {
-            return Some(
-                json!({"type": "error", "code": "invalid_message", "message": "last_seq is required", "field": "last_seq"}),
-            )
+    #[test]
+    fn handshake_debug_never_shows_the_token() {
+        let h = Handshake {
+            path_chat: Some("abc".into()),
+            ip: IpAddr::from([127, 0, 0, 1]),
+            resume: None,
+            origin: None,
+            token: Some(("s3cret-value".into(), TokenSource::Query)),
+        };
+        let text = format!("{h:?}");
+        assert!(!text.contains("s3cret-value"), "{text}");
+        assert!(text.contains("Query"), "{text}");
+    }
+
+    #[test]
+    fn rate_limiter_allows_the_burst_then_rejects_then_closes() {
+        let mut limiter = RateLimiter::new(2, 1.0, 1);
+        assert!(matches!(limiter.take(), RateDecision::Allow));
+        assert!(matches!(limiter.take(), RateDecision::Allow));
+        match limiter.take() {
+            RateDecision::Reject { retry_after_ms } => assert!((1..=1000).contains(&retry_after_ms)),
+            _ => panic!("expected a rejection"),
         }
-        Err(reply) => return Some(reply),
-    };
-    state.hub.subscribe(conn, &chat_id, Some(&resume), None, false).err().map(subscribe_error)
+        assert!(matches!(limiter.take(), RateDecision::Close), "second violation > max_violations 1");
+    }
+
+    #[test]
+    fn frame_errors_map_to_close_codes() {
+        use actix_ws::ProtocolError;
+        assert_eq!(protocol_close(&ProtocolError::Overflow).0, 1009);
+        let bytes = vec![0xffu8];
+        let utf8 = std::str::from_utf8(&bytes).unwrap_err();
+        let bad_text = ProtocolError::Io(std::io::Error::new(std::io::ErrorKind::InvalidData, utf8));
+        assert_eq!(protocol_close(&bad_text).0, 1007);
+        let rsv =
+            ProtocolError::Io(std::io::Error::new(std::io::ErrorKind::InvalidData, "non-zero reserved bits"));
+        assert_eq!(protocol_close(&rsv).0, 1002);
+        assert_eq!(protocol_close(&ProtocolError::BadOpCode).0, 1002);
+    }
 }

@@ -19,3 +19,4 @@ mod normalization;
 mod sql;
 mod transform_support;
 mod websocket;
+mod ws_security;
