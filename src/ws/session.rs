@@ -259,6 +259,22 @@ impl Ctx<'_> {
         log::info!("ws: connection_id={:08x} chat_id={chat_id} not covered by the token", self.conn.id);
         json!({"type": "error", "code": "forbidden_chat", "message": "Token does not cover this chat", "chat_id": chat_id})
     }
+
+    /// `websocket.require_existing_chat`: whether `chat_id` may be subscribed to (always, when the flag is off).
+    fn chat_is_known(&self, chat_id: &str) -> bool {
+        if !self.state.config.chat_workflows.websocket.require_existing_chat {
+            return true;
+        }
+        // One indexed primary-key read; a store error counts as unknown rather than letting the client in.
+        self.state
+            .chat
+            .as_ref()
+            .is_some_and(|chat| chat.store.conversation_row(chat_id).is_ok_and(|row| row.is_some()))
+    }
+}
+
+fn unknown_chat(chat_id: &str) -> Value {
+    json!({"type": "error", "code": "unknown_chat", "message": "Unknown chat", "chat_id": chat_id})
 }
 
 /// The first frames of an accepted (and authenticated) connection: the path chat's subscription with its
@@ -269,6 +285,11 @@ fn welcome(ctx: &Ctx<'_>, auth: &AuthState) -> bool {
         Some(chat) if !crate::events::is_valid_chat_id(chat) => {
             conn.send(&protocol_error("invalid_chat_id", "Invalid chat id"));
             conn.queue.close(CloseReason::new(CLOSE_INVALID_SESSION, "invalid chat id"));
+            false
+        }
+        Some(chat) if !ctx.chat_is_known(chat) => {
+            conn.send(&unknown_chat(chat));
+            conn.queue.close(CloseReason::new(CLOSE_INVALID_SESSION, "unknown chat"));
             false
         }
         Some(chat) if !auth.allows_chat(chat) => {
@@ -669,6 +690,9 @@ fn handle_subscribe(
     let (state, conn) = (ctx.state, ctx.conn);
     if !auth.allows_chat(chat_id) {
         return Some(ctx.forbidden_chat(chat_id));
+    }
+    if !ctx.chat_is_known(chat_id) {
+        return Some(unknown_chat(chat_id));
     }
     let result = if add {
         let first = |seq: u64| {

@@ -320,3 +320,25 @@ async fn disabled_chat_workflows_start_no_websocket_listener() {
     let (status, _) = envelope(app.get("/health").await).await;
     assert_eq!(status, 200);
 }
+
+#[tokio::test]
+async fn require_existing_chat_refuses_unknown_ids_with_4001_and_unknown_subscribes() {
+    let app = spawn_app_with(|c| c.chat_workflows.websocket.require_existing_chat = true).await;
+    let mut ws = app.ws_connect("/chat/no-such-chat").await;
+    let err = recv_json(&mut ws).await;
+    assert_eq!((err["code"].as_str(), err["chat_id"].as_str()), (Some("unknown_chat"), Some("no-such-chat")));
+    assert_eq!(recv_close_code(&mut ws, Duration::from_secs(5)).await, Some(4001));
+
+    let chat_id = crate::chat_support::create_chat(&app).await;
+    let mut ws = app.ws_connect(&format!("/chat/{chat_id}")).await;
+    let hello = recv_json(&mut ws).await;
+    assert_eq!(
+        (hello["type"].as_str(), hello["chat_id"].as_str()),
+        (Some("connected"), Some(chat_id.as_str()))
+    );
+    // On subscribe the refusal is an error only: the connection stays open.
+    send_text(&mut ws, r#"{"type":"subscribe","chat_id":"still-unknown","mode":"add"}"#).await;
+    assert_eq!(recv_json(&mut ws).await["code"], "unknown_chat");
+    send_text(&mut ws, "ping").await;
+    assert_eq!(recv_json(&mut ws).await["type"], "pong");
+}
