@@ -164,7 +164,8 @@ fn read_xls(path: &Path, sheet: Option<&str>, limits: &ReadLimits) -> Result<Wor
 /// dropped).
 struct SheetBuilder<'a> {
     limits: &'a ReadLimits,
-    rows: Vec<Vec<(u32, Cell)>>,
+    /// Dense rows, each as long as its right-most non-empty cell (padded to the width at the end).
+    rows: Vec<Vec<Cell>>,
     width: u32,
 }
 
@@ -179,23 +180,26 @@ impl<'a> SheetBuilder<'a> {
         let height = (self.rows.len() as u64).max(u64::from(row) + 1);
         too_many(height, u64::from(width), self.limits)?;
         self.width = width;
-        let row = row as usize;
+        let (row, col) = (row as usize, col as usize);
         if row >= self.rows.len() {
             self.rows.resize_with(row + 1, Vec::new);
         }
-        self.rows[row].push((col, cell));
+        let cells = &mut self.rows[row];
+        if cells.capacity() == 0 {
+            // Rows are usually as wide as the ones before: one allocation per row.
+            cells.reserve_exact(self.width as usize);
+        }
+        if col >= cells.len() {
+            cells.resize(col + 1, Cell::text(""));
+        }
+        cells[col] = cell;
         Ok(())
     }
 
     fn finish(self) -> Table {
         let width = self.width as usize;
-        let mut dense = self.rows.into_iter().map(|sparse| {
-            let mut row = vec![Cell::text(""); width];
-            for (col, cell) in sparse {
-                if let Some(slot) = row.get_mut(col as usize) {
-                    *slot = cell;
-                }
-            }
+        let mut dense = self.rows.into_iter().map(|mut row| {
+            row.resize(width, Cell::text(""));
             row
         });
         let Some(header) = dense.next() else {
@@ -259,6 +263,10 @@ pub fn number_text(value: f64) -> String {
         if value == 0.0 {
             return "0".to_string();
         }
+        // Exact in i64 (and far faster than the exact decimal expansion below).
+        if value.abs() < 9.0e15 {
+            return (value as i64).to_string();
+        }
         // `{:.0}` prints the exact decimal value of the double, like Python's int(float).
         return format!("{value:.0}");
     }
@@ -287,7 +295,21 @@ fn excel_datetime_text(dt: &ExcelDateTime) -> String {
 }
 
 fn naive_datetime_text(datetime: &chrono::NaiveDateTime) -> String {
-    let base = datetime.format("%Y-%m-%d %H:%M:%S").to_string();
+    use chrono::{Datelike, Timelike};
+    // Written by hand for speed; years outside 0..=9999 keep chrono's own rendering.
+    let base = if (0..=9999).contains(&datetime.year()) {
+        format!(
+            "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
+            datetime.year(),
+            datetime.month(),
+            datetime.day(),
+            datetime.hour(),
+            datetime.minute(),
+            datetime.second()
+        )
+    } else {
+        datetime.format("%Y-%m-%d %H:%M:%S").to_string()
+    };
     let micros = chrono::Timelike::nanosecond(datetime) / 1000;
     if micros == 0 {
         base
