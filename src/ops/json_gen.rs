@@ -178,7 +178,10 @@ impl<W: Write> Write for CountingWriter<'_, W> {
 /// A sequence serialized lazily from an iterator (one row object in memory at a time).
 struct LazySeq<I>(RefCell<Option<I>>);
 
-impl<I: Iterator<Item = Value>> Serialize for LazySeq<I> {
+impl<I: Iterator> Serialize for LazySeq<I>
+where
+    I::Item: Serialize,
+{
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         match self.0.borrow_mut().take() {
             Some(iter) => serializer.collect_seq(iter),
@@ -192,7 +195,10 @@ struct NestedDoc<I> {
     count: usize,
 }
 
-impl<I: Iterator<Item = Value>> Serialize for NestedDoc<I> {
+impl<I: Iterator> Serialize for NestedDoc<I>
+where
+    I::Item: Serialize,
+{
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let mut map = serializer.serialize_map(Some(2))?;
         map.serialize_entry("items", &self.items)?;
@@ -216,7 +222,8 @@ pub fn write_json_document<W, I>(
 ) -> Result<JsonWriteSummary, OpError>
 where
     W: Write,
-    I: Iterator<Item = Value>,
+    I: Iterator,
+    I::Item: Serialize,
 {
     let mut counting = CountingWriter { inner: out, count: 0 };
     let total_records;
@@ -229,9 +236,12 @@ where
             }
             JsonShape::SingleObject => {
                 let mut objects = objects;
-                let first = objects.next().unwrap_or_else(|| Value::Object(Map::new()));
                 total_records = 1;
-                first.serialize(&mut ser).map_err(json_io_error)?;
+                match objects.next() {
+                    Some(first) => first.serialize(&mut ser),
+                    None => Value::Object(Map::new()).serialize(&mut ser),
+                }
+                .map_err(json_io_error)?;
             }
             JsonShape::EmptyObject => {
                 total_records = 0;
@@ -336,6 +346,38 @@ pub fn plan_json(columns: &[String], row_count: usize, req: &JsonGenRequest) -> 
     Ok(JsonGenPlan { fields, null_handling: req.null_handling, shape, pretty_print: req.pretty_print })
 }
 
+/// One row's object serialized straight from the cells (no intermediate `Value`, no key copies).
+struct RowObject<'a> {
+    plan: &'a JsonGenPlan,
+    row: &'a [Cell],
+}
+
+impl Serialize for RowObject<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(None)?;
+        for (key, index) in &self.plan.fields {
+            let cell = self.row.get(*index).unwrap_or(&Cell::Missing);
+            let is_null = match cell {
+                Cell::Missing => true,
+                Cell::Float(f) => !f.is_finite(),
+                _ => false,
+            };
+            match (self.plan.null_handling, cell) {
+                (NullHandling::Exclude, _) if is_null => {}
+                (NullHandling::Exclude, Cell::Text(t)) if t.is_empty() => {}
+                (NullHandling::Default, _) if is_null => map.serialize_entry(key, "")?,
+                (_, _) if is_null => map.serialize_entry(key, &())?,
+                (_, Cell::Text(t)) => map.serialize_entry(key, t)?,
+                (_, Cell::Int(i)) => map.serialize_entry(key, i)?,
+                (_, Cell::Float(f)) => map.serialize_entry(key, f)?,
+                (_, Cell::Bool(b)) => map.serialize_entry(key, b)?,
+                (_, Cell::Missing) => map.serialize_entry(key, &())?,
+            }
+        }
+        map.end()
+    }
+}
+
 impl JsonGenPlan {
     /// The object for one row.
     pub fn row_object(&self, row: &[Cell]) -> Value {
@@ -369,7 +411,7 @@ where
     W: Write,
     I: IntoIterator<Item = &'r [Cell]>,
 {
-    let objects = rows.into_iter().map(|r| plan.row_object(r));
+    let objects = rows.into_iter().map(|row| RowObject { plan, row });
     write_json_document(plan.shape, objects, row_count, plan.pretty_print, out)
 }
 
@@ -565,5 +607,30 @@ mod tests {
         let mut compact = req(&[]);
         compact.pretty_print = false;
         assert!(!run(&people(), &compact).0.contains("\n  "));
+    }
+
+    #[test]
+    fn streamed_rows_match_row_objects_for_every_cell_kind_and_null_handling() {
+        let table = Table {
+            columns: vec!["t".into(), "e".into(), "m".into(), "i".into(), "f".into(), "n".into(), "b".into()],
+            rows: vec![vec![
+                Cell::text("x"),
+                Cell::text(""),
+                Cell::Missing,
+                Cell::Int(-3),
+                Cell::Float(2.5),
+                Cell::Float(f64::NAN),
+                Cell::Bool(true),
+            ]],
+        };
+        for null_handling in [NullHandling::Include, NullHandling::Exclude, NullHandling::Default] {
+            for pretty in [true, false] {
+                let r = JsonGenRequest { null_handling, pretty_print: pretty, ..req(&[]) };
+                let plan = plan_json(&table.columns, 1, &r).unwrap();
+                let (text, _) = run(&table, &r);
+                let expected = to_python_json(&Value::Array(vec![plan.row_object(&table.rows[0])]), pretty);
+                assert_eq!(text, expected, "{null_handling:?} pretty={pretty}");
+            }
+        }
     }
 }
