@@ -538,6 +538,11 @@ impl Chat {
         let finished =
             self.guarded_final(ctl, move |chat, ctl| chat.finish_run(ctl, outcome, duration_ms)).await;
         if let Some(outcome) = finished {
+            // Leave the chat queue before the submitter hears the outcome, so a run submitted right after
+            // it is not reported as queued behind a finished one. (The dispatcher's later remove is a no-op.)
+            if let Some(next) = self.runner.remove(ctl) {
+                self.dispatch(next);
+            }
             let _ = ctl.done.send(Some(outcome));
         }
     }

@@ -323,7 +323,8 @@ impl ChatStore {
         &self.path
     }
 
-    fn read<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, ChatError> {
+    /// Runs `f` on a pooled reader connection (other chat modules, e.g. the bot context, use this too).
+    pub fn read<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, ChatError> {
         let pooled = lock(&self.readers).pop();
         let conn = match pooled {
             Some(c) => c,
@@ -337,7 +338,9 @@ impl ChatStore {
         Ok(out?)
     }
 
-    fn write<T>(&self, f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>) -> Result<T, ChatError> {
+    /// Runs `f` on the single writer connection. Never publish events from inside `f`: `Hub::publish`
+    /// appends to the log through this same connection.
+    pub fn write<T>(&self, f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>) -> Result<T, ChatError> {
         let mut conn = lock(&self.writer);
         Ok(f(&mut conn)?)
     }

@@ -934,8 +934,12 @@ impl StepContext<'_> {
         });
         let result = match &target {
             Some(t) => {
-                if let Some(parent) = t.path.parent() {
-                    std::fs::create_dir_all(parent).map_err(|e| op_failure(operation, e.into()))?;
+                // Never re-create the folder of a conversation deleted during the run.
+                if !t.path.parent().is_some_and(Path::is_dir) {
+                    return Err(format!(
+                        "{}the conversation folder no longer exists",
+                        family_prefix(operation)
+                    ));
                 }
                 self.execute(&step.op, input, &t.path)
             }

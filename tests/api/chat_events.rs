@@ -518,3 +518,19 @@ async fn stream_progress_false_suppresses_progress_only() {
         ["workflow_started", "step_result", "step_result", "step_result", "workflow_completed"]
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn i224_a_run_submitted_after_the_previous_one_answered_is_not_queued() {
+    let app = spawn_app().await;
+    let chat = chat_with_csv(&app).await;
+    let mut ws = subscriber(&app, &chat).await;
+    for _ in 0..5 {
+        assert_eq!(execute(&app, &chat, &three_steps()).await.0, 200);
+    }
+    let mut events = Vec::new();
+    for _ in 0..5 {
+        events.extend(events_until(&mut ws, &["workflow_completed"], LONG).await);
+    }
+    assert_consecutive(&events);
+    assert!(!types(&events).iter().any(|t| t == "workflow_queued"), "{:?}", types(&events));
+}
