@@ -8,10 +8,9 @@ use serde_json::{json, Map, Value};
 
 use crate::bot::service::{Answer, BotService};
 use crate::bot::{view, Reply, Status, Step};
-use crate::chat::ChatError;
 use crate::envelope::{envelope_body, envelope_response, public_origin, request_id_of, ApiResponse};
-use crate::error::{blocking, ApiError};
-use crate::http::chat::{chat_of, read_chat_form};
+use crate::error::ApiError;
+use crate::http::chat::{chat_of, receive_upload, run};
 use crate::http::{get, method_not_allowed, ApiResult};
 use crate::AppState;
 
@@ -45,14 +44,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 
 fn service(state: &AppState) -> Result<BotService, ApiError> {
     Ok(BotService::new(chat_of(state)?))
-}
-
-/// Runs bot work on the blocking pool; unexpected failures read `{action}: …`.
-async fn run<T: Send + 'static>(
-    action: &'static str,
-    work: impl FnOnce() -> Result<T, ChatError> + Send + 'static,
-) -> Result<T, ApiError> {
-    blocking(move || work().map_err(|e| e.api(action))).await
 }
 
 /// An envelope whose body status differs from nothing the middleware would produce: soft failures (HTTP
@@ -158,19 +149,7 @@ async fn upload(
     state: web::Data<AppState>,
     path: web::Path<String>,
 ) -> ApiResult {
-    let chat = chat_of(&state)?;
-    let id = path.into_inner();
-    let c = chat.clone();
-    let row = run("Failed to upload file", move || c.require_row(&id)).await?;
-    let dir = chat.storage.conv_dir(&row);
-    let mut form = read_chat_form(&req, payload, &state, &dir).await?;
-    let Some(file) = form.take_file("file") else {
-        return Err(ApiError::validation(if form.has_empty_file("file") {
-            "Empty filename"
-        } else {
-            "No file provided"
-        }));
-    };
+    let (chat, row, file) = receive_upload(&req, payload, &state, path.into_inner()).await?;
     let base = public_origin(&req, &state.config);
     let svc = BotService::new(chat);
     let up = run("Failed to upload file", move || {

@@ -9,10 +9,11 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Map, Value};
 
 use crate::chat::jobs::JobKind;
+use crate::chat::model::ConversationRow;
 use crate::chat::{workflow, Chat, ChatError};
 use crate::envelope::{public_origin, ApiResponse};
 use crate::error::{blocking, ApiError};
-use crate::http::upload::Form;
+use crate::http::upload::{Form, UploadedFile};
 use crate::http::{get, method_not_allowed, ApiResult};
 use crate::AppState;
 
@@ -56,12 +57,35 @@ fn base(req: &HttpRequest, state: &AppState) -> String {
     public_origin(req, &state.config)
 }
 
-/// Runs chat work on the blocking pool; failures read `{action}: …` when unexpected.
-async fn run<T: Send + 'static>(
+/// Runs chat (and bot) work on the blocking pool; failures read `{action}: …` when unexpected.
+pub(crate) async fn run<T: Send + 'static>(
     action: &'static str,
     work: impl FnOnce() -> Result<T, ChatError> + Send + 'static,
 ) -> Result<T, ApiError> {
     blocking(move || work().map_err(|e| e.api(action))).await
+}
+
+/// The shared start of the chat and bot upload endpoints: the conversation (404 if unknown) and its streamed
+/// `file` part (422 when absent or without a name).
+pub(crate) async fn receive_upload(
+    req: &HttpRequest,
+    payload: web::Payload,
+    state: &web::Data<AppState>,
+    chat_id: String,
+) -> Result<(Arc<Chat>, ConversationRow, UploadedFile), ApiError> {
+    let chat = chat_of(state)?;
+    let c = chat.clone();
+    let row = run("Failed to upload file", move || c.require_row(&chat_id)).await?;
+    let dir = chat.storage.conv_dir(&row);
+    let mut form = read_chat_form(req, payload, state, &dir).await?;
+    let Some(file) = form.take_file("file") else {
+        return Err(ApiError::validation(if form.has_empty_file("file") {
+            "Empty filename"
+        } else {
+            "No file provided"
+        }));
+    };
+    Ok((chat, row, file))
 }
 
 fn query_int(
@@ -144,19 +168,7 @@ async fn upload(
     state: web::Data<AppState>,
     path: web::Path<String>,
 ) -> ApiResult {
-    let chat = chat_of(&state)?;
-    let id = path.into_inner();
-    let c = chat.clone();
-    let row = run("Failed to upload file", move || c.require_row(&id)).await?;
-    let dir = chat.storage.conv_dir(&row);
-    let mut form = read_chat_form(&req, payload, &state, &dir).await?;
-    let Some(file) = form.take_file("file") else {
-        return Err(ApiError::validation(if form.has_empty_file("file") {
-            "Empty filename"
-        } else {
-            "No file provided"
-        }));
-    };
+    let (chat, row, file) = receive_upload(&req, payload, &state, path.into_inner()).await?;
     let base = base(&req, &state);
     let (stored, name) = run("Failed to upload file", move || {
         let placed = chat.store_upload(&row, file.path(), &file.client_name, Map::new(), &base);
