@@ -7,7 +7,9 @@ use serde_json::json;
 
 use crate::envelope::{download_url, ApiResponse};
 use crate::error::blocking;
-use crate::http::tables::{output_filename, output_target, post_resource, workbook_style, INFO_ERROR_PREFIX};
+use crate::http::tables::{
+    output_filename, output_target, post_resource, search_response, workbook_style, INFO_ERROR_PREFIX,
+};
 use crate::http::upload::Form;
 use crate::http::ApiResult;
 use crate::ops::convert::{csv_file_to_xlsx, resolve_sheet_name};
@@ -75,13 +77,7 @@ async fn search(req: HttpRequest, state: web::Data<AppState>, form: Form) -> Api
         Ok((target.name, outcome))
     })
     .await?;
-    let data = json!({
-        "download_url": download_url(&req, &state.config, &name),
-        "total_rows": outcome.total_rows,
-        "filtered_rows": outcome.filtered_rows,
-        "conditions_applied": outcome.conditions_applied,
-    });
-    Ok(ApiResponse::ok(outcome.message(), data))
+    Ok(search_response(&req, &state.config, &name, &outcome))
 }
 
 /// §7.3.4: as `excel/search/suggest-operators`, for a CSV file (types inferred while streaming).

@@ -8,8 +8,8 @@ use serde_json::json;
 use crate::envelope::{download_url, ApiResponse};
 use crate::error::{blocking, ApiError};
 use crate::http::tables::{
-    object_field, output_filename, output_target, post_resource, read_uploaded_workbook, string_list_field,
-    workbook_style, INFO_ERROR_PREFIX,
+    object_field, output_filename, output_target, post_resource, read_uploaded_workbook, search_response,
+    string_list_field, workbook_style, INFO_ERROR_PREFIX,
 };
 use crate::http::upload::Form;
 use crate::http::ApiResult;
@@ -148,13 +148,7 @@ async fn search(req: HttpRequest, state: web::Data<AppState>, form: Form) -> Api
         Ok((target.name, outcome))
     })
     .await?;
-    let data = json!({
-        "download_url": download_url(&req, &state.config, &name),
-        "total_rows": outcome.total_rows,
-        "filtered_rows": outcome.filtered_rows,
-        "conditions_applied": outcome.conditions_applied,
-    });
-    Ok(ApiResponse::ok(outcome.message(), data))
+    Ok(search_response(&req, &state.config, &name, &outcome))
 }
 
 /// §7.2.8: per column, the storage type, the operators to offer and the content-based type.

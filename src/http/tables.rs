@@ -106,6 +106,22 @@ pub fn write_text_output<T>(
     Ok(value)
 }
 
+/// The answer of both search endpoints (rest-api.md §7.2.7): where the result is and how many rows matched.
+pub fn search_response(
+    req: &actix_web::HttpRequest,
+    config: &Config,
+    name: &str,
+    outcome: &crate::ops::search::SearchOutcome,
+) -> crate::envelope::ApiResponse {
+    let data = json!({
+        "download_url": crate::envelope::download_url(req, config, name),
+        "total_rows": outcome.total_rows,
+        "filtered_rows": outcome.filtered_rows,
+        "conditions_applied": outcome.conditions_applied,
+    });
+    crate::envelope::ApiResponse::ok(outcome.message(), data)
+}
+
 /// A JSON array of strings field (`columns`); absent → `[]`; malformed or wrong shape → 422 naming it.
 pub fn string_list_field(raw: Option<&str>, field: &str) -> Result<Vec<String>, OpError> {
     match raw {
