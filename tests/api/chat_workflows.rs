@@ -615,3 +615,21 @@ async fn a9_a10_disabled_feature_is_422_except_bot_operations() {
     let (status, _) = envelope(app.get("/chat/nope").await).await;
     assert_eq!(status, 404, "a6");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn save_intermediate_files_false_removes_intermediate_outputs() {
+    let app = spawn_app_with(|c| c.chat_workflows.execution.save_intermediate_files = false).await;
+    let chat = chat_with_csv(&app).await;
+    let (status, res) = execute(&app, &chat, &three_steps()).await;
+    assert_eq!(status, 200, "{res}");
+    let conv = get_chat(&app, &chat).await;
+    let outputs: Vec<&str> =
+        conv["output_files"].as_array().unwrap().iter().map(|p| p.as_str().unwrap()).collect();
+    assert_eq!(outputs.len(), 1, "{outputs:?}");
+    assert!(outputs[0].contains("/outputs/"));
+    let dir = std::path::Path::new(outputs[0]).parent().unwrap().parent().unwrap().join("intermediate");
+    assert!(tree(&dir).is_empty(), "intermediate files deleted");
+    let final_rows =
+        xlsx_rows(&app.download(res["data"]["results"][2]["download_url"].as_str().unwrap()).await);
+    assert_eq!(final_rows.len(), 3);
+}
