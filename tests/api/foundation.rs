@@ -205,19 +205,34 @@ fn invalid_config_stops_startup_naming_the_key() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("missing.yml"));
 }
 
+/// Kills the child process if the test fails before stopping it, so no server outlives a failed test.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
 /// Starts the real binary with port 0: it prints a banner with both addresses, logs requests to the configured
 /// file with method, path, status, duration and request id, warns about unknown keys, and stops on SIGTERM.
 #[test]
 fn binary_prints_banner_logs_requests_and_stops_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), "mystery_section:\n  key: 1\n");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_oxcelize"))
-        .arg("--config")
-        .arg(&config)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_oxcelize"))
+            .arg("--config")
+            .arg(&config)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let child = &mut child.0;
     let mut banner = String::new();
     BufReader::new(child.stdout.take().unwrap()).read_line(&mut banner).unwrap();
     assert!(banner.contains("oxcelize v0.0.1"), "{banner}");
