@@ -170,11 +170,20 @@ impl BareTypes {
         if t.is_empty() {
             return;
         }
-        self.boolean &= t.eq_ignore_ascii_case("true") || t.eq_ignore_ascii_case("false");
-        self.integer &= t.parse::<i64>().is_ok();
-        self.number &= t.parse::<f64>().is_ok();
-        self.date &= chrono::NaiveDate::parse_from_str(t, "%Y-%m-%d").is_ok()
-            || chrono::NaiveDateTime::parse_from_str(t, "%Y-%m-%d %H:%M:%S").is_ok();
+        // Each check runs only while the column can still be of that type.
+        if self.boolean {
+            self.boolean = t.eq_ignore_ascii_case("true") || t.eq_ignore_ascii_case("false");
+        }
+        if self.integer {
+            self.integer = t.parse::<i64>().is_ok();
+        }
+        if self.number {
+            self.number = t.parse::<f64>().is_ok();
+        }
+        if self.date {
+            self.date = chrono::NaiveDate::parse_from_str(t, "%Y-%m-%d").is_ok()
+                || chrono::NaiveDateTime::parse_from_str(t, "%Y-%m-%d %H:%M:%S").is_ok();
+        }
     }
 }
 
