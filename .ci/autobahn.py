@@ -144,12 +144,14 @@ def main() -> int:
     parser.add_argument("--update", action="store_true", help="rewrite the expected file")
     parser.add_argument("--include", action="append", help="case id or glob (default: all)")
     args = parser.parse_args()
+    # The server runs in a temporary directory, so a relative binary path must be resolved first.
+    binary = str(Path(args.binary).resolve())
 
     rest_port, ws_port = free_port(), free_port()
     with tempfile.TemporaryDirectory(prefix="oxcelize-autobahn-") as root:
         config = Path(root) / "application.yml"
         config.write_text(CONFIG.format(rest_port=rest_port, ws_port=ws_port, root=root))
-        proc = subprocess.Popen([args.binary, "--config", str(config)], cwd=root)
+        proc = subprocess.Popen([binary, "--config", str(config)], cwd=root)
         try:
             wait_healthy(rest_port, proc)
             started = time.monotonic()
