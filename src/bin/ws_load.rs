@@ -4,7 +4,7 @@
 //! connections held. Every loop is bounded in count and time; all traffic goes to 127.0.0.1.
 //!
 //! `ws_load --rest http://127.0.0.1:15050/api/v1 --ws ws://127.0.0.1:15051 --clients 1000 [--chats 1]
-//!  [--runs 3] [--pid SERVER_PID] [--connect-concurrency 200] [--timeout-secs 300]`
+//!  [--runs 3] [--pid SERVER_PID] [--connect-concurrency 200] [--timeout-secs 300] [--per-event]`
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -28,6 +28,7 @@ struct Args {
     pid: Option<u32>,
     connect_concurrency: usize,
     timeout: Duration,
+    per_event: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -40,6 +41,7 @@ fn parse_args() -> Result<Args, String> {
         pid: None,
         connect_concurrency: 200,
         timeout: Duration::from_secs(300),
+        per_event: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -57,6 +59,7 @@ fn parse_args() -> Result<Args, String> {
             "--timeout-secs" => {
                 a.timeout = Duration::from_secs(value()?.parse().map_err(|e| format!("--timeout-secs: {e}"))?)
             }
+            "--per-event" => a.per_event = true,
             "--help" | "-h" => return Err("usage: see the module documentation of src/bin/ws_load.rs".into()),
             other => return Err(format!("unknown argument {other}")),
         }
@@ -159,15 +162,18 @@ async fn run_client(
     if !log.connected {
         return log;
     }
+    // One timer for the whole wait (not one per message): the generator shares the machine with the
+    // server, so its own per-message cost shows up in the spread it measures.
+    let expired = tokio::time::sleep_until(deadline);
+    tokio::pin!(expired);
+    let mut wanted = *target.borrow();
     loop {
-        if let Some(t) = *target.borrow() {
-            if log.received.keys().next_back().is_some_and(|last| *last >= t) {
-                break;
-            }
+        if wanted.is_some_and(|t| log.received.keys().next_back().is_some_and(|last| *last >= t)) {
+            break;
         }
         tokio::select! {
-            msg = tokio::time::timeout_at(deadline, ws.next()) => match msg {
-                Ok(Some(Ok(Message::Text(t)))) => {
+            msg = ws.next() => match msg {
+                Some(Ok(Message::Text(t))) => {
                     let now = Instant::now();
                     // A scan instead of a full JSON parse keeps the generator's own CPU use (and its effect on
                     // the measured spread) low; the server always writes `"seq":N` unspaced.
@@ -175,10 +181,16 @@ async fn run_client(
                         log.received.entry(seq).or_insert(now);
                     }
                 }
-                Ok(Some(Ok(_))) => {}
+                Some(Ok(_)) => {}
                 _ => break,
             },
-            changed = target.changed() => { if changed.is_err() { break; } }
+            changed = target.changed() => {
+                if changed.is_err() {
+                    break;
+                }
+                wanted = *target.borrow();
+            }
+            _ = &mut expired => break,
         }
     }
     let _ = ws.close(None).await;
@@ -321,6 +333,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             let e = by_event.entry((log.chat, *seq)).or_insert((*at, *at));
             e.0 = e.0.min(*at);
             e.1 = e.1.max(*at);
+        }
+    }
+    if args.per_event {
+        // First and last receipt of every event, relative to the first receipt of the run.
+        let origin = by_event.values().map(|(a, _)| *a).min();
+        let mut rows: Vec<_> = by_event.iter().collect();
+        rows.sort_by_key(|((chat, seq), _)| (*chat, *seq));
+        for ((chat, seq), (first, last)) in rows {
+            let at = |t: &Instant| origin.map(|o| t.duration_since(o).as_secs_f64() * 1000.0).unwrap_or(0.0);
+            println!("chat {chat} seq {seq}: first {:.2} ms, last {:.2} ms", at(first), at(last));
         }
     }
     let mut spreads: Vec<f64> =

@@ -11,12 +11,13 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Duration;
 
+use bytestring::ByteString;
 use serde_json::{json, Map, Value};
 
 use crate::config::Config;
 use crate::envelope::now_rfc3339;
 pub use log::{EventLog, MemoryEventLog};
-pub use queue::{CloseReason, Outgoing, Push, SendQueue};
+pub use queue::{CloseReason, Outgoing, Push, SendQueue, WakeGroup};
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -55,8 +56,8 @@ pub trait ActiveJobs: Send + Sync {
 /// The latest run of a chat as published: its `workflow_started` and newest `progress` (C.6 snapshot).
 struct RunSnapshot {
     job_id: String,
-    started: Arc<str>,
-    progress: Option<Arc<str>>,
+    started: ByteString,
+    progress: Option<ByteString>,
 }
 
 /// A resume request (websocket.md C.6).
@@ -111,6 +112,8 @@ pub struct Hub {
     shutting_down: AtomicBool,
     counters: Counters,
     active_jobs: RwLock<Option<Arc<dyn ActiveJobs>>>,
+    /// One wake group per runtime thread that runs connection writers (see `queue`).
+    wake_groups: Mutex<HashMap<std::thread::ThreadId, Arc<WakeGroup>>>,
 }
 
 /// A registered connection; dropping it unregisters it everywhere.
@@ -150,7 +153,21 @@ impl Hub {
             shutting_down: AtomicBool::new(false),
             counters: Counters::default(),
             active_jobs: RwLock::new(None),
+            wake_groups: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The wake group of the calling runtime thread; on first use `spawn` must start its task there.
+    pub fn wake_group_for_current_thread(&self, spawn: impl FnOnce(Arc<WakeGroup>)) -> Arc<WakeGroup> {
+        let mut groups = lock(&self.wake_groups);
+        let thread = std::thread::current().id();
+        if let Some(group) = groups.get(&thread) {
+            return group.clone();
+        }
+        let group = WakeGroup::for_current_thread();
+        spawn(group.clone());
+        groups.insert(thread, group.clone());
+        group
     }
 
     /// Installs the job runner's view of active jobs (C.4 `active_job`).
@@ -383,7 +400,7 @@ impl Hub {
 
     /// Publishes a chat-scoped event: assigns `seq`, stamps `chat_id`/`timestamp` if absent, appends it to
     /// the log, then enqueues it to every subscriber. Returns the stored JSON text and its `seq`.
-    pub fn publish(&self, chat_id: &str, event: Value) -> (u64, Arc<str>) {
+    pub fn publish(&self, chat_id: &str, event: Value) -> (u64, ByteString) {
         let mut map = match event {
             Value::Object(m) => m,
             other => {
@@ -404,7 +421,7 @@ impl Hub {
             .then(|| map.get("step_id").and_then(Value::as_str).map(|s| (Arc::from(chat_id), Arc::from(s))))
             .flatten();
         let job_id = map.get("job_id").and_then(Value::as_str).map(str::to_string);
-        let text: Arc<str> = Value::Object(map).to_string().into();
+        let text = ByteString::from(Value::Object(map).to_string());
         track_run(&mut ch.run, &event_type, job_id, &text);
         if let Err(e) = self.event_log().append(chat_id, seq, &event_type, &text) {
             // Live delivery still happens; the loss is limited to replay and is logged loudly.
@@ -516,7 +533,7 @@ impl Hub {
 }
 
 /// Keeps the chat's running job's `workflow_started` and newest `progress` for the C.6 snapshot.
-fn track_run(run: &mut Option<RunSnapshot>, event_type: &str, job_id: Option<String>, text: &Arc<str>) {
+fn track_run(run: &mut Option<RunSnapshot>, event_type: &str, job_id: Option<String>, text: &ByteString) {
     let Some(job_id) = job_id else { return };
     match event_type {
         "workflow_started" => *run = Some(RunSnapshot { job_id, started: text.clone(), progress: None }),

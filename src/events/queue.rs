@@ -1,10 +1,18 @@
 //! The bounded per-connection send queue (websocket.md C.9). Publishers enqueue without waiting; the
 //! connection's writer task drains it. On overflow, superseded `progress` events are coalesced first; if
 //! that is not enough the connection is a slow consumer: the queue is discarded and it closes with 4008.
+//!
+//! Waking: a publisher usually runs on another thread than the connection's writer task, and waking a
+//! task across threads costs a system call. A queue joined to its writer thread's [`WakeGroup`] hands the
+//! wake to that group instead, so one publish to 1,000 connections costs one cross-thread wake per runtime
+//! thread, not one per connection.
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::thread::ThreadId;
 
+use bytestring::ByteString;
 use tokio::sync::Notify;
 
 /// Why and how a connection is closed by the server.
@@ -27,25 +35,18 @@ pub const CLOSE_TRY_AGAIN: u16 = 1013;
 pub const CLOSE_INVALID_SESSION: u16 = 4001;
 pub const CLOSE_SLOW_CONSUMER: u16 = 4008;
 
-/// One frame waiting to be written.
+/// One frame waiting to be written. The text is shared (reference-counted) by every queue it is in.
 #[derive(Debug, Clone)]
 pub struct Outgoing {
-    pub text: Arc<str>,
+    pub text: ByteString,
     /// `(chat_id, step_id)` for `progress` events: a newer one with the same key supersedes this one.
     pub coalesce_key: Option<(Arc<str>, Arc<str>)>,
 }
 
 impl Outgoing {
-    pub fn text(text: impl Into<Arc<str>>) -> Self {
+    pub fn text(text: impl Into<ByteString>) -> Self {
         Outgoing { text: text.into(), coalesce_key: None }
     }
-}
-
-/// What the writer task gets next.
-#[derive(Debug)]
-pub enum Next {
-    Frame(Outgoing),
-    Close(CloseReason),
 }
 
 #[derive(Debug, Default)]
@@ -63,6 +64,54 @@ pub struct SendQueue {
     notify: Notify,
     max_messages: usize,
     max_bytes: usize,
+    /// The writer thread's wake group, once the writer has joined one.
+    group: OnceLock<Arc<WakeGroup>>,
+    /// True while this queue waits in its group's ready list (it is listed at most once).
+    listed: AtomicBool,
+}
+
+/// Batches the wakes of the writer tasks of one runtime thread (see the module documentation). Its
+/// [`WakeGroup::run`] task must run on that thread.
+#[derive(Debug)]
+pub struct WakeGroup {
+    thread: ThreadId,
+    ready: Mutex<Vec<Arc<SendQueue>>>,
+    kick: Notify,
+}
+
+impl WakeGroup {
+    /// A group for the current thread.
+    pub fn for_current_thread() -> Arc<Self> {
+        Arc::new(WakeGroup {
+            thread: std::thread::current().id(),
+            ready: Mutex::new(Vec::new()),
+            kick: Notify::new(),
+        })
+    }
+
+    fn list(&self, queue: Arc<SendQueue>) {
+        let first = {
+            let mut ready = self.ready.lock().unwrap_or_else(|p| p.into_inner());
+            ready.push(queue);
+            ready.len() == 1
+        };
+        if first {
+            self.kick.notify_one();
+        }
+    }
+
+    /// Wakes the writers of every listed queue, from the group's own thread (cheap local wakes).
+    pub async fn run(self: Arc<Self>) {
+        let mut batch = Vec::new();
+        loop {
+            self.kick.notified().await;
+            std::mem::swap(&mut batch, &mut *self.ready.lock().unwrap_or_else(|p| p.into_inner()));
+            for queue in batch.drain(..) {
+                queue.listed.store(false, Ordering::Release);
+                queue.notify.notify_one();
+            }
+        }
+    }
 }
 
 /// Result of an enqueue.
@@ -84,7 +133,25 @@ impl SendQueue {
             notify: Notify::new(),
             max_messages,
             max_bytes,
+            group: OnceLock::new(),
+            listed: AtomicBool::new(false),
         })
+    }
+
+    /// Routes the wakes of pushes from other threads through `group`, whose thread runs the writer.
+    pub fn join(&self, group: Arc<WakeGroup>) {
+        let _ = self.group.set(group);
+    }
+
+    fn wake(self: &Arc<Self>) {
+        match self.group.get() {
+            Some(group) if group.thread != std::thread::current().id() => {
+                if !self.listed.swap(true, Ordering::AcqRel) {
+                    group.list(self.clone());
+                }
+            }
+            _ => self.notify.notify_one(),
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -93,7 +160,7 @@ impl SendQueue {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub fn push(&self, item: Outgoing) -> Push {
+    pub fn push(self: &Arc<Self>, item: Outgoing) -> Push {
         let mut st = self.lock();
         if st.close.is_some() {
             return Push::Closed;
@@ -109,7 +176,7 @@ impl SendQueue {
                 st.bytes = 0;
                 st.close = Some(CloseReason::new(CLOSE_SLOW_CONSUMER, "slow consumer"));
                 drop(st);
-                self.notify.notify_one();
+                self.wake();
                 return Push::SlowConsumer;
             }
         }
@@ -117,22 +184,22 @@ impl SendQueue {
         st.items.push_back(item);
         st.high_water = st.high_water.max(st.items.len());
         drop(st);
-        self.notify.notify_one();
+        self.wake();
         Push::Queued { coalesced }
     }
 
     /// Asks the writer to close after sending what is queued (shutdown, deleted conversation, limits).
-    pub fn close(&self, reason: CloseReason) {
+    pub fn close(self: &Arc<Self>, reason: CloseReason) {
         let mut st = self.lock();
         if st.close.is_none() {
             st.close = Some(reason);
         }
         drop(st);
-        self.notify.notify_one();
+        self.wake();
     }
 
     /// Closes at once, discarding what is queued.
-    pub fn abort(&self, reason: CloseReason) {
+    pub fn abort(self: &Arc<Self>, reason: CloseReason) {
         let mut st = self.lock();
         st.items.clear();
         st.bytes = 0;
@@ -140,7 +207,7 @@ impl SendQueue {
             st.close = Some(reason);
         }
         drop(st);
-        self.notify.notify_one();
+        self.wake();
     }
 
     pub fn is_closing(&self) -> bool {
@@ -159,18 +226,20 @@ impl SendQueue {
         self.lock().high_water
     }
 
-    /// Waits for the next frame, or the close once everything queued has been handed out.
-    pub async fn next(&self) -> Next {
+    /// Waits until something is queued, then moves every queued frame into `batch` (one lock per burst).
+    /// Returns the close reason instead once the queue is closing and everything queued was handed out.
+    pub async fn next_batch(&self, batch: &mut Vec<Outgoing>) -> Option<CloseReason> {
         loop {
             let notified = self.notify.notified();
             {
                 let mut st = self.lock();
-                if let Some(item) = st.items.pop_front() {
-                    st.bytes -= item.text.len();
-                    return Next::Frame(item);
+                if !st.items.is_empty() {
+                    st.bytes = 0;
+                    batch.extend(st.items.drain(..));
+                    return None;
                 }
                 if let Some(reason) = &st.close {
-                    return Next::Close(reason.clone());
+                    return Some(reason.clone());
                 }
             }
             notified.await;
@@ -218,16 +287,12 @@ mod tests {
         q.close(CloseReason::new(1001, "bye"));
         assert_eq!(q.push(Outgoing::text("c")), Push::Closed);
         let mut got = Vec::new();
-        loop {
-            match q.next().await {
-                Next::Frame(f) => got.push(f.text.to_string()),
-                Next::Close(r) => {
-                    assert_eq!(r.code, 1001);
-                    break;
-                }
-            }
-        }
-        assert_eq!(got, ["a", "b"]);
+        assert_eq!(q.next_batch(&mut got).await, None);
+        let texts: Vec<&str> = got.iter().map(|f| &*f.text).collect();
+        assert_eq!(texts, ["a", "b"]);
+        got.clear();
+        assert_eq!(q.next_batch(&mut got).await, Some(CloseReason::new(1001, "bye")));
+        assert!(got.is_empty());
     }
 
     #[test]
@@ -244,6 +309,54 @@ mod tests {
         assert_eq!(q.push(Outgoing::text("y")), Push::SlowConsumer);
         assert!(q.is_closing());
         assert_eq!(q.len(), 0);
+    }
+
+    #[test]
+    fn pushes_from_another_thread_reach_every_writer_through_the_group() {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        tokio::task::LocalSet::new().block_on(&rt, async {
+            let group = WakeGroup::for_current_thread();
+            tokio::task::spawn_local(group.clone().run());
+            let queues: Vec<_> = (0..50)
+                .map(|_| {
+                    let q = SendQueue::new(10, 1000);
+                    q.join(group.clone());
+                    q
+                })
+                .collect();
+            let writers: Vec<_> = queues
+                .iter()
+                .cloned()
+                .map(|q| {
+                    tokio::task::spawn_local(async move {
+                        let (mut batch, mut got) = (Vec::new(), Vec::new());
+                        while q.next_batch(&mut batch).await.is_none() {
+                            got.extend(batch.drain(..).map(|f| f.text.to_string()));
+                        }
+                        got
+                    })
+                })
+                .collect();
+            let publisher = {
+                let queues = queues.clone();
+                std::thread::spawn(move || {
+                    for n in 0..3 {
+                        for q in &queues {
+                            assert_eq!(
+                                q.push(Outgoing::text(format!("e{n}"))),
+                                Push::Queued { coalesced: 0 }
+                            );
+                        }
+                    }
+                    queues.iter().for_each(|q| q.close(CloseReason::new(1000, "")));
+                })
+            };
+            for writer in writers {
+                assert_eq!(writer.await.unwrap(), ["e0", "e1", "e2"]);
+            }
+            publisher.join().unwrap();
+            assert!(queues.iter().all(|q| !q.listed.load(Ordering::Acquire)), "every queue left the list");
+        });
     }
 
     #[test]

@@ -15,8 +15,7 @@ use serde_json::{json, Value};
 
 use crate::envelope::now_rfc3339;
 use crate::events::queue::{
-    CloseReason, Next, CLOSE_INTERNAL, CLOSE_INVALID_SESSION, CLOSE_SLOW_CONSUMER, CLOSE_TOO_BIG,
-    CLOSE_TRY_AGAIN,
+    CloseReason, CLOSE_INTERNAL, CLOSE_INVALID_SESSION, CLOSE_SLOW_CONSUMER, CLOSE_TOO_BIG, CLOSE_TRY_AGAIN,
 };
 use crate::events::{Connection, Hub, Refusal, Resume, SubscribeError};
 use crate::ws::auth::{self, AuthFailure, Authenticator, Grant, TokenSource};
@@ -348,6 +347,10 @@ async fn run(
             return;
         }
     };
+    // Publishers on other threads wake this writer through its thread's group (one wake per burst).
+    conn.queue.join(hub.wake_group_for_current_thread(|group| {
+        actix_web::rt::spawn(group.run());
+    }));
     let (closed_tx, mut closed_rx) = tokio::sync::watch::channel(false);
     let writer = actix_web::rt::spawn(write_loop(
         session.clone(),
@@ -542,37 +545,51 @@ async fn write_loop(
     write_timeout: Duration,
     closed: tokio::sync::watch::Sender<bool>,
 ) {
-    loop {
-        match queue.next().await {
-            Next::Frame(frame) => {
-                let write = session.text(frame.text.to_string());
-                match tokio::time::timeout(write_timeout, write).await {
-                    Ok(Ok(())) => {}
-                    Ok(Err(_)) => break,
-                    Err(_) => {
-                        queue.abort(CloseReason::new(CLOSE_SLOW_CONSUMER, "slow consumer"));
-                        let reason = actix_ws::CloseReason {
-                            code: CloseCode::from(CLOSE_SLOW_CONSUMER),
-                            description: Some("slow consumer".into()),
-                        };
-                        let _ = session.close(Some(reason)).now_or_never();
-                        let _ = closed.send(true);
-                        return;
-                    }
+    let mut batch = Vec::new();
+    let reason = loop {
+        if let Some(reason) = queue.next_batch(&mut batch).await {
+            break Some(reason);
+        }
+        let mut failed = false;
+        for frame in batch.drain(..) {
+            let written = {
+                let mut write = std::pin::pin!(session.text(frame.text));
+                // A write that completes at once (room in the socket's channel) needs no timer.
+                match write.as_mut().now_or_never() {
+                    Some(result) => Ok(result),
+                    None => tokio::time::timeout(write_timeout, write).await,
+                }
+            };
+            match written {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => {
+                    failed = true;
+                    break;
+                }
+                Err(_) => {
+                    queue.abort(CloseReason::new(CLOSE_SLOW_CONSUMER, "slow consumer"));
+                    let reason = actix_ws::CloseReason {
+                        code: CloseCode::from(CLOSE_SLOW_CONSUMER),
+                        description: Some("slow consumer".into()),
+                    };
+                    let _ = session.close(Some(reason)).now_or_never();
+                    let _ = closed.send(true);
+                    return;
                 }
             }
-            Next::Close(reason) => {
-                let code = CloseCode::from(reason.code);
-                let description = (!reason.reason.is_empty()).then(|| reason.reason.clone());
-                let _ = tokio::time::timeout(
-                    write_timeout,
-                    session.close(Some(actix_ws::CloseReason { code, description })),
-                )
-                .await;
-                let _ = closed.send(true);
-                return;
-            }
         }
+        if failed {
+            break None;
+        }
+    };
+    if let Some(reason) = reason {
+        let code = CloseCode::from(reason.code);
+        let description = (!reason.reason.is_empty()).then(|| reason.reason.clone());
+        let _ = tokio::time::timeout(
+            write_timeout,
+            session.close(Some(actix_ws::CloseReason { code, description })),
+        )
+        .await;
     }
     let _ = closed.send(true);
 }
