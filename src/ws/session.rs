@@ -236,6 +236,43 @@ enum Flow {
     Close,
 }
 
+/// The connection's context in owned form, so that handlers can run on the blocking pool.
+#[derive(Clone)]
+struct Owned {
+    state: web::Data<AppState>,
+    conn: Arc<Connection>,
+    handshake: Arc<Handshake>,
+    authenticator: Option<Arc<Authenticator>>,
+}
+
+impl Owned {
+    fn ctx(&self) -> Ctx<'_> {
+        Ctx {
+            state: &self.state,
+            conn: &self.conn,
+            handshake: &self.handshake,
+            authenticator: self.authenticator.as_deref(),
+        }
+    }
+
+    /// Runs a handler on the blocking pool: handlers may read SQLite (the chat lookup, the event log for
+    /// `last_seq` and replay), which must not stall the other connections served by this worker thread.
+    /// The auth state travels with the handler and comes back; `None` if the pool is gone (shutdown).
+    async fn off_reactor<R: Send + 'static>(
+        &self,
+        mut auth: AuthState,
+        handler: impl FnOnce(&Ctx<'_>, &mut AuthState) -> R + Send + 'static,
+    ) -> Option<(R, AuthState)> {
+        let owned = self.clone();
+        web::block(move || {
+            let result = handler(&owned.ctx(), &mut auth);
+            (result, auth)
+        })
+        .await
+        .ok()
+    }
+}
+
 /// Everything one connection's handlers need.
 struct Ctx<'a> {
     state: &'a AppState,
@@ -360,10 +397,15 @@ async fn run(
     ));
     log::debug!("ws: connection_id={:08x} from {} chat_id={:?}", conn.id, handshake.ip, handshake.path_chat);
 
-    let authenticator = Authenticator::from_config(&ws.auth);
-    let ctx =
-        Ctx { state: &state, conn: &conn, handshake: &handshake, authenticator: authenticator.as_ref() };
-    let mut auth = match (&authenticator, &handshake.token) {
+    let owned = Owned {
+        authenticator: Authenticator::from_config(&ws.auth).map(Arc::new),
+        state,
+        conn: Arc::new(conn),
+        handshake: Arc::new(handshake),
+    };
+    let (conn, handshake, authenticator) = (&owned.conn, &owned.handshake, &owned.authenticator);
+    let ctx = owned.ctx();
+    let mut auth = match (authenticator, &handshake.token) {
         (None, _) => AuthState::Disabled,
         (Some(a), Some((token, source))) => match a.validate(token) {
             Ok(grant) => AuthState::Granted(grant),
@@ -377,7 +419,10 @@ async fn run(
         },
     };
     if !conn.queue.is_closing() && !matches!(auth, AuthState::Pending { .. }) {
-        welcome(&ctx, &auth);
+        match owned.off_reactor(auth, |ctx, auth| welcome(ctx, auth)).await {
+            Some((_, back)) => auth = back,
+            None => return,
+        }
     }
 
     let mut stream = stream
@@ -407,19 +452,28 @@ async fn run(
         tokio::select! {
             msg = stream.recv() => {
                 let Some(msg) = msg else { break };
-                let flow = match msg {
-                    Ok(AggregatedMessage::Text(text)) => {
-                        last_inbound = Instant::now();
-                        match rate_ok(&mut limiter, &ctx) {
-                            Flow::Continue => dispatch(&ctx, &mut auth, &text),
-                            other => other,
-                        }
-                    }
+                let text = match &msg {
+                    Ok(AggregatedMessage::Text(text)) => Some(Ok(text.to_string())),
                     Ok(AggregatedMessage::Binary(bytes)) => {
+                        Some(std::str::from_utf8(bytes).map(str::to_string).map_err(|_| ()))
+                    }
+                    _ => None,
+                };
+                let flow = match msg {
+                    Ok(AggregatedMessage::Text(_) | AggregatedMessage::Binary(_)) => {
                         last_inbound = Instant::now();
-                        match (rate_ok(&mut limiter, &ctx), std::str::from_utf8(&bytes)) {
-                            (Flow::Continue, Ok(text)) => dispatch(&ctx, &mut auth, text),
-                            (Flow::Continue, Err(_)) => {
+                        match (rate_ok(&mut limiter, &ctx), text) {
+                            (Flow::Continue, Some(Ok(text))) => {
+                                let taken = std::mem::replace(&mut auth, AuthState::Disabled);
+                                match owned.off_reactor(taken, move |ctx, auth| dispatch(ctx, auth, &text)).await {
+                                    Some((flow, back)) => {
+                                        auth = back;
+                                        flow
+                                    }
+                                    None => Flow::Close,
+                                }
+                            }
+                            (Flow::Continue, _) => {
                                 conn.send(&INVALID_JSON.to_json());
                                 Flow::Continue
                             }
@@ -496,7 +550,6 @@ async fn run(
     }
     let _ =
         tokio::time::timeout(Duration::from_secs(ws.send_queue.write_timeout_seconds.max(1)), writer).await;
-    drop(conn);
 }
 
 /// The close code and reason for a frame-level error: 1009 too big, 1007 text that is not UTF-8, 1002 for

@@ -239,3 +239,52 @@ async fn i225_same_protocol_on_the_rest_port() {
     let events = events_until(&mut ws, &["workflow_completed"], Duration::from_secs(60)).await;
     assert_eq!(events[0]["type"], "workflow_started");
 }
+
+/// Subscribing may wait: for the event log (SQLite) and for the chat's lock, which a publisher holds while
+/// its event is appended. That wait runs on the blocking pool, so it delays only the subscribing client,
+/// never the other connections of the same worker thread (the test config has one worker per listener).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn c8_a_subscribe_that_waits_does_not_stall_other_connections() {
+    let app = spawn_app().await;
+    let mut other = app.ws_connect("/chat/other-chat").await;
+    assert_eq!(recv_json(&mut other).await["type"], "connected");
+
+    // A long write holds the store's writer connection; a publish to `fresh-chat` then waits for it while
+    // holding that chat's lock, so a subscription to `fresh-chat` waits too.
+    let store = app.state.chat.as_ref().expect("chat enabled").store.clone();
+    let writer_busy = std::thread::spawn(move || {
+        store.write(|_| {
+            std::thread::sleep(Duration::from_millis(1500));
+            Ok(())
+        })
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let hub = app.state.hub.clone();
+    let publisher = std::thread::spawn(move || hub.publish("fresh-chat", json!({"type": "note"})).0);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    let mut waiting = app.ws_connect("/chat/fresh-chat?last_seq=0").await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let asked = Instant::now();
+    send_text(&mut other, r#"{"type":"ping"}"#).await;
+    let pong = recv_json_within(&mut other, Duration::from_secs(10)).await.expect("pong");
+    assert_eq!(pong["type"], "pong");
+    let pong_after = asked.elapsed();
+    assert!(
+        pong_after < Duration::from_millis(700),
+        "the pong waited for the other subscription: {pong_after:?}"
+    );
+
+    // Once the write is done the subscription completes, with the event published meanwhile replayed.
+    writer_busy.join().unwrap().unwrap();
+    assert_eq!(publisher.join().unwrap(), 1);
+    let hello = recv_json_within(&mut waiting, Duration::from_secs(10)).await.expect("connected");
+    assert_eq!((hello["type"].as_str(), hello["last_seq"].as_u64()), (Some("connected"), Some(1)));
+    let note = recv_json_within(&mut waiting, Duration::from_secs(10)).await.expect("replayed note");
+    assert_eq!(
+        (note["type"].as_str(), note["seq"].as_u64(), note["replayed"].as_bool()),
+        (Some("note"), Some(1), Some(true))
+    );
+    let done = recv_json_within(&mut waiting, Duration::from_secs(10)).await.expect("replay_complete");
+    assert_eq!((done["type"].as_str(), done["count"].as_u64()), (Some("replay_complete"), Some(1)));
+}
