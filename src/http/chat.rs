@@ -153,7 +153,9 @@ pub async fn read_chat_form(
 ) -> Result<Form, ApiError> {
     let cw = &state.config.chat_workflows;
     let mb = cw.file.max_upload_size_mb.min(state.config.file.max_file_size_mb);
-    Form::read(req, payload.into_inner(), dir, mb.saturating_mul(1024 * 1024)).await.map_err(|e| {
+    let limit = mb.saturating_mul(1024 * 1024);
+    let form = Form::read_buffered(req, payload.into_inner(), dir, limit, cw.file.chunk_size_bytes).await;
+    form.map_err(|e| {
         if e.kind == crate::error::ErrorKind::PayloadTooLarge {
             ApiError::payload_too_large(format!("File too large (max {mb} MB)"))
         } else {
@@ -335,7 +337,9 @@ async fn restore(req: HttpRequest, payload: web::Payload, state: web::Data<AppSt
     // The archive is streamed to a temporary upload file, never into `dumps_path` under the client's name.
     let staging = state.config.file.upload_folder.clone();
     let mb = state.config.file.max_file_size_mb.max(cw.file.max_upload_size_mb);
-    let mut form = Form::read(&req, payload.into_inner(), &staging, mb.saturating_mul(1024 * 1024)).await?;
+    let limit = mb.saturating_mul(1024 * 1024);
+    let mut form =
+        Form::read_buffered(&req, payload.into_inner(), &staging, limit, cw.file.chunk_size_bytes).await?;
     let Some(archive) = form.take_file("dump_file") else {
         let message =
             if form.has_empty_file("dump_file") { "Empty filename" } else { "No dump file provided" };

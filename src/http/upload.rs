@@ -64,6 +64,18 @@ impl Form {
         upload_dir: &Path,
         max_body_bytes: u64,
     ) -> Result<Form, ApiError> {
+        Self::read_buffered(req, payload, upload_dir, max_body_bytes, WRITE_BUFFER_BYTES).await
+    }
+
+    /// [`Form::read`] with the write buffer of uploaded files set to `buffer_bytes` (the chat endpoints use
+    /// `chat_workflows.file.chunk_size_bytes`).
+    pub async fn read_buffered(
+        req: &HttpRequest,
+        payload: Payload,
+        upload_dir: &Path,
+        max_body_bytes: u64,
+        buffer_bytes: usize,
+    ) -> Result<Form, ApiError> {
         let too_large = || {
             ApiError::payload_too_large(format!(
                 "Request body too large: the limit is {} MB",
@@ -108,7 +120,7 @@ impl Form {
                         .map_err(|e| ApiError::internal("Failed to store upload", e))?;
                     let (std_file, temp_path) = temp.into_parts();
                     let mut file = tokio::io::BufWriter::with_capacity(
-                        WRITE_BUFFER_BYTES,
+                        buffer_bytes.max(1),
                         tokio::fs::File::from_std(std_file),
                     );
                     let mut size: u64 = 0;
