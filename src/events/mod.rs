@@ -86,7 +86,16 @@ struct Counters {
 struct ConnEntry {
     queue: Arc<SendQueue>,
     subscriptions: Vec<String>,
+    /// The path's chat between the connect and its first subscription: it already counts towards that
+    /// chat's connection cap, so simultaneous connects cannot all pass the check.
+    reserved_chat: Option<String>,
     ip: IpAddr,
+}
+
+impl ConnEntry {
+    fn counts_for(&self, chat_id: &str) -> bool {
+        self.reserved_chat.as_deref() == Some(chat_id) || self.subscriptions.iter().any(|s| s == chat_id)
+    }
 }
 
 #[derive(Default)]
@@ -232,8 +241,7 @@ impl Hub {
         {
             Some(Refusal::MaxConnectionsPerIp)
         } else if let (Some(chat), true) = (path_chat, ws.max_connections_per_chat > 0) {
-            let on_chat =
-                reg.conns.values().filter(|c| c.subscriptions.iter().any(|s| s == chat)).count() as u64;
+            let on_chat = reg.conns.values().filter(|c| c.counts_for(chat)).count() as u64;
             (on_chat >= ws.max_connections_per_chat).then_some(Refusal::MaxConnectionsPerChat)
         } else {
             None
@@ -244,7 +252,9 @@ impl Hub {
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let queue = SendQueue::new(ws.send_queue.max_messages, ws.send_queue.max_bytes);
-        reg.conns.insert(id, ConnEntry { queue: queue.clone(), subscriptions: Vec::new(), ip });
+        let reserved_chat = path_chat.map(str::to_string);
+        reg.conns
+            .insert(id, ConnEntry { queue: queue.clone(), subscriptions: Vec::new(), reserved_chat, ip });
         *reg.per_ip.entry(ip).or_insert(0) += 1;
         self.counters.connections_opened.fetch_add(1, Ordering::Relaxed);
         Ok(Connection { id, queue, hub: self.clone() })
@@ -307,6 +317,7 @@ impl Hub {
         {
             let mut reg = lock(&self.registry);
             let entry = reg.conns.get_mut(&conn.id).ok_or(SubscribeError::ConnectionClosed)?;
+            entry.reserved_chat = None;
             if !entry.subscriptions.iter().any(|s| s == chat_id) {
                 if entry.subscriptions.len() >= max {
                     return Err(SubscribeError::TooManySubscriptions);
@@ -335,6 +346,13 @@ impl Hub {
     }
 
     /// Replaces all subscriptions of `conn` by none.
+    /// Gives up the path chat's reservation of a connection that did not subscribe to it (e.g. forbidden).
+    pub fn release_reservation(&self, conn: &Connection) {
+        if let Some(entry) = lock(&self.registry).conns.get_mut(&conn.id) {
+            entry.reserved_chat = None;
+        }
+    }
+
     pub fn unsubscribe_all(&self, conn: &Connection) {
         for chat in conn.subscriptions() {
             self.unsubscribe(conn, &chat);
@@ -562,3 +580,31 @@ fn mark_replayed(text: &str) -> String {
 
 /// Bounded in-memory history used when no durable log is installed (and by unit tests).
 pub(crate) type History = VecDeque<(u64, Arc<str>)>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hub_with_chat_cap(cap: u64) -> Arc<Hub> {
+        let mut config = Config::default();
+        config.chat_workflows.websocket.max_connections_per_chat = cap;
+        Arc::new(Hub::new(Arc::new(config)))
+    }
+
+    #[test]
+    fn a_connect_reserves_its_chat_against_the_per_chat_cap() {
+        let hub = hub_with_chat_cap(1);
+        let ip: IpAddr = "127.0.0.1".parse().unwrap();
+        let first = hub.connect(ip, Some("abc")).unwrap();
+        // Not subscribed yet, but the slot is taken: a simultaneous second connect is refused.
+        assert_eq!(hub.connect(ip, Some("abc")).err(), Some(Refusal::MaxConnectionsPerChat));
+        hub.subscribe(&first, "abc", None, None, false).unwrap();
+        assert_eq!(hub.connect(ip, Some("abc")).err(), Some(Refusal::MaxConnectionsPerChat));
+        assert!(hub.connect(ip, Some("other")).is_ok(), "the cap is per chat");
+        drop(first);
+        let again = hub.connect(ip, Some("abc")).expect("the slot is free once the first one is gone");
+        // A reservation that is given up (the chat was forbidden) frees the slot too.
+        hub.release_reservation(&again);
+        assert!(hub.connect(ip, Some("abc")).is_ok());
+    }
+}

@@ -330,6 +330,7 @@ fn welcome(ctx: &Ctx<'_>, auth: &AuthState) -> bool {
         }
         Some(chat) if !auth.allows_chat(chat) => {
             // The connection stays open, unbound: a forbidden chat refuses the subscription only (C.12).
+            state.hub.release_reservation(conn);
             conn.send(&ctx.forbidden_chat(chat));
             conn.send(&connected_message(state, conn, None, None));
             false
@@ -341,6 +342,7 @@ fn welcome(ctx: &Ctx<'_>, auth: &AuthState) -> bool {
             match state.hub.subscribe(conn, chat, handshake.resume.as_ref(), Some(&connected), snapshot) {
                 Ok(_) => true,
                 Err(e) => {
+                    state.hub.release_reservation(conn);
                     log::warn!(
                         "ws: connection_id={:08x} chat_id={chat} initial subscribe failed: {e:?}",
                         conn.id

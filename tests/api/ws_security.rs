@@ -574,3 +574,22 @@ async fn echo_route_exists_only_when_enabled() {
     let second = ws.next().await.unwrap().unwrap();
     assert_eq!(second, Message::Binary(vec![0u8, 1, 2].into()));
 }
+
+/// Connects that arrive together cannot all pass the per-chat cap: the path's chat is reserved at connect.
+#[tokio::test]
+async fn simultaneous_connects_to_one_chat_respect_the_per_chat_cap() {
+    let app = spawn_app_with(|c| c.chat_workflows.websocket.max_connections_per_chat = 2).await;
+    let attempts = (0..10).map(|_| async {
+        let mut ws = connect_ok(&app, "/chat/busy", &[]).await;
+        let first = recv_json(&mut ws).await;
+        (first["type"].as_str() == Some("connected"), ws)
+    });
+    let results = futures_util::future::join_all(attempts).await;
+    let admitted = results.iter().filter(|(ok, _)| *ok).count();
+    assert_eq!(admitted, 2, "exactly the cap is admitted");
+    for (ok, mut ws) in results {
+        if !ok {
+            assert_eq!(recv_close_code(&mut ws, Duration::from_secs(5)).await, Some(1013));
+        }
+    }
+}
