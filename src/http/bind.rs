@@ -102,21 +102,7 @@ async fn bind_single(req: HttpRequest, state: web::Data<AppState>, form: Form) -
             .with_details(json!({ "field": "comparison_column" })));
     }
     let bind_columns = column_list(&form, "bind_columns")?;
-    if bind_columns.is_empty() {
-        return Err(ApiError::validation("At least one bind column must be specified")
-            .with_details(json!({ "field": "bind_columns" })));
-    }
-    let user_name = form.text("output_filename").map(str::to_string);
-    let config = state.config.clone();
-    let (name, stats) = blocking(move || {
-        let (source, bind) = read_pair(&files.first, &files.second, &config)?;
-        let outcome = bind_single_key(&source, &bind, &key, &bind_columns)?;
-        let base = base_name(&files.first_name);
-        let name = write_bound(&config, &outcome, user_name.as_deref(), &[&base, "bound_single"])?;
-        Ok((name, outcome.stats))
-    })
-    .await?;
-    Ok(ApiResponse::ok("Excel binding completed successfully", bound_data(&req, &state.config, &name, stats)))
+    bind_by_keys(req, state, &form, files, BindKeys::Single(key), bind_columns).await
 }
 
 async fn bind_multi(req: HttpRequest, state: web::Data<AppState>, form: Form) -> ApiResult {
@@ -127,6 +113,24 @@ async fn bind_multi(req: HttpRequest, state: web::Data<AppState>, form: Form) ->
         return Err(ApiError::validation("At least one comparison column must be specified")
             .with_details(json!({ "field": "comparison_columns" })));
     }
+    bind_by_keys(req, state, &form, files, BindKeys::Multi(keys), bind_columns).await
+}
+
+/// The comparison key(s) of a key-based bind.
+enum BindKeys {
+    Single(String),
+    Multi(Vec<String>),
+}
+
+/// The shared tail of the single- and multi-key binds: checks the bind columns, binds, writes the output.
+async fn bind_by_keys(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    form: &Form,
+    files: Uploads,
+    keys: BindKeys,
+    bind_columns: Vec<String>,
+) -> ApiResult {
     if bind_columns.is_empty() {
         return Err(ApiError::validation("At least one bind column must be specified")
             .with_details(json!({ "field": "bind_columns" })));
@@ -135,9 +139,12 @@ async fn bind_multi(req: HttpRequest, state: web::Data<AppState>, form: Form) ->
     let config = state.config.clone();
     let (name, stats) = blocking(move || {
         let (source, bind) = read_pair(&files.first, &files.second, &config)?;
-        let outcome = bind_multi_key(&source, &bind, &keys, &bind_columns)?;
+        let (outcome, suffix) = match &keys {
+            BindKeys::Single(key) => (bind_single_key(&source, &bind, key, &bind_columns)?, "bound_single"),
+            BindKeys::Multi(keys) => (bind_multi_key(&source, &bind, keys, &bind_columns)?, "bound_multi"),
+        };
         let base = base_name(&files.first_name);
-        let name = write_bound(&config, &outcome, user_name.as_deref(), &[&base, "bound_multi"])?;
+        let name = write_bound(&config, &outcome, user_name.as_deref(), &[&base, suffix])?;
         Ok((name, outcome.stats))
     })
     .await?;
