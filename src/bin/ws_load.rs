@@ -4,7 +4,7 @@
 //! connections held. Every loop is bounded in count and time; all traffic goes to 127.0.0.1.
 //!
 //! `ws_load --rest http://127.0.0.1:15050/api/v1 --ws ws://127.0.0.1:15051 --clients 1000 [--chats 1]
-//!  [--runs 3] [--pid SERVER_PID] [--connect-concurrency 200] [--timeout-secs 300] [--per-event]`
+//!  [--runs 3] [--pid SERVER_PID] [--connect-concurrency 200] [--timeout-secs 300] [--per-event] [--threads 1]`
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -29,6 +29,7 @@ struct Args {
     connect_concurrency: usize,
     timeout: Duration,
     per_event: bool,
+    threads: usize,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -42,6 +43,7 @@ fn parse_args() -> Result<Args, String> {
         connect_concurrency: 200,
         timeout: Duration::from_secs(300),
         per_event: false,
+        threads: 1,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -60,6 +62,7 @@ fn parse_args() -> Result<Args, String> {
                 a.timeout = Duration::from_secs(value()?.parse().map_err(|e| format!("--timeout-secs: {e}"))?)
             }
             "--per-event" => a.per_event = true,
+            "--threads" => a.threads = value()?.parse().map_err(|e| format!("--threads: {e}"))?,
             "--help" | "-h" => return Err("usage: see the module documentation of src/bin/ws_load.rs".into()),
             other => return Err(format!("unknown argument {other}")),
         }
@@ -69,6 +72,9 @@ fn parse_args() -> Result<Args, String> {
         if host != "127.0.0.1" && host != "localhost" {
             return Err(format!("{url}: only 127.0.0.1 is allowed"));
         }
+    }
+    if a.threads == 0 || a.threads > 64 {
+        return Err("--threads must be 1..=64".into());
     }
     if a.clients == 0 || a.chats == 0 || a.runs == 0 || a.clients > 100_000 || a.runs > 1000 {
         return Err("clients (1..=100000), chats and runs (1..=1000) must be positive".into());
@@ -197,8 +203,7 @@ async fn run_client(
     log
 }
 
-#[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = match parse_args() {
         Ok(a) => a,
         Err(e) => {
@@ -206,6 +211,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             std::process::exit(2);
         }
     };
+    // One thread by default: the generator shares the machine with the server it measures, and every
+    // core it takes is one the server cannot use.
+    let runtime = if args.threads == 1 {
+        tokio::runtime::Builder::new_current_thread().enable_all().build()?
+    } else {
+        tokio::runtime::Builder::new_multi_thread().worker_threads(args.threads).enable_all().build()?
+    };
+    runtime.block_on(run(args))
+}
+
+async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let nofile = raise_nofile();
     println!("open-file limit: {nofile}");
     let deadline = tokio::time::Instant::now() + args.timeout;
@@ -261,6 +277,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     ]});
     let runs_started = Instant::now();
     let cpu_before = args.pid.and_then(cpu_secs);
+    let own_cpu_before = cpu_secs(std::process::id());
     let mut run_tasks = Vec::new();
     for id in chats.clone() {
         let (http, rest, body, runs) = (http.clone(), args.rest.clone(), body.clone(), args.runs);
@@ -312,6 +329,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let rss_after = args.pid.and_then(rss_kib);
     let server_cpu = args.pid.and_then(cpu_secs).zip(cpu_before).map(|(a, b)| a - b);
+    let own_cpu = cpu_secs(std::process::id()).zip(own_cpu_before).map(|(a, b)| a - b);
 
     // Delivery per client and receipt spread per event.
     let mut complete = 0usize;
@@ -366,6 +384,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         |v: Option<u64>| v.map(|k| format!("{:.1} MiB", k as f64 / 1024.0)).unwrap_or_else(|| "n/a".into());
     if let Some(cpu) = server_cpu {
         println!("server CPU during runs and delivery: {cpu:.2}s");
+    }
+    if let Some(cpu) = own_cpu {
+        println!("generator CPU during runs and delivery: {cpu:.2}s");
     }
     println!(
         "server RSS: before connecting {}, connected {}, after the runs {}",
