@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 use serde_json::{json, Value};
 use tokio::sync::{watch, Semaphore};
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
 
 const SAMPLE_CSV: &str = "customer_id,amount,status,date\nCUST001,1500,active,2026-01-15\n\
@@ -149,7 +150,14 @@ async fn run_client(
     let mut log = ClientLog { chat, received: BTreeMap::new(), connected: false, baseline: 0 };
     let connect = {
         let _permit = connect_gate.acquire().await;
-        tokio::time::timeout_at(deadline, tokio_tungstenite::connect_async(url)).await
+        // A small read buffer: tungstenite zero-fills its whole read buffer before every read, and with the
+        // 128 KiB default that memset was a third of the generator's CPU (perf), taken from the server.
+        let config = WebSocketConfig::default().read_buffer_size(4096);
+        tokio::time::timeout_at(
+            deadline,
+            tokio_tungstenite::connect_async_with_config(url, Some(config), true),
+        )
+        .await
     };
     let mut ws = match connect {
         Ok(Ok((ws, _))) => ws,
