@@ -133,8 +133,12 @@ impl App {
         };
 
         let rest_state = state.clone();
+        // TCP_NODELAY on both listeners: actix leaves Nagle on, and a small frame written while an earlier
+        // one is unacknowledged then waits for the peer's delayed ACK (up to 40 ms on Linux). WebSocket
+        // events are exactly such small frames.
         let rest_server = HttpServer::new(move || http::rest_app(rest_state.clone()))
             .workers(workers)
+            .tcp_nodelay(true)
             .disable_signals()
             .bind((config.app.host.as_str(), config.app.port))?;
         let rest_addr = first_addr(&rest_server.addrs())?;
@@ -145,6 +149,7 @@ impl App {
             let ws = &config.chat_workflows.websocket;
             let server = HttpServer::new(move || ws::server::ws_app(ws_state.clone()))
                 .workers(workers)
+                .tcp_nodelay(true)
                 .disable_signals()
                 .bind((ws.host.as_str(), ws.port))?;
             let addr = first_addr(&server.addrs())?;
