@@ -13,7 +13,9 @@ use actix_web::http::header;
 use actix_web::{web, FromRequest, HttpRequest};
 use futures_util::StreamExt;
 use serde::de::DeserializeOwned;
-use tokio::io::AsyncWriteExt;
+use std::io::Write;
+
+use actix_web::web::Bytes;
 
 use crate::error::ApiError;
 use crate::AppState;
@@ -22,8 +24,8 @@ use crate::AppState;
 const MAX_TEXT_FIELD_BYTES: usize = 8 * 1024 * 1024;
 /// Largest number of parts in one request.
 const MAX_PARTS: usize = 256;
-/// File parts are written in chunks of at least this size.
-const WRITE_BUFFER_BYTES: usize = 256 * 1024;
+/// File parts are written in batches of at least this size, one blocking-pool call per batch.
+const WRITE_BATCH_BYTES: usize = 1024 * 1024;
 
 /// One uploaded file, on disk under a unique temporary name; the file is removed when this is dropped.
 #[derive(Debug)]
@@ -106,11 +108,11 @@ impl Form {
                         .prefix("upload-")
                         .tempfile_in(upload_dir)
                         .map_err(|e| ApiError::internal("Failed to store upload", e))?;
-                    let (std_file, temp_path) = temp.into_parts();
-                    let mut file = tokio::io::BufWriter::with_capacity(
-                        WRITE_BUFFER_BYTES,
-                        tokio::fs::File::from_std(std_file),
-                    );
+                    let (mut file, temp_path) = temp.into_parts();
+                    // The received chunks themselves are batched (no copy) and written with std I/O on
+                    // the blocking pool: one copy per byte, into the kernel.
+                    let mut batch: Vec<Bytes> = Vec::new();
+                    let mut batch_bytes = 0usize;
                     let mut size: u64 = 0;
                     while let Some(chunk) = field.next().await {
                         let chunk = chunk.map_err(|e| multipart_error(&e, too_large))?;
@@ -119,9 +121,17 @@ impl Form {
                         if total > max_body_bytes {
                             return Err(too_large());
                         }
-                        file.write_all(&chunk).await?;
+                        batch_bytes += chunk.len();
+                        batch.push(chunk);
+                        if batch_bytes >= WRITE_BATCH_BYTES {
+                            file = write_batch(file, std::mem::take(&mut batch)).await?;
+                            batch_bytes = 0;
+                        }
                     }
-                    file.flush().await?;
+                    if !batch.is_empty() {
+                        file = write_batch(file, batch).await?;
+                    }
+                    drop(file);
                     let upload = UploadedFile { field: name, client_name, size, path: temp_path };
                     // An empty filename means "no file" (rest-api.md §1.2); the temp file is dropped here.
                     if !upload.client_name.is_empty() {
@@ -219,6 +229,18 @@ impl Form {
             }),
         }
     }
+}
+
+/// Appends `batch` to `file` on the blocking pool and hands the file back.
+async fn write_batch(mut file: std::fs::File, batch: Vec<Bytes>) -> Result<std::fs::File, ApiError> {
+    web::block(move || {
+        for chunk in &batch {
+            file.write_all(chunk)?;
+        }
+        Ok::<_, std::io::Error>(file)
+    })
+    .await?
+    .map_err(ApiError::from)
 }
 
 fn multipart_error(err: &actix_multipart::MultipartError, too_large: impl Fn() -> ApiError) -> ApiError {
