@@ -108,9 +108,11 @@ impl Form {
                         .prefix("upload-")
                         .tempfile_in(upload_dir)
                         .map_err(|e| ApiError::internal("Failed to store upload", e))?;
-                    let (mut file, temp_path) = temp.into_parts();
+                    let (file, temp_path) = temp.into_parts();
                     // The received chunks themselves are batched (no copy) and written with std I/O on
-                    // the blocking pool: one copy per byte, into the kernel.
+                    // the blocking pool: one copy per byte, into the kernel. One batch is written while
+                    // the next is received, as with an async file.
+                    let mut file = FileWriter::Idle(file);
                     let mut batch: Vec<Bytes> = Vec::new();
                     let mut batch_bytes = 0usize;
                     let mut size: u64 = 0;
@@ -124,14 +126,14 @@ impl Form {
                         batch_bytes += chunk.len();
                         batch.push(chunk);
                         if batch_bytes >= WRITE_BATCH_BYTES {
-                            file = write_batch(file, std::mem::take(&mut batch)).await?;
+                            file = file.write(std::mem::take(&mut batch)).await?;
                             batch_bytes = 0;
                         }
                     }
                     if !batch.is_empty() {
-                        file = write_batch(file, batch).await?;
+                        file = file.write(batch).await?;
                     }
-                    drop(file);
+                    drop(file.finish().await?);
                     let upload = UploadedFile { field: name, client_name, size, path: temp_path };
                     // An empty filename means "no file" (rest-api.md §1.2); the temp file is dropped here.
                     if !upload.client_name.is_empty() {
@@ -231,16 +233,34 @@ impl Form {
     }
 }
 
-/// Appends `batch` to `file` on the blocking pool and hands the file back.
-async fn write_batch(mut file: std::fs::File, batch: Vec<Bytes>) -> Result<std::fs::File, ApiError> {
-    web::block(move || {
-        for chunk in &batch {
-            file.write_all(chunk)?;
+/// An upload's temporary file, with at most one batch being written on the blocking pool.
+enum FileWriter {
+    Idle(std::fs::File),
+    Busy(tokio::task::JoinHandle<std::io::Result<std::fs::File>>),
+}
+
+impl FileWriter {
+    /// Waits for the write in flight, if any, and hands the file back.
+    async fn finish(self) -> Result<std::fs::File, ApiError> {
+        match self {
+            FileWriter::Idle(file) => Ok(file),
+            FileWriter::Busy(task) => task
+                .await
+                .map_err(|e| ApiError::internal("Failed to store upload", e))?
+                .map_err(ApiError::from),
         }
-        Ok::<_, std::io::Error>(file)
-    })
-    .await?
-    .map_err(ApiError::from)
+    }
+
+    /// Starts appending `batch` once the previous batch is written.
+    async fn write(self, batch: Vec<Bytes>) -> Result<FileWriter, ApiError> {
+        let mut file = self.finish().await?;
+        Ok(FileWriter::Busy(actix_web::rt::task::spawn_blocking(move || {
+            for chunk in &batch {
+                file.write_all(chunk)?;
+            }
+            Ok(file)
+        })))
+    }
 }
 
 fn multipart_error(err: &actix_multipart::MultipartError, too_large: impl Fn() -> ApiError) -> ApiError {
