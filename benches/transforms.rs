@@ -6,7 +6,7 @@
 //!   OXCELIZE_BENCH_SKIP_1M=1 cargo bench --bench transforms
 //!
 //! After the timings the peak RSS of the server during one 1M-row SQL and one 1M-row JSON generation is
-//! printed (the high-water mark is reset through /proc/{pid}/clear_refs before each request; Linux only).
+//! printed, each measured on a freshly started server (VmHWM from /proc/{pid}/status; Linux only).
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, Write};
@@ -397,17 +397,28 @@ fn sizes() -> Vec<usize> {
     sizes
 }
 
-/// Peak RSS (VmHWM) of `pid` in KiB, reset before the request through clear_refs.
-fn peak_rss_during(pid: u32, work: impl FnOnce()) -> Option<(u64, u64)> {
-    let status = |key: &str| -> Option<u64> {
-        let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-        let line = text.lines().find(|l| l.starts_with(key))?;
-        line.split_whitespace().nth(1)?.parse().ok()
-    };
-    std::fs::write(format!("/proc/{pid}/clear_refs"), "5").ok()?;
-    let before = status("VmRSS:")?;
-    work();
-    Some((before, status("VmHWM:")?))
+/// A field of /proc/{pid}/status in KiB (Linux only).
+fn proc_status_kib(pid: u32, key: &str) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = text.lines().find(|l| l.starts_with(key))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Peak RSS of a fresh server around one request: (RSS idle before, peak during, RSS after), in MiB.
+fn fresh_server_rss(
+    rt: &tokio::runtime::Runtime,
+    client: &reqwest::Client,
+    call: &Call,
+    bytes: Vec<u8>,
+) -> Option<(f64, f64, f64)> {
+    let server = Server::start();
+    let pid = server.pid();
+    let mib = |kib: u64| kib as f64 / 1024.0;
+    let before = proc_status_kib(pid, "VmRSS:")?;
+    rt.block_on(send(client, &server, call, bytes));
+    let peak = proc_status_kib(pid, "VmHWM:")?;
+    let after = proc_status_kib(pid, "VmRSS:")?;
+    Some((mib(before), mib(peak), mib(after)))
 }
 
 fn transforms(c: &mut Criterion) {
@@ -460,20 +471,18 @@ fn transforms(c: &mut Criterion) {
         group.finish();
 
         if rows >= 1_000_000 {
+            // A fresh server per measurement, so the high-water mark belongs to this request alone.
             for (name, call) in
                 calls().into_iter().filter(|(n, _)| n.starts_with("sql_generate_to") || *n == "json_generate")
             {
-                let body = bytes.clone();
-                match peak_rss_during(server.pid(), || rt.block_on(send(&client, &server, &call, body))) {
-                    Some((before, peak)) => println!(
-                        "peak RSS of the server during {name} ({rows} rows, {:.1} MB upload): {:.0} MiB (idle before: {:.0} MiB)",
+                match fresh_server_rss(&rt, &client, &call, bytes.clone()) {
+                    Some((before, peak, after)) => println!(
+                        "server RSS for {name} ({rows} rows, {:.1} MB upload): idle {before:.0} MiB, \
+                         peak {peak:.0} MiB, after the request {after:.0} MiB",
                         bytes.len() as f64 / 1e6,
-                        peak as f64 / 1024.0,
-                        before as f64 / 1024.0
                     ),
-                    None => println!("peak RSS not available (needs Linux /proc/PID/clear_refs)"),
+                    None => println!("RSS not available (needs Linux /proc/PID/status)"),
                 }
-                server.clear_outputs();
             }
         }
     }

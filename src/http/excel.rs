@@ -9,12 +9,12 @@ use crate::envelope::{download_url, ApiResponse};
 use crate::error::{blocking, ApiError};
 use crate::http::tables::{
     object_field, output_filename, output_target, post_resource, read_uploaded_workbook, search_response,
-    string_list_field, workbook_style, INFO_ERROR_PREFIX,
+    string_list_field, summarize_uploaded_workbook, workbook_style, INFO_ERROR_PREFIX,
 };
 use crate::http::upload::Form;
 use crate::http::ApiResult;
 use crate::ops::extract::{extract_columns, extract_columns_to_file, ExtractParams};
-use crate::ops::info::{excel_info, table_inferred_types};
+use crate::ops::info::excel_info;
 use crate::ops::mapping::map_columns_to_file;
 use crate::ops::search::{search_to_file, suggest_operators, SearchRequest};
 use crate::ops::{clock, OpError};
@@ -43,8 +43,8 @@ async fn info(state: web::Data<AppState>, form: Form) -> ApiResult {
     let config = state.config.clone();
     let info = blocking(move || {
         let file = form.require_file("file")?;
-        let workbook = read_uploaded_workbook(file, &config)?;
-        Ok(excel_info(&file.client_name, &workbook))
+        let sheet = summarize_uploaded_workbook(file, &config)?;
+        Ok(excel_info(&file.client_name, &sheet))
     })
     .await
     .map_err(|e| e.prefixed(INFO_ERROR_PREFIX))?;
@@ -156,9 +156,8 @@ async fn suggest(state: web::Data<AppState>, form: Form) -> ApiResult {
     form.require_file("file")?;
     let config = state.config.clone();
     let suggestions = blocking(move || {
-        let workbook = read_uploaded_workbook(form.require_file("file")?, &config)?;
-        let table = &workbook.table;
-        Ok(suggest_operators(&table.columns, &table_inferred_types(table)))
+        let sheet = summarize_uploaded_workbook(form.require_file("file")?, &config)?;
+        Ok(suggest_operators(&sheet.columns, &sheet.inferred))
     })
     .await
     .map_err(|e| e.prefixed(INFO_ERROR_PREFIX))?;

@@ -45,7 +45,8 @@ async fn apply(req: HttpRequest, state: web::Data<AppState>, form: Form) -> ApiR
     let user_name = form.text("output_filename").map(str::to_string);
     let (name, report) = blocking(move || {
         let table = read_upload(&path, None, &config)?.table;
-        let outcome = normalize_owned(table, &steps, config.normalization.backup_original);
+        // Column statistics are only computed when the report is returned.
+        let outcome = normalize_owned(table, &steps, config.normalization.backup_original, return_report);
         let target = output_target(&config, user_name.as_deref(), &[&base, "normalized"], "xlsx")?;
         write_table_xlsx(
             &target.path,

@@ -16,7 +16,7 @@ use crate::http::method_not_allowed;
 use crate::http::upload::UploadedFile;
 use crate::ops::{parse_json_field, string_list, OpError};
 use crate::table::names::{generated_output_name, resolve_in_folder, user_output_name};
-use crate::table::read::{read_workbook, ReadLimits, WorkbookTable};
+use crate::table::read::{read_workbook, summarize_workbook, ReadLimits, SheetSummary, WorkbookTable};
 use crate::table::write::WorkbookStyle;
 use crate::table::TableError;
 
@@ -80,6 +80,15 @@ pub fn read_uploaded_workbook(file: &UploadedFile, config: &Config) -> Result<Wo
         return Err(TableError::ReadExcel("the file is empty".to_string()).into());
     }
     Ok(read_workbook(file.path(), None, &read_limits(config))?)
+}
+
+/// The streamed summary (columns, rows, inferred types) of an uploaded workbook's first sheet, with the
+/// same checks and errors as [`read_uploaded_workbook`].
+pub fn summarize_uploaded_workbook(file: &UploadedFile, config: &Config) -> Result<SheetSummary, ApiError> {
+    if file.size == 0 {
+        return Err(TableError::ReadExcel("the file is empty".to_string()).into());
+    }
+    Ok(summarize_workbook(file.path(), None, &read_limits(config))?)
 }
 
 /// Reads one sheet of an uploaded workbook (the first unless `sheet` names one). The content decides the

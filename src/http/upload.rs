@@ -13,7 +13,9 @@ use actix_web::http::header;
 use actix_web::{web, FromRequest, HttpRequest};
 use futures_util::StreamExt;
 use serde::de::DeserializeOwned;
-use tokio::io::AsyncWriteExt;
+use std::io::Write;
+
+use actix_web::web::Bytes;
 
 use crate::error::ApiError;
 use crate::AppState;
@@ -22,8 +24,8 @@ use crate::AppState;
 const MAX_TEXT_FIELD_BYTES: usize = 8 * 1024 * 1024;
 /// Largest number of parts in one request.
 const MAX_PARTS: usize = 256;
-/// File parts are written in chunks of at least this size.
-const WRITE_BUFFER_BYTES: usize = 256 * 1024;
+/// File parts are written in batches of at least this size, one blocking-pool call per batch.
+const WRITE_BATCH_BYTES: usize = 1024 * 1024;
 
 /// One uploaded file, on disk under a unique temporary name; the file is removed when this is dropped.
 #[derive(Debug)]
@@ -64,10 +66,10 @@ impl Form {
         upload_dir: &Path,
         max_body_bytes: u64,
     ) -> Result<Form, ApiError> {
-        Self::read_buffered(req, payload, upload_dir, max_body_bytes, WRITE_BUFFER_BYTES).await
+        Self::read_buffered(req, payload, upload_dir, max_body_bytes, WRITE_BATCH_BYTES).await
     }
 
-    /// [`Form::read`] with the write buffer of uploaded files set to `buffer_bytes` (the chat endpoints use
+    /// [`Form::read`] with uploaded files written in batches of `buffer_bytes` (the chat endpoints use
     /// `chat_workflows.file.chunk_size_bytes`).
     pub async fn read_buffered(
         req: &HttpRequest,
@@ -118,11 +120,13 @@ impl Form {
                         .prefix("upload-")
                         .tempfile_in(upload_dir)
                         .map_err(|e| ApiError::internal("Failed to store upload", e))?;
-                    let (std_file, temp_path) = temp.into_parts();
-                    let mut file = tokio::io::BufWriter::with_capacity(
-                        buffer_bytes.max(1),
-                        tokio::fs::File::from_std(std_file),
-                    );
+                    let (file, temp_path) = temp.into_parts();
+                    // The received chunks themselves are batched (no copy) and written with std I/O on
+                    // the blocking pool: one copy per byte, into the kernel. One batch is written while
+                    // the next is received, as with an async file.
+                    let mut file = FileWriter::Idle(file);
+                    let mut batch: Vec<Bytes> = Vec::new();
+                    let mut batch_bytes = 0usize;
                     let mut size: u64 = 0;
                     while let Some(chunk) = field.next().await {
                         let chunk = chunk.map_err(|e| multipart_error(&e, too_large))?;
@@ -131,9 +135,17 @@ impl Form {
                         if total > max_body_bytes {
                             return Err(too_large());
                         }
-                        file.write_all(&chunk).await?;
+                        batch_bytes += chunk.len();
+                        batch.push(chunk);
+                        if batch_bytes >= buffer_bytes.max(1) {
+                            file = file.write(std::mem::take(&mut batch)).await?;
+                            batch_bytes = 0;
+                        }
                     }
-                    file.flush().await?;
+                    if !batch.is_empty() {
+                        file = file.write(batch).await?;
+                    }
+                    drop(file.finish().await?);
                     let upload = UploadedFile { field: name, client_name, size, path: temp_path };
                     // An empty filename means "no file" (rest-api.md §1.2); the temp file is dropped here.
                     if !upload.client_name.is_empty() {
@@ -230,6 +242,36 @@ impl Form {
                     .with_details(serde_json::json!({ "field": name }))
             }),
         }
+    }
+}
+
+/// An upload's temporary file, with at most one batch being written on the blocking pool.
+enum FileWriter {
+    Idle(std::fs::File),
+    Busy(tokio::task::JoinHandle<std::io::Result<std::fs::File>>),
+}
+
+impl FileWriter {
+    /// Waits for the write in flight, if any, and hands the file back.
+    async fn finish(self) -> Result<std::fs::File, ApiError> {
+        match self {
+            FileWriter::Idle(file) => Ok(file),
+            FileWriter::Busy(task) => task
+                .await
+                .map_err(|e| ApiError::internal("Failed to store upload", e))?
+                .map_err(ApiError::from),
+        }
+    }
+
+    /// Starts appending `batch` once the previous batch is written.
+    async fn write(self, batch: Vec<Bytes>) -> Result<FileWriter, ApiError> {
+        let mut file = self.finish().await?;
+        Ok(FileWriter::Busy(actix_web::rt::task::spawn_blocking(move || {
+            for chunk in &batch {
+                file.write_all(chunk)?;
+            }
+            Ok(file)
+        })))
     }
 }
 

@@ -8,7 +8,7 @@ use crate::table::infer::{InferredType, TypeInference, STORAGE_TYPE};
 use crate::table::names::display_file_name;
 use std::path::Path;
 
-use crate::table::read::{stream_csv, CsvCursor, CsvSource, WorkbookTable};
+use crate::table::read::{stream_csv, CsvCursor, CsvSource, SheetSummary};
 use crate::table::{Table, TableError};
 
 /// The `data` of the info endpoints.
@@ -80,12 +80,10 @@ where
     Ok((inference.iter().map(TypeInference::finish).collect(), count))
 }
 
-/// `excel/info`: facts of the first sheet plus all sheet names.
-pub fn excel_info(client_name: &str, workbook: &WorkbookTable) -> FileInfo {
-    let table = &workbook.table;
-    let mut info =
-        FileInfo::new(client_name, &table.columns, table.row_count() as u64, &table_inferred_types(table));
-    info.sheets = Some(workbook.sheets.clone());
+/// `excel/info`: facts of the first sheet plus all sheet names, from a streamed summary of the sheet.
+pub fn excel_info(client_name: &str, sheet: &SheetSummary) -> FileInfo {
+    let mut info = FileInfo::new(client_name, &sheet.columns, sheet.rows, &sheet.inferred);
+    info.sheets = Some(sheet.sheets.clone());
     info
 }
 
@@ -207,7 +205,7 @@ mod tests {
         ws.write_string(1, 1, "10.5").unwrap();
         wb.add_worksheet().set_name("Lookup").unwrap();
         wb.save(&path).unwrap();
-        let read = crate::table::read::read_workbook(&path, None, &ReadLimits::default()).unwrap();
+        let read = crate::table::read::summarize_workbook(&path, None, &ReadLimits::default()).unwrap();
         let info = excel_info("../sales_q1.xlsx", &read);
         assert_eq!(info.file_name, "sales_q1.xlsx");
         assert_eq!(info.sheets, Some(vec!["Orders".to_string(), "Lookup".to_string()]));
@@ -216,6 +214,50 @@ mod tests {
         assert_eq!(info.delimiter, None);
         let value = serde_json::to_value(&info).unwrap();
         assert!(value.get("delimiter").is_none() && value.get("encoding").is_none());
+    }
+
+    /// The streamed summary equals reading the table and inferring over it, on awkward sheets.
+    #[test]
+    fn sheet_summary_matches_the_materialised_table() {
+        use crate::table::read::{read_workbook, summarize_workbook};
+        let dir = tempfile::tempdir().unwrap();
+        let mut wb = rust_xlsxwriter::Workbook::new();
+        // Blank and duplicate header names, ragged rows, a number header, a column that only appears late.
+        let ws = wb.add_worksheet();
+        ws.write_string(0, 0, "a").unwrap();
+        ws.write_string(0, 2, "a").unwrap();
+        ws.write_number(0, 3, 7.0).unwrap();
+        ws.write_number(1, 0, 1.0).unwrap();
+        ws.write_string(1, 1, "x").unwrap();
+        ws.write_string(2, 0, "007").unwrap();
+        ws.write_boolean(2, 2, true).unwrap();
+        ws.write_string(3, 5, "2024-01-02").unwrap();
+        ws.write_string(4, 1, "").unwrap();
+        // Only a header.
+        wb.add_worksheet().write_string(0, 0, "only").unwrap();
+        // Empty.
+        wb.add_worksheet();
+        // Data starting below and right of A1, with an error-like formula result left empty.
+        let ws = wb.add_worksheet();
+        ws.write_number(3, 2, 2.5).unwrap();
+        ws.write_string(5, 4, " true ").unwrap();
+        let path = dir.path().join("odd.xlsx");
+        wb.save(&path).unwrap();
+        let limits = ReadLimits::default();
+        for sheet in ["Sheet1", "Sheet2", "Sheet3", "Sheet4"] {
+            let read = read_workbook(&path, Some(sheet), &limits).unwrap();
+            let summary = summarize_workbook(&path, Some(sheet), &limits).unwrap();
+            assert_eq!(summary.sheets, read.sheets);
+            assert_eq!(summary.sheet_name, read.sheet_name);
+            assert_eq!(summary.columns, read.table.columns, "{sheet}");
+            assert_eq!(summary.rows, read.table.row_count() as u64, "{sheet}");
+            assert_eq!(summary.inferred, table_inferred_types(&read.table), "{sheet}");
+        }
+        // The cell limit is enforced alike.
+        let tight = ReadLimits { max_cells: 5, ..limits };
+        let a = read_workbook(&path, Some("Sheet1"), &tight).unwrap_err().to_string();
+        let b = summarize_workbook(&path, Some("Sheet1"), &tight).unwrap_err().to_string();
+        assert_eq!(a, b);
     }
 
     #[test]

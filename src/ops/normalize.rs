@@ -269,15 +269,20 @@ impl Uploaded {
 /// Runs the pipeline (§7.1) on a copy of `table`. Step failures are recorded in the report and never
 /// fail the call.
 pub fn normalize(table: &Table, steps: &[NormalizationStep], backup_original: bool) -> NormalizationOutcome {
-    normalize_owned(table.clone(), steps, backup_original)
+    normalize_owned(table.clone(), steps, backup_original, true)
 }
 
 /// [`normalize`] consuming the table: cells are moved, not copied, except into backup columns.
+/// `with_stats` false leaves `before_stats`/`after_stats` null, for callers that discard the report (the
+/// per-column unique counts are the costly part of it).
 pub fn normalize_owned(
     table: Table,
     steps: &[NormalizationStep],
     backup_original: bool,
+    with_stats: bool,
 ) -> NormalizationOutcome {
+    let stats =
+        |cells: &[Cell], dtype: Dtype| if with_stats { column_stats(cells, dtype) } else { Value::Null };
     let started_at = now_iso();
     let total_rows = table.row_count();
     let mut uploaded = Uploaded { width: table.columns.len(), saved: HashMap::new() };
@@ -313,7 +318,7 @@ pub fn normalize_owned(
             }
         }
         let before = take_column(&mut work, index);
-        let before_stats = column_stats(&before, dtypes[index]);
+        let before_stats = stats(&before, dtypes[index]);
         let lowered = step.normalization_type.to_lowercase();
         let result = if TYPES.iter().any(|(k, _)| *k == lowered) {
             apply(&lowered, &step.parameters, &before, dtypes[index])
@@ -333,7 +338,7 @@ pub fn normalize_owned(
         };
         match result {
             Ok((cells, dtype)) => {
-                let after_stats = column_stats(&cells, dtype);
+                let after_stats = stats(&cells, dtype);
                 replace_column(&mut work, index, cells);
                 if uploaded.is_pristine(index) {
                     uploaded.overwritten(index, before);
@@ -1381,7 +1386,7 @@ mod tests {
             {"column_name": "c_original", "normalization_type": "uppercase", "backup_original": true},
             {"column_name": "c", "normalization_type": "regex_replace", "parameters": {"pattern": "("}},
         ]));
-        let out = normalize_owned(table.clone(), &s, false);
+        let out = normalize_owned(table.clone(), &s, false, true);
         assert_eq!(out.table.columns, vec!["c", "c_original", "c_original_original"]);
         // `c_original` was overwritten by the backup of `c`, then upper-cased; its own backup holds the upload.
         assert_eq!(out.table.rows[0], vec![t("X"), t(" X "), t("old")]);
@@ -1390,6 +1395,23 @@ mod tests {
         assert_eq!(out.report["total_rows"], 2);
         // The borrowed and the owned entry points agree.
         assert_eq!(normalize(&table, &s, false).table, out.table);
+        // Without stats: the same table and report, the stats left null.
+        let lean = normalize_owned(table.clone(), &s, false, false);
+        assert_eq!(lean.table, out.table);
+        let strip = |mut report: Value| {
+            for entry in report["columns_processed"].as_array_mut().unwrap() {
+                entry["before_stats"] = Value::Null;
+                entry["after_stats"] = Value::Null;
+            }
+            for key in ["started_at", "completed_at"] {
+                report[key] = Value::Null;
+            }
+            for entry in report["errors"].as_array_mut().unwrap() {
+                entry["timestamp"] = Value::Null;
+            }
+            report
+        };
+        assert_eq!(strip(lean.report), strip(out.report));
     }
 
     #[test]

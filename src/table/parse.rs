@@ -16,6 +16,18 @@ fn is_ascii_space(c: char) -> bool {
     matches!(c, ' ' | '\t' | '\n' | '\r' | '\x0b' | '\x0c' | '\x1c'..='\x1f')
 }
 
+/// `text` without leading and trailing [`is_ascii_space`] characters. Byte-wise: those characters are
+/// all ASCII, so the cut points are always character boundaries.
+fn trim_ascii_space(text: &str) -> &str {
+    let space = |b: &u8| b.is_ascii() && is_ascii_space(char::from(*b));
+    let bytes = text.as_bytes();
+    let Some(start) = bytes.iter().position(|b| !space(b)) else {
+        return "";
+    };
+    let end = bytes.iter().rposition(|b| !space(b)).map_or(start, |i| i + 1);
+    &text[start..end]
+}
+
 /// Unicode whitespace as Python's `str.isspace()` sees it (Rust's `White_Space` property plus
 /// the ASCII separators U+001C–U+001F).
 fn is_python_space(c: char) -> bool {
@@ -91,7 +103,7 @@ fn parse_float_core(text: &str, underscores: bool) -> Option<f64> {
 /// §12.1: parses a number from text (trimmed ASCII whitespace; `inf`/`infinity` allowed; `nan`, empty,
 /// separators, hex → `None`; values beyond the float range → `None`).
 pub fn parse_number(text: &str) -> Option<f64> {
-    parse_float_core(text.trim_matches(is_ascii_space), false)
+    parse_float_core(trim_ascii_space(text), false)
 }
 
 /// The wider float syntax of the template `:int`/`:float` conversion (§9.5.3, §12.1 parenthetical):
@@ -489,6 +501,15 @@ pub fn is_truthy_flag(text: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ascii_space_trim_matches_the_char_trim() {
+        for text in ["", "   ", " 1.5 ", "\x0b\x1c2\x1f\x0c", "\u{a0}3\u{a0}", " é ", "é", "\t\n\r4é\r"] {
+            assert_eq!(trim_ascii_space(text), text.trim_matches(is_ascii_space), "{text:?}");
+        }
+        assert_eq!(parse_number(" \x0b1.5\x1f "), Some(1.5));
+        assert_eq!(parse_number("\u{a0}1"), None);
+    }
 
     fn dt(y: i32, mo: u32, d: u32, h: u32, mi: u32, s: u32) -> NaiveDateTime {
         NaiveDate::from_ymd_opt(y, mo, d).unwrap().and_hms_opt(h, mi, s).unwrap()

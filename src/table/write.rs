@@ -103,7 +103,9 @@ pub fn info_sheet_name_for(data_sheet: &str, info_sheet: &str) -> String {
 pub fn xml_safe_text(text: &str) -> Cow<'_, str> {
     let forbidden =
         |c: char| (c < ' ' && !matches!(c, '\t' | '\n' | '\r')) || c == '\u{FFFE}' || c == '\u{FFFF}';
-    if text.chars().any(forbidden) {
+    // Byte pre-check (most cells): a forbidden char is a control byte or starts with 0xEF (U+FFFE/U+FFFF).
+    let suspect = |b: &u8| *b < b' ' || *b == 0xEF;
+    if text.as_bytes().iter().any(suspect) && text.chars().any(forbidden) {
         Cow::Owned(text.chars().filter(|&c| !forbidden(c)).collect())
     } else {
         Cow::Borrowed(text)
@@ -369,6 +371,8 @@ pub struct CsvSink {
     writer: csv::Writer<BufWriter<File>>,
     file: AtomicFile,
     rows: u64,
+    /// Reused for every row: a whole record goes through the csv writer's fast path.
+    record: csv::ByteRecord,
 }
 
 impl CsvSink {
@@ -380,7 +384,7 @@ impl CsvSink {
             .quote_style(csv::QuoteStyle::Necessary)
             .from_writer(BufWriter::new(handle));
         writer.write_record(columns).map_err(csv_write_err)?;
-        Ok(CsvSink { writer, file, rows: 0 })
+        Ok(CsvSink { writer, file, rows: 0, record: csv::ByteRecord::new() })
     }
 }
 
@@ -390,17 +394,18 @@ fn csv_write_err(err: csv::Error) -> TableError {
 
 impl RowSink for CsvSink {
     fn push_row(&mut self, row: &[Cell]) -> Result<(), TableError> {
-        // Field by field: borrowed text, no per-cell allocation.
+        // One reused record rather than field by field: the same bytes, through the writer's fast path.
+        self.record.clear();
         for cell in row {
-            self.writer.write_field(cell.as_text().as_bytes()).map_err(csv_write_err)?;
+            self.record.push_field(cell.as_text().as_bytes());
         }
-        self.writer.write_record(None::<&[u8]>).map_err(csv_write_err)?;
+        self.writer.write_byte_record(&self.record).map_err(csv_write_err)?;
         self.rows += 1;
         Ok(())
     }
 
     fn finish(self: Box<Self>) -> Result<u64, TableError> {
-        let CsvSink { writer, file, rows } = *self;
+        let CsvSink { writer, file, rows, .. } = *self;
         let mut inner = writer.into_inner().map_err(|e| TableError::WriteFile(e.to_string()))?;
         inner.flush()?;
         drop(inner);

@@ -73,11 +73,16 @@ enum Codec {
 pub struct DecodingReader<R> {
     inner: R,
     codec: Codec,
+    /// Raw bytes `input[in_pos..in_end]` not yet decoded; the buffer itself only grows (it is not
+    /// zero-filled again for every chunk).
     input: Vec<u8>,
     in_pos: usize,
+    in_end: usize,
     in_eof: bool,
+    /// Decoded bytes `output[out_pos..out_end]` not yet handed out; grows like `input`.
     output: Vec<u8>,
     out_pos: usize,
+    out_end: usize,
     bom_checked: bool,
     finished: bool,
     consumed: u64,
@@ -100,11 +105,13 @@ impl<R: Read> DecodingReader<R> {
         DecodingReader {
             inner,
             codec,
-            input: Vec::with_capacity(CHUNK),
+            input: Vec::new(),
             in_pos: 0,
+            in_end: 0,
             in_eof: false,
             output: Vec::new(),
             out_pos: 0,
+            out_end: 0,
             bom_checked: false,
             finished: false,
             consumed: 0,
@@ -118,23 +125,23 @@ impl<R: Read> DecodingReader<R> {
     /// Tops the input buffer up to at least `want` unread bytes (or EOF).
     fn fill_input(&mut self, want: usize) -> io::Result<()> {
         if self.in_pos > 0 {
-            self.input.drain(..self.in_pos);
+            self.input.copy_within(self.in_pos..self.in_end, 0);
+            self.in_end -= self.in_pos;
             self.in_pos = 0;
         }
-        while !self.in_eof && self.input.len() < want {
-            let start = self.input.len();
-            self.input.resize(start + CHUNK, 0);
+        while !self.in_eof && self.in_end < want {
+            let start = self.in_end;
+            if self.input.len() < start + CHUNK {
+                self.input.resize(start + CHUNK, 0);
+            }
             let n = loop {
-                match self.inner.read(&mut self.input[start..]) {
+                match self.inner.read(&mut self.input[start..start + CHUNK]) {
                     Ok(n) => break n,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e) => {
-                        self.input.truncate(start);
-                        return Err(e);
-                    }
+                    Err(e) => return Err(e),
                 }
             };
-            self.input.truncate(start + n);
+            self.in_end = start + n;
             if n == 0 {
                 self.in_eof = true;
             }
@@ -144,23 +151,24 @@ impl<R: Read> DecodingReader<R> {
 
     /// Decodes the next chunk into `output`.
     fn refill(&mut self) -> io::Result<()> {
-        self.output.clear();
         self.out_pos = 0;
-        if self.in_pos >= self.input.len() {
+        self.out_end = 0;
+        if self.in_pos >= self.in_end {
             self.fill_input(1)?;
         }
         if !self.bom_checked {
             self.fill_input(3)?;
-            if self.input.starts_with(b"\xEF\xBB\xBF") {
+            if self.input[..self.in_end].starts_with(b"\xEF\xBB\xBF") {
                 self.in_pos = 3;
                 self.consumed = 3;
             }
             self.bom_checked = true;
         }
         let last = self.in_eof;
-        let chunk = &self.input[self.in_pos..];
+        let chunk = &self.input[self.in_pos..self.in_end];
         match &mut self.codec {
             Codec::Latin1 => {
+                self.output.clear();
                 self.output.reserve(chunk.len() * 2);
                 for &b in chunk {
                     if b < 0x80 {
@@ -169,6 +177,7 @@ impl<R: Read> DecodingReader<R> {
                         self.output.extend_from_slice(char::from(b).encode_utf8(&mut [0u8; 2]).as_bytes());
                     }
                 }
+                self.out_end = self.output.len();
                 let n = chunk.len();
                 self.in_pos += n;
                 self.consumed += n as u64;
@@ -185,10 +194,12 @@ impl<R: Read> DecodingReader<R> {
                 let cap = decoder
                     .max_utf8_buffer_length_without_replacement(chunk.len())
                     .unwrap_or(chunk.len() * 3 + 16);
-                self.output.resize(cap, 0);
+                if self.output.len() < cap {
+                    self.output.resize(cap, 0);
+                }
                 let (result, read, written) =
-                    decoder.decode_to_utf8_without_replacement(chunk, &mut self.output, last);
-                self.output.truncate(written);
+                    decoder.decode_to_utf8_without_replacement(chunk, &mut self.output[..cap], last);
+                self.out_end = written;
                 match result {
                     DecoderResult::Malformed(_, _) => return Err(self.fail(read)),
                     DecoderResult::InputEmpty => {
@@ -209,8 +220,8 @@ impl<R: Read> DecodingReader<R> {
 impl<R: Read> Read for DecodingReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         loop {
-            if self.out_pos < self.output.len() {
-                let n = buf.len().min(self.output.len() - self.out_pos);
+            if self.out_pos < self.out_end {
+                let n = buf.len().min(self.out_end - self.out_pos);
                 buf[..n].copy_from_slice(&self.output[self.out_pos..self.out_pos + n]);
                 self.out_pos += n;
                 return Ok(n);
@@ -283,6 +294,30 @@ mod tests {
         assert!(is_decode_failure(&err));
         // A truncated sequence at the very end is an error too.
         assert!(decode_all(b"ab\xC3", TextEncoding::Utf8).is_err());
+    }
+
+    /// Several chunks read through small and odd-sized buffers (the reused buffers keep no stale bytes).
+    #[test]
+    fn small_reads_over_many_chunks_match_the_whole_text() {
+        let text = "ab,é\n".repeat(CHUNK / 2) + "end";
+        let cases: [(Vec<u8>, TextEncoding); 3] = [
+            (text.as_bytes().to_vec(), TextEncoding::Utf8),
+            (text.chars().map(|c| c as u32 as u8).collect(), TextEncoding::Latin1),
+            (text.chars().map(|c| c as u32 as u8).collect(), TextEncoding::Cp1252),
+        ];
+        for (bytes, encoding) in cases {
+            let mut reader = DecodingReader::new(bytes.as_slice(), encoding);
+            let mut out = Vec::new();
+            let mut buf = [0u8; 7777];
+            loop {
+                let n = reader.read(&mut buf[..1 + out.len() % 7776]).unwrap();
+                if n == 0 {
+                    break;
+                }
+                out.extend_from_slice(&buf[..n]);
+            }
+            assert_eq!(String::from_utf8(out).unwrap(), text, "{encoding:?}");
+        }
     }
 
     #[test]

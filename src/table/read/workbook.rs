@@ -12,6 +12,7 @@ use super::sniff::{detect_kind, FileKind};
 use super::ReadLimits;
 use crate::table::cell::{Cell, Table};
 use crate::table::error::TableError;
+use crate::table::infer::{InferredType, TypeInference};
 use crate::table::parse::python_float_text;
 
 /// Deflate cannot compress better than about 1032:1; an entry claiming more is lying about its size.
@@ -43,6 +44,39 @@ pub fn read_workbook(
         FileKind::Xls => read_xls(path, sheet, limits),
         other => Err(TableError::UnsupportedKind { expected: "Excel workbook", found: other.describe() }),
     }
+}
+
+/// What `excel/info` needs of one sheet, gathered while the cells stream by (nothing materialised).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SheetSummary {
+    /// Every sheet name in workbook order (hidden sheets included).
+    pub sheets: Vec<String>,
+    /// The sheet that was read.
+    pub sheet_name: String,
+    /// The columns [`read_workbook`] would give the table.
+    pub columns: Vec<String>,
+    /// Its number of data rows.
+    pub rows: u64,
+    /// §2.2 inferred type of each column.
+    pub inferred: Vec<InferredType>,
+}
+
+/// [`read_workbook`]'s columns, row count and inferred types, with the same checks and errors, without
+/// building the table: memory stays flat however long the sheet is.
+pub fn summarize_workbook(
+    path: &Path,
+    sheet: Option<&str>,
+    limits: &ReadLimits,
+) -> Result<SheetSummary, TableError> {
+    let (sheets, sheet_name, summary) = match detect_kind(path)? {
+        FileKind::Xlsx => read_xlsx_into(path, sheet, SheetBuilder::new(limits, Summary::default()))?,
+        FileKind::Xls => read_xls_into(path, sheet, SheetBuilder::new(limits, Summary::default()))?,
+        other => {
+            return Err(TableError::UnsupportedKind { expected: "Excel workbook", found: other.describe() })
+        }
+    };
+    let (columns, rows, inferred) = summary;
+    Ok(SheetSummary { sheets, sheet_name, columns, rows, inferred })
 }
 
 /// Lists a workbook's sheet names in order, with the same kind and size checks as [`read_workbook`].
@@ -118,6 +152,24 @@ fn too_many(rows: u64, columns: u64, limits: &ReadLimits) -> Result<(), TableErr
 }
 
 fn read_xlsx(path: &Path, sheet: Option<&str>, limits: &ReadLimits) -> Result<WorkbookTable, TableError> {
+    let (sheets, sheet_name, table) =
+        read_xlsx_into(path, sheet, SheetBuilder::new(limits, Dense::default()))?;
+    Ok(WorkbookTable { sheets, sheet_name, table })
+}
+
+fn read_xls(path: &Path, sheet: Option<&str>, limits: &ReadLimits) -> Result<WorkbookTable, TableError> {
+    let (sheets, sheet_name, table) =
+        read_xls_into(path, sheet, SheetBuilder::new(limits, Dense::default()))?;
+    Ok(WorkbookTable { sheets, sheet_name, table })
+}
+
+/// Streams the chosen sheet's non-empty cells into `builder`: (sheet names, sheet read, what it built).
+fn read_xlsx_into<S: CellStore>(
+    path: &Path,
+    sheet: Option<&str>,
+    mut builder: SheetBuilder<'_, S>,
+) -> Result<(Vec<String>, String, S::Output), TableError> {
+    let limits = builder.limits;
     check_zip_limits(path, limits)?;
     let mut workbook: Xlsx<BufReader<File>> = calamine::open_workbook(path).map_err(excel_err)?;
     let sheets = workbook.sheet_names();
@@ -128,17 +180,21 @@ fn read_xlsx(path: &Path, sheet: Option<&str>, limits: &ReadLimits) -> Result<Wo
     if declared.end != (0, 0) || declared.start != (0, 0) {
         too_many(u64::from(declared.end.0) + 1, u64::from(declared.end.1) + 1, limits)?;
     }
-    let mut builder = SheetBuilder::new(limits);
     while let Some(cell) = reader.next_cell().map_err(excel_err)? {
         let (row, col) = cell.get_position();
         if let Some(value) = data_ref_cell(cell.get_value()) {
             builder.put(row, col, value)?;
         }
     }
-    Ok(WorkbookTable { sheets, sheet_name, table: builder.finish() })
+    Ok((sheets, sheet_name, builder.finish()))
 }
 
-fn read_xls(path: &Path, sheet: Option<&str>, limits: &ReadLimits) -> Result<WorkbookTable, TableError> {
+fn read_xls_into<S: CellStore>(
+    path: &Path,
+    sheet: Option<&str>,
+    mut builder: SheetBuilder<'_, S>,
+) -> Result<(Vec<String>, String, S::Output), TableError> {
+    let limits = builder.limits;
     let mut workbook: Xls<BufReader<File>> = calamine::open_workbook(path).map_err(excel_err)?;
     let sheets = workbook.sheet_names();
     let sheet_name = choose_sheet(&sheets, sheet)?;
@@ -147,7 +203,6 @@ fn read_xls(path: &Path, sheet: Option<&str>, limits: &ReadLimits) -> Result<Wor
         too_many(u64::from(end.0) + 1, u64::from(end.1) + 1, limits)?;
     }
     let (row0, col0) = range.start().unwrap_or((0, 0));
-    let mut builder = SheetBuilder::new(limits);
     for (r, c, value) in range.used_cells() {
         if let Some(cell) = data_cell(value) {
             // Positions fit in u32: they come from a calamine range of u32 coordinates.
@@ -156,48 +211,87 @@ fn read_xls(path: &Path, sheet: Option<&str>, limits: &ReadLimits) -> Result<Wor
             builder.put(row, col, cell)?;
         }
     }
-    Ok(WorkbookTable { sheets, sheet_name, table: builder.finish() })
+    Ok((sheets, sheet_name, builder.finish()))
 }
 
-/// Collects non-empty cells at absolute positions, enforcing the cell limit on the extent so far, then
-/// builds the table per §1.2 (header from row 1, width = right-most used column, trailing empty rows
+/// Takes the non-empty cells of a sheet (row-major for xlsx, any order for xls) once the extent checks
+/// have passed, and turns them into a result given the final width and height.
+trait CellStore {
+    type Output;
+    fn put(&mut self, row: usize, col: usize, cell: Cell, width: usize);
+    fn finish(self, width: usize, height: usize) -> Self::Output;
+}
+
+/// Collects non-empty cells at absolute positions, enforcing the cell limit on the extent so far; the
+/// store then applies §1.2 (header from row 1, width = right-most used column, trailing empty rows
 /// dropped).
-struct SheetBuilder<'a> {
+struct SheetBuilder<'a, S> {
     limits: &'a ReadLimits,
-    /// Dense rows, each as long as its right-most non-empty cell (padded to the width at the end).
-    rows: Vec<Vec<Cell>>,
+    store: S,
     width: u32,
+    height: u64,
 }
 
-impl<'a> SheetBuilder<'a> {
-    fn new(limits: &'a ReadLimits) -> Self {
-        SheetBuilder { limits, rows: Vec::new(), width: 0 }
+impl<'a, S: CellStore> SheetBuilder<'a, S> {
+    fn new(limits: &'a ReadLimits, store: S) -> Self {
+        SheetBuilder { limits, store, width: 0, height: 0 }
     }
 
     /// Stores a non-empty cell (empty ones never change the extent).
     fn put(&mut self, row: u32, col: u32, cell: Cell) -> Result<(), TableError> {
         let width = self.width.max(col.saturating_add(1));
-        let height = (self.rows.len() as u64).max(u64::from(row) + 1);
+        let height = self.height.max(u64::from(row) + 1);
         too_many(height, u64::from(width), self.limits)?;
         self.width = width;
-        let (row, col) = (row as usize, col as usize);
+        self.height = height;
+        self.store.put(row as usize, col as usize, cell, width as usize);
+        Ok(())
+    }
+
+    fn finish(self) -> S::Output {
+        // The height is bounded by the cell limit checked in `put`.
+        self.store.finish(self.width as usize, self.height as usize)
+    }
+}
+
+/// Column names from the header row's cells (blank and non-text cells are unnamed).
+fn header_names(header: impl IntoIterator<Item = Cell>) -> Vec<String> {
+    let raw = header
+        .into_iter()
+        .map(|c| match c {
+            Cell::Text(s) if !s.is_empty() => Some(s),
+            _ => None,
+        })
+        .collect();
+    unique_header(raw)
+}
+
+/// The whole sheet as a table.
+#[derive(Default)]
+struct Dense {
+    /// Dense rows, each as long as its right-most non-empty cell (padded to the width at the end).
+    rows: Vec<Vec<Cell>>,
+}
+
+impl CellStore for Dense {
+    type Output = Table;
+
+    fn put(&mut self, row: usize, col: usize, cell: Cell, width: usize) {
         if row >= self.rows.len() {
             self.rows.resize_with(row + 1, Vec::new);
         }
         let cells = &mut self.rows[row];
         if cells.capacity() == 0 {
             // Rows are usually as wide as the ones before: one allocation per row.
-            cells.reserve_exact(self.width as usize);
+            cells.reserve_exact(width);
         }
         if col >= cells.len() {
             cells.resize(col + 1, Cell::text(""));
         }
         cells[col] = cell;
-        Ok(())
     }
 
-    fn finish(self) -> Table {
-        let width = self.width as usize;
+    fn finish(self, width: usize, _height: usize) -> Table {
         let mut dense = self.rows.into_iter().map(|mut row| {
             row.resize(width, Cell::text(""));
             row
@@ -205,14 +299,44 @@ impl<'a> SheetBuilder<'a> {
         let Some(header) = dense.next() else {
             return Table::default();
         };
-        let raw = header
-            .into_iter()
-            .map(|c| match c {
-                Cell::Text(s) if !s.is_empty() => Some(s),
-                _ => None,
-            })
-            .collect();
-        Table { columns: unique_header(raw), rows: dense.collect() }
+        Table { columns: header_names(header), rows: dense.collect() }
+    }
+}
+
+/// Only the header, the extent and per-column type inference (padding cells are empty text, which
+/// inference ignores, so they need not be seen).
+#[derive(Default)]
+struct Summary {
+    header: Vec<Cell>,
+    inference: Vec<TypeInference>,
+}
+
+impl CellStore for Summary {
+    /// (columns, data rows, inferred types)
+    type Output = (Vec<String>, u64, Vec<InferredType>);
+
+    fn put(&mut self, row: usize, col: usize, cell: Cell, _width: usize) {
+        if row == 0 {
+            if col >= self.header.len() {
+                self.header.resize(col + 1, Cell::text(""));
+            }
+            self.header[col] = cell;
+        } else {
+            if col >= self.inference.len() {
+                self.inference.resize_with(col + 1, TypeInference::new);
+            }
+            self.inference[col].push(&cell);
+        }
+    }
+
+    fn finish(mut self, width: usize, height: usize) -> Self::Output {
+        if height == 0 {
+            return (Vec::new(), 0, Vec::new());
+        }
+        self.header.resize(width, Cell::text(""));
+        self.inference.resize_with(width, TypeInference::new);
+        let inferred = self.inference.iter().map(TypeInference::finish).collect();
+        (header_names(self.header), (height - 1) as u64, inferred)
     }
 }
 

@@ -222,6 +222,13 @@ fn csv_output_is_minimally_quoted_utf8() {
         String::from_utf8(bytes).unwrap(),
         "a,b\n\"x,y\",\"say \"\"hi\"\"\"\n\"line\nbreak\",\ncafé, sp \n"
     );
+    // A record whose only field is empty is written as `""`, so it is not read back as a blank line.
+    let table = Table {
+        columns: columns(&["a"]),
+        rows: vec![vec![Cell::text("")], vec![Cell::Missing], vec![Cell::text("x")]],
+    };
+    write_table_search(&path, &table, OutputFormat::Csv).unwrap();
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), "a\n\"\"\n\"\"\nx\n");
 }
 
 #[test]
