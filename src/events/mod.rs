@@ -345,7 +345,6 @@ impl Hub {
         Ok(current)
     }
 
-    /// Replaces all subscriptions of `conn` by none.
     /// Gives up the path chat's reservation of a connection that did not subscribe to it (e.g. forbidden).
     pub fn release_reservation(&self, conn: &Connection) {
         if let Some(entry) = lock(&self.registry).conns.get_mut(&conn.id) {
@@ -353,6 +352,7 @@ impl Hub {
         }
     }
 
+    /// Replaces all subscriptions of `conn` by none.
     pub fn unsubscribe_all(&self, conn: &Connection) {
         for chat in conn.subscriptions() {
             self.unsubscribe(conn, &chat);

@@ -91,7 +91,7 @@ impl WakeGroup {
 
     fn list(&self, queue: Arc<SendQueue>) {
         let first = {
-            let mut ready = self.ready.lock().unwrap_or_else(|p| p.into_inner());
+            let mut ready = super::lock(&self.ready);
             ready.push(queue);
             ready.len() == 1
         };
@@ -105,7 +105,7 @@ impl WakeGroup {
         let mut batch = Vec::new();
         loop {
             self.kick.notified().await;
-            std::mem::swap(&mut batch, &mut *self.ready.lock().unwrap_or_else(|p| p.into_inner()));
+            std::mem::swap(&mut batch, &mut *super::lock(&self.ready));
             for queue in batch.drain(..) {
                 queue.listed.store(false, Ordering::Release);
                 queue.notify.notify_one();
@@ -157,7 +157,7 @@ impl SendQueue {
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         // A panic while holding this lock cannot leave the queue inconsistent in a way that matters more
         // than losing the connection, so poisoning is ignored.
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        super::lock(&self.state)
     }
 
     pub fn push(self: &Arc<Self>, item: Outgoing) -> Push {

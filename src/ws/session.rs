@@ -342,7 +342,7 @@ fn welcome(ctx: &Ctx<'_>, auth: &AuthState) -> bool {
             match state.hub.subscribe(conn, chat, handshake.resume.as_ref(), Some(&connected), snapshot) {
                 Ok(_) => true,
                 Err(e) => {
-                    state.hub.release_reservation(conn);
+                    // `subscribe` has already dropped the reservation.
                     log::warn!(
                         "ws: connection_id={:08x} chat_id={chat} initial subscribe failed: {e:?}",
                         conn.id
@@ -601,11 +601,10 @@ async fn write_loop(
     closed: tokio::sync::watch::Sender<bool>,
 ) {
     let mut batch = Vec::new();
-    let reason = loop {
+    let reason = 'writing: loop {
         if let Some(reason) = queue.next_batch(&mut batch).await {
             break Some(reason);
         }
-        let mut failed = false;
         for frame in batch.drain(..) {
             let written = {
                 let mut write = std::pin::pin!(session.text(frame.text));
@@ -617,10 +616,8 @@ async fn write_loop(
             };
             match written {
                 Ok(Ok(())) => {}
-                Ok(Err(_)) => {
-                    failed = true;
-                    break;
-                }
+                // The socket is gone: nothing more can be written, not even a close frame.
+                Ok(Err(_)) => break 'writing None,
                 Err(_) => {
                     queue.abort(CloseReason::new(CLOSE_SLOW_CONSUMER, "slow consumer"));
                     let reason = actix_ws::CloseReason {
@@ -632,9 +629,6 @@ async fn write_loop(
                     return;
                 }
             }
-        }
-        if failed {
-            break None;
         }
     };
     if let Some(reason) = reason {
