@@ -4,18 +4,17 @@
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 
 use actix_multipart::Multipart;
 use actix_web::dev::Payload;
 use actix_web::http::header;
+use actix_web::web::Bytes;
 use actix_web::{web, FromRequest, HttpRequest};
 use futures_util::StreamExt;
 use serde::de::DeserializeOwned;
-use std::io::Write;
-
-use actix_web::web::Bytes;
 
 use crate::error::ApiError;
 use crate::AppState;
@@ -69,14 +68,14 @@ impl Form {
         Self::read_buffered(req, payload, upload_dir, max_body_bytes, WRITE_BATCH_BYTES).await
     }
 
-    /// [`Form::read`] with uploaded files written in batches of `buffer_bytes` (the chat endpoints use
+    /// [`Form::read`] with uploaded files written in batches of `write_batch_bytes` (the chat endpoints use
     /// `chat_workflows.file.chunk_size_bytes`).
     pub async fn read_buffered(
         req: &HttpRequest,
         payload: Payload,
         upload_dir: &Path,
         max_body_bytes: u64,
-        buffer_bytes: usize,
+        write_batch_bytes: usize,
     ) -> Result<Form, ApiError> {
         let too_large = || {
             ApiError::payload_too_large(format!(
@@ -137,7 +136,7 @@ impl Form {
                         }
                         batch_bytes += chunk.len();
                         batch.push(chunk);
-                        if batch_bytes >= buffer_bytes.max(1) {
+                        if batch_bytes >= write_batch_bytes {
                             file = file.write(std::mem::take(&mut batch)).await?;
                             batch_bytes = 0;
                         }
