@@ -8,13 +8,14 @@ use serde_json::json;
 use crate::envelope::{download_url, ApiResponse};
 use crate::error::blocking;
 use crate::http::tables::{
-    output_filename, output_target, post_resource, search_response, workbook_style, INFO_ERROR_PREFIX,
+    output_filename, output_target, post_resource, search_request, search_response, search_target,
+    workbook_style, INFO_ERROR_PREFIX,
 };
 use crate::http::upload::Form;
 use crate::http::ApiResult;
 use crate::ops::convert::{csv_file_to_xlsx, resolve_sheet_name};
 use crate::ops::info::{csv_file_inferred_types, csv_file_info};
-use crate::ops::search::{search_csv_file, suggest_operators, SearchRequest};
+use crate::ops::search::{search_csv_file, suggest_operators};
 use crate::table::names::base_name;
 use crate::table::write::OutputFormat;
 use crate::AppState;
@@ -60,19 +61,11 @@ async fn convert(req: HttpRequest, state: web::Data<AppState>, form: Form) -> Ap
 
 /// §7.3.3: as `excel/search`, for a CSV file, with `csv` as the default output format.
 async fn search(req: HttpRequest, state: web::Data<AppState>, form: Form) -> ApiResult {
-    form.require_file("file")?;
-    let request = SearchRequest::parse(
-        form.text("conditions"),
-        form.text("logic"),
-        form.text("output_format"),
-        form.text("output_filename"),
-        OutputFormat::Csv,
-    )?;
+    let request = search_request(&form, OutputFormat::Csv)?;
     let config = state.config.clone();
     let (name, outcome) = blocking(move || {
         let file = form.require_file("file")?;
-        let ext = request.format.extension();
-        let target = output_target(&config, request.output_filename.as_deref(), &["search_results"], ext)?;
+        let target = search_target(&config, &request)?;
         let outcome = search_csv_file(file.path(), &config.file.supported_encodings, &request, &target.path)?;
         Ok((target.name, outcome))
     })

@@ -8,15 +8,16 @@ use serde_json::json;
 use crate::envelope::{download_url, ApiResponse};
 use crate::error::{blocking, ApiError};
 use crate::http::tables::{
-    object_field, output_filename, output_target, post_resource, read_uploaded_workbook, search_response,
-    string_list_field, summarize_uploaded_workbook, workbook_style, INFO_ERROR_PREFIX,
+    object_field, output_filename, output_target, post_resource, read_uploaded_workbook, search_request,
+    search_response, search_target, string_list_field, summarize_uploaded_workbook, workbook_style,
+    INFO_ERROR_PREFIX,
 };
 use crate::http::upload::Form;
 use crate::http::ApiResult;
 use crate::ops::extract::{extract_columns, extract_columns_to_file, ExtractParams};
 use crate::ops::info::excel_info;
 use crate::ops::mapping::map_columns_to_file;
-use crate::ops::search::{search_to_file, suggest_operators, SearchRequest};
+use crate::ops::search::{search_to_file, suggest_operators};
 use crate::ops::{clock, OpError};
 use crate::table::names::base_name;
 use crate::table::write::OutputFormat;
@@ -128,21 +129,13 @@ async fn map(req: HttpRequest, state: web::Data<AppState>, form: Form) -> ApiRes
 
 /// §7.2.7: rows matching the conditions, written as xlsx (default), csv or json.
 async fn search(req: HttpRequest, state: web::Data<AppState>, form: Form) -> ApiResult {
-    form.require_file("file")?;
-    let request = SearchRequest::parse(
-        form.text("conditions"),
-        form.text("logic"),
-        form.text("output_format"),
-        form.text("output_filename"),
-        OutputFormat::Xlsx,
-    )?;
+    let request = search_request(&form, OutputFormat::Xlsx)?;
     let config = state.config.clone();
     let (name, outcome) = blocking(move || {
         let workbook = read_uploaded_workbook(form.require_file("file")?, &config)?;
         let table = &workbook.table;
         let compiled = request.compile(&table.columns)?;
-        let ext = request.format.extension();
-        let target = output_target(&config, request.output_filename.as_deref(), &["search_results"], ext)?;
+        let target = search_target(&config, &request)?;
         let rows = table.rows.iter().map(Ok);
         let outcome = search_to_file(&table.columns, rows, &compiled, request.format, &target.path)?;
         Ok((target.name, outcome))

@@ -13,11 +13,12 @@ use serde_json::{json, Map, Value};
 use crate::config::Config;
 use crate::error::ApiError;
 use crate::http::method_not_allowed;
-use crate::http::upload::UploadedFile;
+use crate::http::upload::{Form, UploadedFile};
+use crate::ops::search::SearchRequest;
 use crate::ops::{parse_json_field, string_list, OpError};
 use crate::table::names::{generated_output_name, resolve_in_folder, user_output_name};
 use crate::table::read::{read_workbook, summarize_workbook, ReadLimits, SheetSummary, WorkbookTable};
-use crate::table::write::WorkbookStyle;
+use crate::table::write::{OutputFormat, WorkbookStyle};
 use crate::table::TableError;
 
 /// Buffer of the streamed text writers; large enough that syscalls do not dominate.
@@ -113,6 +114,24 @@ pub fn write_text_output<T>(
     };
     temp.persist(&target.path).map_err(|e| ApiError::internal("Failed to write output file", e.error))?;
     Ok(value)
+}
+
+/// The form of both search endpoints (rest-api.md §7.2.7, §7.3.3): the file must be there, then the
+/// conditions, logic and output fields parse; `default_format` when `output_format` is absent.
+pub fn search_request(form: &Form, default_format: OutputFormat) -> Result<SearchRequest, ApiError> {
+    form.require_file("file")?;
+    Ok(SearchRequest::parse(
+        form.text("conditions"),
+        form.text("logic"),
+        form.text("output_format"),
+        form.text("output_filename"),
+        default_format,
+    )?)
+}
+
+/// Where a search writes its result: the user's name or `search_results_{ts}_{8hex}`, in its format.
+pub fn search_target(config: &Config, request: &SearchRequest) -> Result<OutputTarget, ApiError> {
+    output_target(config, request.output_filename.as_deref(), &["search_results"], request.format.extension())
 }
 
 /// The answer of both search endpoints (rest-api.md §7.2.7): where the result is and how many rows matched.
