@@ -1,5 +1,9 @@
-//! Table endpoints through the real HTTP server next to a "bare" pipeline doing the same work with the
-//! same crates (csv, calamine, rust_xlsxwriter) and none of ours, on generated 100k- and 1M-row files.
+//! Table endpoints on generated 100k- and 1M-row files, three ways:
+//! - `http`: the whole request through the real server (upload, the operation, the durable output, the reply);
+//! - `core`: the endpoint's core operation, the same oxcelize functions its handler runs on the blocking
+//!   pool, called directly on the file on disk (no HTTP, no upload);
+//! - `bare`: a pipeline doing the same work with the same crates (csv, calamine, rust_xlsxwriter) and none of
+//!   ours (no encoding detection, no number grammar, no fsync of the output).
 //!
 //!   cargo bench --bench tables                      # timings (OXCELIZE_BENCH_SKIP_1M=1 skips 1M rows)
 //!   OXCELIZE_BENCH_RSS=1 cargo bench --bench tables # peak RSS of a server process converting 1M CSV rows
@@ -16,6 +20,13 @@ use std::time::{Duration, Instant};
 use calamine::{Data, Reader, Xlsx};
 use criterion::{BenchmarkId, Criterion, SamplingMode};
 use oxcelize::config::Config;
+use oxcelize::http::tables::{read_limits, workbook_style};
+use oxcelize::ops::convert::csv_file_to_xlsx;
+use oxcelize::ops::extract::extract_columns_to_file;
+use oxcelize::ops::info::{csv_file_info, excel_info};
+use oxcelize::ops::search::{search_csv_file, search_to_file, SearchRequest};
+use oxcelize::table::read::{read_workbook, summarize_workbook};
+use oxcelize::table::write::OutputFormat;
 use oxcelize::App;
 use rust_xlsxwriter::{ExcelDateTime, Format, Workbook};
 use serde_json::{json, Value};
@@ -339,6 +350,48 @@ fn bare_excel_extract(path: &Path, out: &Path) {
     wb.save(out).unwrap();
 }
 
+// ---- the core operations: what each handler runs on the blocking pool, called directly ----
+
+fn core_search_request(format: &str) -> SearchRequest {
+    let fields = search_fields(format);
+    let default = if format == "csv" { OutputFormat::Csv } else { OutputFormat::Xlsx };
+    SearchRequest::parse(Some(&fields[0].1), None, Some(&fields[1].1), None, default).unwrap()
+}
+
+fn core_csv_info(config: &Config, path: &Path) -> usize {
+    csv_file_info("data.csv", path, &config.file.supported_encodings).unwrap().columns
+}
+
+fn core_csv_convert(config: &Config, path: &Path, out: &Path) -> u64 {
+    let style = workbook_style(config, &config.excel.default_sheet_name);
+    csv_file_to_xlsx(path, &config.file.supported_encodings, out, &style).unwrap()
+}
+
+fn core_csv_search(config: &Config, path: &Path, out: &Path) -> u64 {
+    let request = core_search_request("csv");
+    search_csv_file(path, &config.file.supported_encodings, &request, out).unwrap().filtered_rows
+}
+
+fn core_excel_info(config: &Config, path: &Path) -> usize {
+    let sheet = summarize_workbook(path, None, &read_limits(config)).unwrap();
+    excel_info("data.xlsx", &sheet).columns
+}
+
+fn core_excel_search(config: &Config, path: &Path, out: &Path) -> u64 {
+    let request = core_search_request("xlsx");
+    let table = read_workbook(path, None, &read_limits(config)).unwrap().table;
+    let compiled = request.compile(&table.columns).unwrap();
+    search_to_file(&table.columns, table.rows.iter().map(Ok), &compiled, request.format, out)
+        .unwrap()
+        .filtered_rows
+}
+
+fn core_excel_extract(config: &Config, path: &Path, out: &Path) -> u64 {
+    let table = read_workbook(path, None, &read_limits(config)).unwrap().table;
+    let columns: Vec<String> = EXTRACT.iter().map(|&c| COLUMNS[c].to_string()).collect();
+    extract_columns_to_file(&table, &columns, false, out, &workbook_style(config, "Sheet1")).unwrap()
+}
+
 // ---- the benchmark ----
 
 type Run<'a> = Box<dyn Fn() + 'a>;
@@ -370,6 +423,7 @@ fn run_benchmarks() {
     let dir = tempfile::tempdir().unwrap();
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
     let config = server_config(dir.path());
+    let core_config = config.clone();
     let out = config.file.output_folder.clone();
     let app = rt.block_on(App::build(config)).unwrap();
     let api = format!("http://{}/api/v1", app.rest_addr());
@@ -410,10 +464,15 @@ fn run_benchmarks() {
             move || rt.block_on(call(client, api, route, Upload::Memory(file, name), &fields, out))
         };
         let bare_file = bare_out.join("out");
-        let cases: Vec<(&str, Run<'_>, Run<'_>)> = vec![
+        let core_file = bare_out.join("core");
+        let cfg = &core_config;
+        let cases: Vec<(&str, Run<'_>, Run<'_>, Run<'_>)> = vec![
             (
                 "csv_info",
                 Box::new(http("/csv/info", csv_bytes, vec![])),
+                Box::new(|| {
+                    black_box(core_csv_info(cfg, &csv_path));
+                }),
                 Box::new(|| {
                     black_box(bare_csv_info(&csv_path));
                 }),
@@ -421,11 +480,17 @@ fn run_benchmarks() {
             (
                 "csv_convert_to_excel",
                 Box::new(http("/csv/convert-to-excel", csv_bytes, vec![])),
+                Box::new(|| {
+                    black_box(core_csv_convert(cfg, &csv_path, &core_file.with_extension("xlsx")));
+                }),
                 Box::new(|| bare_csv_convert(&csv_path, &bare_file.with_extension("xlsx"))),
             ),
             (
                 "csv_search",
                 Box::new(http("/csv/search", csv_bytes, search_fields("csv"))),
+                Box::new(|| {
+                    black_box(core_csv_search(cfg, &csv_path, &core_file.with_extension("csv")));
+                }),
                 Box::new(|| {
                     black_box(bare_csv_search(&csv_path, &bare_file.with_extension("csv")));
                 }),
@@ -434,12 +499,18 @@ fn run_benchmarks() {
                 "excel_info",
                 Box::new(http("/excel/info", xlsx_bytes, vec![])),
                 Box::new(|| {
+                    black_box(core_excel_info(cfg, &xlsx_path));
+                }),
+                Box::new(|| {
                     black_box(bare_excel_info(&xlsx_path));
                 }),
             ),
             (
                 "excel_search",
                 Box::new(http("/excel/search", xlsx_bytes, search_fields("xlsx"))),
+                Box::new(|| {
+                    black_box(core_excel_search(cfg, &xlsx_path, &core_file.with_extension("xlsx")));
+                }),
                 Box::new(|| {
                     black_box(bare_excel_search(&xlsx_path, &bare_file.with_extension("xlsx")));
                 }),
@@ -451,11 +522,15 @@ fn run_benchmarks() {
                     xlsx_bytes,
                     vec![("columns", json!(["id", "name", "amount"]).to_string())],
                 )),
+                Box::new(|| {
+                    black_box(core_excel_extract(cfg, &xlsx_path, &core_file.with_extension("xlsx")));
+                }),
                 Box::new(|| bare_excel_extract(&xlsx_path, &bare_file.with_extension("xlsx"))),
             ),
         ];
-        for (op, http_run, bare_run) in &cases {
+        for (op, http_run, core_run, bare_run) in &cases {
             group.bench_function(BenchmarkId::new(format!("{op}_http"), rows), |b| b.iter(http_run));
+            group.bench_function(BenchmarkId::new(format!("{op}_core"), rows), |b| b.iter(core_run));
             group.bench_function(BenchmarkId::new(format!("{op}_bare"), rows), |b| b.iter(bare_run));
             ids.push((op.to_string(), rows));
         }
@@ -476,16 +551,22 @@ fn median_ns(id: &str, rows: usize) -> Option<f64> {
 
 fn print_summary(ids: &[(String, usize)]) {
     println!(
-        "\n{:<32} {:>9} {:>12} {:>12} {:>7}",
-        "operation", "rows", "http median", "bare median", "ratio"
+        "\n{:<32} {:>9} {:>12} {:>12} {:>12} {:>10} {:>10}",
+        "operation", "rows", "http median", "core median", "bare median", "http/bare", "core/bare"
     );
     for (op, rows) in ids {
-        let (Some(http), Some(bare)) =
-            (median_ns(&format!("{op}_http"), *rows), median_ns(&format!("{op}_bare"), *rows))
-        else {
+        let median = |kind: &str| median_ns(&format!("{op}_{kind}"), *rows);
+        let (Some(http), Some(core), Some(bare)) = (median("http"), median("core"), median("bare")) else {
             continue;
         };
-        println!("{op:<32} {rows:>9} {:>10.1}ms {:>10.1}ms {:>7.2}", http / 1e6, bare / 1e6, http / bare);
+        println!(
+            "{op:<32} {rows:>9} {:>10.1}ms {:>10.1}ms {:>10.1}ms {:>10.2} {:>10.2}",
+            http / 1e6,
+            core / 1e6,
+            bare / 1e6,
+            http / bare,
+            core / bare
+        );
     }
 }
 

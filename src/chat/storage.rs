@@ -15,6 +15,7 @@ use super::ChatError;
 use crate::config::{Config, PartitionConfig, PartitionStrategy};
 use crate::envelope::{encode_segment, public_origin};
 use crate::table::names::sanitize_filename;
+use crate::table::write::make_durable;
 
 /// The three folders of a conversation, in download look-up order.
 pub const FOLDERS: [&str; 3] = ["uploads", "outputs", "intermediate"];
@@ -183,7 +184,10 @@ impl Storage {
     pub fn place_upload(&self, row: &ConversationRow, temp: &Path, name: &str) -> Result<String, ChatError> {
         let dir = self.conv_dir(row).join("uploads");
         std::fs::create_dir_all(&dir)?;
-        std::fs::rename(temp, dir.join(name))?;
+        let path = dir.join(name);
+        std::fs::rename(temp, &path)?;
+        // The file record is committed next: the content must not be lost after it.
+        make_durable(&path)?;
         Ok(self.stored_path(row, "uploads", name))
     }
 

@@ -3,7 +3,6 @@
 //! conversation), then each step is a thin adapter from its arguments to the same `ops/` functions the
 //! standalone endpoints use; only output naming and location are specific to the executor.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde_json::{json, Map, Value};
@@ -21,7 +20,9 @@ use crate::ops::sql::{write_standard_sql_file, AutoIncrement, Dialect, StandardS
 use crate::ops::sql_template::{strip_outer_quotes, write_custom_sql_file};
 use crate::ops::{bind, convert, extract, mapping, OpError};
 use crate::table::read::{read_csv_table, read_workbook, CsvSource, ReadLimits};
-use crate::table::write::{write_table_xlsx, OutputFormat, WorkbookStyle};
+use crate::table::write::{
+    make_durable, write_table_xlsx, write_text_atomically, OutputFormat, WorkbookStyle,
+};
 use crate::table::{Cell, Table};
 
 /// The 14 operations of §9.4.
@@ -887,21 +888,6 @@ fn read_json_table(path: &Path, limits: &ReadLimits) -> Result<Table, OpError> {
     Ok(Table { columns, rows })
 }
 
-/// Writes a text output atomically (temporary file in the folder, renamed when complete).
-fn write_atomic<T>(
-    path: &Path,
-    write: impl FnOnce(&mut std::io::BufWriter<&std::fs::File>) -> Result<T, OpError>,
-) -> Result<T, OpError> {
-    let folder = path.parent().ok_or_else(|| OpError::validation("invalid output path"))?;
-    let temp = tempfile::NamedTempFile::new_in(folder)?;
-    let mut out = std::io::BufWriter::new(temp.as_file());
-    let value = write(&mut out)?;
-    out.flush()?;
-    drop(out);
-    temp.persist(path).map_err(|e| OpError::Io(e.error))?;
-    Ok(value)
-}
-
 /// Everything a step needs besides its own arguments.
 pub struct StepContext<'a> {
     pub config: &'a Config,
@@ -945,6 +931,11 @@ impl StepContext<'_> {
             }
             None => self.execute(&step.op, input, Path::new("")),
         };
+        // Conversation files are recorded in SQLite after this returns: their content is made durable first.
+        let result = result.and_then(|r| match &target {
+            Some(t) => make_durable(&t.path).map(|()| r).map_err(|e| Err(OpError::from(e))),
+            None => Ok(r),
+        });
         match result {
             Ok(result) => Ok(StepOutput { output: target, result }),
             Err(e) => {
@@ -1043,32 +1034,35 @@ impl StepContext<'_> {
                 let table = select(self.table(&input.path, None)?, columns, false)?;
                 let request = with_identity(request, &table);
                 let at = crate::ops::clock::now_iso();
-                write_atomic(out, |w| write_standard_sql_file(&table, &request, &at, w)).map_err(Err)?;
+                write_text_atomically(out, |w| write_standard_sql_file(&table, &request, &at, w))
+                    .map_err(Err)?;
             }
             StepOp::SqlText { request, columns, remove_duplicates } => {
                 let table = select(self.table(&input.path, None)?, columns, *remove_duplicates)?;
                 let request = with_identity(request, &table);
                 let at = crate::ops::clock::now_iso();
-                write_atomic(out, |w| write_standard_sql_file(&table, &request, &at, w)).map_err(Err)?;
+                write_text_atomically(out, |w| write_standard_sql_file(&table, &request, &at, w))
+                    .map_err(Err)?;
             }
             StepOp::SqlCustom { template, columns, mapping: m, auto } => {
                 let table = select(self.table(&input.path, None)?, columns, false)?;
                 let m = if m.is_empty() { identity(&table.columns) } else { m.clone() };
                 let at = crate::ops::clock::now_iso();
-                write_atomic(out, |w| write_custom_sql_file(&table, template, &m, auto, &at, w))
+                write_text_atomically(out, |w| write_custom_sql_file(&table, template, &m, auto, &at, w))
                     .map_err(Err)?;
             }
             StepOp::JsonGenerate { request } => {
                 let table = self.table(&input.path, None)?;
-                let summary = write_atomic(out, |w| write_json(&table, request, w)).map_err(Err)?;
+                let summary = write_text_atomically(out, |w| write_json(&table, request, w)).map_err(Err)?;
                 result.insert("statistics".into(), json!({"total_records": summary.total_records}));
             }
             StepOp::JsonTemplate { template, mapping: m, mode, pretty } => {
                 let table = self.table(&input.path, None)?;
                 let m = if m.is_empty() { identity(&table.columns) } else { m.clone() };
-                let summary =
-                    write_atomic(out, |w| write_template_json(&table, template, &m, *mode, *pretty, w))
-                        .map_err(Err)?;
+                let summary = write_text_atomically(out, |w| {
+                    write_template_json(&table, template, &m, *mode, *pretty, w)
+                })
+                .map_err(Err)?;
                 result.insert("statistics".into(), json!({"total_records": summary.total_records}));
             }
         }

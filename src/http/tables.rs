@@ -3,7 +3,7 @@
 //! outputs renamed into place, and the form-field parsers common to several routes.
 
 use std::fs::File;
-use std::io::{BufWriter, Write};
+use std::io::BufWriter;
 use std::path::{Path, PathBuf};
 
 use actix_web::{web, Resource, Route};
@@ -18,11 +18,8 @@ use crate::ops::search::SearchRequest;
 use crate::ops::{parse_json_field, string_list, OpError};
 use crate::table::names::{generated_output_name, resolve_in_folder, user_output_name};
 use crate::table::read::{read_workbook, summarize_workbook, ReadLimits, SheetSummary, WorkbookTable};
-use crate::table::write::{OutputFormat, WorkbookStyle};
+use crate::table::write::{write_text_atomically, OutputFormat, WorkbookStyle};
 use crate::table::TableError;
-
-/// Buffer of the streamed text writers; large enough that syscalls do not dominate.
-const WRITE_BUFFER_BYTES: usize = 256 * 1024;
 
 /// Prefix of every read error of the info and suggest-operators endpoints (rest-api.md §7 "standard file
 /// errors").
@@ -98,22 +95,12 @@ pub fn read_upload(path: &Path, sheet: Option<&str>, config: &Config) -> Result<
     Ok(read_workbook(path, sheet, &read_limits(config))?)
 }
 
-/// Streams a text output into a temporary file next to `target` and renames it into place only when
-/// `write` succeeds; on any error nothing is left behind. Returns `write`'s value.
+/// Streams a text output into `target` atomically (see [`write_text_atomically`]).
 pub fn write_text_output<T>(
     target: &OutputTarget,
     write: impl FnOnce(&mut BufWriter<&File>) -> Result<T, OpError>,
 ) -> Result<T, ApiError> {
-    let dir = target.path.parent().unwrap_or_else(|| Path::new("."));
-    let temp = tempfile::Builder::new().prefix(".partial-").suffix(".tmp").tempfile_in(dir)?;
-    let value = {
-        let mut out = BufWriter::with_capacity(WRITE_BUFFER_BYTES, temp.as_file());
-        let value = write(&mut out)?;
-        out.flush()?;
-        value
-    };
-    temp.persist(&target.path).map_err(|e| ApiError::internal("Failed to write output file", e.error))?;
-    Ok(value)
+    Ok(write_text_atomically(&target.path, write)?)
 }
 
 /// The form of both search endpoints (rest-api.md §7.2.7, §7.3.3): the file must be there, then the
@@ -202,6 +189,7 @@ mod tests {
 
     #[test]
     fn failed_writes_leave_nothing() {
+        use std::io::Write;
         let dir = tempfile::tempdir().unwrap();
         let c = config_in(dir.path());
         let t = output_target(&c, Some("out.txt"), &[], "txt").unwrap();

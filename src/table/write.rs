@@ -1,6 +1,11 @@
 //! Writers for output files: the standard workbook (operations.md §11.1), the search workbook, CSV and JSON
 //! (§6.3). All are streaming sinks that write to a temporary file in the target folder and rename it into
 //! place on `finish`, so readers never see partial files.
+//!
+//! Outputs are not fsynced here: a REST output is derived, re-creatable data with a retention of hours, and
+//! an fsync per request costs more than the rest of a small request (tens of ms, serialised on the disk's
+//! journal). Files that must survive a power loss (conversation files recorded in SQLite) are made durable
+//! by their owner with [`make_durable`] before they are recorded.
 
 use std::borrow::Cow;
 use std::fs::File;
@@ -150,10 +155,44 @@ impl AtomicFile {
     }
 
     fn commit(self) -> Result<(), TableError> {
-        self.temp.as_file().sync_all()?;
         self.temp.persist(&self.target).map_err(|e| TableError::Io(e.error))?;
         Ok(())
     }
+}
+
+/// Buffer of the text writers (SQL, JSON): large enough that a write is rarely a syscall per row.
+const TEXT_WRITE_BUFFER_BYTES: usize = 256 * 1024;
+
+/// Streams a text output into a temporary file next to `path` and renames it into place only when `write`
+/// succeeds; on any error nothing is left behind. Returns `write`'s value.
+pub fn write_text_atomically<T, E: From<std::io::Error>>(
+    path: &Path,
+    write: impl FnOnce(&mut BufWriter<&File>) -> Result<T, E>,
+) -> Result<T, E> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let temp = tempfile::Builder::new().prefix(".partial-").suffix(".tmp").tempfile_in(dir)?;
+    let value = {
+        let mut out = BufWriter::with_capacity(TEXT_WRITE_BUFFER_BYTES, temp.as_file());
+        let value = write(&mut out)?;
+        out.flush()?;
+        value
+    };
+    temp.persist(path).map_err(|e| e.error)?;
+    Ok(value)
+}
+
+/// Flushes a finished file and its directory entry to disk, so that a record pointing at it (committed
+/// after this returns) never outlives the file's content in a power loss.
+pub fn make_durable(path: &Path) -> std::io::Result<()> {
+    File::open(path)?.sync_all()?;
+    #[cfg(unix)]
+    if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        File::open(dir)?.sync_all()?;
+    }
+    Ok(())
 }
 
 /// A sink for rows, so operations can stream results into any output format.

@@ -317,3 +317,26 @@ fn streamed_rows_round_trip_through_the_reader() {
     assert_eq!(read.table.row_count(), 20_000);
     assert_eq!(read.table.rows[19_999], vec![Cell::text("19999"), Cell::text("019999")]);
 }
+
+#[test]
+fn text_outputs_appear_whole_or_not_at_all_and_can_be_made_durable() {
+    use std::io::Write as _;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("out.sql");
+    let failed: Result<(), std::io::Error> = write_text_atomically(&path, |w| {
+        w.write_all(b"INSERT")?;
+        Err(std::io::Error::other("generation failed"))
+    });
+    assert_eq!(failed.unwrap_err().to_string(), "generation failed");
+    assert!(dir_entries(dir.path()).is_empty(), "{:?}", dir_entries(dir.path()));
+    assert!(make_durable(&path).is_err(), "a missing file cannot be made durable");
+
+    let written: Result<usize, std::io::Error> = write_text_atomically(&path, |w| {
+        w.write_all(b"INSERT 1;\n")?;
+        Ok(1)
+    });
+    assert_eq!(written.unwrap(), 1);
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), "INSERT 1;\n");
+    make_durable(&path).unwrap();
+    assert_eq!(dir_entries(dir.path()), ["out.sql"]);
+}
