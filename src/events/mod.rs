@@ -228,10 +228,23 @@ impl Hub {
     }
 
     /// Registers a new connection, enforcing the global, per-IP and per-chat caps (websocket.md C.11).
-    pub fn connect(self: &Arc<Self>, ip: IpAddr, path_chat: Option<&str>) -> Result<Connection, Refusal> {
+    /// A send queue with the configured bounds, for a connection about to [`Hub::connect`].
+    pub fn new_send_queue(&self) -> Arc<SendQueue> {
+        let bounds = &self.config.chat_workflows.websocket.send_queue;
+        SendQueue::new(bounds.max_messages, bounds.max_bytes)
+    }
+
+    /// Registers a connection writing through `queue`; a refusal hands the queue back (to send the
+    /// refusal through it).
+    pub fn connect(
+        self: &Arc<Self>,
+        ip: IpAddr,
+        path_chat: Option<&str>,
+        queue: Arc<SendQueue>,
+    ) -> Result<Connection, (Arc<SendQueue>, Refusal)> {
         let ws = &self.config.chat_workflows.websocket;
         if self.shutting_down.load(Ordering::SeqCst) {
-            return Err(Refusal::ShuttingDown);
+            return Err((queue, Refusal::ShuttingDown));
         }
         let mut reg = lock(&self.registry);
         let refusal = if reg.conns.len() as u64 >= self.config.chat_workflows.max_connections {
@@ -248,10 +261,9 @@ impl Hub {
         };
         if let Some(r) = refusal {
             self.counters.refused_connections.fetch_add(1, Ordering::Relaxed);
-            return Err(r);
+            return Err((queue, r));
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let queue = SendQueue::new(ws.send_queue.max_messages, ws.send_queue.max_bytes);
         let reserved_chat = path_chat.map(str::to_string);
         reg.conns
             .insert(id, ConnEntry { queue: queue.clone(), subscriptions: Vec::new(), reserved_chat, ip });
@@ -285,6 +297,11 @@ impl Hub {
     }
 
     /// An inbound frame discarded by the rate limiter (websocket.md C.16).
+    /// A connection closed because its client took no frame within the write timeout.
+    pub fn count_slow_consumer(&self) {
+        self.counters.slow_consumer_closes.fetch_add(1, Ordering::Relaxed);
+    }
+
     pub fn count_rate_limited(&self) {
         self.counters.rate_limited.fetch_add(1, Ordering::Relaxed);
     }
@@ -595,16 +612,17 @@ mod tests {
     fn a_connect_reserves_its_chat_against_the_per_chat_cap() {
         let hub = hub_with_chat_cap(1);
         let ip: IpAddr = "127.0.0.1".parse().unwrap();
-        let first = hub.connect(ip, Some("abc")).unwrap();
+        let connect = |chat: &str| hub.connect(ip, Some(chat), hub.new_send_queue()).map_err(|(_, r)| r);
+        let first = connect("abc").unwrap();
         // Not subscribed yet, but the slot is taken: a simultaneous second connect is refused.
-        assert_eq!(hub.connect(ip, Some("abc")).err(), Some(Refusal::MaxConnectionsPerChat));
+        assert_eq!(connect("abc").err(), Some(Refusal::MaxConnectionsPerChat));
         hub.subscribe(&first, "abc", None, None, false).unwrap();
-        assert_eq!(hub.connect(ip, Some("abc")).err(), Some(Refusal::MaxConnectionsPerChat));
-        assert!(hub.connect(ip, Some("other")).is_ok(), "the cap is per chat");
+        assert_eq!(connect("abc").err(), Some(Refusal::MaxConnectionsPerChat));
+        assert!(connect("other").is_ok(), "the cap is per chat");
         drop(first);
-        let again = hub.connect(ip, Some("abc")).expect("the slot is free once the first one is gone");
+        let again = connect("abc").expect("the slot is free once the first one is gone");
         // A reservation that is given up (the chat was forbidden) frees the slot too.
         hub.release_reservation(&again);
-        assert!(hub.connect(ip, Some("abc")).is_ok());
+        assert!(connect("abc").is_ok());
     }
 }

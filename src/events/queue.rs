@@ -1,18 +1,24 @@
 //! The bounded per-connection send queue (websocket.md C.9). Publishers enqueue without waiting; the
-//! connection's writer task drains it. On overflow, superseded `progress` events are coalesced first; if
-//! that is not enough the connection is a slow consumer: the queue is discarded and it closes with 4008.
+//! connection's response body drains it whenever the socket can take more. On overflow, superseded
+//! `progress` events are coalesced first; if that is not enough the connection is a slow consumer: the
+//! queue is discarded and it closes with 4008.
 //!
-//! Waking: a publisher usually runs on another thread than the connection's writer task, and waking a
-//! task across threads costs a system call. A queue joined to its writer thread's [`WakeGroup`] hands the
-//! wake to that group instead, so one publish to 1,000 connections costs one cross-thread wake per runtime
+//! Waking: a publisher usually runs on another thread than the connection, and waking a task across
+//! threads costs a system call. A queue joined to its connection thread's [`WakeGroup`] hands the wake to
+//! that group instead, so one publish to 1,000 connections costs one cross-thread wake per runtime
 //! thread, not one per connection.
 
 use std::collections::VecDeque;
+use std::future::poll_fn;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
+use std::task::{Context, Poll};
 use std::thread::ThreadId;
+use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use bytestring::ByteString;
+use futures_util::task::AtomicWaker;
 use tokio::sync::Notify;
 
 /// Why and how a connection is closed by the server.
@@ -49,10 +55,22 @@ impl Outgoing {
     }
 }
 
+/// A control frame waiting to be written. Control frames are not counted against the bounds: at most one
+/// ping and one pong are pending (a newer pong replaces an unsent one, as RFC 6455 §5.5.3 allows).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Control {
+    Ping(Bytes),
+    Pong(Bytes),
+}
+
 #[derive(Debug, Default)]
 struct State {
     items: VecDeque<Outgoing>,
     bytes: usize,
+    ping: Option<Bytes>,
+    pong: Option<Bytes>,
+    /// When the oldest frame not yet taken by the writer was queued.
+    waiting_since: Option<Instant>,
     /// Set once: after it, nothing is enqueued and the writer closes when the queue is drained.
     close: Option<CloseReason>,
     high_water: usize,
@@ -61,13 +79,17 @@ struct State {
 #[derive(Debug)]
 pub struct SendQueue {
     state: Mutex<State>,
-    notify: Notify,
+    /// The writer (the connection's response body) waiting for frames.
+    writer: AtomicWaker,
     max_messages: usize,
     max_bytes: usize,
-    /// The writer thread's wake group, once the writer has joined one.
+    /// The connection thread's wake group, once the connection has joined one.
     group: OnceLock<Arc<WakeGroup>>,
     /// True while this queue waits in its group's ready list (it is listed at most once).
     listed: AtomicBool,
+    /// Set when the writer has sent the close frame or is gone; `written_out` waits for it.
+    done: AtomicBool,
+    done_notify: Notify,
 }
 
 /// Batches the wakes of the writer tasks of one runtime thread (see the module documentation). Its
@@ -108,7 +130,7 @@ impl WakeGroup {
             std::mem::swap(&mut batch, &mut *super::lock(&self.ready));
             for queue in batch.drain(..) {
                 queue.listed.store(false, Ordering::Release);
-                queue.notify.notify_one();
+                queue.writer.wake();
             }
         }
     }
@@ -130,11 +152,13 @@ impl SendQueue {
     pub fn new(max_messages: usize, max_bytes: usize) -> Arc<Self> {
         Arc::new(SendQueue {
             state: Mutex::new(State::default()),
-            notify: Notify::new(),
+            writer: AtomicWaker::new(),
             max_messages,
             max_bytes,
             group: OnceLock::new(),
             listed: AtomicBool::new(false),
+            done: AtomicBool::new(false),
+            done_notify: Notify::new(),
         })
     }
 
@@ -150,7 +174,7 @@ impl SendQueue {
                     group.list(self.clone());
                 }
             }
-            _ => self.notify.notify_one(),
+            _ => self.writer.wake(),
         }
     }
 
@@ -182,6 +206,7 @@ impl SendQueue {
         }
         st.bytes += item.text.len();
         st.items.push_back(item);
+        st.waiting_since.get_or_insert_with(Instant::now);
         st.high_water = st.high_water.max(st.items.len());
         drop(st);
         self.wake();
@@ -226,21 +251,77 @@ impl SendQueue {
         self.lock().high_water
     }
 
-    /// Waits until something is queued, then moves every queued frame into `batch` (one lock per burst).
-    /// Returns the close reason instead once the queue is closing and everything queued was handed out.
-    pub async fn next_batch(&self, batch: &mut Vec<Outgoing>) -> Option<CloseReason> {
+    /// Queues a ping or a pong (not bounded by the queue's limits; see [`Control`]). Ignored once closing.
+    pub fn push_control(self: &Arc<Self>, control: Control) {
+        let mut st = self.lock();
+        if st.close.is_some() {
+            return;
+        }
+        match control {
+            Control::Ping(payload) => st.ping = Some(payload),
+            Control::Pong(payload) => st.pong = Some(payload),
+        }
+        drop(st);
+        self.wake();
+    }
+
+    /// How long the oldest frame has been waiting for the writer (`None` when nothing waits). A writer
+    /// that does not take frames is blocked by a client that does not read.
+    pub fn stalled_for(&self, now: Instant) -> Option<Duration> {
+        self.lock().waiting_since.map(|since| now.saturating_duration_since(since))
+    }
+
+    /// The writer's side: moves every queued control frame into `controls` and every queued frame into
+    /// `frames` (one lock per burst) and is ready if there were any; once the queue is closing and
+    /// everything was handed out, is ready with the close reason. Otherwise registers the waker.
+    pub fn poll_batch(
+        &self,
+        cx: &mut Context<'_>,
+        frames: &mut Vec<Outgoing>,
+        controls: &mut Vec<Control>,
+    ) -> Poll<Option<CloseReason>> {
+        self.writer.register(cx.waker());
+        let mut st = self.lock();
+        let before = controls.len();
+        controls.extend(st.pong.take().map(Control::Pong));
+        controls.extend(st.ping.take().map(Control::Ping));
+        let had_frames = !st.items.is_empty();
+        if had_frames {
+            st.bytes = 0;
+            st.waiting_since = None;
+            frames.extend(st.items.drain(..));
+        }
+        if had_frames || controls.len() > before {
+            return Poll::Ready(None);
+        }
+        match &st.close {
+            Some(reason) => Poll::Ready(Some(reason.clone())),
+            None => Poll::Pending,
+        }
+    }
+
+    /// [`SendQueue::poll_batch`] as a future.
+    pub async fn next_batch(
+        &self,
+        frames: &mut Vec<Outgoing>,
+        controls: &mut Vec<Control>,
+    ) -> Option<CloseReason> {
+        poll_fn(|cx| self.poll_batch(cx, frames, controls)).await
+    }
+
+    /// Called by the writer when it has written the close frame, or when it is dropped.
+    pub fn mark_written_out(&self) {
+        if !self.done.swap(true, Ordering::AcqRel) {
+            self.done_notify.notify_waiters();
+        }
+    }
+
+    /// Waits until the writer has sent the close frame or is gone (the connection ended).
+    pub async fn written_out(&self) {
         loop {
-            let notified = self.notify.notified();
-            {
-                let mut st = self.lock();
-                if !st.items.is_empty() {
-                    st.bytes = 0;
-                    batch.extend(st.items.drain(..));
-                    return None;
-                }
-                if let Some(reason) = &st.close {
-                    return Some(reason.clone());
-                }
+            let notified = self.done_notify.notified();
+            if self.done.load(Ordering::Acquire) {
+                return;
             }
             notified.await;
         }
@@ -286,13 +367,13 @@ mod tests {
         assert_eq!(q.push(Outgoing::text("b")), Push::Queued { coalesced: 0 });
         q.close(CloseReason::new(1001, "bye"));
         assert_eq!(q.push(Outgoing::text("c")), Push::Closed);
-        let mut got = Vec::new();
-        assert_eq!(q.next_batch(&mut got).await, None);
+        let (mut got, mut controls) = (Vec::new(), Vec::new());
+        assert_eq!(q.next_batch(&mut got, &mut controls).await, None);
         let texts: Vec<&str> = got.iter().map(|f| &*f.text).collect();
         assert_eq!(texts, ["a", "b"]);
         got.clear();
-        assert_eq!(q.next_batch(&mut got).await, Some(CloseReason::new(1001, "bye")));
-        assert!(got.is_empty());
+        assert_eq!(q.next_batch(&mut got, &mut controls).await, Some(CloseReason::new(1001, "bye")));
+        assert!(got.is_empty() && controls.is_empty());
     }
 
     #[test]
@@ -329,8 +410,8 @@ mod tests {
                 .cloned()
                 .map(|q| {
                     tokio::task::spawn_local(async move {
-                        let (mut batch, mut got) = (Vec::new(), Vec::new());
-                        while q.next_batch(&mut batch).await.is_none() {
+                        let (mut batch, mut controls, mut got) = (Vec::new(), Vec::new(), Vec::new());
+                        while q.next_batch(&mut batch, &mut controls).await.is_none() {
                             got.extend(batch.drain(..).map(|f| f.text.to_string()));
                         }
                         got
@@ -357,6 +438,53 @@ mod tests {
             publisher.join().unwrap();
             assert!(queues.iter().all(|q| !q.listed.load(Ordering::Acquire)), "every queue left the list");
         });
+    }
+
+    #[tokio::test]
+    async fn control_frames_come_first_keep_only_the_latest_pong_and_do_not_count() {
+        let q = SendQueue::new(1, 10);
+        q.push(Outgoing::text("event"));
+        q.push_control(Control::Pong(Bytes::from_static(b"old")));
+        q.push_control(Control::Pong(Bytes::from_static(b"new")));
+        q.push_control(Control::Ping(Bytes::new()));
+        assert_eq!(q.len(), 1, "controls are not frames of the bounded queue");
+        let (mut frames, mut controls) = (Vec::new(), Vec::new());
+        assert_eq!(q.next_batch(&mut frames, &mut controls).await, None);
+        assert_eq!(
+            controls,
+            [Control::Pong(Bytes::from_static(b"new")), Control::Ping(Bytes::new())],
+            "one pong (the latest) and one ping"
+        );
+        assert_eq!(frames.len(), 1);
+        q.close(CloseReason::new(1000, ""));
+        q.push_control(Control::Ping(Bytes::new()));
+        controls.clear();
+        assert_eq!(q.next_batch(&mut frames, &mut controls).await, Some(CloseReason::new(1000, "")));
+        assert!(controls.is_empty(), "nothing is queued once closing");
+    }
+
+    #[tokio::test]
+    async fn the_stall_clock_runs_from_the_oldest_untaken_frame_and_the_writer_reports_done() {
+        let q = SendQueue::new(10, 1000);
+        let start = Instant::now();
+        assert_eq!(q.stalled_for(start), None);
+        q.push(Outgoing::text("a"));
+        q.push(Outgoing::text("b"));
+        let later = Instant::now() + Duration::from_secs(3);
+        assert!(q.stalled_for(later).unwrap() >= Duration::from_secs(3));
+        let (mut frames, mut controls) = (Vec::new(), Vec::new());
+        q.next_batch(&mut frames, &mut controls).await;
+        assert_eq!(q.stalled_for(later), None, "taking the frames resets it");
+
+        let waiter = {
+            let q = q.clone();
+            tokio::spawn(async move { q.written_out().await })
+        };
+        tokio::task::yield_now().await;
+        assert!(!waiter.is_finished());
+        q.mark_written_out();
+        tokio::time::timeout(Duration::from_secs(5), waiter).await.unwrap().unwrap();
+        q.written_out().await;
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! endpoint used by the Autobahn conformance run (`echo`).
 
 pub mod auth;
+pub mod body;
 pub mod echo;
 pub mod message;
 pub mod origin;

@@ -1,6 +1,7 @@
 //! One WebSocket connection: origin and token checks, registration and limits, the `connected` welcome,
 //! dispatch of parsed client messages (subscriptions, resume, auth), keepalive pings, idle/unbound timeouts,
-//! the rate limit, and a writer task that drains the connection's bounded send queue.
+//! the rate limit and the write timeout. Outgoing frames are written by the connection's response body,
+//! which drains its bounded send queue (`ws/body.rs`).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -8,17 +9,19 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use actix_web::web::Bytes;
 use actix_web::{web, HttpRequest, HttpResponse};
-use actix_ws::{AggregatedMessage, CloseCode, Session};
-use futures_util::FutureExt;
+use actix_ws::AggregatedMessage;
 use serde_json::{json, Value};
 
 use crate::envelope::now_rfc3339;
 use crate::events::queue::{
-    CloseReason, CLOSE_INTERNAL, CLOSE_INVALID_SESSION, CLOSE_SLOW_CONSUMER, CLOSE_TOO_BIG, CLOSE_TRY_AGAIN,
+    CloseReason, Control, Outgoing, SendQueue, CLOSE_INTERNAL, CLOSE_INVALID_SESSION, CLOSE_SLOW_CONSUMER,
+    CLOSE_TOO_BIG, CLOSE_TRY_AGAIN,
 };
 use crate::events::{Connection, Hub, Refusal, Resume, SubscribeError};
 use crate::ws::auth::{self, AuthFailure, Authenticator, Grant, TokenSource};
+use crate::ws::body;
 use crate::ws::message::{parse_client_message, with_request_id, ClientMessage, INVALID_JSON};
 use crate::ws::origin::{OriginCheck, OriginPolicy};
 use crate::AppState;
@@ -97,16 +100,15 @@ pub fn accept(
             return Ok(HttpResponse::Forbidden().json(origin_refusal()));
         }
     }
-    let (response, session, stream) = actix_ws::handle_with_protocols(&req, body, &[auth::SUBPROTOCOL])?;
+    let (upgrade, session, stream) = actix_ws::handle_with_protocols(&req, body, &[auth::SUBPROTOCOL])?;
+    // Frames are written by the response body straight from the connection's queue (ws/body.rs).
+    drop(session);
+    let queue = state.hub.new_send_queue();
+    let response = body::queue_response(upgrade, queue.clone());
     if origin_ok {
-        actix_web::rt::spawn(run(state, handshake, session, stream));
+        actix_web::rt::spawn(run(state, handshake, queue, stream));
     } else {
-        actix_web::rt::spawn(close_now(
-            session,
-            origin_refusal(),
-            CLOSE_ORIGIN_NOT_ALLOWED,
-            "origin not allowed",
-        ));
+        close_now(&queue, origin_refusal(), CLOSE_ORIGIN_NOT_ALLOWED, "origin not allowed");
     }
     Ok(response)
 }
@@ -123,11 +125,10 @@ fn protocol_error(code: &str, message: &str) -> Value {
     json!({"type": "error", "code": code, "message": message})
 }
 
-async fn close_now(mut session: Session, message: Value, code: u16, reason: &str) {
-    let _ = session.text(message.to_string()).await;
-    let _ = session
-        .close(Some(actix_ws::CloseReason { code: CloseCode::from(code), description: Some(reason.into()) }))
-        .await;
+/// Sends `message`, then closes with `code` (a connection refused before it was registered).
+fn close_now(queue: &Arc<SendQueue>, message: Value, code: u16, reason: &str) {
+    queue.push(Outgoing::text(message.to_string()));
+    queue.close(CloseReason::new(code, reason));
 }
 
 /// The `connected` welcome (websocket.md A.3 + C.4).
@@ -362,41 +363,35 @@ fn welcome(ctx: &Ctx<'_>, auth: &AuthState) -> bool {
 async fn run(
     state: web::Data<AppState>,
     handshake: Handshake,
-    session: Session,
+    queue: Arc<SendQueue>,
     stream: actix_ws::MessageStream,
 ) {
     let hub: Arc<Hub> = state.hub.clone();
     let ws = state.config.chat_workflows.websocket.clone();
-    let conn = match hub.connect(handshake.ip, handshake.path_chat.as_deref()) {
+    let conn = match hub.connect(handshake.ip, handshake.path_chat.as_deref(), queue) {
         Ok(conn) => conn,
-        Err(Refusal::ShuttingDown) => {
+        Err((queue, Refusal::ShuttingDown)) => {
             let notice = json!({"type": "server_shutdown", "reconnect_after_ms": 2000});
-            close_now(session, notice, crate::events::queue::CLOSE_GOING_AWAY, "server shutting down").await;
+            close_now(&queue, notice, crate::events::queue::CLOSE_GOING_AWAY, "server shutting down");
             return;
         }
-        Err(refusal) => {
+        Err((queue, refusal)) => {
             log::info!("ws: refused connection from {} ({refusal:?})", handshake.ip);
             close_now(
-                session,
+                &queue,
                 protocol_error("max_connections", "Maximum connections reached"),
                 CLOSE_TRY_AGAIN,
                 "maximum connections reached",
-            )
-            .await;
+            );
             return;
         }
     };
-    // Publishers on other threads wake this writer through its thread's group (one wake per burst).
+    // Publishers on other threads wake this connection's body through its thread's group (one wake per
+    // burst); the body is polled on this thread.
     conn.queue.join(hub.wake_group_for_current_thread(|group| {
         actix_web::rt::spawn(group.run());
     }));
-    let (closed_tx, mut closed_rx) = tokio::sync::watch::channel(false);
-    let writer = actix_web::rt::spawn(write_loop(
-        session.clone(),
-        conn.queue.clone(),
-        Duration::from_secs(ws.send_queue.write_timeout_seconds.max(1)),
-        closed_tx,
-    ));
+    let write_timeout = Duration::from_secs(ws.send_queue.write_timeout_seconds.max(1));
     log::debug!("ws: connection_id={:08x} from {} chat_id={:?}", conn.id, handshake.ip, handshake.path_chat);
 
     let owned = Owned {
@@ -431,7 +426,6 @@ async fn run(
         .max_frame_size(ws.max_message_bytes)
         .aggregate_continuations()
         .max_continuation_size(ws.max_message_bytes);
-    let mut session = session;
     let mut limiter =
         RateLimiter::new(ws.rate_limit.burst, ws.rate_limit.per_second, ws.rate_limit.max_violations);
     let ping_interval = Duration::from_secs(ws.ping_interval);
@@ -483,7 +477,7 @@ async fn run(
                         }
                     }
                     Ok(AggregatedMessage::Ping(bytes)) => {
-                        let _ = session.pong(&bytes).await;
+                        conn.queue.push_control(Control::Pong(bytes));
                         Flow::Continue
                     }
                     Ok(AggregatedMessage::Pong(_)) => {
@@ -514,7 +508,14 @@ async fn run(
                 } else if !ping_interval.is_zero() && now.duration_since(last_ping_sent) >= ping_interval {
                     last_ping_sent = now;
                     awaiting_pong = Some(now);
-                    if session.ping(b"").await.is_err() { break; }
+                    conn.queue.push_control(Control::Ping(Bytes::new()));
+                }
+                if conn.queue.stalled_for(now).is_some_and(|waited| waited >= write_timeout) {
+                    // The client has not taken a frame for the whole write timeout: a slow consumer.
+                    log::info!("ws: connection_id={:08x}: no write progress within {:?}", conn.id, write_timeout);
+                    ctx.state.hub.count_slow_consumer();
+                    conn.queue.abort(CloseReason::new(CLOSE_SLOW_CONSUMER, "slow consumer"));
+                    break;
                 }
                 match &auth {
                     AuthState::Pending { deadline } if now >= *deadline => {
@@ -543,15 +544,14 @@ async fn run(
                     break;
                 }
             }
-            _ = closed_rx.changed() => break,
+            _ = conn.queue.written_out() => break,
         }
     }
-    // Let the writer flush what is queued and send the close frame, then unregister.
+    // Let the body flush what is queued and send the close frame, then unregister.
     if !conn.queue.is_closing() {
         conn.queue.close(CloseReason::new(1000, ""));
     }
-    let _ =
-        tokio::time::timeout(Duration::from_secs(ws.send_queue.write_timeout_seconds.max(1)), writer).await;
+    let _ = tokio::time::timeout(write_timeout, conn.queue.written_out()).await;
 }
 
 /// The close code and reason for a frame-level error: 1009 too big, 1007 text that is not UTF-8, 1002 for
@@ -591,56 +591,6 @@ fn rate_ok(limiter: &mut RateLimiter, ctx: &Ctx<'_>) -> Flow {
             Flow::Close
         }
     }
-}
-
-/// Drains the queue into the socket; a write that does not finish in time closes the connection (4008).
-async fn write_loop(
-    mut session: Session,
-    queue: Arc<crate::events::SendQueue>,
-    write_timeout: Duration,
-    closed: tokio::sync::watch::Sender<bool>,
-) {
-    let mut batch = Vec::new();
-    let reason = 'writing: loop {
-        if let Some(reason) = queue.next_batch(&mut batch).await {
-            break Some(reason);
-        }
-        for frame in batch.drain(..) {
-            let written = {
-                let mut write = std::pin::pin!(session.text(frame.text));
-                // A write that completes at once (room in the socket's channel) needs no timer.
-                match write.as_mut().now_or_never() {
-                    Some(result) => Ok(result),
-                    None => tokio::time::timeout(write_timeout, write).await,
-                }
-            };
-            match written {
-                Ok(Ok(())) => {}
-                // The socket is gone: nothing more can be written, not even a close frame.
-                Ok(Err(_)) => break 'writing None,
-                Err(_) => {
-                    queue.abort(CloseReason::new(CLOSE_SLOW_CONSUMER, "slow consumer"));
-                    let reason = actix_ws::CloseReason {
-                        code: CloseCode::from(CLOSE_SLOW_CONSUMER),
-                        description: Some("slow consumer".into()),
-                    };
-                    let _ = session.close(Some(reason)).now_or_never();
-                    let _ = closed.send(true);
-                    return;
-                }
-            }
-        }
-    };
-    if let Some(reason) = reason {
-        let code = CloseCode::from(reason.code);
-        let description = (!reason.reason.is_empty()).then(|| reason.reason.clone());
-        let _ = tokio::time::timeout(
-            write_timeout,
-            session.close(Some(actix_ws::CloseReason { code, description })),
-        )
-        .await;
-    }
-    let _ = closed.send(true);
 }
 
 /// Parses one frame and acts on it. A panic while handling it is contained: the client gets

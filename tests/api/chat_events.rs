@@ -203,6 +203,37 @@ async fn i199_resync_reasons() {
     assert_eq!((first["seq"].as_u64(), first["replayed"].as_bool()), (Some(oldest), Some(true)));
 }
 
+/// A client that stops reading while the queue still has room is closed by the write timeout instead
+/// (the server's writes made no progress for `write_timeout_seconds`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn i215_a_client_that_takes_nothing_for_the_write_timeout_is_closed_with_4008() {
+    let app = spawn_app_with(|c| {
+        let q = &mut c.chat_workflows.websocket.send_queue;
+        q.max_messages = 100_000;
+        q.max_bytes = 512 * 1024 * 1024;
+        q.write_timeout_seconds = 1;
+    })
+    .await;
+    let chat = create_chat(&app).await;
+    let mut csv = String::from("v\n");
+    for i in 0..2800 {
+        csv.push_str(&format!("value-{i:010}\n"));
+    }
+    upload(&app, &chat, "big.csv", csv.into_bytes()).await;
+    let mut slow = app.ws_connect(&format!("/chat/{chat}")).await; // never read until the end
+    let steps: Vec<Value> = (0..40)
+        .map(|_| json!({"operation": "excel/extract-columns", "arguments": {"columns": ["v"]}}))
+        .collect();
+    for _ in 0..4 {
+        let (status, res) = execute(&app, &chat, &json!({"steps": steps})).await;
+        assert_eq!(status, 200, "{}", res["message"]);
+    }
+    let close = recv_close_code(&mut slow, LONG).await;
+    assert_eq!(close, Some(4008), "no write progress for the write timeout: a slow consumer");
+    let (_, health) = envelope(app.get("/health").await).await;
+    assert!(health["data"]["websocket"]["slow_consumer_closes_total"].as_u64().unwrap() >= 1);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn i215_i216_slow_consumer_is_closed_with_4008_while_others_keep_receiving() {
     let app = spawn_app_with(|c| {

@@ -80,6 +80,33 @@ async fn json_ping_and_bare_text_ping_get_pong() {
 }
 
 #[tokio::test]
+async fn a_protocol_ping_gets_a_pong_with_its_payload_in_order_with_events() {
+    let app = spawn_app().await;
+    let mut ws = app.ws_connect("/chat/demo").await;
+    recv_json(&mut ws).await;
+    ws.send(Message::Ping(b"are you there".to_vec().into())).await.unwrap();
+    send_text(&mut ws, "ping").await;
+    let mut pong_payload = None;
+    let mut json_pong = false;
+    while !(json_pong && pong_payload.is_some()) {
+        let msg = tokio::time::timeout(Duration::from_secs(5), futures_util::StreamExt::next(&mut ws))
+            .await
+            .expect("a frame within 5 s")
+            .expect("the connection stays open")
+            .unwrap();
+        match msg {
+            Message::Pong(payload) => pong_payload = Some(payload.to_vec()),
+            Message::Text(text) => {
+                assert!(pong_payload.is_some(), "the protocol pong was queued first");
+                json_pong = serde_json::from_str::<Value>(&text).unwrap()["type"] == "pong";
+            }
+            other => panic!("unexpected frame {other:?}"),
+        }
+    }
+    assert_eq!(pong_payload.unwrap(), b"are you there");
+}
+
+#[tokio::test]
 async fn invalid_json_is_an_error_event_and_the_connection_stays_usable() {
     let app = spawn_app().await;
     let mut ws = app.ws_connect("/chat/demo").await;
