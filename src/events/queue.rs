@@ -92,8 +92,8 @@ pub struct SendQueue {
     done_notify: Notify,
 }
 
-/// Batches the wakes of the writer tasks of one runtime thread (see the module documentation). Its
-/// [`WakeGroup::run`] task must run on that thread.
+/// Batches the wakes of the connections (their response bodies) of one runtime thread (see the module
+/// documentation). Its [`WakeGroup::run`] task must run on that thread.
 #[derive(Debug)]
 pub struct WakeGroup {
     thread: ThreadId,
