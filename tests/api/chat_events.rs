@@ -203,6 +203,21 @@ async fn i199_resync_reasons() {
     assert_eq!((first["seq"].as_u64(), first["replayed"].as_bool()), (Some(oldest), Some(true)));
 }
 
+/// A chat with an uploaded CSV and 40 steps whose `step_result` events are large (~55 KiB each), so they
+/// fill the socket buffers of a client that does not read.
+async fn chat_with_large_step_results(app: &crate::common::TestApp) -> (String, Vec<Value>) {
+    let chat = create_chat(app).await;
+    let mut csv = String::from("v\n");
+    for i in 0..2800 {
+        csv.push_str(&format!("value-{i:010}\n"));
+    }
+    upload(app, &chat, "big.csv", csv.into_bytes()).await;
+    let steps = (0..40)
+        .map(|_| json!({"operation": "excel/extract-columns", "arguments": {"columns": ["v"]}}))
+        .collect();
+    (chat, steps)
+}
+
 /// A client that stops reading while the queue still has room is closed by the write timeout instead
 /// (the server's writes made no progress for `write_timeout_seconds`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -214,16 +229,8 @@ async fn i215_a_client_that_takes_nothing_for_the_write_timeout_is_closed_with_4
         q.write_timeout_seconds = 1;
     })
     .await;
-    let chat = create_chat(&app).await;
-    let mut csv = String::from("v\n");
-    for i in 0..2800 {
-        csv.push_str(&format!("value-{i:010}\n"));
-    }
-    upload(&app, &chat, "big.csv", csv.into_bytes()).await;
+    let (chat, steps) = chat_with_large_step_results(&app).await;
     let mut slow = app.ws_connect(&format!("/chat/{chat}")).await; // never read until the end
-    let steps: Vec<Value> = (0..40)
-        .map(|_| json!({"operation": "excel/extract-columns", "arguments": {"columns": ["v"]}}))
-        .collect();
     for _ in 0..4 {
         let (status, res) = execute(&app, &chat, &json!({"steps": steps})).await;
         assert_eq!(status, 200, "{}", res["message"]);
@@ -243,18 +250,9 @@ async fn i215_i216_slow_consumer_is_closed_with_4008_while_others_keep_receiving
         q.write_timeout_seconds = 30;
     })
     .await;
-    let chat = create_chat(&app).await;
-    // Large step_result events (~55 KiB each) fill the socket buffers quickly.
-    let mut csv = String::from("v\n");
-    for i in 0..2800 {
-        csv.push_str(&format!("value-{i:010}\n"));
-    }
-    upload(&app, &chat, "big.csv", csv.into_bytes()).await;
+    let (chat, steps) = chat_with_large_step_results(&app).await;
     let mut slow = app.ws_connect(&format!("/chat/{chat}")).await; // never read until the end
     let mut fast = subscriber(&app, &chat).await;
-    let steps: Vec<Value> = (0..40)
-        .map(|_| json!({"operation": "excel/extract-columns", "arguments": {"columns": ["v"]}}))
-        .collect();
     let reader = tokio::spawn(async move {
         let mut got = Vec::new();
         for _ in 0..4 {
