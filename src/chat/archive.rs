@@ -239,6 +239,8 @@ impl SafeArchive {
             if copied != expected.size {
                 return Err(invalid("truncated member"));
             }
+            // The restored conversation is recorded in SQLite next: its files' content is made durable first.
+            out.sync_all()?;
         }
         Ok(())
     }
