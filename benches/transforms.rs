@@ -4,9 +4,10 @@
 //!
 //!   cargo bench --bench transforms                      # 100k and 1M rows
 //!   OXCELIZE_BENCH_SKIP_1M=1 cargo bench --bench transforms
+//!   OXCELIZE_BENCH_RSS_ONLY=1 cargo bench --bench transforms  # no timings: only the 1M RSS figures below
 //!
-//! After the timings the peak RSS of the server during one 1M-row SQL and one 1M-row JSON generation is
-//! printed, each measured on a freshly started server (VmHWM from /proc/{pid}/status; Linux only).
+//! After the timings the peak RSS of the server during each 1M-row SQL and JSON generation is printed, each
+//! measured on a freshly started server (VmHWM from /proc/{pid}/status; Linux only).
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, Write};
@@ -422,7 +423,9 @@ fn fresh_server_rss(
 }
 
 fn transforms(c: &mut Criterion) {
-    let server = Server::start();
+    let rss_only = std::env::var_os("OXCELIZE_BENCH_RSS_ONLY").is_some();
+    // The shared server of the timings; the RSS figures start their own.
+    let server = (!rss_only).then(Server::start);
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     // No pooled connections: the server closes idle keep-alive connections while a bare run is going on.
     let client = reqwest::Client::builder()
@@ -433,47 +436,52 @@ fn transforms(c: &mut Criterion) {
     let scratch = tempfile::tempdir().unwrap();
 
     for rows in sizes() {
+        if rss_only && rows < 1_000_000 {
+            continue;
+        }
         let path = workbook(rows);
         let bytes = std::fs::read(&path).unwrap();
-        let mut group = c.benchmark_group(format!("transforms_{rows}"));
-        group.sample_size(10).sampling_mode(SamplingMode::Flat).warm_up_time(Duration::from_millis(1));
-        // One iteration per sample: the runs are long enough to time singly.
-        group.measurement_time(Duration::from_secs(1));
-        for (name, call) in calls() {
-            group.bench_function(BenchmarkId::new("http", name), |b| {
-                b.iter_custom(|iters| {
-                    let mut total = Duration::ZERO;
-                    for _ in 0..iters {
-                        let body = bytes.clone();
-                        let start = Instant::now();
-                        rt.block_on(send(&client, &server, &call, body));
-                        total += start.elapsed();
-                        server.clear_outputs();
-                    }
-                    total
-                })
-            });
-            let run_bare = bare(name);
-            let out = scratch.path().join("bare.out");
-            group.bench_function(BenchmarkId::new("bare", name), |b| {
-                b.iter_custom(|iters| {
-                    let mut total = Duration::ZERO;
-                    for _ in 0..iters {
-                        let start = Instant::now();
-                        run_bare(&path, &out);
-                        total += start.elapsed();
-                        let _ = std::fs::remove_file(&out);
-                    }
-                    total
-                })
-            });
+        if let Some(server) = &server {
+            let mut group = c.benchmark_group(format!("transforms_{rows}"));
+            group.sample_size(10).sampling_mode(SamplingMode::Flat).warm_up_time(Duration::from_millis(1));
+            // One iteration per sample: the runs are long enough to time singly.
+            group.measurement_time(Duration::from_secs(1));
+            for (name, call) in calls() {
+                group.bench_function(BenchmarkId::new("http", name), |b| {
+                    b.iter_custom(|iters| {
+                        let mut total = Duration::ZERO;
+                        for _ in 0..iters {
+                            let body = bytes.clone();
+                            let start = Instant::now();
+                            rt.block_on(send(&client, server, &call, body));
+                            total += start.elapsed();
+                            server.clear_outputs();
+                        }
+                        total
+                    })
+                });
+                let run_bare = bare(name);
+                let out = scratch.path().join("bare.out");
+                group.bench_function(BenchmarkId::new("bare", name), |b| {
+                    b.iter_custom(|iters| {
+                        let mut total = Duration::ZERO;
+                        for _ in 0..iters {
+                            let start = Instant::now();
+                            run_bare(&path, &out);
+                            total += start.elapsed();
+                            let _ = std::fs::remove_file(&out);
+                        }
+                        total
+                    })
+                });
+            }
+            group.finish();
         }
-        group.finish();
 
         if rows >= 1_000_000 {
             // A fresh server per measurement, so the high-water mark belongs to this request alone.
             for (name, call) in
-                calls().into_iter().filter(|(n, _)| n.starts_with("sql_generate_to") || *n == "json_generate")
+                calls().into_iter().filter(|(n, _)| n.starts_with("sql_") || n.starts_with("json_"))
             {
                 match fresh_server_rss(&rt, &client, &call, bytes.clone()) {
                     Some((before, peak, after)) => println!(

@@ -1,12 +1,12 @@
 //! `POST {prefix}/json/generate` and `POST {prefix}/json/generate-with-template` (rest-api.md §7.6). The
-//! JSON document is streamed object by object into the output file.
+//! sheet is spooled to disk and the JSON document streamed from it object by object into the output file.
 
 use actix_web::{web, HttpRequest};
 use serde_json::{json, Value};
 
 use crate::envelope::{download_url, ApiResponse};
 use crate::error::{blocking, ApiError};
-use crate::http::tables::{output_target, read_upload, write_text_output};
+use crate::http::tables::{output_target, spool_upload, write_text_output};
 use crate::http::upload::Form;
 use crate::http::{method_not_allowed, ApiResult};
 use crate::ops::json_gen::{plan_json, write_json_rows, JsonGenRequest, JsonWriteSummary, NullHandling};
@@ -56,11 +56,12 @@ async fn generate(req: HttpRequest, state: web::Data<AppState>, form: Form) -> A
     let base = base_name(&file.client_name);
     let user_name = form.text("output_filename").map(str::to_string);
     let (name, summary) = blocking(move || {
-        let table = read_upload(&path, None, &config)?.table;
-        let plan = plan_json(&table.columns, table.row_count(), &json_req)?;
+        let mut table = spool_upload(&path, None, &config)?;
+        let count = table.rows.len();
+        let plan = plan_json(&table.columns, count, &json_req)?;
         let target = output_target(&config, user_name.as_deref(), &[&base, "generated"], "json")?;
-        let rows = table.rows.iter().map(Vec::as_slice);
-        let summary = write_text_output(&target, |out| write_json_rows(&plan, rows, table.row_count(), out))?;
+        let summary =
+            write_text_output(&target, |out| write_json_rows(&plan, &mut table.rows.reader()?, count, out))?;
         Ok((target.name, summary))
     })
     .await?;
@@ -98,12 +99,12 @@ async fn generate_with_template(req: HttpRequest, state: web::Data<AppState>, fo
     let base = base_name(&file.client_name);
     let user_name = form.text("output_filename").map(str::to_string);
     let (name, summary) = blocking(move || {
-        let table = read_upload(&path, None, &config)?.table;
+        let mut table = spool_upload(&path, None, &config)?;
+        let count = table.rows.len();
         let compiled = JsonTemplate::compile(&template, &mapping, &table.columns)?;
         let target = output_target(&config, user_name.as_deref(), &[&base, "generated_template"], "json")?;
-        let rows = table.rows.iter().map(Vec::as_slice);
         let summary = write_text_output(&target, |out| {
-            write_template_rows(&compiled, mode, rows, table.row_count(), pretty, out)
+            write_template_rows(&compiled, mode, &mut table.rows.reader()?, count, pretty, out)
         })?;
         Ok((target.name, summary))
     })

@@ -1,18 +1,19 @@
 //! `GET {prefix}/sql/databases`, `POST {prefix}/sql/generate`, `/sql/generate-to-text` and
-//! `/sql/generate-custom-to-text` (rest-api.md §7.5). Scripts are streamed row by row into the output file.
+//! `/sql/generate-custom-to-text` (rest-api.md §7.5). The sheet is spooled to disk and the script streamed
+//! from it row by row into the output file, so memory does not grow with the row count.
 
 use actix_web::{web, HttpRequest};
 use serde_json::{json, Value};
 
 use crate::envelope::{download_url, ApiResponse};
 use crate::error::{blocking, ApiError};
-use crate::http::tables::{output_target, read_upload, write_text_output};
+use crate::http::tables::{output_target, spool_upload, write_text_output};
 use crate::http::upload::Form;
 use crate::http::{get, method_not_allowed, ApiResult};
 use crate::ops::clock::now_iso;
 use crate::ops::params::{mapping_from_json, string_list_from_json, ColumnMapping};
 use crate::ops::sql::{
-    generate_standard_sql, select_for_generation, write_standard_sql_rows, AutoIncrement,
+    generate_standard_sql_rows, select_spooled_for_generation, write_standard_sql_rows, AutoIncrement,
     StandardSqlGenerator, StandardSqlRequest, SUPPORTED_DATABASES,
 };
 use crate::ops::sql_template::{strip_outer_quotes, write_custom_sql_rows, CustomSqlGenerator};
@@ -122,12 +123,13 @@ async fn generate(req: HttpRequest, state: web::Data<AppState>, form: Form) -> A
     let base = base_name(&file.client_name);
     if return_file {
         let name = blocking(move || {
-            let table = read_upload(&path, None, &config)?.table;
+            let mut table = spool_upload(&path, None, &config)?;
             let target = output_target(&config, None, &[&base, "sql"], "sql")?;
             let generated_at = now_iso();
-            let rows = table.rows.iter().map(Vec::as_slice);
+            let count = table.rows.len();
             write_text_output(&target, |out| {
-                write_standard_sql_rows(&table.columns, rows, table.row_count(), &sql_req, &generated_at, out)
+                let rows = &mut table.rows.reader()?;
+                write_standard_sql_rows(&table.columns, rows, count, &sql_req, &generated_at, out)
             })?;
             Ok(target.name)
         })
@@ -140,9 +142,12 @@ async fn generate(req: HttpRequest, state: web::Data<AppState>, form: Form) -> A
     }
 
     let (sql_req, rows, statements) = blocking(move || {
-        let table = read_upload(&path, None, &config)?.table;
-        let statements = generate_standard_sql(&table, &sql_req, &now_iso())?;
-        Ok((sql_req, table.row_count(), statements))
+        // The statements are the answer, so they are held; the sheet is not.
+        let mut table = spool_upload(&path, None, &config)?;
+        let count = table.rows.len();
+        let rows = &mut table.rows.reader()?;
+        let statements = generate_standard_sql_rows(&table.columns, rows, count, &sql_req, &now_iso())?;
+        Ok((sql_req, count, statements))
     })
     .await?;
     let total = statements.len() as u64;
@@ -179,15 +184,16 @@ async fn generate_to_text(req: HttpRequest, state: web::Data<AppState>, form: Fo
     let config = state.config.clone();
     let path = file.path().to_path_buf();
     let name = blocking(move || {
-        let table = read_upload(&path, None, &config)?.table;
-        let table = select_for_generation(table, &columns, remove_duplicates)?;
+        let table = spool_upload(&path, None, &config)?;
+        let mut table = select_spooled_for_generation(table, &columns, remove_duplicates)?;
         // Built before the output exists so generation errors leave nothing behind.
         StandardSqlGenerator::new(&table.columns, &sql_req)?;
         let target = output_target(&config, None, &["sql_statements"], "txt")?;
         let generated_at = now_iso();
-        let rows = table.rows.iter().map(Vec::as_slice);
+        let count = table.rows.len();
         write_text_output(&target, |out| {
-            write_standard_sql_rows(&table.columns, rows, table.row_count(), &sql_req, &generated_at, out)
+            let rows = &mut table.rows.reader()?;
+            write_standard_sql_rows(&table.columns, rows, count, &sql_req, &generated_at, out)
         })?;
         Ok(target.name)
     })
@@ -209,14 +215,14 @@ async fn generate_custom_to_text(req: HttpRequest, state: web::Data<AppState>, f
     let config = state.config.clone();
     let path = file.path().to_path_buf();
     let name = blocking(move || {
-        let table = read_upload(&path, sheet.as_deref(), &config)?.table;
-        let table = select_for_generation(table, &columns, remove_duplicates)?;
+        let table = spool_upload(&path, sheet.as_deref(), &config)?;
+        let mut table = select_spooled_for_generation(table, &columns, remove_duplicates)?;
         let mut generator = CustomSqlGenerator::new(&template, &mapping, &table.columns, &auto_increment)?;
         let target = output_target(&config, None, &["custom_sql"], "txt")?;
         let generated_at = now_iso();
-        let rows = table.rows.iter().map(Vec::as_slice);
+        let count = table.rows.len();
         write_text_output(&target, |out| {
-            write_custom_sql_rows(&mut generator, rows, table.row_count(), &generated_at, out)
+            write_custom_sql_rows(&mut generator, &mut table.rows.reader()?, count, &generated_at, out)
         })?;
         Ok(target.name)
     })

@@ -17,7 +17,10 @@ use crate::http::upload::{Form, UploadedFile};
 use crate::ops::search::SearchRequest;
 use crate::ops::{parse_json_field, string_list, OpError};
 use crate::table::names::{generated_output_name, resolve_in_folder, user_output_name};
-use crate::table::read::{read_workbook, summarize_workbook, ReadLimits, SheetSummary, WorkbookTable};
+use crate::table::read::{
+    read_workbook, spool_workbook, summarize_workbook, ReadLimits, SheetSummary, WorkbookTable,
+};
+use crate::table::spool::SpooledTable;
 use crate::table::write::{write_text_atomically, OutputFormat, WorkbookStyle};
 use crate::table::TableError;
 
@@ -93,6 +96,15 @@ pub fn summarize_uploaded_workbook(file: &UploadedFile, config: &Config) -> Resu
 /// kind: CSV, PDF and other non-workbooks give 415, a damaged workbook 400, an unknown sheet 422.
 pub fn read_upload(path: &Path, sheet: Option<&str>, config: &Config) -> Result<WorkbookTable, ApiError> {
     Ok(read_workbook(path, sheet, &read_limits(config))?)
+}
+
+/// [`read_upload`] without holding the sheet: the same checks, errors, columns and rows, with the rows
+/// spooled to an unnamed temporary file in the output folder (where the generated file goes too) for
+/// generators that stream them back.
+pub fn spool_upload(path: &Path, sheet: Option<&str>, config: &Config) -> Result<SpooledTable, ApiError> {
+    let folder = &config.file.output_folder;
+    std::fs::create_dir_all(folder)?;
+    Ok(spool_workbook(path, sheet, &read_limits(config), folder)?)
 }
 
 /// Streams a text output into `target` atomically (see [`write_text_atomically`]).

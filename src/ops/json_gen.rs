@@ -5,8 +5,8 @@
 use super::params::ColumnMapping;
 use super::OpError;
 use crate::table::parse::python_float_text;
-use crate::table::{Cell, Table};
-use serde::ser::{Serialize, SerializeMap, Serializer};
+use crate::table::{Cell, RowSource, Table, TableError};
+use serde::ser::{Error as _, Serialize, SerializeMap, SerializeSeq, Serializer};
 use serde_json::{Map, Value};
 use std::cell::RefCell;
 use std::io::{self, Write};
@@ -175,33 +175,55 @@ impl<W: Write> Write for CountingWriter<'_, W> {
     }
 }
 
-/// A sequence serialized lazily from an iterator (one row object in memory at a time).
-struct LazySeq<I>(RefCell<Option<I>>);
+/// How one row becomes one value of a JSON document.
+pub trait RowToJson {
+    fn serialize_row<S: Serializer>(&self, row: &[Cell], serializer: S) -> Result<S::Ok, S::Error>;
+}
 
-impl<I: Iterator> Serialize for LazySeq<I>
-where
-    I::Item: Serialize,
-{
+struct RowItem<'a, R>(&'a R, &'a [Cell]);
+
+impl<R: RowToJson> Serialize for RowItem<'_, R> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        match self.0.borrow_mut().take() {
-            Some(iter) => serializer.collect_seq(iter),
-            None => serializer.collect_seq(std::iter::empty::<Value>()),
-        }
+        self.0.serialize_row(self.1, serializer)
     }
 }
 
-struct NestedDoc<I> {
-    items: LazySeq<I>,
+/// The rows as a sequence serialized lazily (one row in memory at a time). A failure of the row source
+/// is kept aside so that it reaches the caller as itself rather than as a serializer error.
+struct LazyRows<'a, S: ?Sized, R> {
+    rows: RefCell<&'a mut S>,
+    render: &'a R,
+    len: usize,
+    failure: RefCell<Option<TableError>>,
+}
+
+impl<S: RowSource + ?Sized, R: RowToJson> Serialize for LazyRows<'_, S, R> {
+    fn serialize<Ser: Serializer>(&self, serializer: Ser) -> Result<Ser::Ok, Ser::Error> {
+        let mut rows = self.rows.borrow_mut();
+        let mut seq = serializer.serialize_seq(Some(self.len))?;
+        loop {
+            match rows.next_row() {
+                Ok(Some(row)) => seq.serialize_element(&RowItem(self.render, row))?,
+                Ok(None) => break,
+                Err(e) => {
+                    *self.failure.borrow_mut() = Some(e);
+                    return Err(Ser::Error::custom("reading the rows failed"));
+                }
+            }
+        }
+        seq.end()
+    }
+}
+
+struct NestedDoc<'n, L> {
+    items: &'n L,
     count: usize,
 }
 
-impl<I: Iterator> Serialize for NestedDoc<I>
-where
-    I::Item: Serialize,
-{
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+impl<L: Serialize> Serialize for NestedDoc<'_, L> {
+    fn serialize<Ser: Serializer>(&self, serializer: Ser) -> Result<Ser::Ok, Ser::Error> {
         let mut map = serializer.serialize_map(Some(2))?;
-        map.serialize_entry("items", &self.items)?;
+        map.serialize_entry("items", self.items)?;
         map.serialize_entry("count", &self.count)?;
         map.end()
     }
@@ -211,48 +233,54 @@ fn json_io_error(e: serde_json::Error) -> OpError {
     OpError::Io(io::Error::other(e))
 }
 
-/// Streams row objects as one JSON document of the given shape. `row_count` must equal the number
-/// of objects `objects` yields. No trailing newline (§10.3).
-pub fn write_json_document<W, I>(
+/// Streams the rows, each rendered by `render`, as one JSON document of the given shape. `row_count`
+/// must equal the number of rows `rows` yields. No trailing newline (§10.3).
+pub fn write_json_document<W, S, R>(
     shape: JsonShape,
-    objects: I,
+    rows: &mut S,
+    render: &R,
     row_count: usize,
     pretty: bool,
     out: &mut W,
 ) -> Result<JsonWriteSummary, OpError>
 where
     W: Write,
-    I: Iterator,
-    I::Item: Serialize,
+    S: RowSource + ?Sized,
+    R: RowToJson,
 {
     let mut counting = CountingWriter { inner: out, count: 0 };
     let total_records;
-    {
+    let lazy = LazyRows { rows: RefCell::new(rows), render, len: row_count, failure: RefCell::new(None) };
+    let written = {
         let mut ser = serde_json::Serializer::with_formatter(&mut counting, PythonFormatter::new(pretty));
         match shape {
             JsonShape::Array => {
                 total_records = row_count;
-                LazySeq(RefCell::new(Some(objects))).serialize(&mut ser).map_err(json_io_error)?;
+                lazy.serialize(&mut ser)
             }
             JsonShape::SingleObject => {
-                let mut objects = objects;
                 total_records = 1;
-                match objects.next() {
-                    Some(first) => first.serialize(&mut ser),
+                let mut rows = lazy.rows.borrow_mut();
+                match rows.next_row()? {
+                    Some(first) => RowItem(render, first).serialize(&mut ser),
                     None => Value::Object(Map::new()).serialize(&mut ser),
                 }
-                .map_err(json_io_error)?;
             }
             JsonShape::EmptyObject => {
                 total_records = 0;
-                Value::Object(Map::new()).serialize(&mut ser).map_err(json_io_error)?;
+                Value::Object(Map::new()).serialize(&mut ser)
             }
             JsonShape::Nested => {
                 total_records = row_count;
-                let doc = NestedDoc { items: LazySeq(RefCell::new(Some(objects))), count: row_count };
-                doc.serialize(&mut ser).map_err(json_io_error)?;
+                NestedDoc { items: &lazy, count: row_count }.serialize(&mut ser)
             }
         }
+    };
+    if let Err(e) = written {
+        return Err(match lazy.failure.into_inner() {
+            Some(failure) => failure.into(),
+            None => json_io_error(e),
+        });
     }
     Ok(JsonWriteSummary { total_records, bytes_written: counting.count })
 }
@@ -378,6 +406,12 @@ impl Serialize for RowObject<'_> {
     }
 }
 
+impl RowToJson for JsonGenPlan {
+    fn serialize_row<S: Serializer>(&self, row: &[Cell], serializer: S) -> Result<S::Ok, S::Error> {
+        RowObject { plan: self, row }.serialize(serializer)
+    }
+}
+
 impl JsonGenPlan {
     /// The object for one row.
     pub fn row_object(&self, row: &[Cell]) -> Value {
@@ -401,18 +435,17 @@ impl JsonGenPlan {
 }
 
 /// Streams `json/generate` output for any row source (`rows` yields exactly `row_count` rows).
-pub fn write_json_rows<'r, W, I>(
+pub fn write_json_rows<W, S>(
     plan: &JsonGenPlan,
-    rows: I,
+    rows: &mut S,
     row_count: usize,
     out: &mut W,
 ) -> Result<JsonWriteSummary, OpError>
 where
     W: Write,
-    I: IntoIterator<Item = &'r [Cell]>,
+    S: RowSource + ?Sized,
 {
-    let objects = rows.into_iter().map(|row| RowObject { plan, row });
-    write_json_document(plan.shape, objects, row_count, plan.pretty_print, out)
+    write_json_document(plan.shape, rows, plan, row_count, plan.pretty_print, out)
 }
 
 /// Validates and writes `json/generate` output for a whole table.
@@ -422,7 +455,7 @@ pub fn write_json(
     out: &mut impl Write,
 ) -> Result<JsonWriteSummary, OpError> {
     let plan = plan_json(&table.columns, table.row_count(), req)?;
-    write_json_rows(&plan, table.rows.iter().map(Vec::as_slice), table.row_count(), out)
+    write_json_rows(&plan, &mut table.rows.iter(), table.row_count(), out)
 }
 
 #[cfg(test)]

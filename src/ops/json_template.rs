@@ -2,11 +2,12 @@
 //! whose string values carry placeholders, compiled once and rendered per row (single pass, values
 //! never re-scanned), plus the aggregation modes.
 
-use super::json_gen::{write_json_document, JsonShape, JsonWriteSummary};
+use super::json_gen::{write_json_document, JsonShape, JsonWriteSummary, RowToJson};
 use super::params::ColumnMapping;
 use super::placeholder::{tokenize, Converted, Placeholder, Segment};
 use super::OpError;
-use crate::table::{Cell, Table};
+use crate::table::{Cell, RowSource, Table};
+use serde::{Serialize, Serializer};
 use serde_json::{Map, Number, Value};
 use std::io::Write;
 
@@ -227,21 +228,26 @@ impl Compiler<'_> {
     }
 }
 
+impl RowToJson for JsonTemplate {
+    fn serialize_row<S: Serializer>(&self, row: &[Cell], serializer: S) -> Result<S::Ok, S::Error> {
+        self.render_row(row).serialize(serializer)
+    }
+}
+
 /// Streams the rendered rows for any row source (`rows` yields exactly `row_count` rows).
-pub fn write_template_rows<'r, W, I>(
+pub fn write_template_rows<W, S>(
     template: &JsonTemplate,
     mode: AggregationMode,
-    rows: I,
+    rows: &mut S,
     row_count: usize,
     pretty: bool,
     out: &mut W,
 ) -> Result<JsonWriteSummary, OpError>
 where
     W: Write,
-    I: IntoIterator<Item = &'r [Cell]>,
+    S: RowSource + ?Sized,
 {
-    let objects = rows.into_iter().map(|r| template.render_row(r));
-    write_json_document(mode.shape(row_count), objects, row_count, pretty, out)
+    write_json_document(mode.shape(row_count), rows, template, row_count, pretty, out)
 }
 
 /// Compiles `template` and writes the output for a whole table.
@@ -254,7 +260,8 @@ pub fn write_template_json(
     out: &mut impl Write,
 ) -> Result<JsonWriteSummary, OpError> {
     let compiled = JsonTemplate::compile(template, mapping, &table.columns)?;
-    write_template_rows(&compiled, mode, table.rows.iter().map(Vec::as_slice), table.row_count(), pretty, out)
+    let mut rows = table.rows.iter();
+    write_template_rows(&compiled, mode, &mut rows, table.row_count(), pretty, out)
 }
 
 #[cfg(test)]

@@ -6,7 +6,8 @@ use super::params::ColumnMapping;
 use super::placeholder::{tokenize, Segment};
 use super::OpError;
 use crate::table::parse::python_float_text;
-use crate::table::{Cell, Table};
+use crate::table::spool::SpooledTable;
+use crate::table::{Cell, RowSource, Table};
 use serde_json::Value;
 use std::io::Write;
 
@@ -491,10 +492,22 @@ pub fn generate_standard_sql(
     req: &StandardSqlRequest,
     generated_at: &str,
 ) -> Result<Vec<String>, OpError> {
-    let mut gen = StandardSqlGenerator::new(&table.columns, req)?;
-    let mut out = gen.header_lines(table.row_count(), generated_at);
-    out.reserve(table.row_count() + 1);
-    for row in &table.rows {
+    let mut rows = table.rows.iter();
+    generate_standard_sql_rows(&table.columns, &mut rows, table.row_count(), req, generated_at)
+}
+
+/// [`generate_standard_sql`] for any row source (`rows` must yield exactly `row_count` rows).
+pub fn generate_standard_sql_rows<S: RowSource + ?Sized>(
+    columns: &[String],
+    rows: &mut S,
+    row_count: usize,
+    req: &StandardSqlRequest,
+    generated_at: &str,
+) -> Result<Vec<String>, OpError> {
+    let mut gen = StandardSqlGenerator::new(columns, req)?;
+    let mut out = gen.header_lines(row_count, generated_at);
+    out.reserve(row_count + 1);
+    while let Some(row) = rows.next_row()? {
         let mut line = String::new();
         gen.render_row(row, &mut line);
         out.push(line);
@@ -514,9 +527,9 @@ pub fn write_sql_file_header<W: Write>(
 
 /// Streams the §9.6 file of the standard script for any row source (`rows` must yield exactly
 /// `row_count` rows). Returns the number of entries written.
-pub fn write_standard_sql_rows<'r, W, I>(
+pub fn write_standard_sql_rows<W, S>(
     columns: &[String],
-    rows: I,
+    rows: &mut S,
     row_count: usize,
     req: &StandardSqlRequest,
     generated_at: &str,
@@ -524,7 +537,7 @@ pub fn write_standard_sql_rows<'r, W, I>(
 ) -> Result<usize, OpError>
 where
     W: Write,
-    I: IntoIterator<Item = &'r [Cell]>,
+    S: RowSource + ?Sized,
 {
     let mut gen = StandardSqlGenerator::new(columns, req)?;
     let total = gen.total_statements(row_count);
@@ -533,7 +546,7 @@ where
         writeln!(out, "{line}")?;
     }
     let mut line = String::new();
-    for row in rows {
+    while let Some(row) = rows.next_row()? {
         line.clear();
         gen.render_row(row, &mut line);
         line.push('\n');
@@ -552,8 +565,8 @@ pub fn write_standard_sql_file<W: Write>(
     generated_at: &str,
     out: &mut W,
 ) -> Result<usize, OpError> {
-    let rows = table.rows.iter().map(Vec::as_slice);
-    write_standard_sql_rows(&table.columns, rows, table.row_count(), req, generated_at, out)
+    let mut rows = table.rows.iter();
+    write_standard_sql_rows(&table.columns, &mut rows, table.row_count(), req, generated_at, out)
 }
 
 /// Writes an already built statement list as a §9.6 file (`sql/generate` with `return_file`).
@@ -577,29 +590,54 @@ pub fn select_for_generation(
     columns: &[String],
     remove_duplicates: bool,
 ) -> Result<Table, OpError> {
-    let missing: Vec<&str> =
-        columns.iter().map(String::as_str).filter(|c| table.column_index(c).is_none()).collect();
-    if !missing.is_empty() {
-        return Err(OpError::validation_with(
-            format!("Columns not found: {}", missing.join(", ")),
-            serde_json::json!({ "missing_columns": missing, "available_columns": table.columns }),
-        ));
-    }
-    let mut table = if columns.is_empty() {
-        table
-    } else {
-        let indices: Vec<usize> = columns.iter().filter_map(|c| table.column_index(c)).collect();
-        let rows = table
-            .rows
-            .into_iter()
-            .map(|row| indices.iter().map(|&i| row.get(i).cloned().unwrap_or(Cell::Missing)).collect())
-            .collect();
-        Table { columns: columns.to_vec(), rows }
+    let mut table = match generation_columns(&table.columns, columns)? {
+        None => table,
+        Some(indices) => {
+            let rows = table
+                .rows
+                .into_iter()
+                .map(|row| indices.iter().map(|&i| row.get(i).cloned().unwrap_or(Cell::Missing)).collect())
+                .collect();
+            Table { columns: columns.to_vec(), rows }
+        }
     };
     if remove_duplicates {
         table.rows = super::extract::dedupe_rows(std::mem::take(&mut table.rows));
     }
     Ok(table)
+}
+
+/// [`select_for_generation`] for a spooled sheet: the same checks and errors (before any output exists),
+/// the selection applied as the rows are read back; de-duplication writes the distinct rows to a new spool.
+pub fn select_spooled_for_generation(
+    mut table: SpooledTable,
+    columns: &[String],
+    remove_duplicates: bool,
+) -> Result<SpooledTable, OpError> {
+    if let Some(indices) = generation_columns(&table.columns, columns)? {
+        table.select(columns.to_vec(), indices);
+    }
+    if remove_duplicates {
+        table = table.dedupe()?;
+    }
+    Ok(table)
+}
+
+/// The sheet columns `requested` picks, in request order (`None` when nothing was requested); 422
+/// `Columns not found: a, b` naming every missing one.
+fn generation_columns(available: &[String], requested: &[String]) -> Result<Option<Vec<usize>>, OpError> {
+    let index_of = |name: &str| available.iter().position(|c| c == name);
+    let missing: Vec<&str> = requested.iter().map(String::as_str).filter(|c| index_of(c).is_none()).collect();
+    if !missing.is_empty() {
+        return Err(OpError::validation_with(
+            format!("Columns not found: {}", missing.join(", ")),
+            serde_json::json!({ "missing_columns": missing, "available_columns": available }),
+        ));
+    }
+    if requested.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(requested.iter().filter_map(|c| index_of(c)).collect()))
 }
 
 #[cfg(test)]
@@ -974,11 +1012,12 @@ mod tests {
         }
         let row = vec![Cell::text("Alice"), Cell::text("a@b"), Cell::text("25")];
         let n = 50_000;
-        let rows = std::iter::repeat(row.as_slice()).take(n);
+        let table = vec![row; n];
+        let mut rows = table.iter();
         let columns: Vec<String> = ["Name", "Email", "Age"].iter().map(|s| s.to_string()).collect();
         let mut sink = Counting(0);
-        let total =
-            write_standard_sql_rows(&columns, rows, n, &request("sqlite", true), "t", &mut sink).unwrap();
+        let total = write_standard_sql_rows(&columns, &mut rows, n, &request("sqlite", true), "t", &mut sink)
+            .unwrap();
         assert_eq!(total, n + 8);
         assert!(sink.0 > n * 60);
     }

@@ -6,7 +6,7 @@ use super::params::ColumnMapping;
 use super::placeholder::{tokenize, Converted, Placeholder, Segment};
 use super::sql::{push_doubled_quotes, write_sql_file_header, AutoIncrement};
 use super::OpError;
-use crate::table::{Cell, Table};
+use crate::table::{Cell, RowSource, Table};
 use std::io::Write;
 
 /// Curl users often quote the whole template: strips one outer pair of `"` or `'` (api §7.5.4).
@@ -208,20 +208,20 @@ pub fn generate_custom_sql(
 }
 
 /// Streams the §9.6 file (`rows` must yield exactly `row_count` rows). Returns the statement count.
-pub fn write_custom_sql_rows<'r, W, I>(
+pub fn write_custom_sql_rows<W, S>(
     gen: &mut CustomSqlGenerator,
-    rows: I,
+    rows: &mut S,
     row_count: usize,
     generated_at: &str,
     out: &mut W,
 ) -> Result<usize, OpError>
 where
     W: Write,
-    I: IntoIterator<Item = &'r [Cell]>,
+    S: RowSource + ?Sized,
 {
     write_sql_file_header(out, generated_at, row_count)?;
     let mut line = String::new();
-    for row in rows {
+    while let Some(row) = rows.next_row()? {
         line.clear();
         gen.render_row(row, &mut line);
         line.push('\n');
@@ -240,8 +240,8 @@ pub fn write_custom_sql_file<W: Write>(
     out: &mut W,
 ) -> Result<usize, OpError> {
     let mut gen = CustomSqlGenerator::new(template, mapping, &table.columns, auto)?;
-    let rows = table.rows.iter().map(Vec::as_slice);
-    write_custom_sql_rows(&mut gen, rows, table.row_count(), generated_at, out)
+    let mut rows = table.rows.iter();
+    write_custom_sql_rows(&mut gen, &mut rows, table.row_count(), generated_at, out)
 }
 
 #[cfg(test)]

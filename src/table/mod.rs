@@ -6,7 +6,10 @@ pub mod infer;
 pub mod names;
 pub mod parse;
 pub mod read;
+pub mod rows;
+pub mod spool;
 pub mod write;
 
 pub use cell::{Cell, Table};
 pub use error::TableError;
+pub use rows::RowSource;

@@ -17,6 +17,7 @@ mod foundation;
 mod json;
 mod normalization;
 mod sql;
+mod streamed_generation;
 mod transform_support;
 mod websocket;
 mod ws_security;

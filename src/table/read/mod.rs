@@ -11,8 +11,8 @@ pub use self::csv::{read_csv_table, stream_csv, CsvCursor, CsvHead, CsvRows, Csv
 pub use header::unique_header;
 pub use sniff::{detect_kind, FileKind};
 pub use workbook::{
-    check_zip_limits, number_text, read_workbook, summarize_workbook, workbook_sheet_names, SheetSummary,
-    WorkbookTable,
+    check_zip_limits, number_text, read_workbook, spool_workbook, summarize_workbook, workbook_sheet_names,
+    SheetSummary, WorkbookTable,
 };
 
 /// Bounds applied while reading (config `file.max_uncompressed_mb` and the cells-per-request limit).

@@ -14,6 +14,7 @@ use crate::table::cell::{Cell, Table};
 use crate::table::error::TableError;
 use crate::table::infer::{InferredType, TypeInference};
 use crate::table::parse::python_float_text;
+use crate::table::spool::{SpoolWriter, SpooledTable};
 
 /// Deflate cannot compress better than about 1032:1; an entry claiming more is lying about its size.
 const MAX_COMPRESSION_RATIO: u64 = 1100;
@@ -44,6 +45,29 @@ pub fn read_workbook(
         FileKind::Xls => read_xls(path, sheet, limits),
         other => Err(TableError::UnsupportedKind { expected: "Excel workbook", found: other.describe() }),
     }
+}
+
+/// [`read_workbook`]'s columns and rows, with the same checks and errors, without building the table: the
+/// rows are spooled to an unnamed temporary file in `spool_dir` as the cells stream by, so memory does not
+/// grow with the row count. Rows read back padded exactly as [`read_workbook`] pads them.
+pub fn spool_workbook(
+    path: &Path,
+    sheet: Option<&str>,
+    limits: &ReadLimits,
+    spool_dir: &Path,
+) -> Result<SpooledTable, TableError> {
+    let kind = detect_kind(path)?;
+    let builder = || -> Result<_, TableError> {
+        Ok(SheetBuilder::new(limits, Spooled::new(SpoolWriter::create_in(spool_dir)?)))
+    };
+    let (_, _, table) = match kind {
+        FileKind::Xlsx => read_xlsx_into(path, sheet, builder()?)?,
+        FileKind::Xls => read_xls_into(path, sheet, builder()?)?,
+        other => {
+            return Err(TableError::UnsupportedKind { expected: "Excel workbook", found: other.describe() })
+        }
+    };
+    Ok(table)
 }
 
 /// What `excel/info` needs of one sheet, gathered while the cells stream by (nothing materialised).
@@ -186,7 +210,7 @@ fn read_xlsx_into<S: CellStore>(
             builder.put(row, col, value)?;
         }
     }
-    Ok((sheets, sheet_name, builder.finish()))
+    Ok((sheets, sheet_name, builder.finish()?))
 }
 
 fn read_xls_into<S: CellStore>(
@@ -211,15 +235,15 @@ fn read_xls_into<S: CellStore>(
             builder.put(row, col, cell)?;
         }
     }
-    Ok((sheets, sheet_name, builder.finish()))
+    Ok((sheets, sheet_name, builder.finish()?))
 }
 
 /// Takes the non-empty cells of a sheet (row-major for xlsx, any order for xls) once the extent checks
 /// have passed, and turns them into a result given the final width and height.
 trait CellStore {
     type Output;
-    fn put(&mut self, row: usize, col: usize, cell: Cell, width: usize);
-    fn finish(self, width: usize, height: usize) -> Self::Output;
+    fn put(&mut self, row: usize, col: usize, cell: Cell, width: usize) -> Result<(), TableError>;
+    fn finish(self, width: usize, height: usize) -> Result<Self::Output, TableError>;
 }
 
 /// Collects non-empty cells at absolute positions, enforcing the cell limit on the extent so far; the
@@ -244,11 +268,10 @@ impl<'a, S: CellStore> SheetBuilder<'a, S> {
         too_many(height, u64::from(width), self.limits)?;
         self.width = width;
         self.height = height;
-        self.store.put(row as usize, col as usize, cell, width as usize);
-        Ok(())
+        self.store.put(row as usize, col as usize, cell, width as usize)
     }
 
-    fn finish(self) -> S::Output {
+    fn finish(self) -> Result<S::Output, TableError> {
         // The height is bounded by the cell limit checked in `put`.
         self.store.finish(self.width as usize, self.height as usize)
     }
@@ -266,6 +289,18 @@ fn header_names(header: impl IntoIterator<Item = Cell>) -> Vec<String> {
     unique_header(raw)
 }
 
+/// Sets cell `col` of a row kept as long as its right-most non-empty cell (gaps are empty text).
+fn place(cells: &mut Vec<Cell>, col: usize, cell: Cell, width: usize) {
+    if cells.capacity() == 0 {
+        // Rows are usually as wide as the ones before: one allocation per row.
+        cells.reserve_exact(width);
+    }
+    if col >= cells.len() {
+        cells.resize(col + 1, Cell::text(""));
+    }
+    cells[col] = cell;
+}
+
 /// The whole sheet as a table.
 #[derive(Default)]
 struct Dense {
@@ -276,30 +311,108 @@ struct Dense {
 impl CellStore for Dense {
     type Output = Table;
 
-    fn put(&mut self, row: usize, col: usize, cell: Cell, width: usize) {
+    fn put(&mut self, row: usize, col: usize, cell: Cell, width: usize) -> Result<(), TableError> {
         if row >= self.rows.len() {
             self.rows.resize_with(row + 1, Vec::new);
         }
-        let cells = &mut self.rows[row];
-        if cells.capacity() == 0 {
-            // Rows are usually as wide as the ones before: one allocation per row.
-            cells.reserve_exact(width);
-        }
-        if col >= cells.len() {
-            cells.resize(col + 1, Cell::text(""));
-        }
-        cells[col] = cell;
+        place(&mut self.rows[row], col, cell, width);
+        Ok(())
     }
 
-    fn finish(self, width: usize, _height: usize) -> Table {
+    fn finish(self, width: usize, _height: usize) -> Result<Table, TableError> {
         let mut dense = self.rows.into_iter().map(|mut row| {
             row.resize(width, Cell::text(""));
             row
         });
         let Some(header) = dense.next() else {
-            return Table::default();
+            return Ok(Table::default());
         };
-        Table { columns: header_names(header), rows: dense.collect() }
+        Ok(Table { columns: header_names(header), rows: dense.collect() })
+    }
+}
+
+/// The sheet in a row spool, with the same columns and rows as [`Dense`]: only the header and the row
+/// being read stay in memory. Each row goes to the spool, unpadded, once a cell of a later row arrives
+/// (rows skipped in between go as empty rows); the last row when the sheet ends. Rows after the last
+/// non-empty cell are never seen, so trailing empty rows are dropped as in [`Dense`], and the reader pads
+/// every row to the final width, known only at the end.
+///
+/// xlsx cells arrive in document order and xls ranges are row-major, so rows come in order; a sheet whose
+/// XML lists rows out of order switches to [`Dense`] (memory as before, same result).
+struct Spooled {
+    spool: SpoolWriter,
+    header: Vec<Cell>,
+    /// The row being collected and its cells so far.
+    at: usize,
+    current: Vec<Cell>,
+    fallback: Option<Dense>,
+}
+
+impl Spooled {
+    fn new(spool: SpoolWriter) -> Spooled {
+        Spooled { spool, header: Vec::new(), at: 0, current: Vec::new(), fallback: None }
+    }
+
+    fn flush_current(&mut self) -> Result<(), TableError> {
+        if self.at == 0 {
+            self.header = std::mem::take(&mut self.current);
+        } else {
+            self.spool.push(&self.current)?;
+            self.current.clear();
+        }
+        Ok(())
+    }
+
+    /// Everything so far as [`Dense`] rows: the header, the spooled rows, the current row.
+    fn take_dense(&mut self) -> Result<Dense, TableError> {
+        let fresh = SpoolWriter::create_in(self.spool.dir())?;
+        let spool = std::mem::replace(&mut self.spool, fresh);
+        // No columns: the rows read back as they were pushed, unpadded.
+        let mut spooled = spool.finish(Vec::new())?;
+        let mut rows = Vec::with_capacity(spooled.rows.len() + 2);
+        rows.push(std::mem::take(&mut self.header));
+        rows.extend(spooled.collect_rows()?);
+        rows.push(std::mem::take(&mut self.current));
+        Ok(Dense { rows })
+    }
+}
+
+impl CellStore for Spooled {
+    type Output = SpooledTable;
+
+    fn put(&mut self, row: usize, col: usize, cell: Cell, width: usize) -> Result<(), TableError> {
+        if self.fallback.is_none() && row < self.at {
+            self.fallback = Some(self.take_dense()?);
+        }
+        if let Some(dense) = &mut self.fallback {
+            return dense.put(row, col, cell, width);
+        }
+        if row > self.at {
+            self.flush_current()?;
+            for _ in self.at + 1..row {
+                self.spool.push(&[])?;
+            }
+            self.at = row;
+        }
+        place(&mut self.current, col, cell, width);
+        Ok(())
+    }
+
+    fn finish(mut self, width: usize, height: usize) -> Result<SpooledTable, TableError> {
+        if let Some(dense) = self.fallback.take() {
+            let table = dense.finish(width, height)?;
+            for row in &table.rows {
+                self.spool.push(row)?;
+            }
+            return Ok(self.spool.finish(table.columns)?);
+        }
+        if height == 0 {
+            return Ok(self.spool.finish(Vec::new())?);
+        }
+        self.flush_current()?;
+        let mut header = std::mem::take(&mut self.header);
+        header.resize(width, Cell::text(""));
+        Ok(self.spool.finish(header_names(header))?)
     }
 }
 
@@ -315,7 +428,7 @@ impl CellStore for Summary {
     /// (columns, data rows, inferred types)
     type Output = (Vec<String>, u64, Vec<InferredType>);
 
-    fn put(&mut self, row: usize, col: usize, cell: Cell, _width: usize) {
+    fn put(&mut self, row: usize, col: usize, cell: Cell, _width: usize) -> Result<(), TableError> {
         if row == 0 {
             if col >= self.header.len() {
                 self.header.resize(col + 1, Cell::text(""));
@@ -327,16 +440,17 @@ impl CellStore for Summary {
             }
             self.inference[col].push(&cell);
         }
+        Ok(())
     }
 
-    fn finish(mut self, width: usize, height: usize) -> Self::Output {
+    fn finish(mut self, width: usize, height: usize) -> Result<Self::Output, TableError> {
         if height == 0 {
-            return (Vec::new(), 0, Vec::new());
+            return Ok((Vec::new(), 0, Vec::new()));
         }
         self.header.resize(width, Cell::text(""));
         self.inference.resize_with(width, TypeInference::new);
         let inferred = self.inference.iter().map(TypeInference::finish).collect();
-        (header_names(self.header), (height - 1) as u64, inferred)
+        Ok((header_names(self.header), (height - 1) as u64, inferred))
     }
 }
 

@@ -41,6 +41,19 @@ fn sheet_xml(path: &Path) -> String {
     xml
 }
 
+/// Reads `path` both ways and checks that the spooled sheet has exactly the columns and rows of the table
+/// (same padding, same trailing-row rule) and leaves no file behind. Returns the table.
+fn assert_spool_matches(path: &Path, sheet: Option<&str>) -> Table {
+    let table = read_workbook(path, sheet, &limits()).unwrap().table;
+    let spool_dir = tempfile::tempdir().unwrap();
+    let mut spooled = spool_workbook(path, sheet, &limits(), spool_dir.path()).unwrap();
+    assert_eq!(spooled.columns, table.columns, "{}", path.display());
+    assert_eq!(spooled.rows.len(), table.row_count(), "{}", path.display());
+    assert_eq!(spooled.collect_rows().unwrap(), table.rows, "{}", path.display());
+    assert_eq!(std::fs::read_dir(spool_dir.path()).unwrap().count(), 0, "unnamed spool files only");
+    table
+}
+
 fn save(workbook: &mut Workbook, dir: &Path, name: &str) -> PathBuf {
     let path = dir.join(name);
     workbook.save(&path).unwrap();
@@ -118,6 +131,7 @@ fn cell_text_rules() {
     assert!(read.table.rows[0][7].is_missing());
     assert!(read.table.rows[1][7].is_missing());
     assert_eq!(read.table.rows[2][6], Cell::text(""), "formula without cached value");
+    assert_eq!(assert_spool_matches(&path, None), read.table);
 }
 
 #[test]
@@ -152,6 +166,11 @@ fn leading_zero_text_cells_and_named_sheets() {
     let second = read_workbook(&path, Some("Sheet2"), &limits()).unwrap();
     assert_eq!(second.table.columns, vec!["code"]);
     assert_eq!(second.table.rows, vec![vec![Cell::text("002")]]);
+    assert_spool_matches(&path, None);
+    assert_spool_matches(&path, Some("Sheet2"));
+    let spool_dir = tempfile::tempdir().unwrap();
+    let err = spool_workbook(&path, Some("Nope"), &limits(), spool_dir.path()).err().unwrap();
+    assert!(matches!(err, TableError::SheetNotFound { .. }), "{err}");
 
     let err = read_workbook(&path, Some("Nope"), &limits()).unwrap_err();
     match err {
@@ -184,6 +203,7 @@ fn typed_and_blank_header_cells_become_names() {
         vec!["2024", "2024-01-15 00:00:00", "True", "1.5", "Unnamed: 4", "x", "x.1"]
     );
     assert_eq!(texts(&read.table), vec![vec!["v", "", "", "", "", "", ""]]);
+    assert_spool_matches(&path, None);
 }
 
 #[test]
@@ -211,6 +231,7 @@ fn extent_starts_at_a1_and_drops_trailing_empty_rows() {
             vec!["", "after gap", ""],
         ]
     );
+    assert_spool_matches(&path, None);
 }
 
 #[test]
@@ -221,6 +242,147 @@ fn empty_sheet_reads_as_empty_table() {
     let path = save(&mut wb, dir.path(), "empty.xlsx");
     let read = read_workbook(&path, None, &limits()).unwrap();
     assert_eq!(read.table, Table::default());
+    assert_eq!(assert_spool_matches(&path, None), Table::default());
+}
+
+#[test]
+fn spooled_sparse_rows_are_padded_to_the_widest_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut wb = Workbook::new();
+    let bold = Format::new().set_bold();
+    let ws = wb.add_worksheet();
+    ws.write_string(0, 0, "a").unwrap();
+    ws.write_string(0, 2, "c").unwrap();
+    ws.write_string(1, 1, "only b").unwrap();
+    // A row wider than the header names a column of its own; an empty row in the middle stays.
+    ws.write_string(3, 4, "far 'q' \\ \"x\"").unwrap();
+    ws.write_number(4, 0, 1.5).unwrap();
+    ws.write_string(4, 3, "").unwrap(); // empty text never widens
+    ws.write_blank(6, 0, &bold).unwrap(); // formatted but empty rows after the data are dropped
+    ws.write_blank(7, 9, &bold).unwrap();
+    let path = save(&mut wb, dir.path(), "sparse.xlsx");
+    let table = assert_spool_matches(&path, None);
+    assert_eq!(table.columns, vec!["a", "Unnamed: 1", "c", "Unnamed: 3", "Unnamed: 4"]);
+    assert_eq!(
+        texts(&table),
+        vec![
+            vec!["", "only b", "", "", ""],
+            vec!["", "", "", "", ""],
+            vec!["", "", "", "", "far 'q' \\ \"x\""],
+            vec!["1.5", "", "", "", ""],
+        ]
+    );
+}
+
+#[test]
+fn spooled_sheet_with_only_a_header_has_columns_and_no_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut wb = Workbook::new();
+    let ws = wb.add_worksheet();
+    ws.write_string(0, 0, "id").unwrap();
+    ws.write_string(0, 2, "name").unwrap();
+    let path = save(&mut wb, dir.path(), "header.xlsx");
+    let table = assert_spool_matches(&path, None);
+    assert_eq!(table.columns, vec!["id", "Unnamed: 1", "name"]);
+    assert!(table.rows.is_empty());
+
+    // Data starting below an empty first row: the header is all unnamed.
+    let mut wb = Workbook::new();
+    wb.add_worksheet().write_string(3, 1, "x").unwrap();
+    let path = save(&mut wb, dir.path(), "low.xlsx");
+    let table = assert_spool_matches(&path, None);
+    assert_eq!(table.columns, vec!["Unnamed: 0", "Unnamed: 1"]);
+    assert_eq!(table.row_count(), 3);
+}
+
+#[test]
+fn rows_listed_out_of_order_give_the_same_sheet() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut wb = Workbook::new();
+    let ws = wb.add_worksheet();
+    for r in 0..6u32 {
+        for c in 0..3u16 {
+            if (r + u32::from(c)) % 4 != 3 {
+                ws.write_string(r, c, format!("r{r}c{c}")).unwrap();
+            }
+        }
+    }
+    let path = save(&mut wb, dir.path(), "disorder.xlsx");
+    // Move row 3 (and its cells) to the end of the sheet data.
+    rewrite_entry(&path, "xl/worksheets/sheet1.xml", |xml| {
+        let start = xml.find("<row r=\"3\"").unwrap();
+        let end = start + xml[start..].find("</row>").unwrap() + "</row>".len();
+        let row = xml[start..end].to_string();
+        let rest = format!("{}{}", &xml[..start], &xml[end..]);
+        rest.replace("</sheetData>", &format!("{row}</sheetData>"))
+    });
+    let xml = sheet_xml(&path);
+    assert!(xml.find("<row r=\"3\"").unwrap() > xml.find("<row r=\"6\"").unwrap(), "{xml}");
+    let table = assert_spool_matches(&path, None);
+    assert_eq!(table.row_count(), 5);
+    assert_eq!(texts(&table)[1], vec!["r2c0", "", "r2c2"]);
+}
+
+/// The store itself, cell by cell in any order, against [`Dense`] (xls ranges, hand-made XML).
+#[test]
+fn spooled_store_matches_dense_for_any_cell_order() {
+    let cells: Vec<(u32, u32, Cell)> = (0..40u32)
+        .filter(|i| i % 7 != 3)
+        .map(|i| {
+            let cell = if i % 11 == 5 { Cell::Missing } else { Cell::Text(format!("v{i}")) };
+            ((i * 7) % 9, (i * 5) % 6, cell)
+        })
+        .collect();
+    let mut row_major = cells.clone();
+    row_major.sort_by_key(|(r, c, _)| (*r, *c));
+    let mut reversed = row_major.clone();
+    reversed.reverse();
+    let mut within_rows_reversed = row_major.clone();
+    within_rows_reversed.sort_by_key(|(r, c, _)| (*r, std::cmp::Reverse(*c)));
+    for (name, order) in [
+        ("as listed", &cells),
+        ("row-major", &row_major),
+        ("reversed", &reversed),
+        ("cols reversed", &within_rows_reversed),
+    ] {
+        let limits = limits();
+        let mut dense = SheetBuilder::new(&limits, Dense::default());
+        let dir = tempfile::tempdir().unwrap();
+        let mut spooled =
+            SheetBuilder::new(&limits, Spooled::new(SpoolWriter::create_in(dir.path()).unwrap()));
+        for (r, c, cell) in order.iter() {
+            dense.put(*r, *c, cell.clone()).unwrap();
+            spooled.put(*r, *c, cell.clone()).unwrap();
+        }
+        let table = dense.finish().unwrap();
+        let mut spooled = spooled.finish().unwrap();
+        assert_eq!(spooled.columns, table.columns, "{name}");
+        assert_eq!(spooled.collect_rows().unwrap(), table.rows, "{name}");
+    }
+}
+
+#[test]
+fn spooling_keeps_every_limit_and_kind_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool_dir = tempfile::tempdir().unwrap();
+    let mut wb = Workbook::new();
+    let ws = wb.add_worksheet();
+    ws.write_string(0, 0, "a").unwrap();
+    ws.write_string(1_048_575, 16_383, "far").unwrap();
+    let far = save(&mut wb, dir.path(), "far.xlsx");
+    let err = spool_workbook(&far, None, &limits(), spool_dir.path()).err().unwrap();
+    assert!(matches!(err, TableError::TooManyCells { .. }), "{err}");
+
+    let blob = workbook_with_blob(dir.path(), 4 << 20);
+    let small = ReadLimits { max_uncompressed_bytes: 1 << 20, max_cells: 1_000 };
+    let err = spool_workbook(&blob, None, &small, spool_dir.path()).err().unwrap();
+    assert!(matches!(err, TableError::TooLarge(_)), "{err}");
+
+    let csv = dir.path().join("data.xlsx");
+    std::fs::write(&csv, b"a,b\n1,2\n").unwrap();
+    let err = spool_workbook(&csv, None, &limits(), spool_dir.path()).err().unwrap();
+    assert!(matches!(err, TableError::UnsupportedKind { .. }), "{err}");
+    assert_eq!(std::fs::read_dir(spool_dir.path()).unwrap().count(), 0);
 }
 
 #[test]
