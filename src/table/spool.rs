@@ -51,9 +51,8 @@ impl SpoolWriter {
         for cell in row {
             encode_cell(cell, &mut self.record);
         }
-        let mut len = Vec::with_capacity(10);
-        push_varint(&mut len, self.record.len() as u64);
-        self.out.write_all(&len)?;
+        let (len, n) = varint_bytes(self.record.len() as u64);
+        self.out.write_all(&len[..n])?;
         self.out.write_all(&self.record)?;
         self.rows += 1;
         Ok(())
@@ -270,12 +269,22 @@ fn take_8(record: &mut &[u8]) -> io::Result<[u8; 8]> {
     take(record, 8)?.try_into().map_err(|_| corrupt())
 }
 
-fn push_varint(out: &mut Vec<u8>, mut value: u64) {
+/// LEB128: seven bits a byte, low bits first, the high bit set on every byte but the last.
+fn varint_bytes(mut value: u64) -> ([u8; 10], usize) {
+    let mut bytes = [0u8; 10];
+    let mut n = 0;
     while value >= 0x80 {
-        out.push((value as u8) | 0x80);
+        bytes[n] = (value as u8) | 0x80;
         value >>= 7;
+        n += 1;
     }
-    out.push(value as u8);
+    bytes[n] = value as u8;
+    (bytes, n + 1)
+}
+
+fn push_varint(out: &mut Vec<u8>, value: u64) {
+    let (bytes, n) = varint_bytes(value);
+    out.extend_from_slice(&bytes[..n]);
 }
 
 fn take_varint(record: &mut &[u8]) -> io::Result<u64> {
