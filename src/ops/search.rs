@@ -1,6 +1,7 @@
 //! Search (operations.md §6, rest-api.md §7.2.7/§7.2.8): request validation in the documented order,
 //! compiled conditions usable on streamed CSV rows and table rows, result files, operator suggestions.
 
+use std::borrow::Cow;
 use std::path::Path;
 
 use chrono::NaiveDateTime;
@@ -11,7 +12,7 @@ use serde_json::{json, Value};
 use super::OpError;
 use crate::table::infer::{suggested_operators, InferredType, STORAGE_TYPE};
 use crate::table::parse::{parse_datetime, parse_number, python_float_text};
-use crate::table::read::stream_csv;
+use crate::table::read::{stream_csv, CsvRow};
 use crate::table::write::{search_sink, OutputFormat};
 use crate::table::{Cell, Table, TableError};
 
@@ -314,13 +315,61 @@ fn compile_condition(raw: &RawCondition, columns: &[String]) -> Result<CompiledC
     Ok(CompiledCondition { index, test })
 }
 
+/// What the tests read from a cell: T(c), N(c), D(c) and blankness — from a [`Cell`], or from the text of
+/// a streamed CSV field (a Text cell without the cell).
+trait Operand {
+    fn text(&self) -> Cow<'_, str>;
+    fn number(&self) -> f64;
+    fn date(&self) -> Option<NaiveDateTime>;
+    fn is_blank(&self) -> bool;
+}
+
+impl Operand for Cell {
+    /// T(c): Missing reads as "" (IMPROVE).
+    fn text(&self) -> Cow<'_, str> {
+        self.as_text()
+    }
+
+    fn number(&self) -> f64 {
+        cell_number(self)
+    }
+
+    fn date(&self) -> Option<NaiveDateTime> {
+        cell_date(self)
+    }
+
+    fn is_blank(&self) -> bool {
+        Cell::is_blank(self)
+    }
+}
+
+impl Operand for str {
+    fn text(&self) -> Cow<'_, str> {
+        Cow::Borrowed(self)
+    }
+
+    fn number(&self) -> f64 {
+        parse_number(self).unwrap_or(f64::NAN)
+    }
+
+    fn date(&self) -> Option<NaiveDateTime> {
+        parse_datetime(self)
+    }
+
+    fn is_blank(&self) -> bool {
+        self.is_empty()
+    }
+}
+
 impl CompiledCondition {
     fn matches(&self, row: &[Cell]) -> bool {
-        let cell = row.get(self.index).unwrap_or(&Cell::Missing);
-        // T(c): Missing reads as "" (IMPROVE).
-        let text = || cell.as_text();
+        self.test(row.get(self.index).unwrap_or(&Cell::Missing))
+    }
+
+    fn test<O: Operand + ?Sized>(&self, cell: &O) -> bool {
+        let text = || cell.text();
         let cmp = |op: fn(f64, f64) -> bool, v: f64| {
-            let c = cell_number(cell);
+            let c = cell.number();
             !c.is_nan() && !v.is_nan() && op(c, v)
         };
         match &self.test {
@@ -337,13 +386,13 @@ impl CompiledCondition {
             Test::Less(v) => cmp(|c, v| c < v, *v),
             Test::LessEq(v) => cmp(|c, v| c <= v, *v),
             Test::Between(Range::Numbers(lo, hi)) => {
-                let c = cell_number(cell);
+                let c = cell.number();
                 !c.is_nan() && *lo <= c && c <= *hi
             }
-            Test::Between(Range::Dates(lo, hi)) => cell_date(cell).is_some_and(|d| *lo <= d && d <= *hi),
+            Test::Between(Range::Dates(lo, hi)) => cell.date().is_some_and(|d| *lo <= d && d <= *hi),
             Test::Between(Range::Never) => false,
-            Test::Before(v) => matches!((cell_date(cell), v), (Some(d), Some(v)) if d < *v),
-            Test::After(v) => matches!((cell_date(cell), v), (Some(d), Some(v)) if d > *v),
+            Test::Before(v) => matches!((cell.date(), v), (Some(d), Some(v)) if d < *v),
+            Test::After(v) => matches!((cell.date(), v), (Some(d), Some(v)) if d > *v),
         }
     }
 }
@@ -355,6 +404,19 @@ impl CompiledSearch {
             Logic::And => self.conditions.iter().all(|c| c.matches(row)),
             Logic::Or => self.conditions.iter().any(|c| c.matches(row)),
         }
+    }
+
+    /// [`Self::matches`] for a streamed CSV row (all Text): only the columns the conditions name are read.
+    pub fn matches_csv_row(&self, row: &CsvRow<'_>) -> Result<bool, TableError> {
+        for condition in &self.conditions {
+            let hit = condition.test(row.text(condition.index)?);
+            match (self.logic, hit) {
+                (Logic::And, false) => return Ok(false),
+                (Logic::Or, true) => return Ok(true),
+                _ => {}
+            }
+        }
+        Ok(self.logic == Logic::And)
     }
 
     pub fn condition_count(&self) -> usize {
@@ -421,9 +483,9 @@ pub fn search_csv_file(
     stream_csv(input, encodings, |head, cursor| {
         let search = request.compile(&head.columns)?;
         let mut sink = search_sink(request.format, path, &head.columns)?;
-        while let Some(row) = cursor.next_row()? {
-            if search.matches(row) {
-                sink.push_row(row)?;
+        while let Some(row) = cursor.next_record()? {
+            if search.matches_csv_row(&row)? {
+                sink.push_csv_row(row)?;
             }
         }
         let filtered_rows = sink.finish()?;

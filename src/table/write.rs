@@ -18,6 +18,7 @@ use tempfile::NamedTempFile;
 use super::cell::{Cell, Table};
 use super::error::TableError;
 use super::parse::python_float_text;
+use super::read::CsvRow;
 
 /// Excel's hard limits.
 const MAX_SHEET_ROWS: u32 = 1_048_576;
@@ -198,6 +199,11 @@ pub fn make_durable(path: &Path) -> std::io::Result<()> {
 /// A sink for rows, so operations can stream results into any output format.
 pub trait RowSink {
     fn push_row(&mut self, row: &[Cell]) -> Result<(), TableError>;
+    /// A streamed CSV row; the same as `push_row` of its cells (sinks that can write its fields
+    /// without making cells first do so).
+    fn push_csv_row(&mut self, row: CsvRow<'_>) -> Result<(), TableError> {
+        self.push_row(row.into_cells()?)
+    }
     /// Completes the file and moves it into place; returns the number of data rows written.
     fn finish(self: Box<Self>) -> Result<u64, TableError>;
 }
@@ -439,6 +445,24 @@ impl RowSink for CsvSink {
             self.record.push_field(cell.as_text().as_bytes());
         }
         self.writer.write_byte_record(&self.record).map_err(csv_write_err)?;
+        self.rows += 1;
+        Ok(())
+    }
+
+    /// The fields as parsed (every CSV cell is Text, written as its bytes): the record itself when it
+    /// is exactly as wide as the columns, else padded or cut like the row's cells.
+    fn push_csv_row(&mut self, row: CsvRow<'_>) -> Result<(), TableError> {
+        let record = match row.exact_record() {
+            Some(record) => record,
+            None => {
+                self.record.clear();
+                for i in 0..row.width() {
+                    self.record.push_field(row.text(i)?.as_bytes());
+                }
+                &self.record
+            }
+        };
+        self.writer.write_byte_record(record).map_err(csv_write_err)?;
         self.rows += 1;
         Ok(())
     }

@@ -367,6 +367,48 @@ fn streamed_csv_search() {
     assert_eq!(err.to_string(), "Column 'nope' not found in data");
 }
 
+/// Matched CSV rows are written from the parsed record: the output is the same as writing their cells
+/// (short rows padded, surplus empty fields dropped, quotes re-applied only where needed, BOM gone),
+/// for every condition shape and output format, with AND and OR.
+#[test]
+fn streamed_csv_rows_are_written_like_their_cells() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.csv");
+    std::fs::write(
+        &input,
+        "\u{feff}a,b,c\n1,\"x, \"\"y\"\"\",Hà Nội\n2\n3,z,,,\n\"4\",\"multi\nline\",q\n5,\"\",r\r\n 6 ,é,\n",
+    )
+    .unwrap();
+    let encodings = ["utf-8".to_string()];
+    let source = CsvSource::open(&input, &encodings).unwrap();
+    let table = Table { columns: source.columns.clone(), rows: source.rows.map(Result::unwrap).collect() };
+    let conditions = [
+        json!([{"column": "a", "operator": "greater_than", "value": 0}]),
+        json!([{"column": "b", "operator": "is_empty"}, {"column": "a", "operator": "less_than", "value": 3}]),
+        json!([{"column": "c", "operator": "contains", "value": "NỘ"}, {"column": "b", "operator": "equals", "value": "é"}]),
+    ];
+    for conditions in conditions {
+        for logic in ["AND", "OR"] {
+            for format in [OutputFormat::Csv, OutputFormat::Json] {
+                let mut req = request(conditions.clone(), Some(logic)).unwrap();
+                req.format = format;
+                let search = req.compile(&table.columns).unwrap();
+                let want = dir.path().join("want");
+                let rows = table.rows.iter().map(Ok);
+                let expected = search_to_file(&table.columns, rows, &search, format, &want).unwrap();
+                let got = dir.path().join("got");
+                let outcome = search_csv_file(&input, &encodings, &req, &got).unwrap();
+                assert_eq!(outcome, expected, "{conditions} {logic}");
+                assert_eq!(
+                    std::fs::read(&got).unwrap(),
+                    std::fs::read(&want).unwrap(),
+                    "{conditions} {logic}"
+                );
+            }
+        }
+    }
+}
+
 #[test]
 fn operator_suggestions() {
     let columns = vec!["order_no".to_string(), "amount".to_string(), "when".to_string()];

@@ -17,7 +17,7 @@ const HEADER_SCAN_LIMIT: usize = 1024 * 1024;
 
 mod stream;
 
-pub use stream::{stream_csv, CsvCursor, CsvHead};
+pub use stream::{stream_csv, CsvCursor, CsvHead, CsvRow};
 
 const NO_COLUMNS: &str = "No columns to parse from file";
 

@@ -63,10 +63,38 @@ pub fn is_decode_failure(err: &io::Error) -> bool {
 
 const CP1252_UNASSIGNED: [u8; 5] = [0x81, 0x8D, 0x8F, 0x90, 0x9D];
 const CHUNK: usize = 64 * 1024;
+const BOM: &[u8] = b"\xEF\xBB\xBF";
+/// Smallest caller buffer that UTF-8 is read into directly (room for a carried partial sequence
+/// plus at least one new byte); smaller reads go through `input`.
+const DIRECT_MIN: usize = 4;
 
 enum Codec {
     Latin1,
-    Strict { decoder: encoding_rs::Decoder, cp1252: bool },
+    /// UTF-8 is validated in place, without a decoding copy: bytes go from `inner` straight into the
+    /// caller's buffer. `carry` holds an incomplete sequence at the end of the last read (at most 3
+    /// bytes), handed out once the bytes that complete it have been read and checked.
+    Utf8 {
+        carry: [u8; 3],
+        carry_len: usize,
+    },
+    Strict {
+        decoder: encoding_rs::Decoder,
+        cp1252: bool,
+    },
+}
+
+/// How many leading bytes of `data` are complete, valid UTF-8 (an incomplete sequence at the end is
+/// left for the next read unless `eof`), or `Err(n)`: the data is invalid, `n` bytes in counting the
+/// malformed sequence (where encoding_rs's strict decoder stops too).
+fn valid_utf8_prefix(data: &[u8], eof: bool) -> Result<usize, usize> {
+    match std::str::from_utf8(data) {
+        Ok(_) => Ok(data.len()),
+        Err(e) => match e.error_len() {
+            Some(bad) => Err(e.valid_up_to() + bad),
+            None if eof => Err(data.len()),
+            None => Ok(e.valid_up_to()),
+        },
+    }
 }
 
 /// A `Read` adapter that decodes `inner` to UTF-8 chunk by chunk (memory stays at a few chunks).
@@ -92,9 +120,7 @@ impl<R: Read> DecodingReader<R> {
     pub fn new(inner: R, encoding: TextEncoding) -> Self {
         let codec = match encoding {
             TextEncoding::Latin1 => Codec::Latin1,
-            TextEncoding::Utf8 => {
-                Codec::Strict { decoder: UTF_8.new_decoder_without_bom_handling(), cp1252: false }
-            }
+            TextEncoding::Utf8 => Codec::Utf8 { carry: [0; 3], carry_len: 0 },
             TextEncoding::Cp1252 => {
                 Codec::Strict { decoder: WINDOWS_1252.new_decoder_without_bom_handling(), cp1252: true }
             }
@@ -102,6 +128,10 @@ impl<R: Read> DecodingReader<R> {
                 Codec::Strict { decoder: enc.new_decoder_with_bom_removal(), cp1252: false }
             }
         };
+        Self::with_codec(inner, codec)
+    }
+
+    fn with_codec(inner: R, codec: Codec) -> Self {
         DecodingReader {
             inner,
             codec,
@@ -116,6 +146,109 @@ impl<R: Read> DecodingReader<R> {
             finished: false,
             consumed: 0,
         }
+    }
+
+    /// One read from `inner` into `buf`, retried when interrupted.
+    fn read_inner(inner: &mut R, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            match inner.read(buf) {
+                Ok(n) => return Ok(n),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// The UTF-8 reader: the first chunk (for the BOM) and reads into tiny buffers are staged in
+    /// `input[in_pos..in_end]`; every other read goes straight into `buf` and is validated there.
+    fn read_utf8(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            if self.in_pos < self.in_end {
+                let n = buf.len().min(self.in_end - self.in_pos);
+                buf[..n].copy_from_slice(&self.input[self.in_pos..self.in_pos + n]);
+                self.in_pos += n;
+                return Ok(n);
+            }
+            if self.finished || buf.is_empty() {
+                return Ok(0);
+            }
+            if !self.bom_checked || buf.len() < DIRECT_MIN {
+                self.stage_utf8()?;
+                continue;
+            }
+            let carried = self.take_carry(buf);
+            let n = Self::read_inner(&mut self.inner, &mut buf[carried..])?;
+            let valid = self.accept_utf8(buf, carried + n, n == 0)?;
+            if valid > 0 {
+                return Ok(valid);
+            }
+        }
+    }
+
+    /// Moves the carried partial sequence to the start of `dest`; returns its length.
+    fn take_carry(&mut self, dest: &mut [u8]) -> usize {
+        match &mut self.codec {
+            Codec::Utf8 { carry, carry_len } => {
+                let n = std::mem::take(carry_len);
+                dest[..n].copy_from_slice(&carry[..n]);
+                n
+            }
+            _ => 0,
+        }
+    }
+
+    /// Checks `data[..len]` (carry first): returns the complete valid prefix, keeps an incomplete tail
+    /// for the next read, fails on invalid bytes.
+    fn accept_utf8(&mut self, data: &[u8], len: usize, eof: bool) -> io::Result<usize> {
+        let valid = valid_utf8_prefix(&data[..len], eof).map_err(|at| self.fail(at))?;
+        if let Codec::Utf8 { carry, carry_len } = &mut self.codec {
+            let tail = &data[valid..len];
+            carry[..tail.len()].copy_from_slice(tail);
+            *carry_len = tail.len();
+        }
+        self.consumed += valid as u64;
+        if eof {
+            self.finished = true;
+        }
+        Ok(valid)
+    }
+
+    /// Reads one chunk into `input` (dropping a leading BOM on the first) and stages its valid prefix.
+    fn stage_utf8(&mut self) -> io::Result<()> {
+        if self.input.len() < BOM.len() + CHUNK {
+            self.input.resize(BOM.len() + CHUNK, 0);
+        }
+        let mut input = std::mem::take(&mut self.input);
+        let result = self.stage_utf8_into(&mut input);
+        self.input = input;
+        result
+    }
+
+    fn stage_utf8_into(&mut self, input: &mut [u8]) -> io::Result<()> {
+        let mut end = self.take_carry(input);
+        // At least one new byte, and on the first read the three a BOM needs (unless the input ends).
+        let want = if self.bom_checked { end + 1 } else { BOM.len() };
+        let mut eof = false;
+        while end < want {
+            let n = Self::read_inner(&mut self.inner, &mut input[end..end + CHUNK])?;
+            if n == 0 {
+                eof = true;
+                break;
+            }
+            end += n;
+        }
+        let mut start = 0;
+        if !self.bom_checked {
+            self.bom_checked = true;
+            if input[..end].starts_with(BOM) {
+                start = BOM.len();
+                self.consumed = BOM.len() as u64;
+            }
+        }
+        let valid = self.accept_utf8(&input[start..], end - start, eof)?;
+        self.in_pos = start;
+        self.in_end = start + valid;
+        Ok(())
     }
 
     fn fail(&self, extra: usize) -> io::Error {
@@ -134,13 +267,7 @@ impl<R: Read> DecodingReader<R> {
             if self.input.len() < start + CHUNK {
                 self.input.resize(start + CHUNK, 0);
             }
-            let n = loop {
-                match self.inner.read(&mut self.input[start..start + CHUNK]) {
-                    Ok(n) => break n,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e) => return Err(e),
-                }
-            };
+            let n = Self::read_inner(&mut self.inner, &mut self.input[start..start + CHUNK])?;
             self.in_end = start + n;
             if n == 0 {
                 self.in_eof = true;
@@ -149,7 +276,7 @@ impl<R: Read> DecodingReader<R> {
         Ok(())
     }
 
-    /// Decodes the next chunk into `output`.
+    /// Decodes the next chunk into `output` (all codecs but UTF-8, which [`Self::read_utf8`] reads).
     fn refill(&mut self) -> io::Result<()> {
         self.out_pos = 0;
         self.out_end = 0;
@@ -158,7 +285,7 @@ impl<R: Read> DecodingReader<R> {
         }
         if !self.bom_checked {
             self.fill_input(3)?;
-            if self.input[..self.in_end].starts_with(b"\xEF\xBB\xBF") {
+            if self.input[..self.in_end].starts_with(BOM) {
                 self.in_pos = 3;
                 self.consumed = 3;
             }
@@ -185,6 +312,7 @@ impl<R: Read> DecodingReader<R> {
                     self.finished = true;
                 }
             }
+            Codec::Utf8 { .. } => unreachable!("UTF-8 input is read by read_utf8"),
             Codec::Strict { decoder, cp1252 } => {
                 if *cp1252 {
                     if let Some(i) = chunk.iter().position(|b| CP1252_UNASSIGNED.contains(b)) {
@@ -219,6 +347,9 @@ impl<R: Read> DecodingReader<R> {
 
 impl<R: Read> Read for DecodingReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if matches!(self.codec, Codec::Utf8 { .. }) {
+            return self.read_utf8(buf);
+        }
         loop {
             if self.out_pos < self.out_end {
                 let n = buf.len().min(self.out_end - self.out_pos);
@@ -325,5 +456,130 @@ mod tests {
         let text = "é€😀".repeat(CHUNK / 3);
         let back = decode_all(text.as_bytes(), TextEncoding::Utf8).unwrap();
         assert_eq!(back, text);
+    }
+
+    /// A reader handing out `data` in pieces of the given sizes (cycled), recording what it was asked for.
+    struct Pieces<'a> {
+        data: &'a [u8],
+        sizes: &'a [usize],
+        next: usize,
+        asked: Vec<usize>,
+    }
+
+    impl<'a> Pieces<'a> {
+        fn new(data: &'a [u8], sizes: &'a [usize]) -> Self {
+            Pieces { data, sizes, next: 0, asked: Vec::new() }
+        }
+    }
+
+    impl Read for Pieces<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            self.asked.push(buf.len());
+            let n = buf.len().min(self.sizes[self.next % self.sizes.len()]).min(self.data.len());
+            self.next += 1;
+            buf[..n].copy_from_slice(&self.data[..n]);
+            self.data = &self.data[n..];
+            Ok(n)
+        }
+    }
+
+    /// Reads everything through caller buffers of the given sizes (cycled); the error's offset on failure.
+    fn read_through<R: Read>(mut reader: DecodingReader<R>, buffers: &[usize]) -> Result<Vec<u8>, u64> {
+        let mut out = Vec::new();
+        let mut buf = vec![0u8; buffers.iter().copied().max().unwrap_or(1)];
+        for i in 0.. {
+            match reader.read(&mut buf[..buffers[i % buffers.len()]]) {
+                Ok(0) => break,
+                Ok(n) => out.extend_from_slice(&buf[..n]),
+                Err(e) => {
+                    let failure = e.get_ref().and_then(|inner| inner.downcast_ref::<DecodeFailure>());
+                    return Err(failure.expect("a decode failure").offset);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The encoding_rs decoder this reader used for UTF-8 before the in-place path.
+    fn strict_utf8(bytes: &[u8]) -> DecodingReader<&[u8]> {
+        let decoder = UTF_8.new_decoder_without_bom_handling();
+        DecodingReader::with_codec(bytes, Codec::Strict { decoder, cp1252: false })
+    }
+
+    /// The in-place UTF-8 path hands out what encoding_rs's strict decoder does and fails where it
+    /// fails, however the input and the caller's reads are split (sequences cut across reads, tiny
+    /// caller buffers that go through the staging buffer, a BOM, truncated and invalid sequences).
+    #[test]
+    fn utf8_in_place_matches_the_strict_decoder_whatever_the_splits() {
+        let mut inputs: Vec<Vec<u8>> = vec![
+            b"".to_vec(),
+            b"\xEF\xBB\xBF".to_vec(),
+            b"\xEF\xBB".to_vec(),
+            "\u{feff}a,é\n€😀x".as_bytes().to_vec(),
+            "é€😀".repeat(50).into_bytes(),
+            b"ab\xC3".to_vec(),
+            b"ab\xF0\x9F\x98".to_vec(),
+            b"caf\xE9 au lait".to_vec(),
+            b"x\xC3\x28y".to_vec(),
+            b"x\xE2\x82y".to_vec(),
+            b"x\xF0\x9F\x98y".to_vec(),
+            b"x\xC0\xAFy".to_vec(),
+            b"x\xED\xA0\x80y".to_vec(),
+            b"x\xF4\x90\x80\x80y".to_vec(),
+            b"x\x80y".to_vec(),
+            b"x\xFFy".to_vec(),
+        ];
+        let long: Vec<u8> = "é€😀,ab\n".repeat(3 * CHUNK / 13).into_bytes();
+        let mut bad_late = long.clone();
+        bad_late.extend_from_slice(b"\xE2\x28\xA1 tail");
+        inputs.push(long);
+        inputs.push(bad_late);
+        let splits: [&[usize]; 5] = [&[usize::MAX], &[1], &[2, 3], &[5, 1, 7], &[CHUNK - 1, 2]];
+        let buffers: [&[usize]; 5] = [&[CHUNK], &[1], &[3, 4, 5], &[4], &[8192, 2, CHUNK + 3]];
+        for (i, input) in inputs.iter().enumerate() {
+            let want = read_through(strict_utf8(input), &[CHUNK]);
+            for sizes in splits {
+                for reads in buffers {
+                    let reader = DecodingReader::new(Pieces::new(input, sizes), TextEncoding::Utf8);
+                    let got = read_through(reader, reads);
+                    assert_eq!(got, want, "input {i}, pieces {sizes:?}, reads {reads:?}");
+                }
+            }
+        }
+    }
+
+    /// Valid text for several chunks, then one bad byte: a decode failure at that byte, not a short read.
+    #[test]
+    fn utf8_bad_byte_after_many_good_chunks_fails() {
+        let mut bytes = "row,é,€\n".repeat(5 * CHUNK / 12).into_bytes();
+        let at = bytes.len() as u64;
+        bytes.extend_from_slice(b"caf\xE9\n");
+        let reader = DecodingReader::new(Pieces::new(&bytes, &[CHUNK, 1000]), TextEncoding::Utf8);
+        assert_eq!(read_through(reader, &[CHUNK]), Err(at + 4));
+        let err = decode_all(&bytes, TextEncoding::Utf8).unwrap_err();
+        assert!(is_decode_failure(&err), "{err}");
+    }
+
+    /// After the first chunk, UTF-8 goes straight into the caller's buffer: `inner` is asked for the
+    /// caller's size (less a carried partial sequence), not for a staging chunk.
+    #[test]
+    fn utf8_reads_into_the_callers_buffer() {
+        let text = "é".repeat(CHUNK);
+        let mut pieces = Pieces::new(text.as_bytes(), &[1001]);
+        let mut reader = DecodingReader::new(&mut pieces, TextEncoding::Utf8);
+        let mut out = Vec::new();
+        let mut buf = vec![0u8; 5000];
+        loop {
+            let n = reader.read(&mut buf).unwrap();
+            if n == 0 {
+                break;
+            }
+            out.extend_from_slice(&buf[..n]);
+        }
+        assert_eq!(out, text.as_bytes());
+        // The first read stages a chunk (BOM check); 1001-byte pieces end mid-character every other read.
+        assert_eq!(pieces.asked[0], CHUNK);
+        assert!(pieces.asked[1..].iter().all(|&n| n == 5000 || n == 4999), "{:?}", &pieces.asked[..8]);
+        assert!(pieces.asked.contains(&4999));
     }
 }

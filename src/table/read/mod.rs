@@ -7,7 +7,7 @@ mod header;
 mod sniff;
 mod workbook;
 
-pub use self::csv::{read_csv_table, stream_csv, CsvCursor, CsvHead, CsvRows, CsvSource, CsvTable};
+pub use self::csv::{read_csv_table, stream_csv, CsvCursor, CsvHead, CsvRow, CsvRows, CsvSource, CsvTable};
 pub use header::unique_header;
 pub use sniff::{detect_kind, FileKind};
 pub use workbook::{

@@ -48,7 +48,9 @@ enum Restart {
 /// The data rows of one attempt, lent one at a time.
 pub struct CsvCursor {
     reader: csv::Reader<Input>,
-    record: csv::StringRecord,
+    /// Raw fields: the decoder only hands out valid UTF-8, so a field's text is checked only when it is
+    /// read (see [`CsvRow`]).
+    record: csv::ByteRecord,
     row: Vec<Cell>,
     width: usize,
     /// False while the width is a guess (a wider row then abandons the attempt).
@@ -58,13 +60,68 @@ pub struct CsvCursor {
     restart: Option<Restart>,
 }
 
+/// One data row lent by [`CsvCursor::next_record`]: its fields read one at a time, written out as they
+/// are, or turned into cells only when needed.
+pub struct CsvRow<'a> {
+    record: &'a csv::ByteRecord,
+    width: usize,
+    row: &'a mut Vec<Cell>,
+}
+
+impl<'a> CsvRow<'a> {
+    /// The number of columns (fields beyond the record are empty, surplus empty fields are dropped).
+    pub fn width(&self) -> usize {
+        self.width
+    }
+
+    /// Column `index`'s text (`""` for a short row's missing fields).
+    pub fn text(&self, index: usize) -> Result<&'a str, TableError> {
+        let record: &'a csv::ByteRecord = self.record;
+        field_text(record.get(index).unwrap_or_default())
+    }
+
+    /// The parsed record when it has exactly one field per column (the common row), else `None`.
+    pub fn exact_record(&self) -> Option<&'a csv::ByteRecord> {
+        (self.record.len() == self.width).then_some(self.record)
+    }
+
+    /// The row as cells, exactly as wide as the columns (short rows padded with empty text), all Text.
+    pub fn into_cells(self) -> Result<&'a [Cell], TableError> {
+        // One check of the whole record rather than one per field (as `StringRecord` does); fields
+        // then are slices of it at their bounds.
+        let all = field_text(self.record.as_slice())?;
+        let fields = self.record.len().min(self.width);
+        for (i, slot) in self.row.iter_mut().enumerate().take(fields) {
+            let text = self.record.range(i).and_then(|r| all.get(r));
+            set_text(slot, text.ok_or_else(|| TableError::ReadCsv("invalid UTF-8 in a field".to_string()))?);
+        }
+        for slot in &mut self.row[fields..] {
+            set_text(slot, "");
+        }
+        Ok(self.row)
+    }
+}
+
+/// The text of a field; the input is valid UTF-8 split at ASCII bytes, so this never fails in practice.
+fn field_text(field: &[u8]) -> Result<&str, TableError> {
+    std::str::from_utf8(field).map_err(|e| TableError::ReadCsv(format!("invalid UTF-8 in a field: {e}")))
+}
+
 impl CsvCursor {
     /// The next row, exactly as wide as the columns (short rows padded with empty text), all Text.
     pub fn next_row(&mut self) -> Result<Option<&[Cell]>, TableError> {
+        match self.next_record()? {
+            Some(row) => row.into_cells().map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// The next row without copying its fields (see [`CsvRow`]).
+    pub fn next_record(&mut self) -> Result<Option<CsvRow<'_>>, TableError> {
         if self.exhausted {
             return Ok(None);
         }
-        match self.reader.read_record(&mut self.record) {
+        match self.reader.read_byte_record(&mut self.record) {
             Ok(false) => {
                 self.exhausted = true;
                 Ok(None)
@@ -73,15 +130,8 @@ impl CsvCursor {
                 if !self.exact && self.record.len() > self.width && self.wider_than_header() {
                     return Err(self.abandon(Restart::Wider));
                 }
-                let fields = self.record.len().min(self.width);
-                for (slot, field) in self.row.iter_mut().zip(self.record.iter()) {
-                    set_text(slot, field);
-                }
-                for slot in &mut self.row[fields..] {
-                    set_text(slot, "");
-                }
                 self.rows += 1;
-                Ok(Some(&self.row))
+                Ok(Some(CsvRow { record: &self.record, width: self.width, row: &mut self.row }))
             }
             Err(e) => {
                 if let csv::ErrorKind::Io(io) = e.kind() {
@@ -100,7 +150,7 @@ impl CsvCursor {
     }
 
     fn wider_than_header(&self) -> bool {
-        effective_width(self.record.as_byte_record()) > self.width
+        effective_width(&self.record) > self.width
     }
 
     fn abandon(&mut self, why: Restart) -> TableError {
@@ -161,7 +211,7 @@ fn open_attempt(
     let width = width.unwrap_or(header.len());
     let cursor = CsvCursor {
         reader,
-        record: csv::StringRecord::new(),
+        record: csv::ByteRecord::new(),
         row: vec![Cell::text(""); width],
         width,
         exact: exact_width_known,
@@ -204,7 +254,7 @@ fn attempt<T, E: From<TableError>>(
         Ok(value) => {
             // A consumer that stopped early has not seen every row: check the rest.
             while !cursor.exhausted {
-                if let Err(e) = cursor.next_row() {
+                if let Err(e) = cursor.next_record() {
                     return match cursor.restart {
                         Some(why) => Ok(restart_outcome(why)),
                         None => Err(e),
