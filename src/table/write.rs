@@ -142,7 +142,7 @@ struct AtomicFile {
 }
 
 impl AtomicFile {
-    fn create(target: &Path) -> Result<AtomicFile, TableError> {
+    fn create(target: &Path) -> std::io::Result<AtomicFile> {
         let dir = match target.parent() {
             Some(p) if !p.as_os_str().is_empty() => p,
             _ => Path::new("."),
@@ -155,8 +155,8 @@ impl AtomicFile {
         self.temp.path().parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."))
     }
 
-    fn commit(self) -> Result<(), TableError> {
-        self.temp.persist(&self.target).map_err(|e| TableError::Io(e.error))?;
+    fn commit(self) -> std::io::Result<()> {
+        self.temp.persist(&self.target).map_err(|e| e.error)?;
         Ok(())
     }
 }
@@ -170,18 +170,14 @@ pub fn write_text_atomically<T, E: From<std::io::Error>>(
     path: &Path,
     write: impl FnOnce(&mut BufWriter<&File>) -> Result<T, E>,
 ) -> Result<T, E> {
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let temp = tempfile::Builder::new().prefix(".partial-").suffix(".tmp").tempfile_in(dir)?;
+    let file = AtomicFile::create(path)?;
     let value = {
-        let mut out = BufWriter::with_capacity(TEXT_WRITE_BUFFER_BYTES, temp.as_file());
+        let mut out = BufWriter::with_capacity(TEXT_WRITE_BUFFER_BYTES, file.temp.as_file());
         let value = write(&mut out)?;
         out.flush()?;
         value
     };
-    temp.persist(path).map_err(|e| e.error)?;
+    file.commit()?;
     Ok(value)
 }
 
