@@ -40,9 +40,21 @@ pub fn read_workbook(
     sheet: Option<&str>,
     limits: &ReadLimits,
 ) -> Result<WorkbookTable, TableError> {
+    let (sheets, sheet_name, table) = read_sheet_into(path, sheet, limits, || Ok(Dense::default()))?;
+    Ok(WorkbookTable { sheets, sheet_name, table })
+}
+
+/// Streams the chosen sheet's non-empty cells into the store `make_store` gives (made once the file is
+/// known to be a workbook): (sheet names, sheet read, what the store built).
+fn read_sheet_into<S: CellStore>(
+    path: &Path,
+    sheet: Option<&str>,
+    limits: &ReadLimits,
+    make_store: impl FnOnce() -> Result<S, TableError>,
+) -> Result<(Vec<String>, String, S::Output), TableError> {
     match detect_kind(path)? {
-        FileKind::Xlsx => read_xlsx(path, sheet, limits),
-        FileKind::Xls => read_xls(path, sheet, limits),
+        FileKind::Xlsx => read_xlsx_into(path, sheet, SheetBuilder::new(limits, make_store()?)),
+        FileKind::Xls => read_xls_into(path, sheet, SheetBuilder::new(limits, make_store()?)),
         other => Err(TableError::UnsupportedKind { expected: "Excel workbook", found: other.describe() }),
     }
 }
@@ -56,17 +68,8 @@ pub fn spool_workbook(
     limits: &ReadLimits,
     spool_dir: &Path,
 ) -> Result<SpooledTable, TableError> {
-    let kind = detect_kind(path)?;
-    let builder = || -> Result<_, TableError> {
-        Ok(SheetBuilder::new(limits, Spooled::new(SpoolWriter::create_in(spool_dir)?)))
-    };
-    let (_, _, table) = match kind {
-        FileKind::Xlsx => read_xlsx_into(path, sheet, builder()?)?,
-        FileKind::Xls => read_xls_into(path, sheet, builder()?)?,
-        other => {
-            return Err(TableError::UnsupportedKind { expected: "Excel workbook", found: other.describe() })
-        }
-    };
+    let make_store = || Ok(Spooled::new(SpoolWriter::create_in(spool_dir)?));
+    let (_, _, table) = read_sheet_into(path, sheet, limits, make_store)?;
     Ok(table)
 }
 
@@ -92,13 +95,7 @@ pub fn summarize_workbook(
     sheet: Option<&str>,
     limits: &ReadLimits,
 ) -> Result<SheetSummary, TableError> {
-    let (sheets, sheet_name, summary) = match detect_kind(path)? {
-        FileKind::Xlsx => read_xlsx_into(path, sheet, SheetBuilder::new(limits, Summary::default()))?,
-        FileKind::Xls => read_xls_into(path, sheet, SheetBuilder::new(limits, Summary::default()))?,
-        other => {
-            return Err(TableError::UnsupportedKind { expected: "Excel workbook", found: other.describe() })
-        }
-    };
+    let (sheets, sheet_name, summary) = read_sheet_into(path, sheet, limits, || Ok(Summary::default()))?;
     let (columns, rows, inferred) = summary;
     Ok(SheetSummary { sheets, sheet_name, columns, rows, inferred })
 }
@@ -173,18 +170,6 @@ fn too_many(rows: u64, columns: u64, limits: &ReadLimits) -> Result<(), TableErr
     } else {
         Ok(())
     }
-}
-
-fn read_xlsx(path: &Path, sheet: Option<&str>, limits: &ReadLimits) -> Result<WorkbookTable, TableError> {
-    let (sheets, sheet_name, table) =
-        read_xlsx_into(path, sheet, SheetBuilder::new(limits, Dense::default()))?;
-    Ok(WorkbookTable { sheets, sheet_name, table })
-}
-
-fn read_xls(path: &Path, sheet: Option<&str>, limits: &ReadLimits) -> Result<WorkbookTable, TableError> {
-    let (sheets, sheet_name, table) =
-        read_xls_into(path, sheet, SheetBuilder::new(limits, Dense::default()))?;
-    Ok(WorkbookTable { sheets, sheet_name, table })
 }
 
 /// Streams the chosen sheet's non-empty cells into `builder`: (sheet names, sheet read, what it built).
