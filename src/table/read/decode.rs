@@ -164,10 +164,7 @@ impl<R: Read> DecodingReader<R> {
     fn read_utf8(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         loop {
             if self.in_pos < self.in_end {
-                let n = buf.len().min(self.in_end - self.in_pos);
-                buf[..n].copy_from_slice(&self.input[self.in_pos..self.in_pos + n]);
-                self.in_pos += n;
-                return Ok(n);
+                return Ok(hand_out(&self.input[..self.in_end], &mut self.in_pos, buf));
             }
             if self.finished || buf.is_empty() {
                 return Ok(0);
@@ -352,10 +349,7 @@ impl<R: Read> Read for DecodingReader<R> {
         }
         loop {
             if self.out_pos < self.out_end {
-                let n = buf.len().min(self.out_end - self.out_pos);
-                buf[..n].copy_from_slice(&self.output[self.out_pos..self.out_pos + n]);
-                self.out_pos += n;
-                return Ok(n);
+                return Ok(hand_out(&self.output[..self.out_end], &mut self.out_pos, buf));
             }
             if self.finished || buf.is_empty() {
                 return Ok(0);
@@ -363,6 +357,14 @@ impl<R: Read> Read for DecodingReader<R> {
             self.refill()?;
         }
     }
+}
+
+/// Copies as much of `pending[*pos..]` as fits into `buf` and advances `pos` past it.
+fn hand_out(pending: &[u8], pos: &mut usize, buf: &mut [u8]) -> usize {
+    let n = buf.len().min(pending.len() - *pos);
+    buf[..n].copy_from_slice(&pending[*pos..*pos + n]);
+    *pos += n;
+    n
 }
 
 /// Decodes a whole byte slice (tests and small inputs).

@@ -16,6 +16,7 @@ use crate::table::cell::Cell;
 use crate::table::error::TableError;
 use crate::table::read::decode::{is_decode_failure, DecodingReader, TextEncoding};
 use crate::table::read::sniff::{detect_kind, FileKind};
+use crate::table::rows::set_text;
 
 type Input = Chain<Cursor<Vec<u8>>, DecodingReader<BufReader<File>>>;
 
@@ -157,17 +158,6 @@ impl CsvCursor {
         self.restart = Some(why);
         self.exhausted = true;
         TableError::ReadCsv("the file is being read again".to_string())
-    }
-}
-
-/// Reuses the cell's string buffer.
-fn set_text(slot: &mut Cell, text: &str) {
-    match slot {
-        Cell::Text(s) => {
-            s.clear();
-            s.push_str(text);
-        }
-        other => *other = Cell::text(text),
     }
 }
 
