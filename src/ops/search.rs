@@ -400,23 +400,26 @@ impl CompiledCondition {
 impl CompiledSearch {
     /// True when the row satisfies all (AND) or any (OR) conditions.
     pub fn matches(&self, row: &[Cell]) -> bool {
-        match self.logic {
-            Logic::And => self.conditions.iter().all(|c| c.matches(row)),
-            Logic::Or => self.conditions.iter().any(|c| c.matches(row)),
+        match self.combine(|c| Ok::<bool, std::convert::Infallible>(c.matches(row))) {
+            Ok(hit) => hit,
+            Err(never) => match never {},
         }
     }
 
     /// [`Self::matches`] for a streamed CSV row (all Text): only the columns the conditions name are read.
     pub fn matches_csv_row(&self, row: &CsvRow<'_>) -> Result<bool, TableError> {
+        self.combine(|c| Ok(c.test(row.text(c.index)?)))
+    }
+
+    /// All (AND) or any (OR) of the conditions, each decided by `hit`, stopping at the first that settles it.
+    fn combine<E>(&self, mut hit: impl FnMut(&CompiledCondition) -> Result<bool, E>) -> Result<bool, E> {
+        let all = self.logic == Logic::And;
         for condition in &self.conditions {
-            let hit = condition.test(row.text(condition.index)?);
-            match (self.logic, hit) {
-                (Logic::And, false) => return Ok(false),
-                (Logic::Or, true) => return Ok(true),
-                _ => {}
+            if hit(condition)? != all {
+                return Ok(!all);
             }
         }
-        Ok(self.logic == Logic::And)
+        Ok(all)
     }
 
     pub fn condition_count(&self) -> usize {
