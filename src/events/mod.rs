@@ -227,15 +227,14 @@ impl Hub {
         self.ensure_seq(&mut ch, chat_id)
     }
 
-    /// Registers a new connection, enforcing the global, per-IP and per-chat caps (websocket.md C.11).
     /// A send queue with the configured bounds, for a connection about to [`Hub::connect`].
     pub fn new_send_queue(&self) -> Arc<SendQueue> {
         let bounds = &self.config.chat_workflows.websocket.send_queue;
         SendQueue::new(bounds.max_messages, bounds.max_bytes)
     }
 
-    /// Registers a connection writing through `queue`; a refusal hands the queue back (to send the
-    /// refusal through it).
+    /// Registers a new connection writing through `queue`, enforcing the global, per-IP and per-chat caps
+    /// (websocket.md C.11); a refusal hands the queue back (to send the refusal through it).
     pub fn connect(
         self: &Arc<Self>,
         ip: IpAddr,
@@ -296,12 +295,12 @@ impl Hub {
         }
     }
 
-    /// An inbound frame discarded by the rate limiter (websocket.md C.16).
     /// A connection closed because its client took no frame within the write timeout.
     pub fn count_slow_consumer(&self) {
         self.counters.slow_consumer_closes.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// An inbound frame discarded by the rate limiter (websocket.md C.16).
     pub fn count_rate_limited(&self) {
         self.counters.rate_limited.fetch_add(1, Ordering::Relaxed);
     }

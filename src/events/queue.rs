@@ -9,7 +9,6 @@
 //! thread, not one per connection.
 
 use std::collections::VecDeque;
-use std::future::poll_fn;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll};
@@ -300,13 +299,14 @@ impl SendQueue {
         }
     }
 
-    /// [`SendQueue::poll_batch`] as a future.
+    /// [`SendQueue::poll_batch`] as a future (the tests' writer).
+    #[cfg(test)]
     pub async fn next_batch(
         &self,
         frames: &mut Vec<Outgoing>,
         controls: &mut Vec<Control>,
     ) -> Option<CloseReason> {
-        poll_fn(|cx| self.poll_batch(cx, frames, controls)).await
+        std::future::poll_fn(|cx| self.poll_batch(cx, frames, controls)).await
     }
 
     /// Called by the writer when it has written the close frame, or when it is dropped.
