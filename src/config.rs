@@ -573,6 +573,11 @@ impl Config {
                 return Err(invalid("file.supported_encodings", format!("unknown encoding '{name}'")));
             }
         }
+        let bad_extension =
+            |e: &String| e.len() < 2 || !e.starts_with('.') || e[1..].contains(['.', '/', ' ']);
+        if self.file.allowed_extensions.is_empty() || self.file.allowed_extensions.iter().any(bad_extension) {
+            return Err(invalid("file.allowed_extensions", "must list extensions such as \".xlsx\""));
+        }
         if self.excel.default_sheet_name.is_empty() || self.excel.default_sheet_name.chars().count() > 31 {
             return Err(invalid("excel.default_sheet_name", "must be 1-31 characters"));
         }
@@ -806,6 +811,10 @@ mod tests {
         assert!(err.contains("ping_timeout"), "{err}");
         let err = load("chat_workflows:\n  max_connections: -3\n").unwrap_err().to_string();
         assert!(err.contains("chat_workflows.max_connections"), "{err}");
+        for bad in ["[]", "[\"xlsx\"]", "[\".\"]", "[\".tar.gz\"]"] {
+            let err = load(&format!("file:\n  allowed_extensions: {bad}\n")).unwrap_err().to_string();
+            assert!(err.contains("file.allowed_extensions"), "{bad}: {err}");
+        }
     }
 
     #[test]

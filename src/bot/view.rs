@@ -34,6 +34,7 @@ pub fn message_data(reply: &Reply, ctx: &BotContext, submission: Option<&Submiss
         "state": ctx.current_state.as_str(),
         "pending_workflow": steps_json(&ctx.pending_workflow),
         "missing_parameters": reply.missing_parameters,
+        "understood": true,
     });
     if let Some(map) = data.as_object_mut() {
         if let Some(p) = &reply.parameters {
@@ -48,8 +49,8 @@ pub fn message_data(reply: &Reply, ctx: &BotContext, submission: Option<&Submiss
     data
 }
 
-/// `data` of a soft failure (HTTP 200, body status 400): the error envelope's `error_type`/`details` plus
-/// `bot_response`, `state` and, for unknown intents, `suggestions` (§2.2 IMPROVE).
+/// `data` of a soft failure (HTTP 200, body status 200, `understood: false`): the reference's
+/// `error_type`/`details` plus `bot_response`, `state` and, for unknown intents, `suggestions` (§2.2).
 pub fn soft_failure_data(reply: &Reply, ctx: &BotContext) -> Value {
     let mut data = json!({
         "error_type": "Error",
@@ -57,6 +58,7 @@ pub fn soft_failure_data(reply: &Reply, ctx: &BotContext) -> Value {
         "bot_response": reply.bot_response,
         "state": ctx.current_state.as_str(),
         "requires_file": reply.requires_file,
+        "understood": false,
     });
     if let (Some(map), Some(s)) = (data.as_object_mut(), &reply.suggestions) {
         map.insert("suggestions".into(), json!(s));
@@ -228,6 +230,7 @@ mod tests {
         assert_eq!(d["details"], Value::Null);
         assert!(!d["bot_response"].as_str().unwrap().is_empty());
         assert_eq!(d["state"], "idle");
+        assert_eq!(d["understood"], false);
         assert_eq!(
             d["suggestions"],
             json!(["extract columns", "convert to JSON", "generate SQL", "normalize data"])

@@ -13,7 +13,7 @@ use super::{Chat, ChatError};
 use crate::config::Config;
 use crate::ops::json_gen::{write_json, JsonGenRequest, NullHandling};
 use crate::ops::json_template::{write_template_json, AggregationMode};
-use crate::ops::normalize::{normalize, parse_steps, NormalizationStep};
+use crate::ops::normalize::{normalize_checked, parse_steps, NormalizationStep};
 use crate::ops::params::ColumnMapping;
 use crate::ops::search::{search_to_file, Logic, SearchRequest};
 use crate::ops::sql::{write_standard_sql_file, AutoIncrement, Dialect, StandardSqlRequest};
@@ -815,6 +815,20 @@ fn op_failure(operation: &str, err: OpError) -> String {
             log::error!("workflow step {operation}: {e}");
             "internal error while reading the input".to_string()
         }
+        OpError::Validation { message, details: Some(details) } => match details["errors"].as_array() {
+            // A step has no `details`: the listed problems go into its error text.
+            Some(errors) => {
+                let listed: Vec<String> = errors
+                    .iter()
+                    .map(|e| {
+                        let field = e["field"].as_str().unwrap_or("");
+                        format!("step {} {field}: {}", e["step"], e["error"].as_str().unwrap_or(""))
+                    })
+                    .collect();
+                format!("{message}: {}", listed.join("; "))
+            }
+            None => message.clone(),
+        },
         other => other.to_string(),
     };
     format!("{}{text}", family_prefix(operation))
@@ -1026,7 +1040,8 @@ impl StepContext<'_> {
             }
             StepOp::Normalize { steps, return_report } => {
                 let table = self.table(&input.path, None)?;
-                let outcome = normalize(&table, steps, self.config.normalization.backup_original);
+                let backup = self.config.normalization.backup_original;
+                let outcome = normalize_checked(table, steps, backup, *return_report).map_err(Err)?;
                 write_table_xlsx(out, &outcome.table, &style).map_err(|e| Err(e.into()))?;
                 result.insert("report".into(), if *return_report { outcome.report } else { Value::Null });
             }

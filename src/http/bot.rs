@@ -1,6 +1,6 @@
 //! `{prefix}/chat/bot/...` (chatbot.md §2): parse, call `bot::service`, wrap. Soft failures of `/message`
-//! are HTTP 200 with the error envelope and body status 400; rejected confirmations carry `bot_response`
-//! in `data` next to the usual error fields.
+//! are answers, not errors: HTTP 200 and body status 200 with `data.understood: false`; rejected
+//! confirmations carry `bot_response` in `data` next to the usual error fields.
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -46,18 +46,17 @@ fn service(state: &AppState) -> Result<BotService, ApiError> {
     Ok(BotService::new(chat_of(state)?))
 }
 
-/// An envelope whose body status differs from nothing the middleware would produce: soft failures (HTTP
-/// 200, body 400) and rejections that carry `bot_response`.
+/// An envelope the middleware would not produce: soft failures (a success status with a reason as the
+/// message) and rejections that carry `bot_response`. The body's `status_code` is the HTTP status.
 fn envelope_with(
     req: &HttpRequest,
     state: &AppState,
-    http: StatusCode,
-    body_status: StatusCode,
+    status: StatusCode,
     message: &str,
     data: Value,
 ) -> HttpResponse {
-    let body = envelope_body(body_status, message, data, 0, &request_id_of(req), &state.meta);
-    envelope_response(http, &body)
+    let body = envelope_body(status, message, data, 0, &request_id_of(req), &state.meta);
+    envelope_response(status, &body)
 }
 
 /// The JSON object of a body; empty or unparseable bodies and non-objects are `None`.
@@ -72,11 +71,31 @@ async fn operations() -> ApiResult {
     Ok(ApiResponse::ok("Supported operations retrieved successfully", crate::bot::operations_catalogue()))
 }
 
-/// §2.1: an empty, non-JSON or undeclared body is `{}`.
+/// §2.1 body rules: an empty body, or one not declared as JSON, is `{}`; a body declared as JSON must
+/// parse (400 `Invalid JSON body`).
+fn start_body(req: &HttpRequest, body: &[u8]) -> Result<Option<Map<String, Value>>, ApiError> {
+    let declared_json = req
+        .headers()
+        .get(actix_web::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<mime::Mime>().ok())
+        .is_some_and(|m| m.subtype() == mime::JSON || m.suffix() == Some(mime::JSON));
+    if !declared_json || body.trim_ascii().is_empty() {
+        return Ok(json_object(body));
+    }
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(m)) => Ok(Some(m)),
+        Ok(_) => Ok(None),
+        Err(e) => {
+            Err(ApiError::bad_request("Invalid JSON body").with_details(json!({"error": e.to_string()})))
+        }
+    }
+}
+
 async fn start(req: HttpRequest, state: web::Data<AppState>, body: web::Bytes) -> ApiResult {
     let svc = service(&state)?;
+    let chat_id = start_body(&req, &body)?.and_then(|mut m| m.remove("chat_id"));
     let base = public_origin(&req, &state.config);
-    let chat_id = json_object(&body).and_then(|mut m| m.remove("chat_id"));
     let data = run("Failed to start bot conversation", move || svc.start(chat_id.as_ref(), &base)).await?;
     Ok(ApiResponse::ok("Bot conversation started successfully", data).with_status(StatusCode::CREATED))
 }
@@ -98,7 +117,8 @@ fn message_text(body: &[u8]) -> Result<String, ApiError> {
     Ok(text)
 }
 
-/// Renders a handler reply that is not a success: soft failure (HTTP 200, body 400) or rejection.
+/// Renders a handler reply that is not a success: soft failure (HTTP 200, `understood: false`) or
+/// rejection.
 fn failure_response(req: &HttpRequest, state: &AppState, answer: &Answer) -> Option<HttpResponse> {
     let reply: &Reply = &answer.reply;
     match &reply.status {
@@ -106,20 +126,12 @@ fn failure_response(req: &HttpRequest, state: &AppState, answer: &Answer) -> Opt
             req,
             state,
             StatusCode::OK,
-            StatusCode::BAD_REQUEST,
             reason,
             view::soft_failure_data(reply, &answer.context),
         )),
         Status::Rejected { status, message, .. } => {
             let status = StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_REQUEST);
-            Some(envelope_with(
-                req,
-                state,
-                status,
-                status,
-                message,
-                view::rejected_data(reply, &answer.context),
-            ))
+            Some(envelope_with(req, state, status, message, view::rejected_data(reply, &answer.context)))
         }
         Status::Ok | Status::Submitted => None,
     }
@@ -140,7 +152,7 @@ async fn message(
         return Ok(res);
     }
     let data = view::message_data(&answer.reply, &answer.context, answer.submission.as_ref());
-    Ok(envelope_with(&req, &state, StatusCode::OK, StatusCode::OK, "Message processed successfully", data))
+    Ok(envelope_with(&req, &state, StatusCode::OK, "Message processed successfully", data))
 }
 
 async fn upload(
@@ -232,14 +244,12 @@ async fn confirm(
             &req,
             &state,
             StatusCode::ACCEPTED,
-            StatusCode::ACCEPTED,
             "Workflow submitted for background execution",
             view::submitted_data(&answer.reply, sub),
         ),
         None => envelope_with(
             &req,
             &state,
-            StatusCode::OK,
             StatusCode::OK,
             "Workflow confirmation processed",
             view::declined_data(&answer.reply, &answer.context),

@@ -18,7 +18,7 @@ use crate::ops::extract::{extract_columns, extract_columns_to_file, ExtractParam
 use crate::ops::info::excel_info;
 use crate::ops::mapping::map_columns_to_file;
 use crate::ops::search::{search_to_file, suggest_operators};
-use crate::ops::{clock, OpError};
+use crate::ops::{clock, require_columns, OpError};
 use crate::table::names::base_name;
 use crate::table::write::OutputFormat;
 use crate::AppState;
@@ -52,7 +52,8 @@ async fn info(state: web::Data<AppState>, form: Form) -> ApiResult {
     Ok(ApiResponse::ok("File information retrieved successfully", info))
 }
 
-/// §7.2.2: the requested columns' values (and statistics) as JSON.
+/// §7.2.2: the requested columns' values (and statistics) as JSON; every requested column must exist
+/// (422 naming the missing and the available ones), unlike the workflow step, which skips unknown names.
 async fn extract(state: web::Data<AppState>, form: Form) -> ApiResult {
     form.require_file("file")?;
     let columns = string_list_field(form.text("columns"), "columns")?;
@@ -67,6 +68,7 @@ async fn extract(state: web::Data<AppState>, form: Form) -> ApiResult {
     let config = state.config.clone();
     let extraction = blocking(move || {
         let workbook = read_uploaded_workbook(form.require_file("file")?, &config)?;
+        require_columns(&workbook.table.columns, params.columns.iter().map(String::as_str))?;
         Ok(extract_columns(&workbook.table, &params, clock::now_iso())?)
     })
     .await?;

@@ -8,7 +8,7 @@ use crate::error::blocking;
 use crate::http::tables::{output_target, read_upload, workbook_style};
 use crate::http::upload::Form;
 use crate::http::{get, method_not_allowed, ApiResult};
-use crate::ops::normalize::{normalization_types, normalize_owned, parse_steps};
+use crate::ops::normalize::{normalization_types, normalize_checked, parse_steps};
 use crate::table::names::base_name;
 use crate::table::write::write_table_xlsx;
 use crate::AppState;
@@ -45,8 +45,9 @@ async fn apply(req: HttpRequest, state: web::Data<AppState>, form: Form) -> ApiR
     let user_name = form.text("output_filename").map(str::to_string);
     let (name, report) = blocking(move || {
         let table = read_upload(&path, None, &config)?.table;
+        // Every step is checked before anything is transformed or written (422 listing the bad ones).
         // Column statistics are only computed when the report is returned.
-        let outcome = normalize_owned(table, &steps, config.normalization.backup_original, return_report);
+        let outcome = normalize_checked(table, &steps, config.normalization.backup_original, return_report)?;
         let target = output_target(&config, user_name.as_deref(), &[&base, "normalized"], "xlsx")?;
         write_table_xlsx(
             &target.path,

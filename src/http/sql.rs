@@ -96,8 +96,7 @@ fn database_type(form: &Form) -> String {
 /// Dialect, increment type and identifiers are checked before the file is read (IMPROVE: 422, not a 400
 /// after reading).
 fn prevalidate(req: &StandardSqlRequest) -> Result<(), ApiError> {
-    StandardSqlGenerator::new(&[], req)?;
-    Ok(())
+    Ok(StandardSqlGenerator::check_request(req)?)
 }
 
 async fn generate(req: HttpRequest, state: web::Data<AppState>, form: Form) -> ApiResult {
@@ -124,6 +123,8 @@ async fn generate(req: HttpRequest, state: web::Data<AppState>, form: Form) -> A
     if return_file {
         let name = blocking(move || {
             let mut table = spool_upload(&path, None, &config)?;
+            // Built before the output exists so generation errors leave nothing behind.
+            StandardSqlGenerator::new(&table.columns, &sql_req)?;
             let target = output_target(&config, None, &[&base, "sql"], "sql")?;
             let generated_at = now_iso();
             let count = table.rows.len();

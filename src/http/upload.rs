@@ -17,6 +17,7 @@ use futures_util::StreamExt;
 use serde::de::DeserializeOwned;
 
 use crate::error::ApiError;
+use crate::table::names::client_extension;
 use crate::AppState;
 
 /// Largest accepted text part; templates and mappings are far smaller.
@@ -296,7 +297,33 @@ impl FromRequest for Form {
                 .cloned()
                 .ok_or_else(|| ApiError::internal("Internal server error", "application state missing"))?;
             let limit = state.config.max_body_bytes();
-            Form::read(&req, payload, &state.config.file.upload_folder, limit).await
+            let form = Form::read(&req, payload, &state.config.file.upload_folder, limit).await?;
+            // Dropping the form on a refusal deletes every file it received.
+            form.refuse_unlisted_extensions(&state.config.file.allowed_extensions)?;
+            Ok(form)
         })
+    }
+}
+
+impl Form {
+    /// rest-api.md §5.2 (new 2026-12): a file whose name has an extension outside `allowed`
+    /// (`file.allowed_extensions`) → 415 naming the allowed ones. A name without an extension passes; its
+    /// content decides, as for every file.
+    pub fn refuse_unlisted_extensions(&self, allowed: &[String]) -> Result<(), ApiError> {
+        for file in &self.files {
+            let Some(ext) = client_extension(&file.client_name) else { continue };
+            if !allowed.iter().any(|a| a.eq_ignore_ascii_case(&ext)) {
+                return Err(ApiError::unsupported_file_type(format!(
+                    "File type not allowed: {ext}. Allowed extensions: {}",
+                    allowed.join(", ")
+                ))
+                .with_details(serde_json::json!({
+                    "field": file.field,
+                    "extension": ext,
+                    "allowed_extensions": allowed,
+                })));
+            }
+        }
+        Ok(())
     }
 }

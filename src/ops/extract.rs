@@ -8,7 +8,7 @@ use indexmap::IndexMap;
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use super::OpError;
+use super::{require_columns, OpError};
 use crate::table::infer::STORAGE_TYPE;
 use crate::table::parse::parse_number;
 use crate::table::write::{write_table_xlsx, WorkbookStyle};
@@ -201,14 +201,7 @@ pub fn dedupe_rows(rows: Vec<Vec<Cell>>) -> Vec<Vec<Cell>> {
 
 /// §1.4/§4.2: the named columns in request order (all must exist, else 422), optionally de-duplicated.
 pub fn select_columns(table: &Table, columns: &[String], remove_duplicates: bool) -> Result<Table, OpError> {
-    let missing: Vec<&String> = columns.iter().filter(|c| table.column_index(c).is_none()).collect();
-    if !missing.is_empty() {
-        let names: Vec<&str> = missing.iter().map(|s| s.as_str()).collect();
-        return Err(OpError::validation_with(
-            format!("Columns not found in data: {}", names.join(", ")),
-            json!({ "missing_columns": missing, "available_columns": table.columns }),
-        ));
-    }
+    require_columns(&table.columns, columns.iter().map(String::as_str))?;
     let indices: Vec<usize> = columns.iter().filter_map(|c| table.column_index(c)).collect();
     let rows: Vec<Vec<Cell>> = table
         .rows

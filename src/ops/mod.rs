@@ -65,6 +65,27 @@ impl OpError {
     }
 }
 
+/// 422 `Columns not found in data: a, b` with `details = {"missing_columns", "available_columns"}` when a
+/// `requested` name is not one of `available` (each missing name once, in request order).
+pub fn require_columns<'a>(
+    available: &[String],
+    requested: impl IntoIterator<Item = &'a str>,
+) -> Result<(), OpError> {
+    let mut missing: Vec<&str> = Vec::new();
+    for name in requested {
+        if !available.iter().any(|c| c == name) && !missing.contains(&name) {
+            missing.push(name);
+        }
+    }
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(OpError::validation_with(
+        format!("Columns not found in data: {}", missing.join(", ")),
+        serde_json::json!({ "missing_columns": missing, "available_columns": available }),
+    ))
+}
+
 /// Reads a JSON array of strings (e.g. the `columns` form field); anything else is a 422 naming `field`.
 pub fn string_list(value: &Value, field: &str) -> Result<Vec<String>, OpError> {
     let wrong = || {
@@ -102,6 +123,22 @@ mod tests {
         for bad in [json!("ab"), json!([1]), json!({"a": 1}), json!(null)] {
             let err = string_list(&bad, "columns").unwrap_err();
             assert_eq!(err.to_string(), "'columns' must be a JSON array of strings");
+        }
+    }
+
+    #[test]
+    fn required_columns_list_each_missing_name_once() {
+        let have = vec!["a".to_string(), "b".to_string()];
+        assert!(require_columns(&have, ["b", "a"]).is_ok());
+        match require_columns(&have, ["x", "a", "y", "x"]).unwrap_err() {
+            OpError::Validation { message, details } => {
+                assert_eq!(message, "Columns not found in data: x, y");
+                assert_eq!(
+                    details,
+                    Some(json!({"missing_columns": ["x", "y"], "available_columns": ["a", "b"]}))
+                );
+            }
+            other => panic!("{other}"),
         }
     }
 

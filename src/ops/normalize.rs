@@ -266,6 +266,71 @@ impl Uploaded {
     }
 }
 
+/// The message of the 422 that refuses a request with bad steps (rest-api.md §7.4.2).
+pub const INVALID_CONFIGURATION: &str = "Invalid normalization configuration";
+
+/// Checks every step against the sheet's `columns` before any row is transformed (§7.1, new 2026-12):
+/// the type must be implemented, the column must exist (the pipeline's own `{c}_original` backups count
+/// from the step that creates them on), and the parameters must work. Every bad step is listed in
+/// `details.errors` as `{step, field, error, valid?}` (`step` is the index in `normalizations`); problems
+/// that only show while converting values stay notes of the report.
+pub fn validate_steps(
+    columns: &[String],
+    steps: &[NormalizationStep],
+    backup_original: bool,
+) -> Result<(), OpError> {
+    let implemented: Vec<&str> = TYPES.iter().map(|(k, _)| *k).collect();
+    let mut known = columns.to_vec();
+    let mut errors = Vec::new();
+    for (i, step) in steps.iter().enumerate() {
+        let c = &step.column_name;
+        let lowered = step.normalization_type.to_lowercase();
+        let type_error = if implemented.contains(&lowered.as_str()) {
+            None
+        } else if UNIMPLEMENTED.contains(&lowered.as_str()) {
+            Some(format!("Unsupported normalization type: {lowered}. It is recognised but not implemented"))
+        } else {
+            Some(format!("Invalid normalization type: '{}'", step.normalization_type))
+        };
+        if let Some(error) = type_error {
+            errors.push(
+                json!({"step": i, "field": "normalization_type", "error": error, "valid": implemented}),
+            );
+        } else if let Err(error) = apply(&lowered, &step.parameters, &[], Dtype::Object) {
+            // Run on no cells, a transformation can only fail on its parameters.
+            errors.push(json!({"step": i, "field": "parameters", "error": error}));
+        }
+        if known.contains(c) {
+            let backup = format!("{c}_original");
+            if (step.backup_original || backup_original) && !known.contains(&backup) {
+                known.push(backup);
+            }
+        } else {
+            errors.push(json!({
+                "step": i,
+                "field": "column_name",
+                "error": format!("Column '{c}' not found"),
+                "valid": known,
+            }));
+        }
+    }
+    if errors.is_empty() {
+        return Ok(());
+    }
+    Err(OpError::validation_with(INVALID_CONFIGURATION, json!({ "errors": errors })))
+}
+
+/// [`validate_steps`], then [`normalize_owned`]: what `normalization/apply` and its workflow step run.
+pub fn normalize_checked(
+    table: Table,
+    steps: &[NormalizationStep],
+    backup_original: bool,
+    with_stats: bool,
+) -> Result<NormalizationOutcome, OpError> {
+    validate_steps(&table.columns, steps, backup_original)?;
+    Ok(normalize_owned(table, steps, backup_original, with_stats))
+}
+
 /// Runs the pipeline (§7.1) on a copy of `table`. Step failures are recorded in the report and never
 /// fail the call.
 pub fn normalize(table: &Table, steps: &[NormalizationStep], backup_original: bool) -> NormalizationOutcome {
@@ -1047,6 +1112,54 @@ mod tests {
 
     fn steps(v: Value) -> Vec<NormalizationStep> {
         parse_steps(&v).unwrap()
+    }
+
+    #[test]
+    fn bad_steps_are_refused_together_before_anything_runs() {
+        let table = one_column(&["a"]);
+        let s = steps(json!([
+            {"column_name": "c", "normalization_type": "UPPERCASE", "backup_original": true},
+            {"column_name": "c_original", "normalization_type": "bogus"},
+            {"column_name": "ghost", "normalization_type": "date_extract_year"},
+            {"column_name": "c", "normalization_type": "regex_replace", "parameters": {"pattern": "["}},
+            {"column_name": "c", "normalization_type": "round_decimal", "parameters": {"decimals": "x"}},
+            {"column_name": "c", "normalization_type": "fill_null_values", "parameters": {"value": "n/a"}},
+        ]));
+        let err = normalize_checked(table.clone(), &s, false, true).unwrap_err();
+        let OpError::Validation { message, details: Some(details) } = err else { panic!("{err}") };
+        assert_eq!(message, INVALID_CONFIGURATION);
+        let errors = details["errors"].as_array().unwrap();
+        let listed: Vec<(u64, &str)> =
+            errors.iter().map(|e| (e["step"].as_u64().unwrap(), e["field"].as_str().unwrap())).collect();
+        assert_eq!(
+            listed,
+            [
+                (1, "normalization_type"),
+                (2, "normalization_type"),
+                (2, "column_name"),
+                (3, "parameters"),
+                (4, "parameters")
+            ]
+        );
+        assert_eq!(errors[0]["error"], "Invalid normalization type: 'bogus'");
+        assert_eq!(errors[0]["valid"].as_array().map(Vec::len), Some(20));
+        assert!(errors[1]["error"].as_str().unwrap().starts_with("Unsupported normalization type"));
+        // The backup made by step 0 is a column from then on.
+        assert_eq!(errors[2]["valid"], json!(["c", "c_original"]));
+        assert_eq!(errors[2]["error"], "Column 'ghost' not found");
+        assert!(errors[3]["error"].as_str().unwrap().starts_with("invalid regular expression"));
+        assert_eq!(errors[4]["error"], "parameter 'decimals' must be an integer");
+
+        // The valid steps alone run; a backup column before its step is still unknown.
+        let out = normalize_checked(table.clone(), &s[..1], false, true).unwrap();
+        assert_eq!(out.table.rows[0], vec![t("A"), t("a")]);
+        let early = steps(json!([{"column_name": "c_original", "normalization_type": "uppercase"}]));
+        assert!(validate_steps(&table.columns, &early, true).is_err());
+        let late = steps(json!([
+            {"column_name": "c", "normalization_type": "uppercase"},
+            {"column_name": "c_original", "normalization_type": "lowercase"},
+        ]));
+        assert!(validate_steps(&table.columns, &late, true).is_ok(), "the global backup creates it");
     }
 
     #[test]

@@ -4,7 +4,7 @@
 
 use super::params::ColumnMapping;
 use super::placeholder::{tokenize, Segment};
-use super::OpError;
+use super::{require_columns, OpError};
 use crate::table::parse::python_float_text;
 use crate::table::spool::SpooledTable;
 use crate::table::{Cell, RowSource, Table};
@@ -330,7 +330,7 @@ pub struct StandardSqlGenerator {
     dialect: Dialect,
     table_name: String,
     include_transaction: bool,
-    /// Sheet column index per mapping entry (`None` → `NULL`).
+    /// Sheet column index per mapping entry (`None` only while checking a request without a sheet).
     sources: Vec<Option<usize>>,
     /// `INSERT INTO t (c1, c2) VALUES (` — prebuilt once.
     insert_prefix: String,
@@ -340,8 +340,21 @@ pub struct StandardSqlGenerator {
 }
 
 impl StandardSqlGenerator {
-    /// Validates the dialect, identifiers and (when enabled) the increment type against the table's columns.
+    /// Validates the dialect, identifiers and (when enabled) the increment type, then that every mapped
+    /// sheet column is one of `columns` (422 naming the missing and the available ones, before any row).
     pub fn new(columns: &[String], req: &StandardSqlRequest) -> Result<StandardSqlGenerator, OpError> {
+        let generator = Self::build(columns, req)?;
+        require_columns(columns, req.column_mapping.iter().map(|(_, sheet)| sheet.as_str()))?;
+        Ok(generator)
+    }
+
+    /// The checks of [`StandardSqlGenerator::new`] that need no sheet (dialect, increment type,
+    /// identifiers), so they can run before the file is read.
+    pub fn check_request(req: &StandardSqlRequest) -> Result<(), OpError> {
+        Self::build(&[], req).map(drop)
+    }
+
+    fn build(columns: &[String], req: &StandardSqlRequest) -> Result<StandardSqlGenerator, OpError> {
         let dialect = Dialect::parse(&req.database_type)?;
         let auto = &req.auto_increment;
         let kind = if auto.enabled { Some(auto.kind()?) } else { None };
@@ -849,13 +862,32 @@ mod tests {
     }
 
     #[test]
-    fn missing_cells_and_unknown_columns_are_null() {
+    fn missing_cells_are_null_and_unknown_mapped_columns_refused() {
         let mut t = table(&["Name", "Email"], &[&["", "x"]]);
         t.rows[0][1] = Cell::Missing;
         let mut req = request("postgresql", false);
-        req.column_mapping = mapping(&[("name", "Name"), ("email", "Email"), ("age", "Nope")]);
+        req.column_mapping = mapping(&[("name", "Name"), ("email", "Email")]);
         let stmts = generate_standard_sql(&t, &req, "t").unwrap();
-        assert_eq!(stmts[6], "INSERT INTO users (name, email, age) VALUES ('', NULL, NULL);");
+        assert_eq!(stmts[6], "INSERT INTO users (name, email) VALUES ('', NULL);");
+
+        req.column_mapping = mapping(&[("name", "Name"), ("age", "Nope"), ("x", "Gone")]);
+        match generate_standard_sql(&t, &req, "t").unwrap_err() {
+            OpError::Validation { message, details } => {
+                assert_eq!(message, "Columns not found in data: Nope, Gone");
+                assert_eq!(
+                    details,
+                    Some(
+                        json!({"missing_columns": ["Nope", "Gone"], "available_columns": ["Name", "Email"]})
+                    )
+                );
+            }
+            other => panic!("{other}"),
+        }
+        let mut sink = Vec::new();
+        assert!(write_standard_sql_file(&t, &req, "t", &mut sink).is_err());
+        assert!(sink.is_empty(), "refused before anything is written");
+        // Without a sheet, only the request itself is checked.
+        assert!(StandardSqlGenerator::check_request(&req).is_ok());
     }
 
     #[test]
@@ -965,7 +997,7 @@ mod tests {
             assert_eq!([stmts[6].as_str(), stmts[7].as_str()], want, "{cfg}");
         }
         // A value holding placeholder text is inserted once, never substituted again.
-        let t = table(&["Name", "Email"], &[&["{email}", "x@y"]]);
+        let t = table(&["Name", "Email", "Age"], &[&["{email}", "x@y", "1"]]);
         let mut req = request("postgresql", false);
         req.template = Some("{name} {email}".into());
         assert_eq!(generate_standard_sql(&t, &req, "t").unwrap()[6], "'{email}' 'x@y'");
@@ -993,7 +1025,10 @@ mod tests {
         assert_eq!(String::from_utf8(listed).unwrap(), text);
 
         // Five rows with transaction → 13 entries.
-        let five = table(&["Name"], &[&["a"], &["b"], &["c"], &["d"], &["e"]]);
+        let five = table(
+            &["Name", "Email", "Age"],
+            &[&["a", "", ""], &["b", "", ""], &["c", "", ""], &["d", "", ""], &["e", "", ""]],
+        );
         let mut sink = Vec::new();
         assert_eq!(write_standard_sql_file(&five, &req, "t", &mut sink).unwrap(), 13);
     }

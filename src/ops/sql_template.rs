@@ -171,9 +171,13 @@ fn push_quoted(out: &mut String, text: &str, prefix: &str, suffix: &str) {
     out.push('\'');
 }
 
-/// §9.5.3: renders one occurrence of `ph` with `value` (None = unmapped) into `out`.
+/// §9.5.3: renders one occurrence of `ph` with `value` (None = unmapped) into `out`. An empty cell under
+/// a placeholder without a (known) type hint is no value, like a missing one: `NULL`, or the default.
 pub fn render_occurrence(ph: &Placeholder, value: Option<&Cell>, in_literal: bool, out: &mut String) {
-    let converted = ph.value_of(value);
+    let converted = match value {
+        Some(Cell::Text(s)) if s.is_empty() && ph.hint.is_none() => ph.value_of(None),
+        _ => ph.value_of(value),
+    };
     if in_literal {
         match &converted {
             Converted::Null => push_doubled_quotes(out, ph.default.as_deref().unwrap_or("")),
@@ -522,6 +526,13 @@ mod tests {
             ("{a:int|}", vec![("a", Cell::Missing)], "NULL"),
             ("{a:bool}", vec![("a", Cell::Missing)], "NULL"),
             ("{a:bool}", vec![("a", Cell::text(""))], "FALSE"),
+            // An empty cell under an untyped placeholder is no value; typed ones keep their rules.
+            ("{a}", vec![("a", Cell::text(""))], "NULL"),
+            ("{a:other}", vec![("a", Cell::text(""))], "NULL"),
+            ("{%a%}", vec![("a", Cell::text(""))], "NULL"),
+            ("x = '{a}'", vec![("a", Cell::text(""))], "x = ''"),
+            ("{a|n/a}", vec![("a", Cell::text(""))], "'n/a'"),
+            ("{a:string} {a:datetime}", vec![("a", Cell::text(""))], "'' ''"),
             ("back\\slash {a}", vec![("a", Cell::text("c:\\dir\\"))], "back\\slash 'c:\\dir\\'"),
         ];
         for (template, values, want) in cases {

@@ -29,6 +29,16 @@ fn split_extension(name: &str) -> (&str, &str) {
     }
 }
 
+/// The lower-cased extension (with its dot) of the last path component of a client's file name; `None`
+/// when it has none (`data`, `.csv`, `data.`).
+pub fn client_extension(client_name: &str) -> Option<String> {
+    let last = client_name.rsplit(['/', '\\']).next().unwrap_or("");
+    match split_extension(last).1 {
+        "" | "." => None,
+        ext => Some(ext.to_lowercase()),
+    }
+}
+
 fn truncate_chars(s: &str, max: usize) -> String {
     s.chars().take(max).collect()
 }
@@ -116,6 +126,22 @@ pub fn resolve_in_folder(folder: &Path, name: &str) -> Option<PathBuf> {
 mod tests {
     use super::*;
     use chrono::TimeZone;
+
+    #[test]
+    fn client_extensions() {
+        let cases = [
+            ("a.XLSX", Some(".xlsx")),
+            ("dir/b.tar.gz", Some(".gz")),
+            ("c:\\x\\report.Csv", Some(".csv")),
+            ("data", None),
+            (".csv", None),
+            ("data.", None),
+            ("x.d/data", None),
+        ];
+        for (name, want) in cases {
+            assert_eq!(client_extension(name).as_deref(), want, "{name}");
+        }
+    }
 
     #[test]
     fn sanitize_matches_the_spec_examples() {

@@ -137,7 +137,7 @@ async fn convert_sheet_name_rules() {
         let details = post_err(
             &app,
             "/csv/convert-to-excel",
-            form("c.pdf", b"%PDF-1.4".to_vec(), &[("sheet_name", bad)]),
+            form("c.csv", b"%PDF-1.4".to_vec(), &[("sheet_name", bad)]),
             422,
             "ValidationError",
             message,

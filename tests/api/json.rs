@@ -368,7 +368,7 @@ async fn fact_86_87_template_validation_order_and_messages() {
     let r = post(
         &app,
         TEMPLATE,
-        file_form("s.pdf", b"%PDF-1.4".to_vec(), &[("template", ok_t), ("column_mapping", ok_m)]),
+        file_form("s.xlsx", b"%PDF-1.4".to_vec(), &[("template", ok_t), ("column_mapping", ok_m)]),
     )
     .await;
     assert_error_prefix(&app, &r, 415, "UnsupportedFileTypeError", "Unsupported file type");

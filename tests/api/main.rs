@@ -16,6 +16,7 @@ mod fixtures;
 mod foundation;
 mod json;
 mod normalization;
+mod refusals;
 mod sql;
 mod streamed_generation;
 mod transform_support;

@@ -95,12 +95,11 @@ async fn fact_14_uppercase_of_several_rows() {
 }
 
 #[tokio::test]
-async fn fact_15_names_resolve_case_insensitively_parameters_are_kept_unknown_types_are_reported() {
+async fn fact_15_names_resolve_case_insensitively_and_parameters_are_kept() {
     let app = spawn_app().await;
     let steps = json!([
         step("a", "LOWERCASE"),
         {"column_name": "n", "normalization_type": "round_decimal", "parameters": {"decimals": 3}},
-        step("a", "no_such_type"),
     ]);
     let (report, table) = apply(&app, &[&["a", "n"], &["ABC", "1.23456"]], steps).await;
     assert_eq!(column_texts(&table, "a"), ["abc"]);
@@ -109,22 +108,8 @@ async fn fact_15_names_resolve_case_insensitively_parameters_are_kept_unknown_ty
     assert_eq!(processed.len(), 2);
     assert_eq!(processed[0]["normalization_type"], "LOWERCASE");
     assert_eq!(processed[1]["parameters"], json!({"decimals": 3}));
-    // The unknown type fails only its step: recorded as an error, HTTP 200.
-    assert_eq!(report["success"], false);
-    let message = report["errors"][0]["message"].as_str().unwrap();
-    assert!(
-        message.starts_with("Error normalizing 'a': Invalid normalization type: 'no_such_type'"),
-        "{message}"
-    );
-}
-
-#[tokio::test]
-async fn unknown_column_is_a_warning_and_the_request_succeeds() {
-    let app = spawn_app().await;
-    let (report, table) = apply(&app, &[&["a"], &["x"]], json!([step("nope", "uppercase")])).await;
+    // Unknown types and columns are refused with 422 before anything runs: tests/api/refusals.rs.
     assert_eq!(report["success"], true);
-    assert_eq!(report["warnings"][0]["message"], "Column 'nope' not found");
-    assert_eq!(table.columns, ["a"]);
 }
 
 #[tokio::test]
