@@ -54,13 +54,13 @@ for (const signal of ["SIGINT", "SIGTERM"]) {
 }
 after(cleanup);
 
-function configYaml(root, auth) {
+function configYaml(root, auth, port) {
   const authBlock = auth
     ? `    auth:\n      enabled: true\n      tokens: ["${TOKEN}"]\n      protect_rest_api: true\n`
     : "";
   return `app:
   host: "127.0.0.1"
-  port: 0
+  port: ${port}
   workers: 2
 file:
   upload_folder: "${root}/uploads"
@@ -86,22 +86,29 @@ chat_workflows:
 ${authBlock}`;
 }
 
-/** Starts the server on free ports (port 0) and reads the REST address from its start-up banner. */
-async function startServer({ auth = false } = {}) {
-  const root = mkdtempSync(join(tmpdir(), "oxcelize-console-"));
-  cleanups.push(() => rmSync(root, { recursive: true, force: true }));
+/**
+ * Starts the server (REST on `port`, 0 = a free one; WebSocket on a free port) and reads the REST address
+ * from its start-up banner. `root` reuses the storage of an earlier start.
+ */
+async function startServer({ auth = false, port = 0, root = null } = {}) {
+  if (!root) {
+    root = mkdtempSync(join(tmpdir(), "oxcelize-console-"));
+    const made = root;
+    cleanups.push(() => rmSync(made, { recursive: true, force: true }));
+  }
   const configPath = join(root, "config.yml");
-  writeFileSync(configPath, configYaml(root, auth));
+  writeFileSync(configPath, configYaml(root, auth, port));
   const child = spawn(BINARY, ["--config", configPath], { stdio: ["ignore", "pipe", "pipe"] });
   const exited = new Promise((resolve) => child.once("exit", resolve));
-  cleanups.push(async () => {
+  const stop = async () => {
     if (child.exitCode === null && child.signalCode === null) {
       child.kill("SIGTERM");
-      const timer = setTimeout(() => child.kill("SIGKILL"), 10_000);
+      const timer = setTimeout(() => child.kill("SIGKILL"), 15_000);
       await exited;
       clearTimeout(timer);
     }
-  });
+  };
+  cleanups.push(stop);
   let stderr = "";
   child.stderr.on("data", (chunk) => (stderr += chunk));
   const base = await new Promise((resolve, reject) => {
@@ -117,7 +124,8 @@ async function startServer({ auth = false } = {}) {
     });
     child.once("exit", (code) => reject(new Error(`server exited with ${code}: ${stderr}`)));
   });
-  return { base, api: `${base}/api/v1`, headers: auth ? { Authorization: `Bearer ${TOKEN}` } : {} };
+  const headers = auth ? { Authorization: `Bearer ${TOKEN}` } : {};
+  return { base, api: `${base}/api/v1`, headers, root, port: Number(new URL(base).port), stop };
 }
 
 async function call(server, method, path, body) {
@@ -177,11 +185,15 @@ async function openBrowser(viewport) {
   return { page, problems };
 }
 
-/** Records every value the overall bar of each job card takes, as the page renders it. */
+/** Records every value the overall bar of each job card takes, and every step detail that names rows. */
 async function recordJobBars(page) {
   await page.evaluate(() => {
     window.__barValues = {};
+    window.__rowTexts = [];
     const record = () => {
+      for (const detail of document.querySelectorAll("article.job .step-detail > span")) {
+        if (/\brows\b/.test(detail.textContent)) window.__rowTexts.push(detail.textContent);
+      }
       for (const bar of document.querySelectorAll("article.job > .job-bar")) {
         const id = bar.parentElement.dataset.jobId;
         const values = (window.__barValues[id] ||= []);
@@ -246,6 +258,12 @@ test("console shows live progress, cancels a run and offers downloads", { skip: 
   assert.ok(values.some((v) => v > 0 && v < 100), `no intermediate value in ${values}`);
   assert.equal(values[values.length - 1], 100);
   assert.equal(await page.getAttribute(`${card} > .job-bar`, "aria-valuenow"), "100");
+  // Where the server sends intermediate progress with row counts, the step shows them.
+  const events = await call(server, "GET", `/chat/workflows/${first}/events?limit=1000`);
+  const withRows = events.events.filter((e) => e.type === "progress" && typeof e.rows_processed === "number");
+  const rowTexts = await page.evaluate(() => window.__rowTexts);
+  console.log(`progress events with rows: ${withRows.length}; step details with rows: ${rowTexts.length}`);
+  if (withRows.length) assert.ok(rowTexts.some((t) => /[\d,]+ (of [\d,]+ )?rows/.test(t)), rowTexts.join(" | "));
   // The run's outputs are download links that serve the file.
   const links = await page.$$eval(`${card} .outputs a.download`, (as) => as.map((a) => a.href));
   assert.ok(links.some((href) => href.endsWith(".json")), `no .json output link in ${links}`);
@@ -294,4 +312,29 @@ test("with auth on, the console asks for the token and then goes live", { skip: 
   // No REST call went out without the token.
   assert.deepEqual(refused, []);
   assert.deepEqual(problems, []);
+});
+
+test("after a server restart the console reconnects, resumes from its last seq and shows the next run", { skip: missing || false, timeout: 300_000 }, async () => {
+  let server = await startServer();
+  const chatId = await conversationWithFile(server, ordersCsv(1000));
+  const { page, problems } = await openBrowser({ width: 1440, height: 1000 });
+  const sent = [];
+  page.on("websocket", (socket) => socket.on("framesent", (frame) => sent.push(String(frame.payload))));
+  await page.goto(`${server.base}/console`);
+  await watched(page, chatId);
+  const before = await call(server, "POST", `/chat/workflows/${chatId}/execute`, { steps: [search("status", "equals", "active")] });
+  await page.waitForSelector(`article.job[data-job-id="${before.job_id}"][data-status="completed"]`, { timeout: 60_000 });
+
+  // Same storage, same port: the page's socket is closed with 1001 and comes back on its own.
+  await server.stop();
+  await page.waitForSelector('#connection[data-state="connecting"]', { timeout: 30_000 });
+  server = await startServer({ root: server.root, port: server.port });
+  await page.waitForSelector('#connection[data-state="live"]', { timeout: 60_000 });
+  const resumed = sent.map((text) => JSON.parse(text)).filter((m) => m.type === "resume" && m.chat_id === chatId);
+  assert.ok(resumed.length >= 1 && resumed[0].last_seq > 0, `no resume with a last_seq: ${sent.join(" | ")}`);
+
+  const after = await call(server, "POST", `/chat/workflows/${chatId}/execute`, { async: true, steps: [search("status", "equals", "closed")] });
+  await page.waitForSelector(`article.job[data-job-id="${after.job_id}"][data-status="completed"]`, { timeout: 60_000 });
+  // Requests and sockets refused while the server was down are expected; nothing else is.
+  assert.deepEqual(problems.filter((p) => !/ERR_CONNECTION_REFUSED|WebSocket/.test(p)), []);
 });
