@@ -141,6 +141,13 @@
     saveToken("");
     if (authOn) askToken("Token forgotten. This server asks for a bearer token.");
   });
+  // Dismissed (Escape) while a token is already set: carry on with it; a refusal brings the prompt back.
+  $("token-dialog").addEventListener("cancel", () => {
+    if (!state.token) return;
+    state.tokenWanted = false;
+    if (state.socketReady) setConnection("live", liveText());
+    refreshConversations();
+  });
   $("token-button").addEventListener("click", () =>
     askToken(state.token ? "Replace the token this tab uses." : "This server asks for a bearer token."),
   );
