@@ -870,7 +870,7 @@
     if (j.status !== "pending" && j.started_at) parts.push(`started ${new Date(j.started_at).toLocaleTimeString()}`);
     parts.push(`${j.kind || "job"} ${j.job_id}`);
     renderList(meta, parts, (text) => el("span", "", text));
-    meta.lastChild.className = "job-id";
+    for (const span of meta.children) span.className = span === meta.lastChild ? "job-id" : "";
     meta.lastChild.title = j.job_id;
 
     const wantOpen = !TERMINAL.has(j.status);
