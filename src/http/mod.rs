@@ -5,6 +5,7 @@ pub mod auth;
 pub mod bind;
 pub mod bot;
 pub mod chat;
+pub mod console;
 pub mod csv;
 pub mod excel;
 pub mod files;
@@ -60,6 +61,7 @@ pub fn rest_app(
             }
         })
         .configure(metrics::configure)
+        .configure(console::configure)
         .service(
             web::scope(&prefix)
                 .wrap(from_fn(auth::require_token))

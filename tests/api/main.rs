@@ -9,6 +9,7 @@ mod chat_socket;
 mod chat_support;
 mod chat_workflows;
 mod common;
+mod console;
 mod csv;
 mod downloads;
 mod excel;
