@@ -150,6 +150,9 @@ impl App {
             let server = HttpServer::new(move || ws::server::ws_app(ws_state.clone()))
                 .workers(workers)
                 .tcp_nodelay(true)
+                // A connection ends when its body has completed the close handshake (ws::body); actix's
+                // default 1 s linger for the client's disconnect would only delay every close.
+                .client_disconnect_timeout(std::time::Duration::ZERO)
                 .disable_signals()
                 .bind((ws.host.as_str(), ws.port))?;
             let addr = first_addr(&server.addrs())?;

@@ -14,6 +14,7 @@ mod downloads;
 mod excel;
 mod fixtures;
 mod foundation;
+mod hostile_io;
 mod json;
 mod normalization;
 mod sql;
