@@ -38,6 +38,8 @@ pub struct AppState {
     pub readiness_probes: Vec<Arc<dyn ReadinessProbe>>,
     /// Conversations, files, runner and archives; `None` when `chat_workflows.enabled` is false.
     pub chat: Option<Arc<chat::Chat>>,
+    /// Request bodies in transit per client address (`file.max_concurrent_uploads_per_ip`).
+    pub upload_slots: Arc<http::body_guard::UploadSlots>,
 }
 
 /// A dependency whose health decides readiness.
@@ -124,6 +126,7 @@ impl App {
             started_at: Instant::now(),
             readiness_probes,
             chat: chat.clone(),
+            upload_slots: Arc::default(),
         });
 
         let workers = if config.app.workers == 0 {

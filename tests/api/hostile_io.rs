@@ -139,3 +139,217 @@ async fn websocket_closes_tcp_at_once_when_the_client_answers_a_server_close() {
     let waited = tcp_end_within(ws.get_mut(), Duration::from_millis(200)).await;
     assert!(waited < Duration::from_millis(200), "{waited:?}");
 }
+
+/// A minimum rate of 100 bytes/s judged over 1-s windows: a dribbling body fails within about a second.
+fn slow_body_rule(c: &mut oxcelize::config::Config) {
+    c.file.upload_min_bytes_per_second = 100;
+    c.file.upload_rate_window_seconds = 1;
+}
+
+const BOUNDARY: &str = "XhostileBoundary";
+
+/// The start of a multipart body whose `file` part is named `name`.
+fn multipart_head(name: &str) -> String {
+    format!(
+        "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\n\
+         Content-Type: text/csv\r\n\r\na,b\n1,2\n"
+    )
+}
+
+/// Opens a raw connection and sends the head of a multipart POST to `path` (under the API prefix) that
+/// announces `length` bytes (or a chunked body), plus the first `body` bytes.
+async fn start_post(app: &TestApp, path: &str, length: Option<usize>, body: &str) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt;
+    let addr = app.base.trim_start_matches("http://").to_string();
+    let mut tcp = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let framing = match length {
+        Some(n) => format!("Content-Length: {n}"),
+        None => "Transfer-Encoding: chunked".to_string(),
+    };
+    let head = format!(
+        "POST {}{path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: multipart/form-data; boundary={BOUNDARY}\r\n\
+         {framing}\r\n\r\n",
+        app.config.api.prefix
+    );
+    tcp.write_all(head.as_bytes()).await.unwrap();
+    send_body(&mut tcp, length.is_none(), body.as_bytes()).await;
+    tcp
+}
+
+/// Writes body bytes, as one chunk when the body is chunked; false once the server has closed.
+async fn send_body(tcp: &mut tokio::net::TcpStream, chunked: bool, bytes: &[u8]) -> bool {
+    use tokio::io::AsyncWriteExt;
+    let framed = if chunked {
+        let mut v = format!("{:x}\r\n", bytes.len()).into_bytes();
+        v.extend_from_slice(bytes);
+        v.extend_from_slice(b"\r\n");
+        v
+    } else {
+        bytes.to_vec()
+    };
+    tcp.write_all(&framed).await.is_ok()
+}
+
+/// Reads one HTTP response (head and a Content-Length body): the status and the JSON body.
+async fn read_response(tcp: &mut tokio::net::TcpStream) -> (u16, Value) {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end]).to_string();
+            let status: u16 = head.split(' ').nth(1).unwrap().parse().unwrap();
+            let length: usize = head
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_string())
+                })
+                .map(|v| v.parse().unwrap())
+                .unwrap_or(0);
+            while buf.len() < end + 4 + length {
+                let n = tcp.read(&mut chunk).await.unwrap();
+                assert!(n > 0, "connection closed inside the response body");
+                buf.extend_from_slice(&chunk[..n]);
+            }
+            let body = serde_json::from_slice(&buf[end + 4..end + 4 + length]).unwrap_or(Value::Null);
+            return (status, body);
+        }
+        let n = tcp.read(&mut chunk).await.unwrap();
+        assert!(n > 0, "connection closed before a response: {}", String::from_utf8_lossy(&buf));
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// Dribbles one byte every 300 ms until the server answers; returns the answer and how long it took.
+async fn dribble_until_answer(tcp: &mut tokio::net::TcpStream, chunked: bool) -> ((u16, Value), Duration) {
+    let started = Instant::now();
+    loop {
+        let mut peek = [0u8; 1];
+        match tokio::time::timeout(Duration::from_millis(300), tcp.peek(&mut peek)).await {
+            Ok(_) => break,
+            Err(_) => {
+                assert!(started.elapsed() < Duration::from_secs(10), "no answer to a dribbling body in 10 s");
+                if !send_body(tcp, chunked, b"9").await {
+                    break;
+                }
+            }
+        }
+    }
+    let answer = tokio::time::timeout(Duration::from_secs(5), read_response(tcp)).await.unwrap();
+    (answer, started.elapsed())
+}
+
+fn assert_too_slow(status: u16, body: &Value) {
+    assert_eq!(status, 408, "{body}");
+    assert_eq!(body["status_code"], 408);
+    assert_eq!(body["data"]["error_class"], "RequestTimeout", "{body}");
+    assert!(body["message"].as_str().unwrap().starts_with("Request body too slow"), "{body}");
+    assert_eq!(body["data"]["details"]["min_bytes_per_second"], 100, "{body}");
+    assert_eq!(body["data"]["details"]["window_seconds"], 1, "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dribbling_upload_body_gets_408_within_seconds_and_leaves_nothing() {
+    let app = crate::common::spawn_app_with(slow_body_rule).await;
+    for chunked in [false, true] {
+        let length = (!chunked).then_some(100_000);
+        let mut tcp = start_post(&app, "/csv/info", length, &multipart_head("slow.csv")).await;
+        let ((status, body), took) = dribble_until_answer(&mut tcp, chunked).await;
+        assert_too_slow(status, &body);
+        assert_eq!(body["data"]["error_type"], "RequestTimeout");
+        assert!(took < Duration::from_secs(5), "chunked={chunked}: {took:?}");
+        // The server ends the connection rather than reading the rest of the body.
+        let mut rest = [0u8; 256];
+        let closed = tokio::time::timeout(Duration::from_secs(3), async {
+            loop {
+                match tcp.read(&mut rest).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => continue,
+                }
+            }
+        })
+        .await;
+        assert!(closed.is_ok(), "chunked={chunked}: connection still open after the 408");
+        assert!(app.upload_files().is_empty(), "partial upload removed: {:?}", app.upload_files());
+        assert!(app.output_files().is_empty());
+    }
+    let ip: std::net::IpAddr = "127.0.0.1".parse().unwrap();
+    assert_eq!(app.state.upload_slots.in_transit(ip), 0, "slots are released");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dribbling_chat_upload_gets_408_and_leaves_no_partial_file() {
+    let app = crate::common::spawn_app_with(slow_body_rule).await;
+    let chat = create_chat(&app).await;
+    let path = format!("/chat/workflows/{chat}/upload");
+    let mut tcp = start_post(&app, &path, Some(50_000), &multipart_head("slow.csv")).await;
+    let ((status, body), _) = dribble_until_answer(&mut tcp, false).await;
+    assert_too_slow(status, &body);
+    let dir = conversation_dir(&app, &chat).await;
+    assert_eq!(tree(&dir), vec!["metadata.json"], "no partial upload in the conversation");
+    assert_eq!(get_chat(&app, &chat).await["uploaded_files"], json!([]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_but_steady_upload_is_accepted() {
+    let app = crate::common::spawn_app_with(slow_body_rule).await;
+    let mut csv = String::from("a,b\n");
+    for i in 0..300 {
+        csv.push_str(&format!("{i},{}\n", i * 2));
+    }
+    let body = format!(
+        "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"steady.csv\"\r\n\
+         Content-Type: text/csv\r\n\r\n{csv}\r\n--{BOUNDARY}--\r\n"
+    );
+    // About 200 bytes/s for three seconds: above the minimum in every window.
+    let pieces: Vec<&[u8]> = body.as_bytes().chunks(50).collect();
+    let mut tcp = start_post(&app, "/csv/info", Some(body.len()), "").await;
+    for piece in pieces {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        assert!(send_body(&mut tcp, false, piece).await);
+    }
+    let (status, answer) =
+        tokio::time::timeout(Duration::from_secs(10), read_response(&mut tcp)).await.unwrap();
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["data"]["rows"], 300, "{answer}");
+    assert!(app.upload_files().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploads_beyond_the_per_address_cap_get_429() {
+    let app = crate::common::spawn_app_with(|c| {
+        slow_body_rule(c);
+        c.file.upload_rate_window_seconds = 2;
+        c.file.max_concurrent_uploads_per_ip = 2;
+    })
+    .await;
+    let ip: std::net::IpAddr = "127.0.0.1".parse().unwrap();
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        held.push(start_post(&app, "/csv/info", Some(100_000), &multipart_head("hold.csv")).await);
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while app.state.upload_slots.in_transit(ip) < 2 {
+        assert!(Instant::now() < deadline, "the two bodies never registered as in transit");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let form = reqwest::multipart::Form::new().part("file", file_part("a.csv", b"a,b\n1,2\n".to_vec()));
+    let (status, body) = envelope(app.post_form("/csv/info", form).await).await;
+    assert_eq!(status, 429, "{body}");
+    assert_eq!(body["data"]["error_type"], "RateLimited");
+    assert!(body["message"].as_str().unwrap().contains("at most 2 at once"), "{body}");
+    assert_eq!(body["data"]["details"]["max_concurrent_uploads_per_ip"], 2);
+    // Requests without a body are not uploads.
+    assert_eq!(app.get("/health").await.status(), 200);
+
+    // Once the held bodies are cut off (408), the address may upload again.
+    for tcp in &mut held {
+        let ((status, body), _) = dribble_until_answer(tcp, false).await;
+        assert_eq!(status, 408, "{body}");
+    }
+    assert_eq!(app.state.upload_slots.in_transit(ip), 0);
+    let form = reqwest::multipart::Form::new().part("file", file_part("a.csv", b"a,b\n1,2\n".to_vec()));
+    let (status, body) = envelope(app.post_form("/csv/info", form).await).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(app.upload_files().is_empty());
+    assert!(app.output_files().is_empty());
+}
