@@ -9,6 +9,7 @@ pub mod envelope;
 pub mod error;
 pub mod events;
 pub mod http;
+pub mod leftovers;
 pub mod logging;
 pub mod metrics;
 pub mod ops;
@@ -95,6 +96,14 @@ impl App {
         for dir in [&config.file.upload_folder, &config.file.output_folder] {
             std::fs::create_dir_all(dir)?;
         }
+        // Nothing of this process is in flight yet: every temporary file found now is a leftover.
+        let sweep_config = config.clone();
+        let removed = tokio::task::spawn_blocking(move || leftovers::sweep(&sweep_config, None))
+            .await
+            .map_err(std::io::Error::other)?;
+        if removed > 0 {
+            log::info!("removed {removed} temporary file(s) left by an earlier run");
+        }
         let config = Arc::new(config);
         let hub = Arc::new(Hub::new(config.clone()));
         let mut readiness_probes: Vec<Arc<dyn ReadinessProbe>> = Vec::new();
@@ -165,6 +174,7 @@ impl App {
         };
 
         http::files::spawn_output_sweeper(state.clone());
+        leftovers::spawn_sweeper(state.clone());
         if let Some(chat) = &chat {
             chat::spawn_event_purge(chat);
             chat.spawn_job_purge();

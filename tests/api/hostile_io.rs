@@ -353,3 +353,85 @@ async fn uploads_beyond_the_per_address_cap_get_429() {
     assert!(app.upload_files().is_empty());
     assert!(app.output_files().is_empty());
 }
+
+/// Writes `path` (and its folder) with a modification time `age` in the past.
+fn plant(path: &std::path::Path, age: Duration) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, b"left behind").unwrap();
+    let file = std::fs::File::options().write(true).open(path).unwrap();
+    file.set_modified(std::time::SystemTime::now() - age).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leftovers_of_a_killed_process_are_removed_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = crate::common::test_config(dir.path());
+    let conv = config.chat_workflows.storage.workflows_path.join("2026/01/chat-of-a-killed-run");
+    let leftovers = [
+        config.file.upload_folder.join("upload-Ab12Cd"),
+        config.file.output_folder.join(".partial-Xy34Zw.tmp"),
+        conv.join("upload-Qw56Er"),
+        conv.join("outputs/.partial-Rt78Yu.tmp"),
+        config.chat_workflows.storage.dumps_path.join(".dump-Io90Pa"),
+    ];
+    let kept = [
+        config.file.output_folder.join("extracted_columns_20260101_000000_1a2b3c4d.xlsx"),
+        conv.join("uploads/sales.csv"),
+        conv.join("outputs/sales_extracted.xlsx"),
+    ];
+    // Even a file written a moment ago is a leftover at start: no request of the new process owns it.
+    for path in leftovers.iter().chain(&kept) {
+        plant(path, Duration::ZERO);
+    }
+    let app = crate::common::spawn_app_in(dir, config).await;
+    for path in &leftovers {
+        assert!(!path.exists(), "{} survived the start", path.display());
+    }
+    for path in &kept {
+        assert!(path.exists(), "{} was removed", path.display());
+    }
+    assert!(app.upload_files().is_empty());
+    assert_eq!(app.output_files(), vec!["extracted_columns_20260101_000000_1a2b3c4d.xlsx"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn periodic_sweep_removes_old_leftovers_but_not_an_upload_in_flight() {
+    let app = crate::common::spawn_app_with(|c| {
+        c.file.temp_sweep_interval_seconds = 1;
+        c.file.upload_min_bytes_per_second = 0;
+    })
+    .await;
+    let body = format!("{}3,4\n\r\n--{BOUNDARY}--\r\n", multipart_head("inflight.csv"));
+    let head = multipart_head("inflight.csv");
+    let mut tcp = start_post(&app, "/csv/info", Some(body.len()), &head).await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let in_flight = loop {
+        if let Some(name) = app.upload_files().into_iter().find(|n| n.starts_with("upload-")) {
+            break app.config.file.upload_folder.join(name);
+        }
+        assert!(Instant::now() < deadline, "the upload never reached the upload folder");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let two_hours = Duration::from_secs(2 * 3600);
+    let old_upload = app.config.file.upload_folder.join("upload-Old123");
+    let old_output = app.config.file.output_folder.join(".partial-Old456.tmp");
+    let recent_output = app.config.file.output_folder.join(".partial-New789.tmp");
+    plant(&old_upload, two_hours);
+    plant(&old_output, two_hours);
+    plant(&recent_output, Duration::from_secs(60));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while old_upload.exists() || old_output.exists() {
+        assert!(Instant::now() < deadline, "the periodic sweep did not remove the old leftovers");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // A further sweep has run by now; the in-flight upload and the recent file are untouched.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(in_flight.exists(), "the sweep removed an upload in flight");
+    assert!(recent_output.exists(), "the sweep removed a recent file");
+    assert!(send_body(&mut tcp, false, &body.as_bytes()[head.len()..]).await);
+    let (status, answer) =
+        tokio::time::timeout(Duration::from_secs(10), read_response(&mut tcp)).await.unwrap();
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["data"]["rows"], 2, "{answer}");
+    assert!(app.upload_files().is_empty(), "{:?}", app.upload_files());
+}
