@@ -99,7 +99,9 @@ struct Verdict {
 struct GuardedBody {
     inner: Option<Payload>,
     rule: RateRule,
-    window_end: Pin<Box<tokio::time::Sleep>>,
+    /// End of the current window; the first starts when the handler first reads, so time a request waits
+    /// before its body is read (e.g. for admission) is not held against the client.
+    window_end: Option<Pin<Box<tokio::time::Sleep>>>,
     window_bytes: u64,
     verdict: Arc<Verdict>,
     slot: Option<Slot>,
@@ -117,8 +119,7 @@ impl GuardedBody {
             )));
         }
         self.window_bytes = 0;
-        let next = tokio::time::Instant::now() + self.rule.window;
-        self.window_end.as_mut().reset(next);
+        self.window_end = Some(Box::pin(tokio::time::sleep(self.rule.window)));
         Ok(())
     }
 
@@ -137,11 +138,14 @@ impl Stream for GuardedBody {
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = self.get_mut();
         let Some(inner) = this.inner.as_mut() else { return Poll::Ready(None) };
+        let window = this.rule.window;
+        let window_end = this.window_end.get_or_insert_with(|| Box::pin(tokio::time::sleep(window)));
+        let window_over = window_end.is_elapsed();
         match Pin::new(inner).poll_next(cx) {
             Poll::Ready(Some(Ok(chunk))) => {
                 this.window_bytes += chunk.len() as u64;
                 this.verdict.received.fetch_add(chunk.len() as u64, Ordering::Relaxed);
-                if this.rule.min_bytes_per_second > 0 && this.window_end.is_elapsed() {
+                if this.rule.min_bytes_per_second > 0 && window_over {
                     if let Err(e) = this.close_window() {
                         return Poll::Ready(Some(Err(e)));
                     }
@@ -163,7 +167,7 @@ impl Stream for GuardedBody {
                     return Poll::Pending;
                 }
                 // Waiting for the client counts against its window; the timer wakes us when it ends.
-                while this.window_end.as_mut().poll(cx).is_ready() {
+                while this.window_end.as_mut().is_some_and(|end| end.as_mut().poll(cx).is_ready()) {
                     if let Err(e) = this.close_window() {
                         return Poll::Ready(Some(Err(e)));
                     }
@@ -268,7 +272,7 @@ pub async fn guard_bodies(
     let body = GuardedBody {
         inner: Some(req.take_payload()),
         rule,
-        window_end: Box::pin(tokio::time::sleep(rule.window)),
+        window_end: None,
         window_bytes: 0,
         verdict: verdict.clone(),
         slot,
