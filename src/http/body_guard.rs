@@ -30,6 +30,8 @@ use crate::AppState;
 /// How long an abandoned body stays attached to its connection after the answer: while it is, actix
 /// closes the connection once the answer is written instead of reading the rest of a chunked body.
 const ABANDONED_BODY_HOLD: Duration = Duration::from_secs(10);
+/// Bound of that list per worker thread (each entry holds at most actix's 32 KiB payload buffer).
+const MAX_ABANDONED_PER_THREAD: usize = 1024;
 
 /// Bodies in transit per client address, shared by every worker of the REST listener.
 #[derive(Debug, Default)]
@@ -192,15 +194,25 @@ thread_local! {
 /// Keeps a body that was not read to its end attached for a while. A dropped chunked body would be
 /// drained by actix for as long as the client keeps sending; an attached unread one makes actix close the
 /// connection right after the answer instead. The payload belongs to its worker thread, so the hold is a
-/// thread-local list, pruned whenever a body is added.
+/// thread-local list.
 fn hold_abandoned(payload: Payload) {
+    ABANDONED.with(|held| {
+        let mut held = held.borrow_mut();
+        if held.len() >= MAX_ABANDONED_PER_THREAD {
+            held.pop_front();
+        }
+        held.push_back((Instant::now(), payload));
+    });
+}
+
+/// Lets go of abandoned bodies held longer than [`ABANDONED_BODY_HOLD`] (run for every request body).
+fn release_abandoned() {
     let now = Instant::now();
     ABANDONED.with(|held| {
         let mut held = held.borrow_mut();
         while held.front().is_some_and(|(since, _)| now.duration_since(*since) > ABANDONED_BODY_HOLD) {
             held.pop_front();
         }
-        held.push_back((now, payload));
     });
 }
 
@@ -249,6 +261,7 @@ pub async fn guard_bodies(
     let Some(state) = state.filter(|_| has_body(&req)) else {
         return next.call(req).await.map(ServiceResponse::map_into_boxed_body);
     };
+    release_abandoned();
     let file = &state.config.file;
     let slot = match client_ip(&req, state.config.trust_proxy_headers()) {
         Some(ip) => {
