@@ -87,6 +87,18 @@ pub struct FileConfig {
     pub upload_folder: PathBuf,
     pub output_folder: PathBuf,
     pub max_file_size_mb: u64,
+    /// A request body must arrive at this many bytes per second on average over each
+    /// `upload_rate_window_seconds` window, else 408 (0 = no minimum rate).
+    pub upload_min_bytes_per_second: u64,
+    /// The window (and the grace period at the start of a body) over which the minimum rate is judged.
+    pub upload_rate_window_seconds: u64,
+    /// Request bodies one client address may have in transit at once; more get 429 (0 = unlimited).
+    pub max_concurrent_uploads_per_ip: u64,
+    /// Temporary files (uploads in transit, outputs being written) older than this are leftovers of a
+    /// killed process and are removed by the periodic sweep; all of them are removed at start.
+    pub temp_file_max_age_minutes: u64,
+    /// How often the sweep for leftover temporary files runs.
+    pub temp_sweep_interval_seconds: u64,
     pub supported_encodings: Vec<String>,
     pub allowed_extensions: Vec<String>,
     pub output_retention_hours: u64,
@@ -298,6 +310,11 @@ impl Default for FileConfig {
             upload_folder: "uploads".into(),
             output_folder: "outputs".into(),
             max_file_size_mb: 50,
+            upload_min_bytes_per_second: 1024,
+            upload_rate_window_seconds: 15,
+            max_concurrent_uploads_per_ip: 16,
+            temp_file_max_age_minutes: 60,
+            temp_sweep_interval_seconds: 600,
             supported_encodings: ["utf-8", "utf-8-sig", "cp1252", "latin1", "iso-8859-1"]
                 .map(String::from)
                 .to_vec(),
@@ -558,6 +575,15 @@ impl Config {
         }
         if self.file.max_file_size_mb == 0 {
             return Err(invalid("file.max_file_size_mb", "must be at least 1"));
+        }
+        if !(1..=3600).contains(&self.file.upload_rate_window_seconds) {
+            return Err(invalid("file.upload_rate_window_seconds", "must be between 1 and 3600"));
+        }
+        if self.file.temp_file_max_age_minutes == 0 {
+            return Err(invalid("file.temp_file_max_age_minutes", "must be at least 1"));
+        }
+        if self.file.temp_sweep_interval_seconds == 0 {
+            return Err(invalid("file.temp_sweep_interval_seconds", "must be at least 1"));
         }
         if self.file.max_uncompressed_mb == 0 {
             return Err(invalid("file.max_uncompressed_mb", "must be at least 1"));
@@ -838,6 +864,23 @@ mod tests {
             ws("    auth:\n      enabled: true\n      tokens: [t]\n      protect_rest_api: true\n").unwrap();
         assert!(ok.config.chat_workflows.websocket.auth.protect_rest_api);
         assert!(!ok.config.chat_workflows.websocket.test_echo_route);
+    }
+
+    #[test]
+    fn upload_guard_and_sweep_keys_are_validated() {
+        let file = |body: &str| load(&format!("file:\n{body}"));
+        for (body, key) in [
+            ("  upload_rate_window_seconds: 0\n", "file.upload_rate_window_seconds"),
+            ("  upload_rate_window_seconds: 4000\n", "file.upload_rate_window_seconds"),
+            ("  temp_file_max_age_minutes: 0\n", "file.temp_file_max_age_minutes"),
+            ("  temp_sweep_interval_seconds: 0\n", "file.temp_sweep_interval_seconds"),
+        ] {
+            let err = file(body).unwrap_err().to_string();
+            assert!(err.contains(key), "{body}: {err}");
+        }
+        let ok = file("  upload_min_bytes_per_second: 0\n  max_concurrent_uploads_per_ip: 0\n").unwrap();
+        assert_eq!(ok.config.file.upload_min_bytes_per_second, 0, "0 turns the minimum rate off");
+        assert_eq!(load("").unwrap().config.file.max_concurrent_uploads_per_ip, 16);
     }
 
     #[test]

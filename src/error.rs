@@ -27,6 +27,8 @@ pub enum ErrorKind {
     MethodNotAllowed,
     /// 409: duplicate id, restore over an existing conversation, forbidden state transition.
     Conflict,
+    /// 408: a request body that arrives too slowly (below the minimum transfer rate).
+    RequestTimeout,
     /// 413: body, upload or decompressed content over its limit.
     PayloadTooLarge,
     /// 429: request rate limit.
@@ -47,6 +49,7 @@ impl ErrorKind {
             ErrorKind::NotFound => StatusCode::NOT_FOUND,
             ErrorKind::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ErrorKind::Conflict => StatusCode::CONFLICT,
+            ErrorKind::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ErrorKind::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorKind::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
@@ -65,6 +68,7 @@ impl ErrorKind {
             ErrorKind::NotFound => "NotFound",
             ErrorKind::MethodNotAllowed => "MethodNotAllowed",
             ErrorKind::Conflict => "Conflict",
+            ErrorKind::RequestTimeout => "RequestTimeout",
             ErrorKind::PayloadTooLarge => "PayloadTooLarge",
             ErrorKind::RateLimited => "RateLimited",
             ErrorKind::Internal => "InternalError",

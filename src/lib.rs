@@ -9,6 +9,7 @@ pub mod envelope;
 pub mod error;
 pub mod events;
 pub mod http;
+pub mod leftovers;
 pub mod logging;
 pub mod metrics;
 pub mod ops;
@@ -38,6 +39,8 @@ pub struct AppState {
     pub readiness_probes: Vec<Arc<dyn ReadinessProbe>>,
     /// Conversations, files, runner and archives; `None` when `chat_workflows.enabled` is false.
     pub chat: Option<Arc<chat::Chat>>,
+    /// Request bodies in transit per client address (`file.max_concurrent_uploads_per_ip`).
+    pub upload_slots: Arc<http::body_guard::UploadSlots>,
 }
 
 /// A dependency whose health decides readiness.
@@ -93,6 +96,14 @@ impl App {
         for dir in [&config.file.upload_folder, &config.file.output_folder] {
             std::fs::create_dir_all(dir)?;
         }
+        // Nothing of this process is in flight yet: every temporary file found now is a leftover.
+        let sweep_config = config.clone();
+        let removed = tokio::task::spawn_blocking(move || leftovers::sweep(&sweep_config, None))
+            .await
+            .map_err(std::io::Error::other)?;
+        if removed > 0 {
+            log::info!("removed {removed} temporary file(s) left by an earlier run");
+        }
         let config = Arc::new(config);
         let hub = Arc::new(Hub::new(config.clone()));
         let mut readiness_probes: Vec<Arc<dyn ReadinessProbe>> = Vec::new();
@@ -124,6 +135,7 @@ impl App {
             started_at: Instant::now(),
             readiness_probes,
             chat: chat.clone(),
+            upload_slots: Arc::default(),
         });
 
         let workers = if config.app.workers == 0 {
@@ -150,6 +162,9 @@ impl App {
             let server = HttpServer::new(move || ws::server::ws_app(ws_state.clone()))
                 .workers(workers)
                 .tcp_nodelay(true)
+                // A connection ends when its body has completed the close handshake (ws::body); actix's
+                // default 1 s linger for the client's disconnect would only delay every close.
+                .client_disconnect_timeout(std::time::Duration::ZERO)
                 .disable_signals()
                 .bind((ws.host.as_str(), ws.port))?;
             let addr = first_addr(&server.addrs())?;
@@ -159,6 +174,7 @@ impl App {
         };
 
         http::files::spawn_output_sweeper(state.clone());
+        leftovers::spawn_sweeper(state.clone());
         if let Some(chat) = &chat {
             chat::spawn_event_purge(chat);
             chat.spawn_job_purge();

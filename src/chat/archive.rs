@@ -310,7 +310,7 @@ impl Chat {
             })
             .find(|n| !dir.join(n).exists())
             .unwrap_or_default();
-        let temp = tempfile::Builder::new().prefix(".dump-").tempfile_in(dir)?;
+        let temp = tempfile::Builder::new().prefix(crate::leftovers::DUMP_PREFIX).tempfile_in(dir)?;
         {
             let gz = GzEncoder::new(BufWriter::new(temp.as_file()), Compression::default());
             let mut tar = tar::Builder::new(gz);

@@ -46,7 +46,10 @@ impl Chat {
             .map(|i| if i == 0 { format!("{PREFIX}{stamp}.db") } else { format!("{PREFIX}{stamp}_{i}.db") })
             .find(|n| !dir.join(n).exists())
             .unwrap_or_default();
-        let temp = tempfile::Builder::new().prefix(".backup-").suffix(".db").tempfile_in(dir)?;
+        let temp = tempfile::Builder::new()
+            .prefix(crate::leftovers::BACKUP_PREFIX)
+            .suffix(crate::leftovers::BACKUP_SUFFIX)
+            .tempfile_in(dir)?;
         self.store.backup_to(temp.path())?;
         let size = std::fs::metadata(temp.path())?.len();
         temp.persist(dir.join(&name)).map_err(|e| ChatError::Io(e.error))?;

@@ -10,6 +10,9 @@ use super::names::{extension_of, participant_name, upload_name};
 use super::{Chat, ChatError};
 use crate::events::is_valid_chat_id;
 
+/// Longest part of a refused extension quoted in the error message.
+const MAX_SHOWN_EXTENSION_CHARS: usize = 16;
+
 impl Chat {
     /// The conversation row, or 404 `Conversation not found`.
     pub fn require_row(&self, chat_id: &str) -> Result<ConversationRow, ChatError> {
@@ -149,7 +152,12 @@ impl Chat {
         let ext = extension_of(&name);
         let allowed = &self.config.chat_workflows.file.allowed_extensions;
         if !allowed.iter().any(|a| a.trim().to_ascii_lowercase() == ext) || ext.is_empty() {
-            let shown = if ext.is_empty() { "(none)".to_string() } else { ext };
+            // A client can send a kilobytes-long "extension"; the message names its start only.
+            let shown = match ext.char_indices().nth(MAX_SHOWN_EXTENSION_CHARS) {
+                _ if ext.is_empty() => "(none)".to_string(),
+                Some((cut, _)) => format!("{}...", &ext[..cut]),
+                None => ext,
+            };
             return Err(ChatError::validation_with(
                 format!("File type not allowed: {shown}"),
                 json!({"allowed_extensions": allowed}),

@@ -7,7 +7,7 @@ use rand::seq::IndexedRandom;
 use rand::Rng;
 
 use super::ChatError;
-use crate::table::names::sanitize_filename;
+use crate::table::names::{sanitize_filename, shorten_stem};
 
 const SEA: [&str; 20] = [
     "BlueWhale",
@@ -98,17 +98,20 @@ pub fn split_ext(name: &str) -> (&str, &str) {
 }
 
 /// The stored name of an upload (§5.3): the service-wide sanitizer, or `file{ext}` when nothing of the stem
-/// survives; 422 `Invalid filename` when no extension survives either.
+/// survives; 422 `Invalid filename` when no extension survives either. The extension is what follows the
+/// last dot of the last path component, even when only dots precede it (`....csv` → `file.csv`), and the
+/// stem is shortened like every name the service stores (a 10 KB client name must not reach the disk).
 pub fn upload_name(client_name: &str) -> Result<String, ChatError> {
     let last = client_name.rsplit(['/', '\\']).next().unwrap_or(client_name);
-    let (stem, ext) = split_ext(last);
+    let (stem, ext) = match last.rfind('.') {
+        Some(i) => (&last[..i], sanitize_filename(&last[i..])),
+        None => (last, String::new()),
+    };
     if !sanitize_filename(stem).is_empty() {
         let whole = sanitize_filename(client_name);
-        if !whole.is_empty() {
-            return Ok(whole);
-        }
+        let (whole_stem, whole_ext) = split_ext(&whole);
+        return Ok(format!("{}{whole_ext}", shorten_stem(whole_stem)));
     }
-    let ext = sanitize_filename(ext);
     if ext.is_empty() {
         return Err(ChatError::validation("Invalid filename"));
     }
@@ -123,7 +126,9 @@ pub fn extension_of(name: &str) -> String {
 /// `{stem}_{suffix}_{YYYYmmdd_HHMMSS}.{ext}` (UTC; §5.5), or `{stem}.{ext}` without a suffix.
 pub fn step_output_name(input_name: &str, suffix: Option<&str>, ext: &str) -> String {
     let (stem, _) = split_ext(input_name);
-    let stem = if stem.is_empty() { "file" } else { stem };
+    // Chained step names grow with each step; the cut keeps them under file-system limits.
+    let stem = shorten_stem(stem);
+    let stem = if stem.is_empty() { "file" } else { stem.as_str() };
     match suffix {
         Some(s) => format!("{stem}_{s}_{}.{ext}", chrono::Utc::now().format("%Y%m%d_%H%M%S")),
         None => format!("{stem}.{ext}"),
@@ -134,7 +139,7 @@ pub fn step_output_name(input_name: &str, suffix: Option<&str>, ext: &str) -> St
 pub fn user_output_name(requested: &str, ext: &str) -> Option<String> {
     let clean = sanitize_filename(requested);
     let (stem, _) = split_ext(&clean);
-    let stem = sanitize_filename(stem);
+    let stem = shorten_stem(stem);
     (!stem.is_empty()).then(|| format!("{stem}.{ext}"))
 }
 
@@ -162,6 +167,22 @@ mod tests {
         assert_eq!(upload_name("Données.csv").unwrap(), "Donnees.csv");
         assert_eq!(upload_name("文件.xlsx").unwrap(), "file.xlsx");
         assert!(matches!(upload_name("文件"), Err(ChatError::Validation { .. })));
+    }
+
+    #[test]
+    fn upload_names_take_the_last_dot_and_stay_short() {
+        assert_eq!(upload_name("....csv").unwrap(), "file.csv");
+        assert_eq!(upload_name(".xlsx").unwrap(), "file.xlsx");
+        assert_eq!(upload_name("a/..  .csv").unwrap(), "file.csv");
+        assert!(matches!(upload_name("...."), Err(ChatError::Validation { .. })));
+        let long = upload_name(&format!("{}.csv", "x".repeat(10_000))).unwrap();
+        assert_eq!(long, format!("{}.csv", "x".repeat(150)));
+        let chained = step_output_name(&long, Some("extracted"), "xlsx");
+        assert!(chained.len() < 200, "{chained}");
+        assert_eq!(
+            user_output_name(&"y".repeat(10_000), "json").unwrap(),
+            format!("{}.json", "y".repeat(150))
+        );
     }
 
     #[test]

@@ -89,6 +89,9 @@ pub struct SendQueue {
     /// Set when the writer has sent the close frame or is gone; `written_out` waits for it.
     done: AtomicBool,
     done_notify: Notify,
+    /// Set when the client's close frame has arrived: with the server's close frame out as well, the
+    /// close handshake is complete and the writer ends the connection at once.
+    peer_closed: AtomicBool,
 }
 
 /// Batches the wakes of the connections (their response bodies) of one runtime thread (see the module
@@ -158,6 +161,7 @@ impl SendQueue {
             listed: AtomicBool::new(false),
             done: AtomicBool::new(false),
             done_notify: Notify::new(),
+            peer_closed: AtomicBool::new(false),
         })
     }
 
@@ -313,6 +317,22 @@ impl SendQueue {
     pub fn mark_written_out(&self) {
         if !self.done.swap(true, Ordering::AcqRel) {
             self.done_notify.notify_waiters();
+        }
+    }
+
+    /// Records that the client's close frame has arrived (or that none will: the client is gone).
+    pub fn peer_closed(&self) {
+        self.peer_closed.store(true, Ordering::Release);
+        self.writer.wake();
+    }
+
+    /// The writer's side once its close frame is out: ready when the client's close frame has arrived.
+    pub fn poll_peer_closed(&self, cx: &mut Context<'_>) -> Poll<()> {
+        self.writer.register(cx.waker());
+        if self.peer_closed.load(Ordering::Acquire) {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
         }
     }
 

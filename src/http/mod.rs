@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod bind;
+pub mod body_guard;
 pub mod bot;
 pub mod chat;
 pub mod console;
@@ -78,6 +79,7 @@ pub fn rest_app(
                 .default_service(web::to(not_found)),
         )
         .default_service(web::to(not_found))
+        .wrap(from_fn(body_guard::guard_bodies))
         .wrap(cors)
         .wrap(from_fn(request_context))
 }

@@ -117,7 +117,7 @@ impl Form {
             match filename {
                 Some(client_name) => {
                     let temp = tempfile::Builder::new()
-                        .prefix("upload-")
+                        .prefix(crate::leftovers::UPLOAD_PREFIX)
                         .tempfile_in(upload_dir)
                         .map_err(|e| ApiError::internal("Failed to store upload", e))?;
                     let (file, temp_path) = temp.into_parts();

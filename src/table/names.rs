@@ -43,6 +43,12 @@ fn truncate_chars(s: &str, max: usize) -> String {
     s.chars().take(max).collect()
 }
 
+/// A stem cut to [`MAX_STEM_CHARS`] characters and sanitized (after the cut, which can expose a trailing
+/// `.`/`_`), so that a name built from it stays well under file-system name limits (255 bytes).
+pub fn shorten_stem(stem: &str) -> String {
+    sanitize_filename(&truncate_chars(stem, MAX_STEM_CHARS))
+}
+
 /// `{base}` of rest-api.md §6.2: the last path component of the client's file name, last extension
 /// removed, sanitized; `file` when nothing is left.
 pub fn base_name(client_name: &str) -> String {
@@ -52,8 +58,7 @@ pub fn base_name(client_name: &str) -> String {
     if clean.is_empty() {
         "file".to_string()
     } else {
-        // Truncation can expose a trailing `.`/`_`; sanitize again so the name stays a fixed point.
-        sanitize_filename(&truncate_chars(&clean, MAX_STEM_CHARS))
+        shorten_stem(&clean)
     }
 }
 
@@ -96,7 +101,7 @@ pub fn user_output_name(output_filename: &str, ext: &str) -> Option<String> {
     let has_ext =
         clean.len() > dotted.len() && clean.to_ascii_lowercase().ends_with(&dotted.to_ascii_lowercase());
     let stem = if has_ext { &clean[..clean.len() - dotted.len()] } else { clean.as_str() };
-    let stem = sanitize_filename(&truncate_chars(stem, MAX_STEM_CHARS));
+    let stem = shorten_stem(stem);
     if stem.is_empty() {
         return None;
     }

@@ -147,7 +147,10 @@ impl AtomicFile {
             Some(p) if !p.as_os_str().is_empty() => p,
             _ => Path::new("."),
         };
-        let temp = tempfile::Builder::new().prefix(".partial-").suffix(".tmp").tempfile_in(dir)?;
+        let temp = tempfile::Builder::new()
+            .prefix(crate::leftovers::PARTIAL_PREFIX)
+            .suffix(crate::leftovers::PARTIAL_SUFFIX)
+            .tempfile_in(dir)?;
         Ok(AtomicFile { temp, target: target.to_path_buf() })
     }
 

@@ -7,9 +7,11 @@
 //! write timeout, 4008 too).
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use actix_http::ws::{CloseCode, OpCode, Parser};
 use actix_web::body::{BodyStream, BoxBody, MessageBody};
@@ -24,6 +26,10 @@ const MAX_CONTROL_PAYLOAD: usize = 125;
 const MAX_CLOSE_REASON: usize = MAX_CONTROL_PAYLOAD - 2;
 /// Header bytes of a server frame (unmasked, 64-bit length at most).
 const FRAME_HEADER_MAX: usize = 10;
+/// How long the body stays open after a server-initiated close frame for the client's answering close frame
+/// (RFC 6455 §7.1.1: the server closes TCP first, once the handshake is complete). Without an answer the
+/// connection ends when this passes.
+pub const CLOSE_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Replaces the body of an upgrade response built by actix-ws with one that drains `queue`. actix-ws's own
 /// body is kept (never polled): dropping it when the connection ends is what ends its inbound message
@@ -34,6 +40,7 @@ pub fn queue_response(upgrade: HttpResponse, queue: Arc<SendQueue>) -> HttpRespo
         queue,
         frames: Vec::new(),
         controls: Vec::new(),
+        handshake_deadline: None,
         finished: false,
         _connection_signal: actix_ws_body,
     };
@@ -44,6 +51,9 @@ struct QueueBody {
     queue: Arc<SendQueue>,
     frames: Vec<Outgoing>,
     controls: Vec<Control>,
+    /// Armed when the close frame is written: the body ends when the client's close frame arrives or this
+    /// passes. Ending the body is what makes actix close the TCP connection.
+    handshake_deadline: Option<Pin<Box<tokio::time::Sleep>>>,
     finished: bool,
     _connection_signal: BoxBody,
 }
@@ -97,13 +107,21 @@ impl Stream for QueueBody {
         if this.finished {
             return Poll::Ready(None);
         }
+        if let Some(deadline) = this.handshake_deadline.as_mut() {
+            if this.queue.poll_peer_closed(cx).is_pending() && deadline.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            this.finished = true;
+            return Poll::Ready(None);
+        }
         let close = match this.queue.poll_batch(cx, &mut this.frames, &mut this.controls) {
             Poll::Pending => return Poll::Pending,
             Poll::Ready(close) => close,
         };
         if close.is_some() {
-            // The close frame is terminal: the body (and with it the connection) ends after it.
-            this.finished = true;
+            // The close frame is the last frame; the body (and with it the connection) ends once the
+            // client has answered it.
+            this.handshake_deadline = Some(Box::pin(tokio::time::sleep(CLOSE_HANDSHAKE_TIMEOUT)));
             this.queue.mark_written_out();
         }
         Poll::Ready(Some(Ok(this.encode(close))))

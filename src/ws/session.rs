@@ -21,7 +21,7 @@ use crate::events::queue::{
 };
 use crate::events::{Connection, Hub, Refusal, Resume, SubscribeError};
 use crate::ws::auth::{self, AuthFailure, Authenticator, Grant, TokenSource};
-use crate::ws::body;
+use crate::ws::body::{self, CLOSE_HANDSHAKE_TIMEOUT};
 use crate::ws::message::{parse_client_message, with_request_id, ClientMessage, INVALID_JSON};
 use crate::ws::origin::{OriginCheck, OriginPolicy};
 use crate::AppState;
@@ -443,6 +443,7 @@ async fn run(
     let mut awaiting_pong: Option<Instant> = None;
     let mut last_inbound = Instant::now();
     let mut unbound_since = Some(Instant::now());
+    let mut client_closed = false;
 
     while !conn.queue.is_closing() {
         tokio::select! {
@@ -485,6 +486,9 @@ async fn run(
                         Flow::Continue
                     }
                     Ok(AggregatedMessage::Close(_)) => {
+                        // The client started the close handshake: the echo completes it.
+                        client_closed = true;
+                        conn.queue.peer_closed();
                         conn.queue.close(CloseReason::new(1000, ""));
                         Flow::Close
                     }
@@ -552,6 +556,19 @@ async fn run(
         conn.queue.close(CloseReason::new(1000, ""));
     }
     let _ = tokio::time::timeout(write_timeout, conn.queue.written_out()).await;
+    // A close the server started is complete when the client answers it; reading that answer lets the
+    // connection end at once instead of when the body's handshake timeout passes.
+    if !client_closed {
+        let answered = async {
+            while let Some(msg) = stream.recv().await {
+                if matches!(msg, Ok(AggregatedMessage::Close(_)) | Err(_)) {
+                    break;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(CLOSE_HANDSHAKE_TIMEOUT, answered).await;
+        conn.queue.peer_closed();
+    }
 }
 
 /// The close code and reason for a frame-level error: 1009 too big, 1007 text that is not UTF-8, 1002 for
