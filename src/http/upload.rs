@@ -78,6 +78,19 @@ impl Form {
         max_body_bytes: u64,
         write_batch_bytes: usize,
     ) -> Result<Form, ApiError> {
+        Self::read_checked(req, payload, upload_dir, max_body_bytes, write_batch_bytes, None).await
+    }
+
+    /// The reading itself. With `allowed_extensions`, a file part whose name has an unlisted extension is
+    /// refused from its part header (415), before any of its bytes are stored.
+    async fn read_checked(
+        req: &HttpRequest,
+        payload: Payload,
+        upload_dir: &Path,
+        max_body_bytes: u64,
+        write_batch_bytes: usize,
+        allowed_extensions: Option<&[String]>,
+    ) -> Result<Form, ApiError> {
         let too_large = || {
             ApiError::payload_too_large(format!(
                 "Request body too large: the limit is {} MB",
@@ -116,6 +129,9 @@ impl Form {
             let filename = disposition.as_ref().and_then(|d| d.get_filename()).map(str::to_string);
             match filename {
                 Some(client_name) => {
+                    if let Some(allowed) = allowed_extensions {
+                        refuse_unlisted_extension(&name, &client_name, allowed)?;
+                    }
                     let temp = tempfile::Builder::new()
                         .prefix(crate::leftovers::UPLOAD_PREFIX)
                         .tempfile_in(upload_dir)
@@ -297,33 +313,29 @@ impl FromRequest for Form {
                 .cloned()
                 .ok_or_else(|| ApiError::internal("Internal server error", "application state missing"))?;
             let limit = state.config.max_body_bytes();
-            let form = Form::read(&req, payload, &state.config.file.upload_folder, limit).await?;
-            // Dropping the form on a refusal deletes every file it received.
-            form.refuse_unlisted_extensions(&state.config.file.allowed_extensions)?;
-            Ok(form)
+            let allowed = state.config.file.allowed_extensions.as_slice();
+            let upload_dir = &state.config.file.upload_folder;
+            // A refusal drops the form, which deletes every file it had received.
+            Form::read_checked(&req, payload, upload_dir, limit, WRITE_BATCH_BYTES, Some(allowed)).await
         })
     }
 }
 
-impl Form {
-    /// rest-api.md §5.2 (new 2026-12): a file whose name has an extension outside `allowed`
-    /// (`file.allowed_extensions`) → 415 naming the allowed ones. A name without an extension passes; its
-    /// content decides, as for every file.
-    pub fn refuse_unlisted_extensions(&self, allowed: &[String]) -> Result<(), ApiError> {
-        for file in &self.files {
-            let Some(ext) = client_extension(&file.client_name) else { continue };
-            if !allowed.iter().any(|a| a.eq_ignore_ascii_case(&ext)) {
-                return Err(ApiError::unsupported_file_type(format!(
-                    "File type not allowed: {ext}. Allowed extensions: {}",
-                    allowed.join(", ")
-                ))
-                .with_details(serde_json::json!({
-                    "field": file.field,
-                    "extension": ext,
-                    "allowed_extensions": allowed,
-                })));
-            }
-        }
-        Ok(())
+/// rest-api.md §5.2 (new 2026-12): a file whose name has an extension outside `allowed`
+/// (`file.allowed_extensions`) → 415 naming the allowed ones. A name without an extension passes; its content
+/// decides, as for every file.
+fn refuse_unlisted_extension(field: &str, client_name: &str, allowed: &[String]) -> Result<(), ApiError> {
+    let Some(ext) = client_extension(client_name) else { return Ok(()) };
+    if allowed.iter().any(|a| a.eq_ignore_ascii_case(&ext)) {
+        return Ok(());
     }
+    Err(ApiError::unsupported_file_type(format!(
+        "File type not allowed: {ext}. Allowed extensions: {}",
+        allowed.join(", ")
+    ))
+    .with_details(serde_json::json!({
+        "field": field,
+        "extension": ext,
+        "allowed_extensions": allowed,
+    })))
 }

@@ -277,6 +277,21 @@ async fn dribbling_upload_body_gets_408_within_seconds_and_leaves_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unlisted_extension_is_refused_from_the_part_header_before_the_body_is_stored() {
+    // The default rate rule (15-s windows) would only end a stalled body after 15 s: the 415 must come first.
+    let app = crate::common::spawn_app().await;
+    let mut tcp = start_post(&app, "/csv/info", Some(10_000_000), &multipart_head("notes.txt")).await;
+    let answer = tokio::time::timeout(Duration::from_secs(10), read_response(&mut tcp)).await;
+    let (status, body) = answer.expect("no answer while the rest of the body was still to come");
+    assert_eq!(status, 415, "{body}");
+    assert_eq!(body["status_code"], 415);
+    assert_eq!(body["data"]["error_type"], "UnsupportedFileTypeError", "{body}");
+    assert_eq!(body["data"]["details"]["extension"], ".txt", "{body}");
+    assert!(app.upload_files().is_empty(), "nothing stored: {:?}", app.upload_files());
+    assert!(app.output_files().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dribbling_chat_upload_gets_408_and_leaves_no_partial_file() {
     let app = crate::common::spawn_app_with(slow_body_rule).await;
     let chat = create_chat(&app).await;
