@@ -185,6 +185,28 @@ async fn generated_text_larger_than_max_output_mb_is_stopped_and_removed() {
     assert_eq!(r.0, 200, "{}", r.1);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_workflow_step_writing_more_than_max_output_mb_fails_and_leaves_nothing() {
+    let app = spawn_app_with(|c| c.file.max_output_mb = 1).await;
+    let chat = create_chat(&app).await;
+    let (status, body) = upload(&app, &chat, "wide.xlsx", long_header(30_000, 200)).await;
+    assert_eq!(status, 200, "{body}");
+    let steps = json!({"steps": [{"operation": "json/generate", "arguments": {}}]});
+    let (status, res) = execute(&app, &chat, &steps).await;
+    // A failed workflow step is a 422 whatever the cause (chat-workflows spec); the cause is in the text.
+    assert_eq!(status, 422, "{res}");
+    assert_eq!(res["data"]["details"]["failed_step"], 1);
+    assert_eq!(
+        res["message"],
+        format!("Workflow execution failed: Workflow failed at step 1/1: JSON generation operation failed: {OUTPUT_TOO_LARGE}")
+    );
+    let outputs: Vec<String> = tree(&app.config.chat_workflows.storage.workflows_path)
+        .into_iter()
+        .filter(|p| p.contains(&chat) && (p.contains("/outputs/") || p.contains("/intermediate/")))
+        .collect();
+    assert_eq!(outputs, Vec::<String>::new());
+}
+
 // ---- item 9: CSV width and field size -------------------------------------------------------------------
 
 #[tokio::test]

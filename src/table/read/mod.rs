@@ -140,6 +140,16 @@ mod limit_tests {
     }
 
     #[test]
+    fn only_the_ratio_guard_is_off_for_our_own_files() {
+        let limits = ReadLimits::default();
+        assert_eq!(limits.max_compression_ratio, 100);
+        assert_eq!(limits.compression_check_min_bytes, 16 * MB);
+        assert_eq!(limits.max_text_bytes, 1024 * MB);
+        let trusted = limits.trusting_the_writer();
+        assert_eq!(trusted, ReadLimits { max_compression_ratio: 0, ..limits });
+    }
+
+    #[test]
     fn the_budget_refuses_long_cells_and_overspending() {
         let limits = ReadLimits { max_text_bytes: 10, ..ReadLimits::default() };
         let mut budget = TextBudget::new(&limits);
