@@ -11,8 +11,10 @@ use csv_core::{ReadFieldResult, Reader, ReaderBuilder};
 use crate::table::error::TableError;
 use crate::table::read::{EXCEL_MAX_CELL_CHARS, EXCEL_MAX_COLUMNS};
 
-/// Scratch the scanned fields are unquoted into (only their lengths are kept).
-const SCRATCH_BYTES: usize = 16 * 1024;
+/// Scratch a field is unquoted into, whole: longer than any field of at most 32,767 characters can be
+/// (4 bytes each), so a full scratch is a field surely over the limit, and characters are only counted
+/// for the rare field of more than 32,767 bytes.
+const SCRATCH_BYTES: usize = 4 * EXCEL_MAX_CELL_CHARS + 4;
 
 /// Marker carried inside the `io::Error` of a read stopped by the guard.
 #[derive(Debug, Clone, Copy)]
@@ -64,9 +66,9 @@ pub struct CsvGuard<R> {
     inner: R,
     parser: Reader,
     scratch: Box<[u8]>,
-    /// Fields completed in the current record, and characters of the field being scanned.
+    /// Fields completed in the current record, and bytes of the field being scanned (in `scratch`).
     fields: u64,
-    field_chars: u64,
+    field_bytes: usize,
     /// 1-based number of the record being scanned.
     row: u64,
     ended: bool,
@@ -81,7 +83,7 @@ impl<R: Read> CsvGuard<R> {
             parser,
             scratch: vec![0; SCRATCH_BYTES].into_boxed_slice(),
             fields: 0,
-            field_chars: 0,
+            field_bytes: 0,
             row: 1,
             ended: false,
         }
@@ -96,20 +98,20 @@ impl<R: Read> CsvGuard<R> {
             if input.is_empty() && !at_end {
                 return Ok(());
             }
-            let (result, consumed, written) = self.parser.read_field(input, &mut self.scratch);
+            let (result, consumed, written) =
+                self.parser.read_field(input, &mut self.scratch[self.field_bytes..]);
             input = &input[consumed..];
-            // UTF-8 characters are the bytes that do not continue a sequence.
-            let chars = self.scratch[..written].iter().filter(|&&b| b & 0xC0 != 0x80).count();
-            self.field_chars += chars as u64;
-            if self.field_chars > EXCEL_MAX_CELL_CHARS as u64 {
+            self.field_bytes += written;
+            if self.field_bytes > EXCEL_MAX_CELL_CHARS && self.field_is_too_long() {
                 return Err(LimitReached::FieldLength { row: self.row, column: self.fields + 1 });
             }
             match result {
                 ReadFieldResult::InputEmpty => return Ok(()),
+                // Unreachable: a full scratch is a field too long (refused above).
                 ReadFieldResult::OutputFull => {}
                 ReadFieldResult::Field { record_end } => {
                     self.fields += 1;
-                    self.field_chars = 0;
+                    self.field_bytes = 0;
                     if self.fields > EXCEL_MAX_COLUMNS as u64 {
                         return Err(LimitReached::Columns { row: self.row });
                     }
@@ -121,6 +123,16 @@ impl<R: Read> CsvGuard<R> {
                 ReadFieldResult::End => return Ok(()),
             }
         }
+    }
+}
+
+impl<R> CsvGuard<R> {
+    /// Whether the field in `scratch` has more characters than Excel allows (UTF-8 characters are the
+    /// bytes that do not continue a sequence; a full scratch holds more than 4 bytes per allowed one).
+    fn field_is_too_long(&self) -> bool {
+        let field = &self.scratch[..self.field_bytes];
+        field.len() == self.scratch.len()
+            || field.iter().filter(|&&b| b & 0xC0 != 0x80).count() > EXCEL_MAX_CELL_CHARS
     }
 }
 
