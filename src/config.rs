@@ -105,6 +105,14 @@ pub struct FileConfig {
     pub max_uncompressed_mb: u64,
     /// Largest number of cells (rows × columns) a sheet may declare before it is materialised.
     pub max_cells: u64,
+    /// Budget of what one operation produces: bytes of cell text materialised while reading, and bytes
+    /// of each text output written (shared-string and amplification bombs → 413).
+    pub max_output_mb: u64,
+    /// Largest uncompressed:compressed ratio of a worksheet or shared-strings part of an uploaded workbook
+    /// (deflate bombs under the size limits → 413); 0 = no ratio guard.
+    pub max_compression_ratio: u64,
+    /// Parts that decompress to less than this many MB are never judged by their ratio.
+    pub compression_check_min_mb: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -322,6 +330,9 @@ impl Default for FileConfig {
             output_retention_hours: 24,
             max_uncompressed_mb: 500,
             max_cells: 50_000_000,
+            max_output_mb: 1024,
+            max_compression_ratio: 100,
+            compression_check_min_mb: 16,
         }
     }
 }
@@ -590,6 +601,9 @@ impl Config {
         }
         if self.file.max_cells == 0 {
             return Err(invalid("file.max_cells", "must be at least 1"));
+        }
+        if self.file.max_output_mb == 0 {
+            return Err(invalid("file.max_output_mb", "must be at least 1"));
         }
         if self.file.supported_encodings.is_empty() {
             return Err(invalid("file.supported_encodings", "must list at least one encoding"));

@@ -158,7 +158,7 @@ impl ResponseError for ApiError {
 
 impl From<std::io::Error> for ApiError {
     fn from(err: std::io::Error) -> Self {
-        ApiError::internal("Internal server error", err)
+        ApiError::from_io(&err)
     }
 }
 
@@ -169,6 +169,14 @@ impl From<actix_web::error::BlockingError> for ApiError {
 }
 
 impl ApiError {
+    /// An I/O failure is a 500, except a text output stopped at `file.max_output_mb` (413).
+    pub fn from_io(err: &std::io::Error) -> ApiError {
+        match crate::table::write::output_cap_reached(err) {
+            Some(max_mb) => ApiError::from_table(&TableError::OutputTooLarge { max_mb }),
+            None => ApiError::internal("Internal server error", err),
+        }
+    }
+
     /// The single mapping of table-layer errors to statuses (the variants document the same).
     pub fn from_table(err: &TableError) -> ApiError {
         let message = err.to_string();
@@ -179,13 +187,34 @@ impl ApiError {
             TableError::WriteExcel(_) | TableError::WriteFile(_) => ApiError::file_processing(message),
             TableError::UnsupportedKind { .. } => ApiError::unsupported_file_type(message),
             TableError::TooLarge(_) => ApiError::payload_too_large(message),
+            TableError::OutputTooLarge { max_mb } => ApiError::payload_too_large(message)
+                .with_details(json!({"limit_mb": max_mb, "config_key": "file.max_output_mb"})),
+            TableError::CompressionRatio { part, ratio, max_ratio } => ApiError::payload_too_large(message)
+                .with_details(json!({
+                    "part": part,
+                    "ratio": ratio,
+                    "max_ratio": max_ratio,
+                    "config_key": "file.max_compression_ratio",
+                })),
+            TableError::CellTooLong { cell, characters, max_characters } => ApiError::validation(message)
+                .with_details(
+                    json!({"cell": cell, "characters": characters, "max_characters": max_characters}),
+                ),
+            TableError::TooManyColumns { row, max_columns } => {
+                ApiError::validation(message).with_details(json!({"row": row, "max_columns": max_columns}))
+            }
+            TableError::FieldTooLong { row, column, max_characters } => ApiError::validation(message)
+                .with_details(json!({"row": row, "column": column, "max_characters": max_characters})),
+            TableError::UnsupportedEncoding(encoding) => {
+                ApiError::unsupported_file_type(message).with_details(json!({"encoding": encoding}))
+            }
             TableError::TooManyCells { rows, columns, max_cells } => ApiError::validation(message)
                 .with_details(json!({"rows": rows, "columns": columns, "max_cells": max_cells})),
             TableError::SheetNotFound { name, available } => ApiError::validation(message)
                 .with_details(json!({"sheet_name": name, "available_sheets": available})),
             TableError::InvalidSheetName { name, reason } => ApiError::validation(message)
                 .with_details(json!({"field": "sheet_name", "sheet_name": name, "reason": reason})),
-            TableError::Io(e) => ApiError::internal("Internal server error", e),
+            TableError::Io(e) => ApiError::from_io(e),
         }
     }
 
@@ -201,7 +230,7 @@ impl ApiError {
             }
             OpError::Generation(message) => ApiError::file_processing(message.clone()),
             OpError::Table(t) => ApiError::from_table(t),
-            OpError::Io(e) => ApiError::internal("Internal server error", e),
+            OpError::Io(e) => ApiError::from_io(e),
         }
     }
 

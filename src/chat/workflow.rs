@@ -807,6 +807,9 @@ pub fn family_prefix(operation: &str) -> &'static str {
 /// A step failure as clients see it; internal causes are logged, not sent.
 fn op_failure(operation: &str, err: OpError) -> String {
     let text = match &err {
+        OpError::Io(e) if crate::table::write::output_cap_reached(e).is_some() => {
+            crate::error::ApiError::from_io(e).message
+        }
         OpError::Io(e) => {
             log::error!("workflow step {operation}: {e}");
             "internal error while writing the output".to_string()
@@ -843,17 +846,33 @@ pub fn workbook_style(config: &Config) -> WorkbookStyle {
     }
 }
 
-fn read_limits(config: &Config) -> ReadLimits {
-    ReadLimits {
-        max_uncompressed_bytes: config.file.max_uncompressed_mb.saturating_mul(1024 * 1024),
-        max_cells: config.file.max_cells,
+/// The read limits of a step's input: every `file.*` guard for an upload; for a file an earlier step wrote
+/// (the conversation's `outputs/` and `intermediate/` folders) the compression-ratio guard is off, so a
+/// workflow can always read its own previous output.
+fn read_limits(config: &Config, path: &Path) -> ReadLimits {
+    let limits = ReadLimits::from_config(&config.file);
+    if written_by_this_service(path) {
+        limits.trusting_the_writer()
+    } else {
+        limits
     }
+}
+
+/// True for a file in a conversation's `outputs/` or `intermediate/` folder (only steps write there).
+fn written_by_this_service(path: &Path) -> bool {
+    let folder = path.parent().and_then(Path::file_name).and_then(|f| f.to_str());
+    matches!(folder, Some("outputs" | "intermediate"))
+}
+
+/// `file.max_output_mb` in bytes: the cap on each text output a step writes.
+fn max_output_bytes(config: &Config) -> u64 {
+    config.file.max_output_mb.saturating_mul(1024 * 1024)
 }
 
 /// Reads an input by its extension (§9.2): CSV, workbook (first or named sheet), or JSON array of objects.
 fn read_table(config: &Config, path: &Path, sheet: Option<&str>) -> Result<Table, Result<String, OpError>> {
     let ext = extension_of(&path.to_string_lossy());
-    let limits = read_limits(config);
+    let limits = read_limits(config, path);
     match ext.as_str() {
         ".csv" => read_csv_table(path, &config.file.supported_encodings, &limits)
             .map(|t| t.table)
@@ -1041,7 +1060,9 @@ impl StepContext<'_> {
             StepOp::Normalize { steps, return_report } => {
                 let table = self.table(&input.path, None)?;
                 let backup = self.config.normalization.backup_original;
-                let outcome = normalize_checked(table, steps, backup, *return_report).map_err(Err)?;
+                let max_output = max_output_bytes(self.config);
+                let outcome =
+                    normalize_checked(table, steps, backup, *return_report, max_output).map_err(Err)?;
                 write_table_xlsx(out, &outcome.table, &style).map_err(|e| Err(e.into()))?;
                 result.insert("report".into(), if *return_report { outcome.report } else { Value::Null });
             }
@@ -1049,32 +1070,41 @@ impl StepContext<'_> {
                 let table = select(self.table(&input.path, None)?, columns, false)?;
                 let request = with_identity(request, &table);
                 let at = crate::ops::clock::now_iso();
-                write_text_atomically(out, |w| write_standard_sql_file(&table, &request, &at, w))
-                    .map_err(Err)?;
+                write_text_atomically(out, max_output_bytes(self.config), |w| {
+                    write_standard_sql_file(&table, &request, &at, w)
+                })
+                .map_err(Err)?;
             }
             StepOp::SqlText { request, columns, remove_duplicates } => {
                 let table = select(self.table(&input.path, None)?, columns, *remove_duplicates)?;
                 let request = with_identity(request, &table);
                 let at = crate::ops::clock::now_iso();
-                write_text_atomically(out, |w| write_standard_sql_file(&table, &request, &at, w))
-                    .map_err(Err)?;
+                write_text_atomically(out, max_output_bytes(self.config), |w| {
+                    write_standard_sql_file(&table, &request, &at, w)
+                })
+                .map_err(Err)?;
             }
             StepOp::SqlCustom { template, columns, mapping: m, auto } => {
                 let table = select(self.table(&input.path, None)?, columns, false)?;
                 let m = if m.is_empty() { identity(&table.columns) } else { m.clone() };
                 let at = crate::ops::clock::now_iso();
-                write_text_atomically(out, |w| write_custom_sql_file(&table, template, &m, auto, &at, w))
-                    .map_err(Err)?;
+                write_text_atomically(out, max_output_bytes(self.config), |w| {
+                    write_custom_sql_file(&table, template, &m, auto, &at, w)
+                })
+                .map_err(Err)?;
             }
             StepOp::JsonGenerate { request } => {
                 let table = self.table(&input.path, None)?;
-                let summary = write_text_atomically(out, |w| write_json(&table, request, w)).map_err(Err)?;
+                let summary = write_text_atomically(out, max_output_bytes(self.config), |w| {
+                    write_json(&table, request, w)
+                })
+                .map_err(Err)?;
                 result.insert("statistics".into(), json!({"total_records": summary.total_records}));
             }
             StepOp::JsonTemplate { template, mapping: m, mode, pretty } => {
                 let table = self.table(&input.path, None)?;
                 let m = if m.is_empty() { identity(&table.columns) } else { m.clone() };
-                let summary = write_text_atomically(out, |w| {
+                let summary = write_text_atomically(out, max_output_bytes(self.config), |w| {
                     write_template_json(&table, template, &m, *mode, *pretty, w)
                 })
                 .map_err(Err)?;

@@ -60,8 +60,9 @@ async fn generate(req: HttpRequest, state: web::Data<AppState>, form: Form) -> A
         let count = table.rows.len();
         let plan = plan_json(&table.columns, count, &json_req)?;
         let target = output_target(&config, user_name.as_deref(), &[&base, "generated"], "json")?;
-        let summary =
-            write_text_output(&target, |out| write_json_rows(&plan, &mut table.rows.reader()?, count, out))?;
+        let summary = write_text_output(&config, &target, |out| {
+            write_json_rows(&plan, &mut table.rows.reader()?, count, out)
+        })?;
         Ok((target.name, summary))
     })
     .await?;
@@ -103,7 +104,7 @@ async fn generate_with_template(req: HttpRequest, state: web::Data<AppState>, fo
         let count = table.rows.len();
         let compiled = JsonTemplate::compile(&template, &mapping, &table.columns)?;
         let target = output_target(&config, user_name.as_deref(), &[&base, "generated_template"], "json")?;
-        let summary = write_text_output(&target, |out| {
+        let summary = write_text_output(&config, &target, |out| {
             write_template_rows(&compiled, mode, &mut table.rows.reader()?, count, pretty, out)
         })?;
         Ok((target.name, summary))

@@ -128,7 +128,7 @@ async fn generate(req: HttpRequest, state: web::Data<AppState>, form: Form) -> A
             let target = output_target(&config, None, &[&base, "sql"], "sql")?;
             let generated_at = now_iso();
             let count = table.rows.len();
-            write_text_output(&target, |out| {
+            write_text_output(&config, &target, |out| {
                 let rows = &mut table.rows.reader()?;
                 write_standard_sql_rows(&table.columns, rows, count, &sql_req, &generated_at, out)
             })?;
@@ -192,7 +192,7 @@ async fn generate_to_text(req: HttpRequest, state: web::Data<AppState>, form: Fo
         let target = output_target(&config, None, &["sql_statements"], "txt")?;
         let generated_at = now_iso();
         let count = table.rows.len();
-        write_text_output(&target, |out| {
+        write_text_output(&config, &target, |out| {
             let rows = &mut table.rows.reader()?;
             write_standard_sql_rows(&table.columns, rows, count, &sql_req, &generated_at, out)
         })?;
@@ -222,7 +222,7 @@ async fn generate_custom_to_text(req: HttpRequest, state: web::Data<AppState>, f
         let target = output_target(&config, None, &["custom_sql"], "txt")?;
         let generated_at = now_iso();
         let count = table.rows.len();
-        write_text_output(&target, |out| {
+        write_text_output(&config, &target, |out| {
             write_custom_sql_rows(&mut generator, &mut table.rows.reader()?, count, &generated_at, out)
         })?;
         Ok(target.name)

@@ -2,8 +2,6 @@
 //! style taken from config, reading uploads, output naming and placement (rest-api.md §6.2), streamed text
 //! outputs renamed into place, and the form-field parsers common to several routes.
 
-use std::fs::File;
-use std::io::BufWriter;
 use std::path::{Path, PathBuf};
 
 use actix_web::{web, Resource, Route};
@@ -21,7 +19,7 @@ use crate::table::read::{
     read_workbook, spool_workbook, summarize_workbook, ReadLimits, SheetSummary, WorkbookTable,
 };
 use crate::table::spool::SpooledTable;
-use crate::table::write::{write_text_atomically, OutputFormat, WorkbookStyle};
+use crate::table::write::{write_text_atomically, OutputFormat, TextOut, WorkbookStyle};
 use crate::table::TableError;
 
 /// Prefix of every read error of the info and suggest-operators endpoints (rest-api.md §7 "standard file
@@ -33,12 +31,14 @@ pub fn post_resource(path: &str, route: Route) -> Resource {
     web::resource(path).route(route).default_service(method_not_allowed("POST, OPTIONS"))
 }
 
-/// `file.max_uncompressed_mb` and `file.max_cells`.
+/// The `file.*` read limits (uploads are never trusted: every guard applies).
 pub fn read_limits(config: &Config) -> ReadLimits {
-    ReadLimits {
-        max_uncompressed_bytes: config.file.max_uncompressed_mb.saturating_mul(1024 * 1024),
-        max_cells: config.file.max_cells,
-    }
+    ReadLimits::from_config(&config.file)
+}
+
+/// `file.max_output_mb` in bytes: the cap on each text output written.
+pub fn max_output_bytes(config: &Config) -> u64 {
+    config.file.max_output_mb.saturating_mul(1024 * 1024)
 }
 
 /// The standard workbook layout of `excel.*`, with `data_sheet` as the data sheet's name.
@@ -107,12 +107,14 @@ pub fn spool_upload(path: &Path, sheet: Option<&str>, config: &Config) -> Result
     Ok(spool_workbook(path, sheet, &read_limits(config), folder)?)
 }
 
-/// Streams a text output into `target` atomically (see [`write_text_atomically`]).
+/// Streams a text output into `target` atomically, stopped at `file.max_output_mb` (see
+/// [`write_text_atomically`]).
 pub fn write_text_output<T>(
+    config: &Config,
     target: &OutputTarget,
-    write: impl FnOnce(&mut BufWriter<&File>) -> Result<T, OpError>,
+    write: impl FnOnce(&mut TextOut<'_>) -> Result<T, OpError>,
 ) -> Result<T, ApiError> {
-    Ok(write_text_atomically(&target.path, write)?)
+    Ok(write_text_atomically(&target.path, max_output_bytes(config), write)?)
 }
 
 /// The form of both search endpoints (rest-api.md §7.2.7, §7.3.3): the file must be there, then the
@@ -205,14 +207,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let c = config_in(dir.path());
         let t = output_target(&c, Some("out.txt"), &[], "txt").unwrap();
-        let err = write_text_output(&t, |w| -> Result<(), OpError> {
+        let err = write_text_output(&c, &t, |w| -> Result<(), OpError> {
             w.write_all(b"partial")?;
             Err(OpError::validation("boom"))
         })
         .unwrap_err();
         assert_eq!(err.message, "boom");
         assert_eq!(std::fs::read_dir(&c.file.output_folder).unwrap().count(), 0);
-        write_text_output(&t, |w| Ok(w.write_all(b"done")?)).unwrap();
+        write_text_output(&c, &t, |w| Ok(w.write_all(b"done")?)).unwrap();
         assert_eq!(std::fs::read_to_string(&t.path).unwrap(), "done");
     }
 }

@@ -229,8 +229,10 @@ impl<L: Serialize> Serialize for NestedDoc<'_, L> {
     }
 }
 
+/// serde_json hands back the writer's own `io::Error` (so a write stopped at `file.max_output_mb` stays
+/// recognisable); other serializer failures become one.
 fn json_io_error(e: serde_json::Error) -> OpError {
-    OpError::Io(io::Error::other(e))
+    OpError::Io(io::Error::from(e))
 }
 
 /// Streams the rows, each rendered by `render`, as one JSON document of the given shape. `row_count`

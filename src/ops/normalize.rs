@@ -6,7 +6,8 @@ use super::clock::now_iso;
 use super::params::py_list;
 use super::OpError;
 use crate::table::parse::{parse_datetime, parse_number, python_strftime};
-use crate::table::{Cell, Table};
+use crate::table::read::{exceeds_cell_limit, EXCEL_MAX_CELL_CHARS};
+use crate::table::{Cell, Table, TableError};
 use regex::Regex;
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
@@ -292,10 +293,23 @@ pub fn validate_steps(
         } else {
             Some(format!("Invalid normalization type: '{}'", step.normalization_type))
         };
+        let oversized = oversized_parameters(&step.parameters);
+        for (key, characters) in &oversized {
+            errors.push(json!({
+                "step": i,
+                "field": format!("parameters.{key}"),
+                "error": format!(
+                    "parameter '{key}' has {characters} characters, more than Excel's cell limit of \
+                     {EXCEL_MAX_CELL_CHARS}"
+                ),
+            }));
+        }
         if let Some(error) = type_error {
             errors.push(
                 json!({"step": i, "field": "normalization_type", "error": error, "valid": implemented}),
             );
+        } else if !oversized.is_empty() {
+            // Already listed; not compiled or run.
         } else if let Err(error) = apply(&lowered, &step.parameters, &[], Dtype::Object) {
             // Run on no cells, a transformation can only fail on its parameters.
             errors.push(json!({"step": i, "field": "parameters", "error": error}));
@@ -321,31 +335,39 @@ pub fn validate_steps(
 }
 
 /// [`validate_steps`], then [`normalize_owned`]: what `normalization/apply` and its workflow step run.
+/// `max_output_bytes` is `file.max_output_mb`: no step may produce a column of more text.
 pub fn normalize_checked(
     table: Table,
     steps: &[NormalizationStep],
     backup_original: bool,
     with_stats: bool,
+    max_output_bytes: u64,
 ) -> Result<NormalizationOutcome, OpError> {
     validate_steps(&table.columns, steps, backup_original)?;
-    Ok(normalize_owned(table, steps, backup_original, with_stats))
+    normalize_owned(table, steps, backup_original, with_stats, max_output_bytes)
 }
 
-/// Runs the pipeline (§7.1) on a copy of `table`. Step failures are recorded in the report and never
-/// fail the call.
-pub fn normalize(table: &Table, steps: &[NormalizationStep], backup_original: bool) -> NormalizationOutcome {
-    normalize_owned(table.clone(), steps, backup_original, true)
+/// Runs the pipeline (§7.1) on a copy of `table`, without an output budget.
+pub fn normalize(
+    table: &Table,
+    steps: &[NormalizationStep],
+    backup_original: bool,
+) -> Result<NormalizationOutcome, OpError> {
+    normalize_owned(table.clone(), steps, backup_original, true, u64::MAX)
 }
 
 /// [`normalize`] consuming the table: cells are moved, not copied, except into backup columns.
 /// `with_stats` false leaves `before_stats`/`after_stats` null, for callers that discard the report (the
-/// per-column unique counts are the costly part of it).
+/// per-column unique counts are the costly part of it). Step failures are recorded in the report and
+/// never fail the call; what fails it is a step that would produce more than `max_output_bytes` of text
+/// (413, judged before the step runs) or a value longer than Excel's 32,767 characters (422).
 pub fn normalize_owned(
     table: Table,
     steps: &[NormalizationStep],
     backup_original: bool,
     with_stats: bool,
-) -> NormalizationOutcome {
+    max_output_bytes: u64,
+) -> Result<NormalizationOutcome, OpError> {
     let stats =
         |cells: &[Cell], dtype: Dtype| if with_stats { column_stats(cells, dtype) } else { Value::Null };
     let started_at = now_iso();
@@ -385,6 +407,7 @@ pub fn normalize_owned(
         let before = take_column(&mut work, index);
         let before_stats = stats(&before, dtypes[index]);
         let lowered = step.normalization_type.to_lowercase();
+        check_projection(c, &lowered, &step.parameters, &before, max_output_bytes)?;
         let result = if TYPES.iter().any(|(k, _)| *k == lowered) {
             apply(&lowered, &step.parameters, &before, dtypes[index])
         } else if UNIMPLEMENTED.contains(&lowered.as_str()) {
@@ -403,6 +426,7 @@ pub fn normalize_owned(
         };
         match result {
             Ok((cells, dtype)) => {
+                check_cell_lengths(c, &cells)?;
                 let after_stats = stats(&cells, dtype);
                 replace_column(&mut work, index, cells);
                 if uploaded.is_pristine(index) {
@@ -446,7 +470,140 @@ pub fn normalize_owned(
         "errors": errors,
         "warnings": warnings,
     });
-    NormalizationOutcome { table: work, report }
+    Ok(NormalizationOutcome { table: work, report })
+}
+
+/// Parameters (at any depth) whose text is longer than Excel's cell limit: (key, characters).
+fn oversized_parameters(params: &Map<String, Value>) -> Vec<(String, usize)> {
+    fn longest(value: &Value) -> usize {
+        match value {
+            Value::String(s) if exceeds_cell_limit(s) => s.chars().count(),
+            Value::Array(items) => items.iter().map(longest).max().unwrap_or(0),
+            Value::Object(map) => map.values().map(longest).max().unwrap_or(0),
+            _ => 0,
+        }
+    }
+    params
+        .iter()
+        .map(|(key, value)| (key.clone(), longest(value)))
+        .filter(|(_, characters)| *characters > 0)
+        .collect()
+}
+
+/// What a step would produce, judged before it runs for the types whose output can outgrow their input
+/// (replacements, fill values, date formats): the column's total bytes and its longest value's bytes.
+/// `None` for the others (their output is at most a few times the input, which the reader budgeted).
+fn projected_output(kind: &str, params: &Map<String, Value>, cells: &[Cell]) -> Option<(u64, u64)> {
+    let text_len = |c: &Cell| match c {
+        Cell::Text(s) => s.len() as u64,
+        Cell::Missing => 0,
+        // Numbers and booleans print short.
+        _ => 32,
+    };
+    let mut total = 0u64;
+    let mut longest = 0u64;
+    let mut add = |bytes: u64| {
+        total = total.saturating_add(bytes);
+        longest = longest.max(bytes);
+    };
+    match kind {
+        "regex_replace" | "remove_special_chars" => {
+            let default = if kind == "regex_replace" { "" } else { r"[^\p{L}\p{N}\s]" };
+            let re = compile_python_regex(param_text(params, "pattern", default).ok()?).ok()?;
+            let replacement = param_text(params, "replacement", "").ok()?;
+            let repl = translate_replacement(replacement, &re).ok()?;
+            // Each group reference expands to at most the match it is in.
+            let references = repl.matches('$').count() as u64;
+            for cell in cells {
+                let Cell::Text(s) = cell else {
+                    add(text_len(cell));
+                    continue;
+                };
+                let mut bytes = s.len() as u64;
+                for m in re.find_iter(s) {
+                    let matched = m.len() as u64;
+                    bytes = bytes.saturating_add(repl.len() as u64 + references * matched) - matched;
+                    if bytes > max_cell_bytes() {
+                        break;
+                    }
+                }
+                add(bytes);
+            }
+        }
+        "fill_null_values" => {
+            let value = params.get("value").map_or(0, |v| text_len(&Cell::from_json(v)));
+            // A mode/mean/median fill is a value of the column (or a number).
+            let fill = value.max(cells.iter().map(text_len).max().unwrap_or(0));
+            for cell in cells {
+                add(if is_blank_for_fill(cell) { fill } else { text_len(cell) });
+            }
+        }
+        "date_format" | "datetime_format" => {
+            let format = param_text(params, "format", "").ok()?;
+            // A two-character directive prints at most about 30 characters (`%c`).
+            let per_cell = format.len() as u64 * 16 + 32;
+            for cell in cells {
+                add(if cell.is_missing() { 0 } else { per_cell });
+            }
+        }
+        _ => return None,
+    }
+    Some((total, longest))
+}
+
+/// No value can have more characters than bytes / 4; a projection beyond this is surely too long.
+fn max_cell_bytes() -> u64 {
+    4 * EXCEL_MAX_CELL_CHARS as u64
+}
+
+/// Refuses a step before it runs when its projected output is over the budget (413) or has a value
+/// that must be longer than Excel's limit (422).
+fn check_projection(
+    column: &str,
+    kind: &str,
+    params: &Map<String, Value>,
+    cells: &[Cell],
+    max_output_bytes: u64,
+) -> Result<(), OpError> {
+    let Some((total, longest)) = projected_output(kind, params, cells) else {
+        return Ok(());
+    };
+    if longest > max_cell_bytes() {
+        return Err(value_too_long(column, None, longest / 4));
+    }
+    if total > max_output_bytes {
+        return Err(TableError::OutputTooLarge { max_mb: max_output_bytes / (1024 * 1024) }.into());
+    }
+    Ok(())
+}
+
+/// A produced value longer than Excel's limit fails the call (422), as writing it would.
+fn check_cell_lengths(column: &str, cells: &[Cell]) -> Result<(), OpError> {
+    for (row, cell) in cells.iter().enumerate() {
+        if let Cell::Text(s) = cell {
+            if exceeds_cell_limit(s) {
+                return Err(value_too_long(column, Some(row), s.chars().count() as u64));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `row` is the 0-based data row when the value exists (else the refusal is a projection: at least
+/// `characters`).
+fn value_too_long(column: &str, row: Option<usize>, characters: u64) -> OpError {
+    OpError::validation_with(
+        format!(
+            "Normalizing column '{column}' would produce a value longer than Excel's limit of \
+             {EXCEL_MAX_CELL_CHARS} characters"
+        ),
+        json!({
+            "column": column,
+            "row": row.map(|r| r + 1),
+            "characters": characters,
+            "max_characters": EXCEL_MAX_CELL_CHARS,
+        }),
+    )
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1125,7 +1282,7 @@ mod tests {
             {"column_name": "c", "normalization_type": "round_decimal", "parameters": {"decimals": "x"}},
             {"column_name": "c", "normalization_type": "fill_null_values", "parameters": {"value": "n/a"}},
         ]));
-        let err = normalize_checked(table.clone(), &s, false, true).unwrap_err();
+        let err = normalize_checked(table.clone(), &s, false, true, u64::MAX).unwrap_err();
         let OpError::Validation { message, details: Some(details) } = err else { panic!("{err}") };
         assert_eq!(message, INVALID_CONFIGURATION);
         let errors = details["errors"].as_array().unwrap();
@@ -1151,7 +1308,7 @@ mod tests {
         assert_eq!(errors[4]["error"], "parameter 'decimals' must be an integer");
 
         // The valid steps alone run; a backup column before its step is still unknown.
-        let out = normalize_checked(table.clone(), &s[..1], false, true).unwrap();
+        let out = normalize_checked(table.clone(), &s[..1], false, true, u64::MAX).unwrap();
         assert_eq!(out.table.rows[0], vec![t("A"), t("a")]);
         let early = steps(json!([{"column_name": "c_original", "normalization_type": "uppercase"}]));
         assert!(validate_steps(&table.columns, &early, true).is_err());
@@ -1408,7 +1565,7 @@ mod tests {
             {"column_name": "amount", "normalization_type": "round_decimal", "parameters": {"decimals": 3}},
             {"column_name": "amount", "normalization_type": "integer_convert"},
         ]));
-        let out = normalize(&table, &s, false);
+        let out = normalize(&table, &s, false).unwrap();
         assert_eq!(out.table.columns, vec!["name", "email", "amount", "name_original"]);
         assert_eq!(
             out.table.rows[0],
@@ -1455,7 +1612,7 @@ mod tests {
             {"column_name": "c", "normalization_type": "lowercase"},
             {"column_name": "c", "normalization_type": "", "parameters": {}},
         ]));
-        let out = normalize(&table, &s, true);
+        let out = normalize(&table, &s, true).unwrap();
         assert_eq!(out.table.columns, vec!["c", "c_original"]);
         assert_eq!(out.table.rows[0], vec![t("a"), t("a")]);
         let r = &out.report;
@@ -1482,7 +1639,7 @@ mod tests {
         };
         let s =
             steps(json!([{"column_name": "c", "normalization_type": "uppercase", "backup_original": true}]));
-        let out = normalize(&table, &s, false);
+        let out = normalize(&table, &s, false).unwrap();
         assert_eq!(out.table.columns, vec!["c", "c_original", "z"]);
         assert_eq!(out.table.rows[0], vec![t("X"), t("x"), t("z")]);
     }
@@ -1499,7 +1656,7 @@ mod tests {
             {"column_name": "c_original", "normalization_type": "uppercase", "backup_original": true},
             {"column_name": "c", "normalization_type": "regex_replace", "parameters": {"pattern": "("}},
         ]));
-        let out = normalize_owned(table.clone(), &s, false, true);
+        let out = normalize_owned(table.clone(), &s, false, true, u64::MAX).unwrap();
         assert_eq!(out.table.columns, vec!["c", "c_original", "c_original_original"]);
         // `c_original` was overwritten by the backup of `c`, then upper-cased; its own backup holds the upload.
         assert_eq!(out.table.rows[0], vec![t("X"), t(" X "), t("old")]);
@@ -1507,9 +1664,9 @@ mod tests {
         assert_eq!(out.report["errors"].as_array().unwrap().len(), 1);
         assert_eq!(out.report["total_rows"], 2);
         // The borrowed and the owned entry points agree.
-        assert_eq!(normalize(&table, &s, false).table, out.table);
+        assert_eq!(normalize(&table, &s, false).unwrap().table, out.table);
         // Without stats: the same table and report, the stats left null.
-        let lean = normalize_owned(table.clone(), &s, false, false);
+        let lean = normalize_owned(table.clone(), &s, false, false, u64::MAX).unwrap();
         assert_eq!(lean.table, out.table);
         let strip = |mut report: Value| {
             for entry in report["columns_processed"].as_array_mut().unwrap() {

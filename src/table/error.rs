@@ -29,6 +29,39 @@ pub enum TableError {
     #[error("Sheet too large: {rows} rows x {columns} columns exceeds the limit of {max_cells} cells")]
     TooManyCells { rows: u64, columns: u64, max_cells: u64 },
 
+    /// 413: an operation would materialise or write more text than `file.max_output_mb` allows
+    /// (shared-string and amplification bombs).
+    #[error(
+        "Output too large: the operation would produce more than {max_mb} MB of text (config file.max_output_mb)"
+    )]
+    OutputTooLarge { max_mb: u64 },
+
+    /// 413: a workbook part decompresses far more than real spreadsheets do (deflate bomb under the size
+    /// limits), refused from the zip directory before parsing.
+    #[error(
+        "File too large: workbook part '{part}' expands {ratio}:1 when unzipped, more than the allowed \
+         {max_ratio}:1 (config file.max_compression_ratio)"
+    )]
+    CompressionRatio { part: String, ratio: u64, max_ratio: u64 },
+
+    /// 422: a cell longer than Excel's 32,767-character limit, refused when it is read.
+    #[error("Cell {cell} has {characters} characters, more than Excel's limit of {max_characters}")]
+    CellTooLong { cell: String, characters: u64, max_characters: u64 },
+
+    /// 422: a CSV record with more fields than Excel's column limit, refused while parsing.
+    #[error("CSV row {row} has more than {max_columns} columns (Excel's limit)")]
+    TooManyColumns { row: u64, max_columns: u64 },
+
+    /// 422: a CSV field longer than Excel's 32,767-character limit, refused while parsing.
+    #[error("CSV row {row}, column {column} is longer than Excel's limit of {max_characters} characters")]
+    FieldTooLong { row: u64, column: u64, max_characters: u64 },
+
+    /// 415: a text encoding the readers do not decode (a UTF-32 byte-order mark).
+    #[error(
+        "Unsupported file encoding: {0} (CSV files must be UTF-8, UTF-16 or a configured 8-bit encoding)"
+    )]
+    UnsupportedEncoding(String),
+
     /// 422: a named sheet does not exist; `available` lists the workbook's sheets in order.
     #[error("Worksheet named '{name}' not found. Available sheets: {}", available.join(", "))]
     SheetNotFound { name: String, available: Vec<String> },

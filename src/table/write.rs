@@ -167,15 +167,80 @@ impl AtomicFile {
 /// Buffer of the text writers (SQL, JSON): large enough that a write is rarely a syscall per row.
 const TEXT_WRITE_BUFFER_BYTES: usize = 256 * 1024;
 
+/// What the text writers write into: a buffered, size-capped temporary file.
+pub type TextOut<'a> = BufWriter<CappedWriter<&'a File>>;
+
+/// Marker carried inside the `io::Error` of a write past the output cap (`file.max_output_mb`).
+#[derive(Debug)]
+struct OutputCapReached {
+    max_mb: u64,
+}
+
+impl std::fmt::Display for OutputCapReached {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "the output exceeds {} MB (file.max_output_mb)", self.max_mb)
+    }
+}
+
+impl std::error::Error for OutputCapReached {}
+
+/// The configured cap (in MB) when `err` is a write stopped by [`CappedWriter`], also when a serializer
+/// wrapped that error in its own (serde_json does).
+pub fn output_cap_reached(err: &std::io::Error) -> Option<u64> {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = err.get_ref().map(|inner| inner as _);
+    while let Some(current) = cause {
+        if let Some(cap) = current.downcast_ref::<OutputCapReached>() {
+            return Some(cap.max_mb);
+        }
+        cause = match current.downcast_ref::<std::io::Error>() {
+            Some(io) => io.get_ref().map(|inner| inner as _),
+            None => current.source(),
+        };
+    }
+    None
+}
+
+/// A writer that refuses (with an error [`output_cap_reached`] recognises) to write more than `max_bytes`.
+pub struct CappedWriter<W> {
+    inner: W,
+    left: u64,
+    max_bytes: u64,
+}
+
+impl<W: Write> CappedWriter<W> {
+    pub fn new(inner: W, max_bytes: u64) -> CappedWriter<W> {
+        CappedWriter { inner, left: max_bytes, max_bytes }
+    }
+}
+
+impl<W: Write> Write for CappedWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if buf.len() as u64 > self.left {
+            let max_mb = self.max_bytes / (1024 * 1024);
+            return Err(std::io::Error::other(OutputCapReached { max_mb }));
+        }
+        let n = self.inner.write(buf)?;
+        self.left -= n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
 /// Streams a text output into a temporary file next to `path` and renames it into place only when `write`
-/// succeeds; on any error nothing is left behind. Returns `write`'s value.
+/// succeeds; on any error (including more than `max_bytes` written, see [`output_cap_reached`]) nothing is
+/// left behind. Returns `write`'s value.
 pub fn write_text_atomically<T, E: From<std::io::Error>>(
     path: &Path,
-    write: impl FnOnce(&mut BufWriter<&File>) -> Result<T, E>,
+    max_bytes: u64,
+    write: impl FnOnce(&mut TextOut<'_>) -> Result<T, E>,
 ) -> Result<T, E> {
     let file = AtomicFile::create(path)?;
     let value = {
-        let mut out = BufWriter::with_capacity(TEXT_WRITE_BUFFER_BYTES, file.temp.as_file());
+        let capped = CappedWriter::new(file.temp.as_file(), max_bytes);
+        let mut out = BufWriter::with_capacity(TEXT_WRITE_BUFFER_BYTES, capped);
         let value = write(&mut out)?;
         out.flush()?;
         value

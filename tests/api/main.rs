@@ -15,6 +15,7 @@ mod downloads;
 mod excel;
 mod fixtures;
 mod foundation;
+mod hostile_input;
 mod hostile_io;
 mod json;
 mod normalization;

@@ -15,7 +15,10 @@ use crate::table::error::TableError;
 /// Longest prefix examined to find the header line for delimiter detection.
 const HEADER_SCAN_LIMIT: usize = 1024 * 1024;
 
+mod guard;
 mod stream;
+
+use guard::CsvGuard;
 
 pub use stream::{stream_csv, CsvCursor, CsvHead, CsvRow};
 
@@ -72,14 +75,7 @@ impl CsvSource {
     /// Opens `path`, refusing non-text content (415), trying `encodings` in order (each attempt is one
     /// streaming pass that decodes and parses), then prepares a second streaming pass for the rows.
     pub fn open(path: &Path, encodings: &[String]) -> Result<CsvSource, TableError> {
-        let kind = detect_kind(path)?;
-        if kind != FileKind::Text {
-            return Err(TableError::UnsupportedKind { expected: "CSV text file", found: kind.describe() });
-        }
-        for name in encodings {
-            let Some(encoding) = TextEncoding::from_name(name) else {
-                continue;
-            };
+        for (name, encoding) in candidate_encodings(path, encodings)? {
             match scan(path, encoding) {
                 Ok(scan) => {
                     let columns = column_names(&scan.header, scan.width);
@@ -87,7 +83,7 @@ impl CsvSource {
                     return Ok(CsvSource {
                         columns,
                         delimiter: scan.delimiter,
-                        encoding: name.clone(),
+                        encoding: name,
                         row_count: scan.row_count,
                         rows,
                     });
@@ -103,6 +99,38 @@ impl CsvSource {
     pub fn delimiter_text(&self) -> String {
         (self.delimiter as char).to_string()
     }
+}
+
+/// The name reported for a file decoded by its UTF-16 byte-order mark.
+const UTF16_NAME: &str = "utf-16";
+
+/// The encodings to try, in order, after refusing content that is not text (415): a UTF-16 byte-order
+/// mark decides alone (the configured 8-bit encodings would read it as garbage), a UTF-32 one is refused
+/// (415 naming it), otherwise the configured names the decoder knows.
+fn candidate_encodings(path: &Path, encodings: &[String]) -> Result<Vec<(String, TextEncoding)>, TableError> {
+    let mut head = [0u8; 4];
+    let n = File::open(path)?.take(4).read(&mut head)?;
+    let head = &head[..n];
+    if head.starts_with(b"\xFF\xFE\0\0") {
+        return Err(TableError::UnsupportedEncoding("UTF-32LE".to_string()));
+    }
+    if head.starts_with(b"\0\0\xFE\xFF") {
+        return Err(TableError::UnsupportedEncoding("UTF-32BE".to_string()));
+    }
+    let kind = detect_kind(path)?;
+    if kind != FileKind::Text {
+        return Err(TableError::UnsupportedKind { expected: "CSV text file", found: kind.describe() });
+    }
+    if head.starts_with(b"\xFF\xFE") {
+        return Ok(vec![(UTF16_NAME.to_string(), TextEncoding::Other(encoding_rs::UTF_16LE))]);
+    }
+    if head.starts_with(b"\xFE\xFF") {
+        return Ok(vec![(UTF16_NAME.to_string(), TextEncoding::Other(encoding_rs::UTF_16BE))]);
+    }
+    Ok(encodings
+        .iter()
+        .filter_map(|name| TextEncoding::from_name(name).map(|encoding| (name.clone(), encoding)))
+        .collect())
 }
 
 /// Reads a whole CSV file into a table (refusing tables above `limits.max_cells` before building them).
@@ -134,7 +162,7 @@ fn csv_error(err: csv::Error) -> ScanError {
             return ScanError::Undecodable;
         }
     }
-    ScanError::Fatal(TableError::ReadCsv(err.to_string()))
+    ScanError::Fatal(guard::read_error(err))
 }
 
 fn csv_reader<R: Read>(input: R, delimiter: u8) -> csv::Reader<R> {
@@ -165,7 +193,7 @@ fn scan(path: &Path, encoding: TextEncoding) -> Result<Scan, ScanError> {
         }
     })?;
     let delimiter = detect_delimiter(&prefix);
-    let mut reader = csv_reader(Cursor::new(prefix).chain(decoded), delimiter);
+    let mut reader = csv_reader(CsvGuard::new(Cursor::new(prefix).chain(decoded), delimiter), delimiter);
     let mut record = csv::ByteRecord::new();
     if !reader.read_byte_record(&mut record).map_err(csv_error)? {
         return Err(ScanError::Fatal(TableError::ReadCsv(NO_COLUMNS.to_string())));
@@ -266,7 +294,7 @@ fn detect_delimiter(prefix: &[u8]) -> u8 {
 
 /// The streaming pass over the data rows.
 pub struct CsvRows {
-    reader: csv::Reader<DecodingReader<BufReader<File>>>,
+    reader: csv::Reader<CsvGuard<DecodingReader<BufReader<File>>>>,
     record: csv::StringRecord,
     width: usize,
     header_skipped: bool,
@@ -275,12 +303,12 @@ pub struct CsvRows {
 
 impl CsvRows {
     fn open(path: &Path, encoding: TextEncoding, delimiter: u8, width: usize) -> Result<CsvRows, TableError> {
-        let reader = csv_reader(open_decoded(path, encoding)?, delimiter);
+        let reader = csv_reader(CsvGuard::new(open_decoded(path, encoding)?, delimiter), delimiter);
         Ok(CsvRows { reader, record: csv::StringRecord::new(), width, header_skipped: false, done: false })
     }
 
     fn next_record(&mut self) -> Result<bool, TableError> {
-        self.reader.read_record(&mut self.record).map_err(|e| TableError::ReadCsv(e.to_string()))
+        self.reader.read_record(&mut self.record).map_err(guard::read_error)
     }
 }
 
@@ -334,7 +362,7 @@ mod tests {
     }
 
     fn limits() -> ReadLimits {
-        ReadLimits { max_uncompressed_bytes: 500 << 20, max_cells: 10_000_000 }
+        ReadLimits { max_uncompressed_bytes: 500 << 20, max_cells: 10_000_000, ..ReadLimits::default() }
     }
 
     fn read_bytes(bytes: &[u8]) -> Result<CsvTable, TableError> {
@@ -514,7 +542,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("x.csv");
         std::fs::write(&path, b"a,b\n1,2\n3,4\n5,6\n").unwrap();
-        let small = ReadLimits { max_uncompressed_bytes: 1 << 20, max_cells: 5 };
+        let small = ReadLimits { max_uncompressed_bytes: 1 << 20, max_cells: 5, ..ReadLimits::default() };
         let err = read_csv_table(&path, &encodings(&["utf-8"]), &small).unwrap_err();
         assert!(matches!(err, TableError::TooManyCells { rows: 3, columns: 2, max_cells: 5 }), "{err}");
     }

@@ -9,7 +9,7 @@ use calamine::{Data, DataRef, ExcelDateTime, Reader, Xls, Xlsx};
 
 use super::header::unique_header;
 use super::sniff::{detect_kind, FileKind};
-use super::ReadLimits;
+use super::{ReadLimits, TextBudget};
 use crate::table::cell::{Cell, Table};
 use crate::table::error::TableError;
 use crate::table::infer::{InferredType, TypeInference};
@@ -121,7 +121,9 @@ fn excel_err(err: impl std::fmt::Display) -> TableError {
 }
 
 /// Zip-bomb guard: the central directory's declared sizes (which the zip crate enforces while reading)
-/// must stay under the limit, and no entry may claim an impossible compression ratio.
+/// must stay under the limit, no entry may claim an impossible compression ratio, and no worksheet or
+/// shared-strings part may expand more than `limits.max_compression_ratio` (real sheets stay well below
+/// 100:1; a bomb of many identical cells does not). Nothing is decompressed to decide.
 pub fn check_zip_limits(path: &Path, limits: &ReadLimits) -> Result<(), TableError> {
     let archive = zip::ZipArchive::new(BufReader::new(File::open(path)?)).map_err(excel_err)?;
     if archive.len() > MAX_ZIP_ENTRIES {
@@ -139,6 +141,17 @@ pub fn check_zip_limits(path: &Path, limits: &ReadLimits) -> Result<(), TableErr
                 size, compressed
             )));
         }
+        let judged = limits.max_compression_ratio > 0 && size >= limits.compression_check_min_bytes.max(1);
+        if judged && size / compressed.max(1) > limits.max_compression_ratio {
+            let name = entry.name().map_err(excel_err)?;
+            if is_cell_part(&name) {
+                return Err(TableError::CompressionRatio {
+                    part: name.into_owned(),
+                    ratio: size / compressed.max(1),
+                    max_ratio: limits.max_compression_ratio,
+                });
+            }
+        }
         total = total.saturating_add(size);
         if total > limits.max_uncompressed_bytes {
             return Err(TableError::TooLarge(format!(
@@ -148,6 +161,12 @@ pub fn check_zip_limits(path: &Path, limits: &ReadLimits) -> Result<(), TableErr
         }
     }
     Ok(())
+}
+
+/// The parts whose size decides what reading costs: worksheets and the shared-strings table.
+fn is_cell_part(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    name.starts_with("xl/worksheets/") || name == "xl/sharedstrings.xml"
 }
 
 fn choose_sheet(sheets: &[String], wanted: Option<&str>) -> Result<String, TableError> {
@@ -236,6 +255,8 @@ trait CellStore {
 /// dropped).
 struct SheetBuilder<'a, S> {
     limits: &'a ReadLimits,
+    /// Cell text materialised so far (shared-string bombs cost little to read but much to hold).
+    budget: TextBudget,
     store: S,
     width: u32,
     height: u64,
@@ -243,11 +264,14 @@ struct SheetBuilder<'a, S> {
 
 impl<'a, S: CellStore> SheetBuilder<'a, S> {
     fn new(limits: &'a ReadLimits, store: S) -> Self {
-        SheetBuilder { limits, store, width: 0, height: 0 }
+        SheetBuilder { limits, budget: TextBudget::new(limits), store, width: 0, height: 0 }
     }
 
-    /// Stores a non-empty cell (empty ones never change the extent).
+    /// Stores a non-empty cell (empty ones never change the extent), charged against the text budget.
     fn put(&mut self, row: u32, col: u32, cell: Cell) -> Result<(), TableError> {
+        if let Cell::Text(text) = &cell {
+            self.budget.charge_text(text, row, col)?;
+        }
         let width = self.width.max(col.saturating_add(1));
         let height = self.height.max(u64::from(row) + 1);
         too_many(height, u64::from(width), self.limits)?;

@@ -323,7 +323,7 @@ fn text_outputs_appear_whole_or_not_at_all_and_can_be_made_durable() {
     use std::io::Write as _;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("out.sql");
-    let failed: Result<(), std::io::Error> = write_text_atomically(&path, |w| {
+    let failed: Result<(), std::io::Error> = write_text_atomically(&path, 1 << 20, |w| {
         w.write_all(b"INSERT")?;
         Err(std::io::Error::other("generation failed"))
     });
@@ -331,7 +331,7 @@ fn text_outputs_appear_whole_or_not_at_all_and_can_be_made_durable() {
     assert!(dir_entries(dir.path()).is_empty(), "{:?}", dir_entries(dir.path()));
     assert!(make_durable(&path).is_err(), "a missing file cannot be made durable");
 
-    let written: Result<usize, std::io::Error> = write_text_atomically(&path, |w| {
+    let written: Result<usize, std::io::Error> = write_text_atomically(&path, 1 << 20, |w| {
         w.write_all(b"INSERT 1;\n")?;
         Ok(1)
     });
@@ -339,4 +339,19 @@ fn text_outputs_appear_whole_or_not_at_all_and_can_be_made_durable() {
     assert_eq!(std::fs::read_to_string(&path).unwrap(), "INSERT 1;\n");
     make_durable(&path).unwrap();
     assert_eq!(dir_entries(dir.path()), ["out.sql"]);
+}
+
+#[test]
+fn text_outputs_stop_at_the_cap_and_leave_nothing() {
+    use std::io::Write as _;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("out.json");
+    let line = vec![b'x'; 1000];
+    let capped: Result<(), std::io::Error> = write_text_atomically(&path, 1 << 20, |w| loop {
+        w.write_all(&line)?;
+    });
+    let err = capped.unwrap_err();
+    assert_eq!(output_cap_reached(&err), Some(1), "{err}");
+    assert!(dir_entries(dir.path()).is_empty(), "{:?}", dir_entries(dir.path()));
+    assert_eq!(output_cap_reached(&std::io::Error::other("disk full")), None);
 }

@@ -8,17 +8,17 @@ use std::fs::File;
 use std::io::{BufReader, Chain, Cursor, Read};
 use std::path::Path;
 
+use super::guard::{self, CsvGuard};
 use super::{
-    column_names, csv_reader, detect_delimiter, effective_width, open_decoded, read_header_prefix, scan,
-    ScanError, NO_COLUMNS,
+    candidate_encodings, column_names, csv_reader, detect_delimiter, effective_width, open_decoded,
+    read_header_prefix, scan, ScanError, NO_COLUMNS,
 };
 use crate::table::cell::Cell;
 use crate::table::error::TableError;
 use crate::table::read::decode::{is_decode_failure, DecodingReader, TextEncoding};
-use crate::table::read::sniff::{detect_kind, FileKind};
 use crate::table::rows::set_text;
 
-type Input = Chain<Cursor<Vec<u8>>, DecodingReader<BufReader<File>>>;
+type Input = CsvGuard<Chain<Cursor<Vec<u8>>, DecodingReader<BufReader<File>>>>;
 
 /// What a consumer learns before the rows.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -140,7 +140,7 @@ impl CsvCursor {
                         return Err(self.abandon(Restart::Undecodable));
                     }
                 }
-                Err(TableError::ReadCsv(e.to_string()))
+                Err(guard::read_error(e))
             }
         }
     }
@@ -182,7 +182,7 @@ fn open_attempt(
         Err(e) => return Err(e.into()),
     };
     let delimiter = detect_delimiter(&prefix);
-    let mut reader = csv_reader(Cursor::new(prefix).chain(decoded), delimiter);
+    let mut reader = csv_reader(CsvGuard::new(Cursor::new(prefix).chain(decoded), delimiter), delimiter);
     let mut header = csv::StringRecord::new();
     match reader.read_record(&mut header) {
         Ok(true) => {}
@@ -193,7 +193,7 @@ fn open_attempt(
                     return Ok(Err(Restart::Undecodable));
                 }
             }
-            return Err(TableError::ReadCsv(e.to_string()));
+            return Err(guard::read_error(e));
         }
     }
     let header: Vec<String> = header.iter().map(str::to_string).collect();
@@ -274,16 +274,10 @@ pub fn stream_csv<T, E: From<TableError>>(
     encodings: &[String],
     mut consume: impl FnMut(&CsvHead, &mut CsvCursor) -> Result<T, E>,
 ) -> Result<T, E> {
-    let kind = detect_kind(path)?;
-    if kind != FileKind::Text {
-        return Err(TableError::UnsupportedKind { expected: "CSV text file", found: kind.describe() }.into());
-    }
     // `utf-8` and `utf-8-sig` read alike: an encoding that failed is not tried again under another name.
     let mut failed: Vec<TextEncoding> = Vec::new();
-    for name in encodings {
-        let Some(encoding) = TextEncoding::from_name(name) else {
-            continue;
-        };
+    for (name, encoding) in candidate_encodings(path, encodings)? {
+        let name = name.as_str();
         if failed.contains(&encoding) {
             continue;
         }

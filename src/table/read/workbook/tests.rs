@@ -6,7 +6,7 @@ use rust_xlsxwriter::{Format, Formula, Workbook};
 use super::*;
 
 fn limits() -> ReadLimits {
-    ReadLimits { max_uncompressed_bytes: 500 << 20, max_cells: 10_000_000 }
+    ReadLimits { max_uncompressed_bytes: 500 << 20, max_cells: 10_000_000, ..ReadLimits::default() }
 }
 
 fn texts(t: &Table) -> Vec<Vec<String>> {
@@ -374,7 +374,7 @@ fn spooling_keeps_every_limit_and_kind_check() {
     assert!(matches!(err, TableError::TooManyCells { .. }), "{err}");
 
     let blob = workbook_with_blob(dir.path(), 4 << 20);
-    let small = ReadLimits { max_uncompressed_bytes: 1 << 20, max_cells: 1_000 };
+    let small = ReadLimits { max_uncompressed_bytes: 1 << 20, max_cells: 1_000, ..ReadLimits::default() };
     let err = spool_workbook(&blob, None, &small, spool_dir.path()).err().unwrap();
     assert!(matches!(err, TableError::TooLarge(_)), "{err}");
 
@@ -447,7 +447,7 @@ fn zip_bomb_is_refused_as_too_large() {
     let dir = tempfile::tempdir().unwrap();
     let path = workbook_with_blob(dir.path(), 4 << 20);
     assert!(std::fs::metadata(&path).unwrap().len() < 64 * 1024);
-    let small = ReadLimits { max_uncompressed_bytes: 1 << 20, max_cells: 1_000 };
+    let small = ReadLimits { max_uncompressed_bytes: 1 << 20, max_cells: 1_000, ..ReadLimits::default() };
     let err = read_workbook(&path, None, &small).unwrap_err();
     assert!(matches!(err, TableError::TooLarge(_)), "{err}");
     // Under a generous limit the same file reads fine.
@@ -470,8 +470,11 @@ fn entry_claiming_an_impossible_ratio_is_refused() {
     }
     assert!(patched);
     std::fs::write(&path, bytes).unwrap();
-    let err =
-        check_zip_limits(&path, &ReadLimits { max_uncompressed_bytes: u64::MAX, max_cells: 1 }).unwrap_err();
+    let err = check_zip_limits(
+        &path,
+        &ReadLimits { max_uncompressed_bytes: u64::MAX, max_cells: 1, ..ReadLimits::default() },
+    )
+    .unwrap_err();
     assert!(err.to_string().contains("compression ratio"), "{err}");
 }
 
