@@ -154,7 +154,7 @@ fn save(chat: &Chat, chat_id: &str, ctx: &BotContext) -> Result<(), ChatError> {
 
 fn publish_transitions(chat: &Chat, chat_id: &str, transitions: &[Transition]) {
     for t in transitions {
-        chat.hub.publish(chat_id, t.event());
+        chat.hub.publish_event(chat_id, &t.event());
     }
 }
 

@@ -5,6 +5,8 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::events::wire::BotStateChanged;
+
 /// Most recent intents kept in the context (IMPROVE: the reference list is unbounded).
 pub const INTENT_HISTORY_CAP: usize = 50;
 
@@ -98,8 +100,8 @@ pub struct Transition {
 
 impl Transition {
     /// The `bot_state` event payload (websocket.md C.5); `chat_id`, `timestamp` and `seq` come from the hub.
-    pub fn event(&self) -> Value {
-        serde_json::json!({"type": "bot_state", "state": self.to.as_str(), "previous_state": self.from.as_str()})
+    pub fn event(&self) -> BotStateChanged {
+        BotStateChanged { state: self.to.as_str().into(), previous_state: self.from.as_str().into() }
     }
 }
 
@@ -686,9 +688,10 @@ mod tests {
 
     #[test]
     fn bot_state_event_payload() {
+        use crate::events::wire::WireMessage;
         let t = Transition { from: AwaitingFile, to: AwaitingConfirmation };
         assert_eq!(
-            t.event(),
+            t.event().to_json(),
             json!({"type": "bot_state", "state": "awaiting_confirmation", "previous_state": "awaiting_file"})
         );
         assert_eq!(BotState::parse("awaiting_parameters"), Some(AwaitingParameters));

@@ -133,7 +133,7 @@ impl Chat {
         let mut message = self.store.add_message(chat_id, message_type, content, metadata)?;
         let stored = message.clone();
         self.add_download_url(chat_id, &mut message, base);
-        self.hub.publish(chat_id, json!({"type": "message_added", "message": message}));
+        self.hub.publish_event(chat_id, &crate::events::wire::MessageAdded { message });
         Ok(stored)
     }
 
@@ -183,7 +183,7 @@ impl Chat {
     pub fn delete_conversation(&self, chat_id: &str) -> Result<(), ChatError> {
         let row = self.require_row(chat_id)?;
         self.forget_chat(chat_id);
-        self.hub.publish(chat_id, json!({"type": "conversation_deleted"}));
+        self.hub.publish_event(chat_id, &crate::events::wire::ConversationDeleted {});
         self.store.delete_conversation(chat_id)?;
         self.storage.remove_conversation(&row)?;
         self.hub.close_chat(chat_id, crate::events::queue::CLOSE_INVALID_SESSION, "conversation deleted");

@@ -14,6 +14,10 @@ use tokio::sync::{watch, Semaphore};
 use super::model::{new_job_id, now_ts, Job, WorkflowStep};
 use super::workflow::{event_result, FileRef, Plan, StepContext, StepOutput};
 use super::{Chat, ChatError};
+use crate::events::wire::{
+    ActiveJob, ActiveJobStatus, ProgressEvent, RunKind, StepFailed, StepFailedCode, StepRef, StepResult,
+    StepStatus, WireMessage, WorkflowCompleted, WorkflowFailed, WorkflowQueued, WorkflowStarted,
+};
 use crate::events::ActiveJobs;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -32,6 +36,13 @@ impl JobKind {
         match self {
             JobKind::Execute => "execute",
             JobKind::Bot => "bot",
+        }
+    }
+
+    fn wire(self) -> RunKind {
+        match self {
+            JobKind::Execute => RunKind::Execute,
+            JobKind::Bot => RunKind::Bot,
         }
     }
 
@@ -218,20 +229,20 @@ impl JobRunner {
 }
 
 impl ActiveJobs for JobRunner {
-    fn active_job(&self, chat_id: &str) -> Option<Value> {
+    fn active_job(&self, chat_id: &str) -> Option<ActiveJob> {
         let st = lock(&self.state);
         let head = st.chats.get(chat_id)?.front()?;
         let ctl = st.jobs.get(head)?;
         let total = ctl.plan.steps.len();
         let (step_index, overall_progress) = *lock(&ctl.progress);
         let running = ctl.running.load(Ordering::SeqCst);
-        Some(json!({
-            "job_id": ctl.job_id,
-            "status": if running { "running" } else { "pending" },
-            "step_index": if running { Some(step_index) } else { None },
-            "total_steps": total,
-            "overall_progress": overall_progress,
-        }))
+        Some(ActiveJob {
+            job_id: ctl.job_id.clone(),
+            status: if running { ActiveJobStatus::Running } else { ActiveJobStatus::Pending },
+            step_index: running.then_some(step_index),
+            total_steps: total,
+            overall_progress,
+        })
     }
 }
 
@@ -240,11 +251,11 @@ fn url_pair(chat: &Chat, base: &str, chat_id: &str, stored: &str) -> Value {
 }
 
 impl Chat {
-    fn publish(&self, chat_id: &str, event: Value) {
-        self.hub.publish(chat_id, event);
+    fn publish<E: WireMessage>(&self, chat_id: &str, event: &E) {
+        self.hub.publish_event(chat_id, event);
     }
 
-    fn publish_progress(&self, chat_id: &str, event: Value) {
+    fn publish_progress(&self, chat_id: &str, event: &ProgressEvent) {
         if self.config.chat_workflows.execution.stream_progress {
             self.publish(chat_id, event);
         }
@@ -320,7 +331,7 @@ impl Chat {
         } else {
             self.publish(
                 &chat_id,
-                json!({"type": "workflow_queued", "job_id": ctl.job_id, "total_steps": ctl.plan.steps.len(), "position": position}),
+                &WorkflowQueued { job_id: ctl.job_id.clone(), total_steps: ctl.plan.steps.len(), position },
             );
         }
         Ok(Submitted { job_id: ctl.job_id.clone(), position, done: rx })
@@ -392,19 +403,26 @@ impl Chat {
                 if let Some(o) = &ctl.observer {
                     o.on_start(chat, &ctl.job_id);
                 }
-                let steps: Vec<Value> = ctl
+                let steps: Vec<StepRef> = ctl
                     .plan
                     .steps
                     .iter()
-                    .map(|s| json!({"step_id": s.step_id, "step_index": s.index, "operation": s.operation}))
+                    .map(|s| StepRef {
+                        step_id: s.step_id.clone(),
+                        step_index: s.index,
+                        operation: s.operation.clone(),
+                    })
                     .collect();
                 chat.publish(
                     &ctl.chat_id,
-                    json!({
-                        "type": "workflow_started", "job_id": ctl.job_id, "kind": ctl.kind.as_str(),
-                        "total_steps": total, "operation": ctl.plan.steps.first().map(|s| s.operation.clone()),
-                        "steps": steps, "message": ctl.kind.started_message(),
-                    }),
+                    &WorkflowStarted {
+                        job_id: ctl.job_id.clone(),
+                        kind: ctl.kind.wire(),
+                        total_steps: total,
+                        operation: ctl.plan.steps.first().map(|s| s.operation.clone()),
+                        steps,
+                        message: ctl.kind.started_message().into(),
+                    },
                 );
                 Ok(())
             })
@@ -447,7 +465,14 @@ impl Chat {
                     *lock(&ctl.progress) = (step_index, overall(step_index, 0, total));
                     chat.publish_progress(
                         &ctl.chat_id,
-                        progress_event(ctl, &step_c, total, 0, "running", "Starting step execution"),
+                        &progress_event(
+                            ctl,
+                            &step_c,
+                            total,
+                            0,
+                            StepStatus::Running,
+                            "Starting step execution",
+                        ),
                     );
                     Ok(())
                 })
@@ -481,21 +506,34 @@ impl Chat {
                             *lock(&ctl.progress) = (step_index, overall(step_index, 100, total));
                             chat.publish_progress(
                                 &ctl.chat_id,
-                                progress_event(ctl, &step_c, total, 100, "completed", "Step completed successfully"),
+                                &progress_event(
+                                    ctl,
+                                    &step_c,
+                                    total,
+                                    100,
+                                    StepStatus::Completed,
+                                    "Step completed successfully",
+                                ),
                             );
                             let mut result = Map::new();
                             result.insert("output_file_path".into(), json!(stored));
                             if let Some(s) = &stored {
-                                result.insert("download_url".into(), json!(chat.storage.file_url(&base, &ctl.chat_id, s)));
+                                result.insert(
+                                    "download_url".into(),
+                                    json!(chat.storage.file_url(&base, &ctl.chat_id, s)),
+                                );
                             }
                             result.extend(out_c.result.clone());
                             chat.publish(
                                 &ctl.chat_id,
-                                json!({
-                                    "type": "step_result", "job_id": ctl.job_id, "step_id": step_c.step_id,
-                                    "step_index": step_c.index, "total_steps": total, "operation": step_c.operation,
-                                    "result": Value::Object(event_result(&result)),
-                                }),
+                                &StepResult {
+                                    job_id: ctl.job_id.clone(),
+                                    step_id: step_c.step_id.clone(),
+                                    step_index: step_c.index,
+                                    total_steps: total,
+                                    operation: step_c.operation.clone(),
+                                    result: event_result(&result),
+                                },
                             );
                             result.insert("step_id".into(), json!(step_c.step_id));
                             result.insert("operation".into(), json!(step_c.operation));
@@ -699,40 +737,55 @@ impl Chat {
                     // The step's last progress: the runner reports no intermediate percentages, so 0.
                     self.publish_progress(
                         chat_id,
-                        progress_event(ctl, step, total, 0, "failed", &format!("Step failed: {}", f.error)),
+                        &progress_event(
+                            ctl,
+                            step,
+                            total,
+                            0,
+                            StepStatus::Failed,
+                            &format!("Step failed: {}", f.error),
+                        ),
                     );
                 }
                 self.publish(
                     chat_id,
-                    json!({"type": "error", "job_id": ctl.job_id, "step_id": f.step_id, "operation": f.operation,
-                           "code": "step_failed", "message": f.error}),
+                    &StepFailed {
+                        job_id: ctl.job_id.clone(),
+                        step_id: f.step_id.clone(),
+                        operation: f.operation.clone(),
+                        code: StepFailedCode::StepFailed,
+                        message: f.error.clone(),
+                    },
                 );
             }
             if outcome.status == "completed" {
                 self.publish(
                     chat_id,
-                    json!({
-                        "type": "workflow_completed", "job_id": ctl.job_id, "total_steps": total,
-                        "operation": ctl.plan.steps.last().map(|s| s.operation.clone()),
-                        "duration_ms": duration_ms, "output_files": outcome.output_files,
-                        "output_files_count": outcome.output_files.len(),
-                        "message": ctl.kind.completed_message(),
-                    }),
+                    &WorkflowCompleted {
+                        job_id: ctl.job_id.clone(),
+                        total_steps: total,
+                        operation: ctl.plan.steps.last().map(|s| s.operation.clone()),
+                        duration_ms,
+                        output_files: outcome.output_files.clone(),
+                        output_files_count: outcome.output_files.len(),
+                        message: ctl.kind.completed_message().into(),
+                    },
                 );
             } else {
                 let error = outcome.error.clone().unwrap_or_default();
                 let f = outcome.failed_step.as_ref();
                 self.publish(
                     chat_id,
-                    json!({
-                        "type": "workflow_failed", "job_id": ctl.job_id,
-                        "operation": f.map(|f| f.operation.clone()),
-                        "step_id": f.map(|f| f.step_id.clone()),
-                        "failed_step": f.map(|f| f.index),
-                        "skipped_steps": skipped,
-                        "cancelled": outcome.status == "cancelled",
-                        "error": error, "message": ctl.kind.failed_message(&error),
-                    }),
+                    &WorkflowFailed {
+                        job_id: ctl.job_id.clone(),
+                        operation: f.map(|f| f.operation.clone()),
+                        step_id: f.map(|f| f.step_id.clone()),
+                        failed_step: f.map(|f| f.index as u64),
+                        skipped_steps: skipped,
+                        cancelled: outcome.status == "cancelled",
+                        message: ctl.kind.failed_message(&error),
+                        error,
+                    },
                 );
             }
             Ok(())
@@ -836,14 +889,16 @@ impl Chat {
         }
         self.publish(
             chat_id,
-            json!({
-                "type": "workflow_failed", "job_id": job_id,
-                "operation": failed.as_ref().map(|s| s.operation.clone()),
-                "step_id": failed.as_ref().map(|s| s.step_id.clone()),
-                "failed_step": failed.as_ref().and_then(|s| s.step_index),
-                "skipped_steps": skipped, "cancelled": cancelled,
-                "error": error, "message": kind.failed_message(error),
-            }),
+            &WorkflowFailed {
+                job_id: job_id.to_string(),
+                operation: failed.as_ref().map(|s| s.operation.clone()),
+                step_id: failed.as_ref().map(|s| s.step_id.clone()),
+                failed_step: failed.as_ref().and_then(|s| s.step_index).map(|i| i.max(0) as u64),
+                skipped_steps: skipped,
+                cancelled,
+                error: error.to_string(),
+                message: kind.failed_message(error),
+            },
         );
         if let (Some(ctl), Some(mut g)) = (ctl, guard) {
             *g = true;
@@ -1004,12 +1059,22 @@ fn progress_event(
     step: &super::workflow::PlannedStep,
     total: usize,
     progress: u64,
-    status: &str,
+    status: StepStatus,
     message: &str,
-) -> Value {
-    json!({
-        "type": "progress", "job_id": ctl.job_id, "step_id": step.step_id, "step_index": step.index,
-        "total_steps": total, "operation": step.operation, "progress": progress,
-        "overall_progress": overall(step.index, progress, total), "status": status, "message": message,
-    })
+) -> ProgressEvent {
+    ProgressEvent {
+        job_id: ctl.job_id.clone(),
+        step_id: step.step_id.clone(),
+        step_index: step.index,
+        total_steps: total,
+        operation: step.operation.clone(),
+        progress,
+        overall_progress: overall(step.index, progress, total),
+        status,
+        message: message.into(),
+        rows_processed: None,
+        rows_total: None,
+        phase: None,
+        eta_seconds: None,
+    }
 }

@@ -43,7 +43,7 @@ pub fn json_object(text: Option<&str>) -> Value {
     }
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct Message {
     pub message_id: String,
     pub message_type: String,

@@ -4,6 +4,7 @@
 
 pub mod log;
 pub mod queue;
+pub mod wire;
 
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
@@ -18,6 +19,10 @@ use crate::config::Config;
 use crate::envelope::now_rfc3339;
 pub use log::{EventLog, MemoryEventLog};
 pub use queue::{CloseReason, Outgoing, Push, SendQueue, WakeGroup};
+use wire::{ActiveJob, ReplayComplete, ResyncReason, ResyncRequired, ServerShutdown, WireMessage};
+
+/// `reconnect_after_ms` of `server_shutdown` (websocket.md C.14).
+pub const RECONNECT_AFTER_MS: u64 = 2000;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -50,7 +55,7 @@ pub enum SubscribeError {
 
 /// Reports a chat's running or pending job for the `connected` message (websocket.md C.4 `active_job`).
 pub trait ActiveJobs: Send + Sync {
-    fn active_job(&self, chat_id: &str) -> Option<Value>;
+    fn active_job(&self, chat_id: &str) -> Option<ActiveJob>;
 }
 
 /// The latest run of a chat as published: its `workflow_started` and newest `progress` (C.6 snapshot).
@@ -184,10 +189,10 @@ impl Hub {
         *self.active_jobs.write().unwrap_or_else(|p| p.into_inner()) = Some(provider);
     }
 
-    /// The chat's running or pending job, `null` when none (or when no runner is installed).
-    pub fn active_job(&self, chat_id: &str) -> Value {
+    /// The chat's running or pending job, `None` when none (or when no runner is installed).
+    pub fn active_job(&self, chat_id: &str) -> Option<ActiveJob> {
         let provider = self.active_jobs.read().unwrap_or_else(|p| p.into_inner()).clone();
-        provider.and_then(|p| p.active_job(chat_id)).unwrap_or(Value::Null)
+        provider.and_then(|p| p.active_job(chat_id))
     }
 
     /// Replaces the event log (the durable store installs itself here at start-up).
@@ -389,20 +394,25 @@ impl Hub {
         let log = self.event_log();
         let epoch = log.epoch();
         let oldest = log.oldest_seq(chat_id).ok().flatten().unwrap_or(current + 1);
-        let resync = |reason: &str| {
-            json!({
-                "type": "resync_required", "chat_id": chat_id, "requested_seq": resume.last_seq,
-                "oldest_seq": oldest, "current_seq": current, "epoch": epoch, "reason": reason,
-            })
+        let resync = |reason: ResyncReason| {
+            ResyncRequired {
+                chat_id: chat_id.to_string(),
+                requested_seq: resume.last_seq,
+                oldest_seq: oldest,
+                current_seq: current,
+                epoch: epoch.clone(),
+                reason,
+            }
+            .to_json()
         };
         let from = if resume.last_seq > current {
-            conn.send(&resync("ahead"));
+            conn.send(&resync(ResyncReason::Ahead));
             None
         } else if resume.epoch.as_deref().is_some_and(|e| e != epoch) {
-            conn.send(&resync("epoch_mismatch"));
+            conn.send(&resync(ResyncReason::EpochMismatch));
             None
         } else if resume.last_seq + 1 < oldest && resume.last_seq < current {
-            conn.send(&resync("expired"));
+            conn.send(&resync(ResyncReason::Expired));
             Some(oldest.saturating_sub(1))
         } else {
             Some(resume.last_seq)
@@ -426,10 +436,15 @@ impl Hub {
         }
         self.counters.events_replayed.fetch_add(count, Ordering::Relaxed);
         let from_seq = first.unwrap_or(from.unwrap_or(current) + 1);
-        conn.send(&json!({
-            "type": "replay_complete", "chat_id": chat_id,
-            "from_seq": from_seq, "to_seq": last.unwrap_or(current), "count": count,
-        }));
+        let complete =
+            ReplayComplete { chat_id: chat_id.to_string(), from_seq, to_seq: last.unwrap_or(current), count };
+        conn.send(&complete.to_json());
+    }
+
+    /// Publishes one of the protocol's chat events (`events::wire`), see [`Hub::publish`].
+    pub fn publish_event<E: WireMessage>(&self, chat_id: &str, event: &E) -> (u64, ByteString) {
+        debug_assert!(E::SCOPE == wire::Scope::Chat, "{} is not a chat event", E::TYPE);
+        self.publish(chat_id, event.to_json())
     }
 
     /// Publishes a chat-scoped event: assigns `seq`, stamps `chat_id`/`timestamp` if absent, appends it to
@@ -520,7 +535,7 @@ impl Hub {
         }
         let queues: Vec<Arc<SendQueue>> =
             lock(&self.registry).conns.values().map(|c| c.queue.clone()).collect();
-        let notice = json!({"type": "server_shutdown", "reconnect_after_ms": 2000}).to_string();
+        let notice = ServerShutdown { reconnect_after_ms: RECONNECT_AFTER_MS }.to_json().to_string();
         for q in &queues {
             q.push(Outgoing::text(notice.clone()));
             q.close(CloseReason::new(queue::CLOSE_GOING_AWAY, "server shutting down"));

@@ -1,6 +1,7 @@
 //! The REST listener: route table, the request-context middleware (request id, access log, error envelope),
 //! CORS, and one module per resource. Handlers stay thin: parse, call `ops/` or `chat/`, wrap.
 
+pub mod asyncapi;
 pub mod auth;
 pub mod bind;
 pub mod body_guard;
@@ -63,6 +64,7 @@ pub fn rest_app(
         })
         .configure(metrics::configure)
         .configure(console::configure)
+        .configure(asyncapi::configure)
         .service(
             web::scope(&prefix)
                 .wrap(from_fn(auth::require_token))

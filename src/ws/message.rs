@@ -1,8 +1,10 @@
 //! The inbound message parser (websocket.md C.11 parsing order), a pure function shared by the session and
 //! the fuzz target: text in, a typed `ClientMessage` out, never a panic and never internal error text.
 
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 
+use crate::events::wire::ProtocolErrorCode::{self, InvalidChatId, InvalidJson, InvalidMessage};
+use crate::events::wire::{ProtocolError, WireMessage};
 use crate::events::{is_valid_chat_id, Resume};
 
 /// The longest client `id` echoed in replies (websocket.md C.3).
@@ -11,27 +13,25 @@ pub const MAX_REQUEST_ID_CHARS: usize = 64;
 /// A protocol error reply for a message that could not be used.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rejection {
-    pub code: &'static str,
+    pub code: ProtocolErrorCode,
     pub message: &'static str,
     pub field: Option<&'static str>,
 }
 
 impl Rejection {
-    const fn new(code: &'static str, message: &'static str, field: Option<&'static str>) -> Self {
+    const fn new(code: ProtocolErrorCode, message: &'static str, field: Option<&'static str>) -> Self {
         Rejection { code, message, field }
     }
 
     pub fn to_json(&self) -> Value {
-        let mut v = json!({"type": "error", "code": self.code, "message": self.message});
-        if let (Some(field), Value::Object(map)) = (self.field, &mut v) {
-            map.insert("field".into(), Value::String(field.into()));
-        }
-        v
+        let mut error = ProtocolError::new(self.code, self.message);
+        error.field = self.field.map(str::to_string);
+        error.to_json()
     }
 }
 
-pub const INVALID_JSON: Rejection = Rejection::new("invalid_json", "Invalid JSON", None);
-pub const NOT_AN_OBJECT: Rejection = Rejection::new("invalid_message", "Message must be a JSON object", None);
+pub const INVALID_JSON: Rejection = Rejection::new(InvalidJson, "Invalid JSON", None);
+pub const NOT_AN_OBJECT: Rejection = Rejection::new(InvalidMessage, "Message must be a JSON object", None);
 
 /// One parsed client frame. `id` is the client's request id to echo (a string of at most 64 characters).
 #[derive(Debug, Clone, PartialEq)]
@@ -95,17 +95,16 @@ fn request_id(message: &Map<String, Value>) -> Option<String> {
 }
 
 const CHAT_ID_MISSING: Rejection =
-    Rejection::new("invalid_message", "chat_id must be a non-empty string", Some("chat_id"));
-const CHAT_ID_PATTERN: Rejection = Rejection::new("invalid_chat_id", "Invalid chat id", Some("chat_id"));
+    Rejection::new(InvalidMessage, "chat_id must be a non-empty string", Some("chat_id"));
+const CHAT_ID_PATTERN: Rejection = Rejection::new(InvalidChatId, "Invalid chat id", Some("chat_id"));
 const LAST_SEQ_TYPE: Rejection =
-    Rejection::new("invalid_message", "last_seq must be a non-negative integer", Some("last_seq"));
-const LAST_SEQ_MISSING: Rejection =
-    Rejection::new("invalid_message", "last_seq is required", Some("last_seq"));
-const EPOCH_TYPE: Rejection = Rejection::new("invalid_message", "epoch must be a string", Some("epoch"));
+    Rejection::new(InvalidMessage, "last_seq must be a non-negative integer", Some("last_seq"));
+const LAST_SEQ_MISSING: Rejection = Rejection::new(InvalidMessage, "last_seq is required", Some("last_seq"));
+const EPOCH_TYPE: Rejection = Rejection::new(InvalidMessage, "epoch must be a string", Some("epoch"));
 const MODE_VALUE: Rejection =
-    Rejection::new("invalid_message", "mode must be \"replace\" or \"add\"", Some("mode"));
+    Rejection::new(InvalidMessage, "mode must be \"replace\" or \"add\"", Some("mode"));
 const TOKEN_MISSING: Rejection =
-    Rejection::new("invalid_message", "token must be a non-empty string", Some("token"));
+    Rejection::new(InvalidMessage, "token must be a non-empty string", Some("token"));
 
 /// `chat_id`: `Ok(None)` when absent or null.
 fn chat_id(message: &Map<String, Value>) -> Result<Option<String>, Rejection> {
@@ -189,6 +188,7 @@ pub fn with_request_id(mut reply: Value, id: Option<&str>) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn invalid(text: &str) -> Rejection {
         match parse_client_message(text) {

@@ -12,12 +12,16 @@ use std::time::{Duration, Instant};
 use actix_web::web::Bytes;
 use actix_web::{web, HttpRequest, HttpResponse};
 use actix_ws::AggregatedMessage;
-use serde_json::{json, Value};
+use serde_json::{Map, Value};
 
 use crate::envelope::now_rfc3339;
 use crate::events::queue::{
     CloseReason, Control, Outgoing, SendQueue, CLOSE_INTERNAL, CLOSE_INVALID_SESSION, CLOSE_SLOW_CONSUMER,
     CLOSE_TOO_BIG, CLOSE_TRY_AGAIN,
+};
+use crate::events::wire::{
+    Ack, Authenticated, Connected, Heartbeat, Pong, ProtocolError, ProtocolErrorCode, ServerShutdown,
+    Subscribed, Unsubscribed, WireMessage,
 };
 use crate::events::{Connection, Hub, Refusal, Resume, SubscribeError};
 use crate::ws::auth::{self, AuthFailure, Authenticator, Grant, TokenSource};
@@ -114,15 +118,15 @@ pub fn accept(
 }
 
 fn origin_refusal() -> Value {
-    protocol_error("origin_not_allowed", "Origin not allowed")
+    protocol_error(ProtocolErrorCode::OriginNotAllowed, "Origin not allowed")
 }
 
 fn unauthorized() -> Value {
-    protocol_error("unauthorized", "Authentication required")
+    protocol_error(ProtocolErrorCode::Unauthorized, "Authentication required")
 }
 
-fn protocol_error(code: &str, message: &str) -> Value {
-    json!({"type": "error", "code": code, "message": message})
+fn protocol_error(code: ProtocolErrorCode, message: &str) -> Value {
+    ProtocolError::new(code, message).to_json()
 }
 
 /// Sends `message`, then closes with `code` (a connection refused before it was registered).
@@ -139,18 +143,18 @@ fn connected_message(
     last_seq: Option<u64>,
 ) -> Value {
     let ws = &state.config.chat_workflows.websocket;
-    json!({
-        "type": "connected",
-        "chat_id": chat_id,
-        "timestamp": now_rfc3339(),
-        "message": "Connected to chat workflow",
-        "connection_id": format!("{:08x}", conn.id),
-        "last_seq": last_seq,
-        "epoch": state.hub.epoch(),
-        "protocol_version": PROTOCOL_VERSION,
-        "heartbeat": {"ping_interval": ws.ping_interval, "ping_timeout": ws.ping_timeout},
-        "active_job": chat_id.map_or(Value::Null, |c| state.hub.active_job(c)),
-    })
+    Connected {
+        chat_id: chat_id.map(str::to_string),
+        timestamp: now_rfc3339(),
+        message: "Connected to chat workflow".into(),
+        connection_id: format!("{:08x}", conn.id),
+        last_seq,
+        epoch: state.hub.epoch(),
+        protocol_version: PROTOCOL_VERSION,
+        heartbeat: Heartbeat { ping_interval: ws.ping_interval, ping_timeout: ws.ping_timeout },
+        active_job: chat_id.and_then(|c| state.hub.active_job(c)),
+    }
+    .to_json()
 }
 
 /// Token bucket for inbound data frames (websocket.md C.11).
@@ -294,7 +298,10 @@ impl Ctx<'_> {
 
     fn forbidden_chat(&self, chat_id: &str) -> Value {
         log::info!("ws: connection_id={:08x} chat_id={chat_id} not covered by the token", self.conn.id);
-        json!({"type": "error", "code": "forbidden_chat", "message": "Token does not cover this chat", "chat_id": chat_id})
+        let mut error =
+            ProtocolError::new(ProtocolErrorCode::ForbiddenChat, "Token does not cover this chat");
+        error.chat_id = Some(chat_id.to_string());
+        error.to_json()
     }
 
     /// `websocket.require_existing_chat`: whether `chat_id` may be subscribed to (always, when the flag is off).
@@ -311,7 +318,9 @@ impl Ctx<'_> {
 }
 
 fn unknown_chat(chat_id: &str) -> Value {
-    json!({"type": "error", "code": "unknown_chat", "message": "Unknown chat", "chat_id": chat_id})
+    let mut error = ProtocolError::new(ProtocolErrorCode::UnknownChat, "Unknown chat");
+    error.chat_id = Some(chat_id.to_string());
+    error.to_json()
 }
 
 /// The first frames of an accepted (and authenticated) connection: the path chat's subscription with its
@@ -320,7 +329,7 @@ fn welcome(ctx: &Ctx<'_>, auth: &AuthState) -> bool {
     let (state, conn, handshake) = (ctx.state, ctx.conn, ctx.handshake);
     match &handshake.path_chat {
         Some(chat) if !crate::events::is_valid_chat_id(chat) => {
-            conn.send(&protocol_error("invalid_chat_id", "Invalid chat id"));
+            conn.send(&protocol_error(ProtocolErrorCode::InvalidChatId, "Invalid chat id"));
             conn.queue.close(CloseReason::new(CLOSE_INVALID_SESSION, "invalid chat id"));
             false
         }
@@ -348,7 +357,7 @@ fn welcome(ctx: &Ctx<'_>, auth: &AuthState) -> bool {
                         "ws: connection_id={:08x} chat_id={chat} initial subscribe failed: {e:?}",
                         conn.id
                     );
-                    conn.send(&protocol_error("internal_error", "Internal error"));
+                    conn.send(&protocol_error(ProtocolErrorCode::InternalError, "Internal error"));
                     false
                 }
             }
@@ -371,7 +380,7 @@ async fn run(
     let conn = match hub.connect(handshake.ip, handshake.path_chat.as_deref(), queue) {
         Ok(conn) => conn,
         Err((queue, Refusal::ShuttingDown)) => {
-            let notice = json!({"type": "server_shutdown", "reconnect_after_ms": 2000});
+            let notice = ServerShutdown { reconnect_after_ms: crate::events::RECONNECT_AFTER_MS }.to_json();
             close_now(&queue, notice, crate::events::queue::CLOSE_GOING_AWAY, "server shutting down");
             return;
         }
@@ -379,7 +388,7 @@ async fn run(
             log::info!("ws: refused connection from {} ({refusal:?})", handshake.ip);
             close_now(
                 &queue,
-                protocol_error("max_connections", "Maximum connections reached"),
+                protocol_error(ProtocolErrorCode::MaxConnections, "Maximum connections reached"),
                 CLOSE_TRY_AGAIN,
                 "maximum connections reached",
             );
@@ -543,7 +552,7 @@ async fn run(
                     && unbound_since.is_some_and(|t| now.duration_since(t) >= Duration::from_secs(ws.unbound_timeout_seconds));
                 if idle || unbound_too_long {
                     log::debug!("ws: connection_id={:08x} closed: {}", conn.id, if idle { "idle" } else { "unbound" });
-                    conn.send(&protocol_error("idle_timeout", if idle { "Idle timeout" } else { "No subscription" }));
+                    conn.send(&protocol_error(ProtocolErrorCode::IdleTimeout, if idle { "Idle timeout" } else { "No subscription" }));
                     conn.queue.close(CloseReason::new(CLOSE_IDLE, "idle timeout"));
                     break;
                 }
@@ -596,14 +605,15 @@ fn rate_ok(limiter: &mut RateLimiter, ctx: &Ctx<'_>) -> Flow {
         RateDecision::Allow => Flow::Continue,
         RateDecision::Reject { retry_after_ms } => {
             ctx.state.hub.count_rate_limited();
-            ctx.conn.send(&json!({"type": "error", "code": "rate_limited", "message": "Rate limit exceeded", "retry_after_ms": retry_after_ms}));
+            let mut error = ProtocolError::new(ProtocolErrorCode::RateLimited, "Rate limit exceeded");
+            error.retry_after_ms = Some(retry_after_ms);
+            ctx.conn.send(&error.to_json());
             Flow::Discard
         }
         RateDecision::Close => {
             ctx.state.hub.count_rate_limited();
             log::info!("ws: connection_id={:08x} closed: rate limit violations", ctx.conn.id);
-            ctx.conn
-                .send(&json!({"type": "error", "code": "rate_limited", "message": "Rate limit exceeded"}));
+            ctx.conn.send(&protocol_error(ProtocolErrorCode::RateLimited, "Rate limit exceeded"));
             ctx.conn.queue.close(CloseReason::new(CLOSE_RATE_LIMITED, "rate limited"));
             Flow::Close
         }
@@ -619,15 +629,17 @@ fn dispatch(ctx: &Ctx<'_>, auth: &mut AuthState, text: &str) -> Flow {
         Ok(flow) => flow,
         Err(_) => {
             log::error!("ws: connection_id={:08x}: panic while handling a message", ctx.conn.id);
-            ctx.conn
-                .send(&with_request_id(protocol_error("internal_error", "Internal error"), id.as_deref()));
+            ctx.conn.send(&with_request_id(
+                protocol_error(ProtocolErrorCode::InternalError, "Internal error"),
+                id.as_deref(),
+            ));
             Flow::Continue
         }
     }
 }
 
 fn pong(id: Option<&str>) -> Value {
-    with_request_id(json!({"type": "pong", "timestamp": now_rfc3339()}), id)
+    with_request_id(Pong { timestamp: now_rfc3339() }.to_json(), id)
 }
 
 fn handle_message(ctx: &Ctx<'_>, auth: &mut AuthState, message: ClientMessage) -> Flow {
@@ -655,20 +667,25 @@ fn handle_message(ctx: &Ctx<'_>, auth: &mut AuthState, message: ClientMessage) -
     }
     let id = message.request_id().map(str::to_string);
     let reply = match message {
-        ClientMessage::Ping { .. } => Some(json!({"type": "pong", "timestamp": now_rfc3339()})),
+        ClientMessage::Ping { .. } => Some(Pong { timestamp: now_rfc3339() }.to_json()),
         ClientMessage::Subscribe { chat_id, add, resume, .. } => {
             handle_subscribe(ctx, auth, &chat_id, add, resume.as_ref(), id.as_deref())
         }
         ClientMessage::Unsubscribe { chat_id, .. } => {
             ctx.state.hub.unsubscribe(conn, &chat_id);
-            Some(json!({"type": "unsubscribed", "chat_id": chat_id}))
+            Some(Unsubscribed { chat_id }.to_json())
         }
         ClientMessage::Resume { chat_id, resume, .. } => {
             let chat_id = chat_id.or_else(|| conn.subscriptions().into_iter().next());
             match chat_id {
-                None => Some(
-                    json!({"type": "error", "code": "invalid_message", "message": "chat_id must be a non-empty string", "field": "chat_id"}),
-                ),
+                None => {
+                    let mut error = ProtocolError::new(
+                        ProtocolErrorCode::InvalidMessage,
+                        "chat_id must be a non-empty string",
+                    );
+                    error.field = Some("chat_id".into());
+                    Some(error.to_json())
+                }
                 Some(chat) if !auth.allows_chat(&chat) => Some(ctx.forbidden_chat(&chat)),
                 Some(chat) => ctx
                     .state
@@ -684,17 +701,18 @@ fn handle_message(ctx: &Ctx<'_>, auth: &mut AuthState, message: ClientMessage) -
                 Ok(grant) => {
                     let expires_at = grant.expires_at;
                     *auth = AuthState::Granted(grant);
-                    Some(json!({"type": "authenticated", "expires_at": expires_at}))
+                    Some(Authenticated { expires_at }.to_json())
                 }
                 Err(AuthFailure::Expired) => return ctx.refuse_auth("expired token in auth message"),
                 Err(AuthFailure::Invalid) => return ctx.refuse_auth("invalid token in auth message"),
             },
             // Auth disabled: `auth` is an ordinary unknown message to this server.
-            _ => Some(json!({"type": "ack", "original": {"type": "auth"}})),
+            _ => {
+                let original = Map::from_iter([("type".to_string(), Value::String("auth".into()))]);
+                Some(Ack { original }.to_json())
+            }
         },
-        ClientMessage::Other { original, .. } => {
-            Some(json!({"type": "ack", "original": Value::Object(original)}))
-        }
+        ClientMessage::Other { original, .. } => Some(Ack { original }.to_json()),
         ClientMessage::Invalid { rejection, .. } => Some(rejection.to_json()),
     };
     if let Some(reply) = reply {
@@ -706,9 +724,11 @@ fn handle_message(ctx: &Ctx<'_>, auth: &mut AuthState, message: ClientMessage) -
 fn subscribe_error(err: SubscribeError) -> Value {
     match err {
         SubscribeError::TooManySubscriptions => {
-            json!({"type": "error", "code": "too_many_subscriptions", "message": "Too many subscriptions"})
+            protocol_error(ProtocolErrorCode::TooManySubscriptions, "Too many subscriptions")
         }
-        SubscribeError::ConnectionClosed => protocol_error("internal_error", "Internal error"),
+        SubscribeError::ConnectionClosed => {
+            protocol_error(ProtocolErrorCode::InternalError, "Internal error")
+        }
     }
 }
 
@@ -729,7 +749,7 @@ fn handle_subscribe(
     }
     let result = if add {
         let first = |seq: u64| {
-            with_request_id(json!({"type": "subscribed", "chat_id": chat_id, "last_seq": seq}), id)
+            with_request_id(Subscribed { chat_id: chat_id.to_string(), last_seq: seq }.to_json(), id)
         };
         state.hub.subscribe(conn, chat_id, resume, Some(&first), false)
     } else {
