@@ -5,6 +5,7 @@
 use super::clock::now_iso;
 use super::params::py_list;
 use super::OpError;
+use crate::engine::{Cancelled, Phase, StepControl};
 use crate::table::parse::{parse_datetime, parse_number, python_strftime};
 use crate::table::{Cell, Table};
 use regex::Regex;
@@ -327,8 +328,20 @@ pub fn normalize_checked(
     backup_original: bool,
     with_stats: bool,
 ) -> Result<NormalizationOutcome, OpError> {
+    normalize_checked_tracked(table, steps, backup_original, with_stats, &StepControl::NONE)
+}
+
+/// [`normalize_checked`] for a workflow step: the processing phase counts rows rule by rule on
+/// `control`, and a stop request ends the run between two rules.
+pub fn normalize_checked_tracked(
+    table: Table,
+    steps: &[NormalizationStep],
+    backup_original: bool,
+    with_stats: bool,
+    control: &StepControl,
+) -> Result<NormalizationOutcome, OpError> {
     validate_steps(&table.columns, steps, backup_original)?;
-    Ok(normalize_owned(table, steps, backup_original, with_stats))
+    Ok(normalize_tracked(table, steps, backup_original, with_stats, control)?)
 }
 
 /// Runs the pipeline (§7.1) on a copy of `table`. Step failures are recorded in the report and never
@@ -346,6 +359,19 @@ pub fn normalize_owned(
     backup_original: bool,
     with_stats: bool,
 ) -> NormalizationOutcome {
+    match normalize_tracked(table, steps, backup_original, with_stats, &StepControl::NONE) {
+        Ok(outcome) => outcome,
+        Err(Cancelled) => unreachable!("StepControl::NONE never stops"),
+    }
+}
+
+fn normalize_tracked(
+    table: Table,
+    steps: &[NormalizationStep],
+    backup_original: bool,
+    with_stats: bool,
+    control: &StepControl,
+) -> Result<NormalizationOutcome, Cancelled> {
     let stats =
         |cells: &[Cell], dtype: Dtype| if with_stats { column_stats(cells, dtype) } else { Value::Null };
     let started_at = now_iso();
@@ -356,8 +382,13 @@ pub fn normalize_owned(
     let mut processed = Vec::new();
     let mut errors = Vec::new();
     let mut warnings = Vec::new();
+    // Rules work a whole column at a time: progress moves by one column's rows per rule.
+    control.begin(Phase::Processing, Some(total_rows as u64))?;
+    let per_rule = |done: usize| (total_rows * done / steps.len().max(1)) as u64;
 
-    for step in steps {
+    for (done, step) in steps.iter().enumerate() {
+        control.advance_to(per_rule(done))?;
+        control.check()?;
         let c = &step.column_name;
         let Some(index) = work.column_index(c) else {
             warnings.push(entry(format!("Column '{c}' not found")));
@@ -446,7 +477,8 @@ pub fn normalize_owned(
         "errors": errors,
         "warnings": warnings,
     });
-    NormalizationOutcome { table: work, report }
+    control.advance_to(total_rows as u64)?;
+    Ok(NormalizationOutcome { table: work, report })
 }
 
 // ---------------------------------------------------------------------------------------------
