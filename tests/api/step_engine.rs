@@ -300,3 +300,38 @@ async fn a_step_reads_the_workbook_the_previous_step_wrote_whatever_its_size() {
     let message = res["message"].as_str().unwrap();
     assert!(message.contains("File too large"), "{message}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_stops_the_running_step_and_leaves_no_output_behind() {
+    let app = engine_app(|c| {
+        c.chat_workflows.execution.shutdown_grace_seconds = 0;
+        c.chat_workflows.websocket.shutdown_grace_seconds = 0;
+    })
+    .await;
+    let chat = chat_with_big_csv(&app, ROWS).await;
+    let mut ws = subscriber(&app, &chat).await;
+    let body = json!({"async": true, "steps": [
+        {"operation": "normalization/apply", "arguments": {"normalizations": [
+            {"column": "name", "type": "lowercase"}]}}
+    ]});
+    let (status, res) = execute(&app, &chat, &body).await;
+    assert_eq!(status, 202, "{res}");
+    let job = res["data"]["job_id"].as_str().unwrap().to_string();
+    wait_mid_step(&mut ws, 1).await;
+    let asked = Instant::now();
+    app.stop().await;
+    assert!(asked.elapsed() < Duration::from_secs(10), "{:?}", asked.elapsed());
+    // A step left running would finish its output now; a stopped one has removed its partial file.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(produced_files(&app), Vec::<String>::new());
+
+    let crate::common::TestApp { dir, config, .. } = app;
+    let app = crate::common::spawn_app_in(dir, config).await;
+    let (_, j) = envelope(app.get(&format!("/chat/workflows/{chat}/jobs/{job}")).await).await;
+    assert_eq!(
+        (j["data"]["status"].as_str(), j["data"]["error"].as_str()),
+        (Some("failed"), Some("Interrupted by server shutdown"))
+    );
+    assert_eq!(j["data"]["steps"][0]["status"], "failed");
+    assert_eq!(produced_files(&app), Vec::<String>::new());
+}
