@@ -72,6 +72,8 @@ pub struct AppConfig {
     pub trust_proxy_headers: Option<bool>,
     /// HTTP worker threads; 0 = one per CPU core.
     pub workers: usize,
+    /// Seconds between two heap trims that give freed memory back to the OS; 0 = never.
+    pub memory_trim_interval_seconds: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -275,6 +277,8 @@ pub struct ExecutionConfig {
     pub max_steps: usize,
     pub step_timeout_seconds: u64,
     pub stream_progress: bool,
+    /// Minimum gap between two intermediate `progress` events of one step (websocket.md C.4).
+    pub progress_interval_ms: u64,
     pub save_intermediate_files: bool,
     pub max_concurrent_jobs: usize,
     pub job_retention_hours: u64,
@@ -302,6 +306,7 @@ impl Default for AppConfig {
             public_base_url: None,
             trust_proxy_headers: None,
             workers: 0,
+            memory_trim_interval_seconds: 5,
         }
     }
 }
@@ -495,6 +500,7 @@ impl Default for ExecutionConfig {
             max_steps: 50,
             step_timeout_seconds: 300,
             stream_progress: true,
+            progress_interval_ms: 250,
             save_intermediate_files: true,
             max_concurrent_jobs: 5,
             job_retention_hours: 168,

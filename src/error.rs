@@ -214,6 +214,7 @@ impl ApiError {
                 .with_details(json!({"sheet_name": name, "available_sheets": available})),
             TableError::InvalidSheetName { name, reason } => ApiError::validation(message)
                 .with_details(json!({"field": "sheet_name", "sheet_name": name, "reason": reason})),
+            TableError::Cancelled => ApiError::new(ErrorKind::Unavailable, message),
             TableError::Io(e) => ApiError::from_io(e),
         }
     }

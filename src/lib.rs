@@ -5,12 +5,14 @@
 pub mod bot;
 pub mod chat;
 pub mod config;
+pub mod engine;
 pub mod envelope;
 pub mod error;
 pub mod events;
 pub mod http;
 pub mod leftovers;
 pub mod logging;
+pub mod memory;
 pub mod metrics;
 pub mod ops;
 pub mod table;
@@ -175,6 +177,7 @@ impl App {
 
         http::files::spawn_output_sweeper(state.clone());
         leftovers::spawn_sweeper(state.clone());
+        memory::spawn_heap_trimmer(std::time::Duration::from_secs(config.app.memory_trim_interval_seconds));
         if let Some(chat) = &chat {
             chat::spawn_event_purge(chat);
             chat.spawn_job_purge();

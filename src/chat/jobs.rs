@@ -1,13 +1,15 @@
 //! Jobs and the workflow runner (chat-workflows.md §9.5–9.8, websocket.md A.5/A.6, C.4–C.6, C.14): one
 //! worker pool (`execution.max_concurrent_jobs`) shared by all runs, runs of one conversation strictly in
-//! submission order, step timeouts, cooperative cancellation between steps, restart recovery and graceful
-//! shutdown. Every event goes through `Hub::publish` from the blocking pool.
+//! submission order, step timeouts, cancellation inside the running step (its `StepControl` is stopped and
+//! the operation returns between two batches of rows), intermediate row progress, restart recovery and
+//! graceful shutdown. Every event goes through `Hub::publish` from the blocking pool.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use serde::Serialize;
 use serde_json::{json, Map, Value};
 use tokio::sync::{watch, Semaphore};
 
@@ -15,9 +17,10 @@ use super::model::{new_job_id, now_ts, Job, WorkflowStep};
 use super::workflow::{event_result, FileRef, Plan, StepContext, StepOutput};
 use super::{Chat, ChatError};
 use crate::events::wire::{
-    ActiveJob, ActiveJobStatus, ProgressEvent, RunKind, StepFailed, StepFailedCode, StepRef, StepResult,
+    ActiveJob, ActiveJobStatus, ProgressEvent, ProgressPhase, RunKind, StepFailed, StepFailedCode, StepRef, StepResult,
     StepStatus, WireMessage, WorkflowCompleted, WorkflowFailed, WorkflowQueued, WorkflowStarted,
 };
+use crate::engine::{Phase, ProgressSnapshot, StepControl, StopReason};
 use crate::events::ActiveJobs;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -149,9 +152,20 @@ struct JobCtl {
     /// Set once by whoever writes the terminal state; held while the run writes, so a shutdown or delete
     /// never interleaves with a step's writes.
     finalized: Mutex<bool>,
-    /// `(step_index, overall_progress)` of the running step.
-    progress: Mutex<(usize, u64)>,
+    /// `(step_index, overall_progress, step progress)` of the running step.
+    progress: Mutex<(usize, u64, u64)>,
+    /// The running step's control (stopped by a cancel, the step timeout or shutdown).
+    step_control: Mutex<Option<StepControl>>,
     done: watch::Sender<Option<Arc<RunOutcome>>>,
+}
+
+impl JobCtl {
+    /// Stops the running step, if any, at its next check of the token.
+    fn stop_running_step(&self, reason: StopReason) {
+        if let Some(control) = lock(&self.step_control).as_ref() {
+            control.stop(reason);
+        }
+    }
 }
 
 #[derive(Default)]
@@ -165,6 +179,8 @@ pub struct JobRunner {
     state: Mutex<RunnerState>,
     permits: Arc<Semaphore>,
     shutting_down: AtomicBool,
+    /// Set when shutdown stops the running steps: a step starting after that is stopped at once.
+    stopping_steps: AtomicBool,
     runtime: tokio::runtime::Handle,
     test_step_delay: Mutex<Duration>,
 }
@@ -183,6 +199,7 @@ impl JobRunner {
             state: Mutex::new(RunnerState::default()),
             permits: Arc::new(Semaphore::new(max_concurrent_jobs.max(1))),
             shutting_down: AtomicBool::new(false),
+            stopping_steps: AtomicBool::new(false),
             runtime: tokio::runtime::Handle::current(),
             test_step_delay: Mutex::new(Duration::ZERO),
         }
@@ -234,7 +251,7 @@ impl ActiveJobs for JobRunner {
         let head = st.chats.get(chat_id)?.front()?;
         let ctl = st.jobs.get(head)?;
         let total = ctl.plan.steps.len();
-        let (step_index, overall_progress) = *lock(&ctl.progress);
+        let (step_index, overall_progress, _) = *lock(&ctl.progress);
         let running = ctl.running.load(Ordering::SeqCst);
         Some(ActiveJob {
             job_id: ctl.job_id.clone(),
@@ -316,7 +333,8 @@ impl Chat {
             cancel: AtomicBool::new(false),
             running: AtomicBool::new(false),
             finalized: Mutex::new(false),
-            progress: Mutex::new((0, 0)),
+            progress: Mutex::new((0, 0, 0)),
+            step_control: Mutex::new(None),
             done,
         });
         let position = {
@@ -462,7 +480,7 @@ impl Chat {
                         Some(started_c),
                         None,
                     ))?;
-                    *lock(&ctl.progress) = (step_index, overall(step_index, 0, total));
+                    *lock(&ctl.progress) = (step_index, overall(step_index, 0, total), 0);
                     chat.publish_progress(
                         &ctl.chat_id,
                         &progress_event(
@@ -472,6 +490,7 @@ impl Chat {
                             0,
                             StepStatus::Running,
                             "Starting step execution",
+                            None,
                         ),
                     );
                     Ok(())
@@ -480,9 +499,9 @@ impl Chat {
             if began.is_none() {
                 return;
             }
-            let outcome = self.run_step_with_timeout(ctl, i, &input, timeout).await;
+            let outcome = self.run_step_with_control(ctl, i, &input, timeout).await;
             match outcome {
-                Ok(out) => {
+                StepEnd::Completed(out, rows) => {
                     let (step_c, input_c, out_c, started_c) =
                         (step.clone(), input.clone(), out.clone(), started_at.clone());
                     let base = ctl.base_url.clone();
@@ -503,7 +522,7 @@ impl Chat {
                                 Some(started_c),
                                 Some(now_ts()),
                             ))?;
-                            *lock(&ctl.progress) = (step_index, overall(step_index, 100, total));
+                            *lock(&ctl.progress) = (step_index, overall(step_index, 100, total), 100);
                             chat.publish_progress(
                                 &ctl.chat_id,
                                 &progress_event(
@@ -513,6 +532,7 @@ impl Chat {
                                     100,
                                     StepStatus::Completed,
                                     "Step completed successfully",
+                                    rows,
                                 ),
                             );
                             let mut result = Map::new();
@@ -560,12 +580,23 @@ impl Chat {
                         current = o;
                     }
                 }
-                Err(error) => {
+                StepEnd::Failed(error) => {
                     failure = Some(FailedStep {
                         index: step.index,
                         step_id: step.step_id.clone(),
                         operation: step.operation.clone(),
                         error,
+                    });
+                    break;
+                }
+                StepEnd::Cancelled => {
+                    // The stopped step is recorded as failed with the cancel text; the rest are skipped.
+                    cancelled = true;
+                    failure = Some(FailedStep {
+                        index: step.index,
+                        step_id: step.step_id.clone(),
+                        operation: step.operation.clone(),
+                        error: CANCELLED_TEXT.into(),
                     });
                     break;
                 }
@@ -585,55 +616,90 @@ impl Chat {
         }
     }
 
-    async fn run_step_with_timeout(
+    /// Runs step `i` on the blocking pool with a fresh [`StepControl`], publishing intermediate progress
+    /// while it runs. The step timeout, a cancel and shutdown stop the control; the operation then returns
+    /// between two batches of rows (its partial output removed), so no thread keeps running a step
+    /// nobody waits for.
+    async fn run_step_with_control(
         self: &Arc<Self>,
         ctl: &Arc<JobCtl>,
         i: usize,
         input: &FileRef,
         timeout: Duration,
-    ) -> Result<StepOutput, String> {
+    ) -> StepEnd {
+        let control = StepControl::new();
+        *lock(&ctl.step_control) = Some(control.clone());
+        if ctl.cancel.load(Ordering::SeqCst) {
+            control.stop(StopReason::Cancelled);
+        }
+        if self.runner.stopping_steps.load(Ordering::SeqCst) {
+            control.stop(StopReason::Shutdown);
+        }
+        let deadline = tokio::time::Instant::now() + timeout;
         let delay = *lock(&self.runner.test_step_delay);
-        // `abandoned` and `done` decide who removes the output of a step that finishes after its timeout.
-        let handshake = Arc::new(Mutex::new((false, None::<StepOutput>)));
-        let (chat, ctl_c, input_c, hs) = (self.clone(), ctl.clone(), input.clone(), handshake.clone());
-        let work = async move {
-            if !delay.is_zero() {
-                tokio::time::sleep(delay).await;
-            }
-            tokio::task::spawn_blocking(move || {
-                let step = &ctl_c.plan.steps[i];
-                let ctx = StepContext { config: &chat.config, chat: &chat, row: &ctl_c.plan.row };
-                let result = ctx.run(step, &input_c);
-                let mut slot = lock(&hs);
-                if slot.0 {
-                    if let Ok(out) = &result {
-                        if let Some(o) = &out.output {
-                            let _ = std::fs::remove_file(&o.path);
-                        }
+        if !delay.is_zero() {
+            tokio::time::sleep_until(deadline.min(tokio::time::Instant::now() + delay)).await;
+        }
+        let (chat, ctl_c, input_c, control_c) = (self.clone(), ctl.clone(), input.clone(), control.clone());
+        let work = tokio::task::spawn_blocking(move || {
+            let step = &ctl_c.plan.steps[i];
+            let ctx =
+                StepContext { config: &chat.config, chat: &chat, row: &ctl_c.plan.row, control: &control_c };
+            ctx.run(step, &input_c)
+        });
+        tokio::pin!(work);
+        let interval = Duration::from_millis(self.config.chat_workflows.execution.progress_interval_ms)
+            .clamp(MIN_PROGRESS_INTERVAL, MAX_PROGRESS_SILENCE);
+        let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut reporter = ProgressReporter::new(interval);
+        let mut timed_out = false;
+        let result = loop {
+            tokio::select! {
+                joined = &mut work => break joined,
+                _ = ticker.tick() => {
+                    if let Some(event) = reporter.next_event(ctl, i, &control) {
+                        let progress = (event.step_index, event.overall_progress, event.progress);
+                        // Dropped silently if the job was finalized meanwhile (shutdown, delete).
+                        self.guarded(ctl, move |chat, ctl| {
+                            *lock(&ctl.progress) = progress;
+                            chat.publish_progress(&ctl.chat_id, &event);
+                        })
+                        .await;
                     }
-                } else if let Ok(out) = &result {
-                    slot.1 = Some(out.clone());
                 }
-                result
-            })
-            .await
+                _ = tokio::time::sleep_until(deadline), if !timed_out => {
+                    timed_out = true;
+                    control.stop(StopReason::TimedOut);
+                }
+            }
         };
-        match tokio::time::timeout(timeout, work).await {
-            Ok(Ok(result)) => result,
-            Ok(Err(join)) => {
+        *lock(&ctl.step_control) = None;
+        let remove_output = |out: &StepOutput| {
+            if let Some(o) = &out.output {
+                let _ = std::fs::remove_file(&o.path);
+            }
+        };
+        let timeout_text = || format!("Step timed out after {}s", timeout.as_secs());
+        match (result, control.stop_reason()) {
+            (Err(join), _) => {
                 log::error!("job {}: step {} panicked: {join}", ctl.job_id, i + 1);
-                Err("Internal error while running the step".into())
+                StepEnd::Failed("Internal error while running the step".into())
             }
-            Err(_) => {
-                let mut slot = lock(&handshake);
-                slot.0 = true;
-                if let Some(out) = slot.1.take() {
-                    if let Some(o) = out.output {
-                        let _ = std::fs::remove_file(&o.path);
-                    }
-                }
-                Err(format!("Step timed out after {}s", timeout.as_secs()))
+            // Finished before it looked at the token: a timed-out step's output is not kept.
+            (Ok(Ok(out)), Some(StopReason::TimedOut)) => {
+                remove_output(&out);
+                StepEnd::Failed(timeout_text())
             }
+            (Ok(Ok(out)), _) => {
+                let rows = control.snapshot().and_then(|s| s.input_rows.or(s.rows_total));
+                let phase = control.snapshot().map_or(Phase::Writing, |s| s.phase);
+                StepEnd::Completed(out, rows.map(|r| RowProgress::done(r, phase)))
+            }
+            (Ok(Err(_)), Some(StopReason::Cancelled)) => StepEnd::Cancelled,
+            (Ok(Err(_)), Some(StopReason::TimedOut)) => StepEnd::Failed(timeout_text()),
+            (Ok(Err(_)), Some(StopReason::Shutdown)) => StepEnd::Failed(SHUTDOWN_TEXT.into()),
+            (Ok(Err(error)), None) => StepEnd::Failed(error),
         }
     }
 
@@ -734,29 +800,35 @@ impl Chat {
             if let Some(f) = &outcome.failed_step {
                 let step = ctl.plan.steps.iter().find(|s| s.step_id == f.step_id);
                 if let Some(step) = step {
-                    // The step's last progress: the runner reports no intermediate percentages, so 0.
+                    // The step's last progress: the last intermediate percentage it reported.
+                    let (at, _, last) = *lock(&ctl.progress);
+                    let last = if at == step.index { last } else { 0 };
                     self.publish_progress(
                         chat_id,
                         &progress_event(
                             ctl,
                             step,
                             total,
-                            0,
+                            last,
                             StepStatus::Failed,
                             &format!("Step failed: {}", f.error),
+                            None,
                         ),
                     );
                 }
-                self.publish(
-                    chat_id,
-                    &StepFailed {
-                        job_id: ctl.job_id.clone(),
-                        step_id: f.step_id.clone(),
-                        operation: f.operation.clone(),
-                        code: StepFailedCode::StepFailed,
-                        message: f.error.clone(),
-                    },
-                );
+                // A step stopped by a cancel did not fail on its own: no `error` event for it.
+                if outcome.status != "cancelled" {
+                    self.publish(
+                        chat_id,
+                        &StepFailed {
+                            job_id: ctl.job_id.clone(),
+                            step_id: f.step_id.clone(),
+                            operation: f.operation.clone(),
+                            code: StepFailedCode::StepFailed,
+                            message: f.error.clone(),
+                        },
+                    );
+                }
             }
             if outcome.status == "completed" {
                 self.publish(
@@ -800,8 +872,8 @@ impl Chat {
         outcome
     }
 
-    /// Cancels a job of this chat (§8.12): pending → cancelled at once; running → stops before its next
-    /// step. 404 for unknown jobs or jobs of another chat, 409 when already finished.
+    /// Cancels a job of this chat (§8.12): pending → cancelled at once; running → its running step stops
+    /// between two batches of rows (or the run stops before its next step). 404 for unknown jobs or jobs of another chat, 409 when already finished.
     pub fn cancel_job(self: &Arc<Self>, chat_id: &str, job_id: &str) -> Result<(), ChatError> {
         let job = self
             .store
@@ -814,6 +886,7 @@ impl Chat {
         match self.runner.ctl(job_id) {
             Some(ctl) if ctl.running.load(Ordering::SeqCst) => {
                 ctl.cancel.store(true, Ordering::SeqCst);
+                ctl.stop_running_step(StopReason::Cancelled);
                 self.store.set_cancel_requested(job_id)?;
             }
             Some(ctl) => {
@@ -942,6 +1015,7 @@ impl Chat {
         };
         for ctl in ctls {
             ctl.cancel.store(true, Ordering::SeqCst);
+            ctl.stop_running_step(StopReason::Cancelled);
             let mut g = lock(&ctl.finalized);
             if !*g {
                 *g = true;
@@ -975,7 +1049,7 @@ impl Chat {
         if self.runner.shutting_down.swap(true, Ordering::SeqCst) {
             return;
         }
-        const TEXT: &str = "Interrupted by server shutdown";
+        const TEXT: &str = SHUTDOWN_TEXT;
         let chat = self.clone();
         let _ = tokio::task::spawn_blocking(move || {
             for ctl in chat.runner.running_ctls() {
@@ -997,6 +1071,11 @@ impl Chat {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+        // The steps still running are stopped (they return between two batches of rows), then failed.
+        self.runner.stopping_steps.store(true, Ordering::SeqCst);
+        for ctl in self.runner.running_ctls() {
+            ctl.stop_running_step(StopReason::Shutdown);
+        }
         let chat = self.clone();
         let _ = tokio::task::spawn_blocking(move || {
             for ctl in chat.runner.running_ctls() {
@@ -1006,6 +1085,13 @@ impl Chat {
             }
         })
         .await;
+        // No thread is left running abandoned work: wait (bounded) until the stopped steps have returned.
+        let deadline = tokio::time::Instant::now() + STOPPED_STEP_WAIT;
+        while tokio::time::Instant::now() < deadline
+            && self.runner.running_ctls().iter().any(|c| lock(&c.step_control).is_some())
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// Purges finished jobs older than `execution.job_retention_hours` (hourly).
@@ -1054,6 +1140,131 @@ fn step_record(
     }
 }
 
+/// Text of a run (and of its stopped step) ended by a cancel request.
+const CANCELLED_TEXT: &str = "Workflow cancelled by user";
+/// Text of a run ended by server shutdown.
+const SHUTDOWN_TEXT: &str = "Interrupted by server shutdown";
+/// Floor of `execution.progress_interval_ms` (each event is a SQLite write and a fan-out).
+const MIN_PROGRESS_INTERVAL: Duration = Duration::from_millis(50);
+/// A running step reports at least this often, changed or not (websocket.md C.4).
+const MAX_PROGRESS_SILENCE: Duration = Duration::from_secs(1);
+
+/// How long shutdown waits for stopped steps to return (each stops within one batch of rows).
+const STOPPED_STEP_WAIT: Duration = Duration::from_secs(5);
+
+/// How a step run by [`Chat::run_step_with_control`] ended.
+enum StepEnd {
+    /// With the row counts its `progress` 100 event carries.
+    Completed(StepOutput, Option<RowProgress>),
+    /// The client-visible step error text.
+    Failed(String),
+    /// Stopped by a cancel request.
+    Cancelled,
+}
+
+/// The row fields of a `progress` event.
+#[derive(Debug, Clone, Copy)]
+pub struct RowProgress {
+    /// Rows handled so far in the current phase (the step's input rows in its final event).
+    pub rows_processed: u64,
+    /// Rows of the current phase; `null` while unknown.
+    pub rows_total: Option<u64>,
+    pub phase: Phase,
+    /// Estimated seconds left in this step; `null` until there is a pace to go by.
+    pub eta_seconds: Option<f64>,
+}
+
+impl RowProgress {
+    /// The final event of a successful step: every input row handled.
+    fn done(rows: u64, phase: Phase) -> RowProgress {
+        RowProgress {
+            rows_processed: rows,
+            rows_total: Some(rows),
+            phase,
+            eta_seconds: Some(0.0),
+        }
+    }
+}
+
+/// Decides when a running step's next intermediate event is due and builds it: percentages never go
+/// down, an unchanged state is repeated only to keep the one-per-second promise.
+struct ProgressReporter {
+    started: Instant,
+    interval: Duration,
+    last_emit: Option<Instant>,
+    last: Option<(u64, u64, Phase)>,
+    last_percent: u64,
+}
+
+impl ProgressReporter {
+    fn new(interval: Duration) -> ProgressReporter {
+        ProgressReporter { started: Instant::now(), interval, last_emit: None, last: None, last_percent: 0 }
+    }
+
+    fn next_event(&mut self, ctl: &JobCtl, i: usize, control: &StepControl) -> Option<ProgressEvent> {
+        let snapshot = control.snapshot()?;
+        let percent = ((snapshot.fraction * 100.0).floor() as u64).clamp(1, 99).max(self.last_percent);
+        let state = (percent, snapshot.rows_processed, snapshot.phase);
+        let silent_for = self.last_emit.map_or(Duration::MAX, |t| t.elapsed());
+        // Repeat an unchanged state only when waiting one more tick would break the one-per-second promise.
+        if self.last == Some(state) && silent_for + self.interval <= MAX_PROGRESS_SILENCE {
+            return None;
+        }
+        self.last = Some(state);
+        self.last_percent = percent;
+        self.last_emit = Some(Instant::now());
+        let step = &ctl.plan.steps[i];
+        let total = ctl.plan.steps.len();
+        let fraction = snapshot.fraction;
+        let elapsed = self.started.elapsed().as_secs_f64();
+        let eta_seconds =
+            (fraction >= 0.01).then(|| ((elapsed * (1.0 - fraction) / fraction) * 10.0).round() / 10.0);
+        let rows = RowProgress {
+            rows_processed: snapshot.rows_processed,
+            rows_total: snapshot.rows_total,
+            phase: snapshot.phase,
+            eta_seconds,
+        };
+        let message = progress_message(&step.operation, &snapshot);
+        Some(progress_event(ctl, step, total, percent, StepStatus::Running, &message, Some(rows)))
+    }
+}
+
+/// `Normalizing row 450,000 of 1,000,000`: the verb from the phase (and the operation while processing).
+fn progress_message(operation: &str, snapshot: &ProgressSnapshot) -> String {
+    let verb = match snapshot.phase {
+        Phase::Reading => "Reading",
+        Phase::Writing => "Writing",
+        Phase::Processing => match operation {
+            "normalization/apply" => "Normalizing",
+            "excel/search" | "csv/search" => "Searching",
+            "excel/bind-single-key" | "excel/bind-multi-key" => "Binding",
+            "excel/map-columns" => "Mapping",
+            "csv/convert-to-excel" => "Converting",
+            "excel/extract-columns" | "excel/extract-columns-to-file" => "Extracting",
+            _ => "Processing",
+        },
+    };
+    match snapshot.rows_total {
+        Some(total) => format!("{verb} row {} of {}", grouped(snapshot.rows_processed), grouped(total)),
+        None => format!("{verb} row {}", grouped(snapshot.rows_processed)),
+    }
+}
+
+/// `1234567` → `1,234,567`.
+fn grouped(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[allow(clippy::too_many_arguments)]
 fn progress_event(
     ctl: &JobCtl,
     step: &super::workflow::PlannedStep,
@@ -1061,6 +1272,7 @@ fn progress_event(
     progress: u64,
     status: StepStatus,
     message: &str,
+    rows: Option<RowProgress>,
 ) -> ProgressEvent {
     ProgressEvent {
         job_id: ctl.job_id.clone(),
@@ -1072,9 +1284,52 @@ fn progress_event(
         overall_progress: overall(step.index, progress, total),
         status,
         message: message.into(),
-        rows_processed: None,
-        rows_total: None,
-        phase: None,
-        eta_seconds: None,
+        rows_processed: rows.map(|r| r.rows_processed),
+        rows_total: rows.map(|r| r.rows_total),
+        phase: rows.map(|r| wire_phase(r.phase)),
+        eta_seconds: rows.map(|r| r.eta_seconds),
+    }
+}
+
+/// The wire name of an engine phase.
+fn wire_phase(phase: Phase) -> ProgressPhase {
+    match phase {
+        Phase::Reading => ProgressPhase::Reading,
+        Phase::Processing => ProgressPhase::Processing,
+        Phase::Writing => ProgressPhase::Writing,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn row_counts_are_grouped_by_thousands() {
+        assert_eq!(grouped(0), "0");
+        assert_eq!(grouped(999), "999");
+        assert_eq!(grouped(1000), "1,000");
+        assert_eq!(grouped(450_000), "450,000");
+        assert_eq!(grouped(1_000_000), "1,000,000");
+    }
+
+    #[test]
+    fn messages_name_the_work_in_words() {
+        let snap = |phase, rows_processed, rows_total| ProgressSnapshot {
+            phase,
+            rows_processed,
+            rows_total,
+            input_rows: None,
+            fraction: 0.5,
+        };
+        assert_eq!(
+            progress_message("normalization/apply", &snap(Phase::Processing, 450_000, Some(1_000_000))),
+            "Normalizing row 450,000 of 1,000,000"
+        );
+        assert_eq!(progress_message("sql/generate", &snap(Phase::Reading, 12, None)), "Reading row 12");
+        assert_eq!(
+            progress_message("json/generate", &snap(Phase::Writing, 5, Some(9))),
+            "Writing row 5 of 9"
+        );
     }
 }

@@ -11,17 +11,18 @@ use super::model::{new_uuid, ConversationRow};
 use super::names::{extension_of, split_ext, step_output_name, unique_in, user_output_name};
 use super::{Chat, ChatError};
 use crate::config::Config;
-use crate::ops::json_gen::{write_json, JsonGenRequest, NullHandling};
-use crate::ops::json_template::{write_template_json, AggregationMode};
-use crate::ops::normalize::{normalize_checked, parse_steps, NormalizationStep};
+use crate::engine::{Phase, StepControl};
+use crate::ops::json_gen::{plan_json, write_json_rows, JsonGenRequest, NullHandling};
+use crate::ops::json_template::{write_template_rows, AggregationMode, JsonTemplate};
+use crate::ops::normalize::{normalize_checked_tracked, parse_steps, NormalizationStep};
 use crate::ops::params::ColumnMapping;
 use crate::ops::search::{search_to_file, Logic, SearchRequest};
-use crate::ops::sql::{write_standard_sql_file, AutoIncrement, Dialect, StandardSqlRequest};
-use crate::ops::sql_template::{strip_outer_quotes, write_custom_sql_file};
+use crate::ops::sql::{write_standard_sql_rows, AutoIncrement, Dialect, StandardSqlRequest};
+use crate::ops::sql_template::{strip_outer_quotes, write_custom_sql_rows, CustomSqlGenerator};
 use crate::ops::{bind, convert, extract, mapping, OpError};
-use crate::table::read::{read_csv_table, read_workbook, CsvSource, ReadLimits};
+use crate::table::read::{read_csv_table_tracked, read_workbook_tracked, CsvSource, ReadLimits};
 use crate::table::write::{
-    make_durable, write_table_xlsx, write_text_atomically, OutputFormat, WorkbookStyle,
+    make_durable, write_table_xlsx_tracked, write_text_atomically, OutputFormat, WorkbookStyle,
 };
 use crate::table::{Cell, Table};
 
@@ -846,41 +847,54 @@ pub fn workbook_style(config: &Config) -> WorkbookStyle {
     }
 }
 
-/// The read limits of a step's input: every `file.*` guard for an upload; for a file an earlier step wrote
-/// (the conversation's `outputs/` and `intermediate/` folders) the compression-ratio guard is off, so a
-/// workflow can always read its own previous output.
-fn read_limits(config: &Config, path: &Path) -> ReadLimits {
-    let limits = ReadLimits::from_config(&config.file);
-    if written_by_this_service(path) {
-        limits.trusting_the_writer()
-    } else {
-        limits
-    }
-}
-
-/// True for a file in a conversation's `outputs/` or `intermediate/` folder (only steps write there).
-fn written_by_this_service(path: &Path) -> bool {
-    let folder = path.parent().and_then(Path::file_name).and_then(|f| f.to_str());
-    matches!(folder, Some("outputs" | "intermediate"))
-}
-
 /// `file.max_output_mb` in bytes: the cap on each text output a step writes.
 fn max_output_bytes(config: &Config) -> u64 {
     config.file.max_output_mb.saturating_mul(1024 * 1024)
 }
 
+/// The guards for reading `file`: every `file.*` guard for a client upload; a file the service wrote
+/// itself (a step output in `intermediate/` or `outputs/`) is always readable, whatever size or
+/// compression ratio the previous step gave it (only the text budget stays).
+fn read_limits_for(config: &Config, file: &FileRef) -> ReadLimits {
+    let limits = ReadLimits::from_config(&config.file);
+    if is_service_output(&file.stored) {
+        limits.for_service_output()
+    } else {
+        limits
+    }
+}
+
+/// Whether a stored path names a file the service wrote (its folder is `intermediate` or `outputs`).
+fn is_service_output(stored: &str) -> bool {
+    let mut parts = stored.rsplit('/');
+    parts.next();
+    matches!(parts.next(), Some("intermediate" | "outputs"))
+}
+
 /// Reads an input by its extension (§9.2): CSV, workbook (first or named sheet), or JSON array of objects.
-fn read_table(config: &Config, path: &Path, sheet: Option<&str>) -> Result<Table, Result<String, OpError>> {
+/// Rows read are counted on `control` (reading phase), which may stop the read between two batches.
+fn read_table(
+    config: &Config,
+    file: &FileRef,
+    sheet: Option<&str>,
+    control: &StepControl,
+) -> Result<Table, Result<String, OpError>> {
+    let path = file.path.as_path();
     let ext = extension_of(&path.to_string_lossy());
-    let limits = read_limits(config, path);
+    let limits = read_limits_for(config, file);
     match ext.as_str() {
-        ".csv" => read_csv_table(path, &config.file.supported_encodings, &limits)
+        ".csv" => read_csv_table_tracked(path, &config.file.supported_encodings, &limits, control)
             .map(|t| t.table)
             .map_err(|e| Err(e.into())),
         ".xlsx" | ".xls" | ".xlsm" => {
-            read_workbook(path, sheet, &limits).map(|w| w.table).map_err(|e| Err(e.into()))
+            read_workbook_tracked(path, sheet, &limits, control).map(|w| w.table).map_err(|e| Err(e.into()))
         }
-        ".json" => read_json_table(path, &limits).map_err(Err),
+        ".json" => {
+            control.begin(Phase::Reading, None).map_err(|e| Err(e.into()))?;
+            let table = read_json_table(path, &limits).map_err(Err)?;
+            control.set_input_rows(table.row_count() as u64);
+            Ok(table)
+        }
         other => Err(Ok(format!(
             "Unsupported input file type: {}",
             if other.is_empty() { "(none)" } else { other }
@@ -926,6 +940,8 @@ pub struct StepContext<'a> {
     pub config: &'a Config,
     pub chat: &'a Chat,
     pub row: &'a ConversationRow,
+    /// Progress counters and the stop token shared with the job runner.
+    pub control: &'a StepControl,
 }
 
 impl StepContext<'_> {
@@ -980,8 +996,8 @@ impl StepContext<'_> {
         }
     }
 
-    fn table(&self, path: &Path, sheet: Option<&str>) -> Result<Table, Result<String, OpError>> {
-        read_table(self.config, path, sheet)
+    fn table(&self, file: &FileRef, sheet: Option<&str>) -> Result<Table, Result<String, OpError>> {
+        read_table(self.config, file, sheet, self.control)
     }
 
     fn execute(
@@ -991,57 +1007,78 @@ impl StepContext<'_> {
         out: &Path,
     ) -> Result<Map<String, Value>, Result<String, OpError>> {
         let style = workbook_style(self.config);
+        let control = self.control;
+        let stopped = |e: crate::engine::Cancelled| Err(OpError::from(e));
         let mut result = Map::new();
         match op {
             StepOp::ExtractColumns { params } => {
-                let table = self.table(&input.path, None)?;
+                control.plan(&[Phase::Reading, Phase::Processing]);
+                let table = self.table(input, None)?;
+                control.begin(Phase::Processing, Some(table.row_count() as u64)).map_err(stopped)?;
                 let data =
                     extract::extract_columns(&table, params, crate::ops::clock::now_iso()).map_err(Err)?;
+                control.advance_to(table.row_count() as u64).map_err(stopped)?;
                 result.insert("data".into(), serde_json::to_value(&data).unwrap_or(Value::Null));
             }
             StepOp::ExtractToFile { columns, remove_duplicates } => {
-                let table = self.table(&input.path, None)?;
-                extract::extract_columns_to_file(&table, columns, *remove_duplicates, out, &style)
-                    .map_err(Err)?;
+                let table = self.table(input, None)?;
+                extract::extract_columns_to_file_tracked(
+                    &table,
+                    columns,
+                    *remove_duplicates,
+                    out,
+                    &style,
+                    control,
+                )
+                .map_err(Err)?;
             }
             StepOp::MapColumns { mapping: m, rename, keep_unmapped } => {
-                let table = self.table(&input.path, None)?;
+                let table = self.table(input, None)?;
                 let mapping = match m {
                     Some(m) => m.clone(),
                     None => rename_mapping(&table.columns, rename, *keep_unmapped),
                 };
-                let warnings = mapping::map_columns_to_file(&table, &mapping, out, &style).map_err(Err)?;
+                let warnings = mapping::map_columns_to_file_tracked(&table, &mapping, out, &style, control)
+                    .map_err(Err)?;
                 if !warnings.is_empty() {
                     result.insert("warnings".into(), json!(warnings));
                 }
             }
             StepOp::BindSingle { bind: b, key, columns, source_sheet, bind_sheet } => {
-                let source = self.table(&input.path, source_sheet.as_deref())?;
-                let other = self.table(&b.path, bind_sheet.as_deref())?;
+                let (source, other) = self.bind_inputs(input, b, source_sheet, bind_sheet)?;
                 let outcome = bind::bind_single_key(&source, &other, key, columns).map_err(Err)?;
-                write_table_xlsx(out, &outcome.table, &style).map_err(|e| Err(e.into()))?;
+                control.advance_to(source.row_count() as u64).map_err(stopped)?;
+                write_table_xlsx_tracked(out, &outcome.table, &style, control).map_err(|e| Err(e.into()))?;
                 result.insert("statistics".into(), outcome.stats);
             }
             StepOp::BindMulti { bind: b, keys, columns, source_sheet, bind_sheet } => {
-                let source = self.table(&input.path, source_sheet.as_deref())?;
-                let other = self.table(&b.path, bind_sheet.as_deref())?;
+                let (source, other) = self.bind_inputs(input, b, source_sheet, bind_sheet)?;
                 let outcome = bind::bind_multi_key(&source, &other, keys, columns).map_err(Err)?;
-                write_table_xlsx(out, &outcome.table, &style).map_err(|e| Err(e.into()))?;
+                control.advance_to(source.row_count() as u64).map_err(stopped)?;
+                write_table_xlsx_tracked(out, &outcome.table, &style, control).map_err(|e| Err(e.into()))?;
                 result.insert("statistics".into(), outcome.stats);
             }
             StepOp::Search { request } => {
                 let outcome = if extension_of(input.name()) == ".csv" {
                     // CSV inputs are streamed: memory stays flat whatever the row count.
+                    control.plan(&[Phase::Processing]);
+                    control.begin(Phase::Processing, None).map_err(stopped)?;
                     let source = CsvSource::open(&input.path, &self.config.file.supported_encodings)
                         .map_err(|e| Err(e.into()))?;
+                    control.set_total(source.row_count);
+                    control.set_input_rows(source.row_count);
                     let compiled = request.compile(&source.columns).map_err(Err)?;
                     let columns = source.columns.clone();
-                    search_to_file(&columns, source.rows, &compiled, request.format, out).map_err(Err)?
+                    let rows = counted(control, source.rows);
+                    search_to_file(&columns, rows, &compiled, request.format, out).map_err(Err)?
                 } else {
-                    let table = self.table(&input.path, None)?;
+                    control.plan(&[Phase::Reading, Phase::Processing]);
+                    let table = self.table(input, None)?;
                     let compiled = request.compile(&table.columns).map_err(Err)?;
+                    control.begin(Phase::Processing, Some(table.row_count() as u64)).map_err(stopped)?;
                     let rows = table.rows.iter().map(|r| Ok::<_, crate::table::TableError>(r.as_slice()));
-                    search_to_file(&table.columns, rows, &compiled, request.format, out).map_err(Err)?
+                    search_to_file(&table.columns, counted(control, rows), &compiled, request.format, out)
+                        .map_err(Err)?
                 };
                 result.insert(
                     "statistics".into(),
@@ -1052,60 +1089,69 @@ impl StepContext<'_> {
                 if extension_of(input.name()) != ".csv" {
                     return Err(Err(OpError::validation("Input file is not a CSV file")));
                 }
+                control.plan(&[Phase::Processing]);
+                control.begin(Phase::Processing, None).map_err(stopped)?;
                 let source = CsvSource::open(&input.path, &self.config.file.supported_encodings)
                     .map_err(|e| Err(e.into()))?;
                 let style = WorkbookStyle { data_sheet_name: sheet_name.clone(), ..style };
-                convert::csv_to_xlsx(source, out, &style).map_err(Err)?;
+                convert::csv_to_xlsx_tracked(source, out, &style, control).map_err(Err)?;
             }
             StepOp::Normalize { steps, return_report } => {
-                let table = self.table(&input.path, None)?;
+                let table = self.table(input, None)?;
                 let backup = self.config.normalization.backup_original;
                 let max_output = max_output_bytes(self.config);
-                let outcome =
-                    normalize_checked(table, steps, backup, *return_report, max_output).map_err(Err)?;
-                write_table_xlsx(out, &outcome.table, &style).map_err(|e| Err(e.into()))?;
+                let outcome = normalize_checked_tracked(table, steps, backup, *return_report, max_output, control)
+                    .map_err(Err)?;
+                write_table_xlsx_tracked(out, &outcome.table, &style, control).map_err(|e| Err(e.into()))?;
                 result.insert("report".into(), if *return_report { outcome.report } else { Value::Null });
             }
-            StepOp::SqlGenerate { request, columns } => {
-                let table = select(self.table(&input.path, None)?, columns, false)?;
+            StepOp::SqlGenerate { request, columns } | StepOp::SqlText { request, columns, .. } => {
+                let remove_duplicates = matches!(op, StepOp::SqlText { remove_duplicates: true, .. });
+                control.plan(&[Phase::Reading, Phase::Writing]);
+                let table = select(self.table(input, None)?, columns, remove_duplicates)?;
                 let request = with_identity(request, &table);
                 let at = crate::ops::clock::now_iso();
+                control.begin(Phase::Writing, Some(table.row_count() as u64)).map_err(stopped)?;
                 write_text_atomically(out, max_output_bytes(self.config), |w| {
-                    write_standard_sql_file(&table, &request, &at, w)
-                })
-                .map_err(Err)?;
-            }
-            StepOp::SqlText { request, columns, remove_duplicates } => {
-                let table = select(self.table(&input.path, None)?, columns, *remove_duplicates)?;
-                let request = with_identity(request, &table);
-                let at = crate::ops::clock::now_iso();
-                write_text_atomically(out, max_output_bytes(self.config), |w| {
-                    write_standard_sql_file(&table, &request, &at, w)
+                    let mut rows = control.track(table.rows.iter());
+                    write_standard_sql_rows(&table.columns, &mut rows, table.row_count(), &request, &at, w)
                 })
                 .map_err(Err)?;
             }
             StepOp::SqlCustom { template, columns, mapping: m, auto } => {
-                let table = select(self.table(&input.path, None)?, columns, false)?;
+                control.plan(&[Phase::Reading, Phase::Writing]);
+                let table = select(self.table(input, None)?, columns, false)?;
                 let m = if m.is_empty() { identity(&table.columns) } else { m.clone() };
                 let at = crate::ops::clock::now_iso();
+                let mut gen = CustomSqlGenerator::new(template, &m, &table.columns, auto).map_err(Err)?;
+                control.begin(Phase::Writing, Some(table.row_count() as u64)).map_err(stopped)?;
                 write_text_atomically(out, max_output_bytes(self.config), |w| {
-                    write_custom_sql_file(&table, template, &m, auto, &at, w)
+                    let mut rows = control.track(table.rows.iter());
+                    write_custom_sql_rows(&mut gen, &mut rows, table.row_count(), &at, w)
                 })
                 .map_err(Err)?;
             }
             StepOp::JsonGenerate { request } => {
-                let table = self.table(&input.path, None)?;
+                control.plan(&[Phase::Reading, Phase::Writing]);
+                let table = self.table(input, None)?;
+                let plan = plan_json(&table.columns, table.row_count(), request).map_err(Err)?;
+                control.begin(Phase::Writing, Some(table.row_count() as u64)).map_err(stopped)?;
                 let summary = write_text_atomically(out, max_output_bytes(self.config), |w| {
-                    write_json(&table, request, w)
+                    let mut rows = control.track(table.rows.iter());
+                    write_json_rows(&plan, &mut rows, table.row_count(), w)
                 })
                 .map_err(Err)?;
                 result.insert("statistics".into(), json!({"total_records": summary.total_records}));
             }
             StepOp::JsonTemplate { template, mapping: m, mode, pretty } => {
-                let table = self.table(&input.path, None)?;
+                control.plan(&[Phase::Reading, Phase::Writing]);
+                let table = self.table(input, None)?;
                 let m = if m.is_empty() { identity(&table.columns) } else { m.clone() };
+                let compiled = JsonTemplate::compile(template, &m, &table.columns).map_err(Err)?;
+                control.begin(Phase::Writing, Some(table.row_count() as u64)).map_err(stopped)?;
                 let summary = write_text_atomically(out, max_output_bytes(self.config), |w| {
-                    write_template_json(&table, template, &m, *mode, *pretty, w)
+                    let mut rows = control.track(table.rows.iter());
+                    write_template_rows(&compiled, *mode, &mut rows, table.row_count(), *pretty, w)
                 })
                 .map_err(Err)?;
                 result.insert("statistics".into(), json!({"total_records": summary.total_records}));
@@ -1113,6 +1159,42 @@ impl StepContext<'_> {
         }
         Ok(result)
     }
+
+    /// The source and bind tables of a bind step (both read in the reading phase), then the processing
+    /// phase begins over the source rows.
+    fn bind_inputs(
+        &self,
+        input: &FileRef,
+        bind_file: &FileRef,
+        source_sheet: &Option<String>,
+        bind_sheet: &Option<String>,
+    ) -> Result<(Table, Table), Result<String, OpError>> {
+        let source = self.table(input, source_sheet.as_deref())?;
+        let other = self.table(bind_file, bind_sheet.as_deref())?;
+        // The step's input is the source, whatever the bind file's size.
+        self.control.set_input_rows(source.row_count() as u64);
+        self.control
+            .begin(Phase::Processing, Some(source.row_count() as u64))
+            .map_err(|e| Err(OpError::from(e)))?;
+        Ok((source, other))
+    }
+}
+
+/// Counts the rows of a row iterator on `control` (and stops it between two batches of rows).
+fn counted<'c, I, R>(
+    control: &'c StepControl,
+    rows: I,
+) -> impl Iterator<Item = Result<R, crate::table::TableError>> + 'c
+where
+    I: IntoIterator<Item = Result<R, crate::table::TableError>>,
+    I::IntoIter: 'c,
+{
+    let mut n = 0u64;
+    rows.into_iter().map(move |row| {
+        control.advance_to(n)?;
+        n += 1;
+        row
+    })
 }
 
 /// `{new: old}` rules of the ops mapping for a rename (`column_mapping` old → new, §9.4).

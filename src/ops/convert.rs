@@ -5,6 +5,7 @@ use std::path::Path;
 use serde_json::json;
 
 use super::OpError;
+use crate::engine::{Phase, StepControl};
 use crate::table::read::{stream_csv, CsvSource};
 use crate::table::write::{validate_sheet_name, RowSink, WorkbookSink, WorkbookStyle};
 use crate::table::TableError;
@@ -25,10 +26,25 @@ pub fn resolve_sheet_name(requested: Option<&str>, default: &str) -> Result<Stri
 
 /// Streams every CSV row into a standard workbook (§11.1) at `path`; returns the rows written.
 pub fn csv_to_xlsx(source: CsvSource, path: &Path, style: &WorkbookStyle) -> Result<u64, OpError> {
+    csv_to_xlsx_tracked(source, path, style, &StepControl::NONE)
+}
+
+/// [`csv_to_xlsx`] for a workflow step: one processing phase over the source's rows, stoppable between
+/// two batches of rows (nothing is left at `path` then).
+pub fn csv_to_xlsx_tracked(
+    source: CsvSource,
+    path: &Path,
+    style: &WorkbookStyle,
+    control: &StepControl,
+) -> Result<u64, OpError> {
+    control.begin(Phase::Processing, Some(source.row_count))?;
+    control.set_input_rows(source.row_count);
     let mut sink = Box::new(WorkbookSink::create(path, style, &source.columns)?);
-    for row in source.rows {
+    for (i, row) in source.rows.enumerate() {
         sink.push_row(&row?)?;
+        control.advance_to(i as u64 + 1)?;
     }
+    control.check()?;
     Ok(sink.finish()?)
 }
 

@@ -9,9 +9,10 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use super::{require_columns, OpError};
+use crate::engine::{Phase, StepControl};
 use crate::table::infer::STORAGE_TYPE;
 use crate::table::parse::parse_number;
-use crate::table::write::{write_table_xlsx, WorkbookStyle};
+use crate::table::write::{write_table_xlsx_tracked, WorkbookStyle};
 use crate::table::{Cell, Table};
 
 /// How many leading values the studio shows per column.
@@ -221,12 +222,26 @@ pub fn extract_columns_to_file(
     path: &Path,
     style: &WorkbookStyle,
 ) -> Result<u64, OpError> {
+    extract_columns_to_file_tracked(table, columns, remove_duplicates, path, style, &StepControl::NONE)
+}
+
+/// [`extract_columns_to_file`] for a workflow step (selection = processing, then the tracked writer).
+pub fn extract_columns_to_file_tracked(
+    table: &Table,
+    columns: &[String],
+    remove_duplicates: bool,
+    path: &Path,
+    style: &WorkbookStyle,
+    control: &StepControl,
+) -> Result<u64, OpError> {
     if columns.is_empty() {
         return Err(OpError::validation("No columns specified for extraction"));
     }
+    control.begin(Phase::Processing, Some(table.row_count() as u64))?;
     let selected = select_columns(table, columns, remove_duplicates)?;
+    control.advance_to(table.row_count() as u64)?;
     let style = WorkbookStyle { data_sheet_name: "Sheet1".to_string(), ..style.clone() };
-    Ok(write_table_xlsx(path, &selected, &style)?)
+    Ok(write_table_xlsx_tracked(path, &selected, &style, control)?)
 }
 
 #[cfg(test)]

@@ -6,7 +6,8 @@ use std::path::Path;
 use serde_json::{Map, Value};
 
 use super::OpError;
-use crate::table::write::{write_table_xlsx, WorkbookStyle};
+use crate::engine::{Phase, StepControl};
+use crate::table::write::{write_table_xlsx_tracked, WorkbookStyle};
 use crate::table::{Cell, Table};
 
 /// The mapped table plus the source names that did not exist (additive `warnings`).
@@ -86,8 +87,21 @@ pub fn map_columns_to_file(
     path: &Path,
     style: &WorkbookStyle,
 ) -> Result<Vec<String>, OpError> {
+    map_columns_to_file_tracked(table, mapping, path, style, &StepControl::NONE)
+}
+
+/// [`map_columns_to_file`] for a workflow step (mapping = processing, then the tracked writer).
+pub fn map_columns_to_file_tracked(
+    table: &Table,
+    mapping: &Map<String, Value>,
+    path: &Path,
+    style: &WorkbookStyle,
+    control: &StepControl,
+) -> Result<Vec<String>, OpError> {
+    control.begin(Phase::Processing, Some(table.row_count() as u64))?;
     let mapped = map_columns(table, mapping)?;
-    write_table_xlsx(path, &mapped.table, style)?;
+    control.advance_to(table.row_count() as u64)?;
+    write_table_xlsx_tracked(path, &mapped.table, style, control)?;
     Ok(mapped.warnings)
 }
 

@@ -5,6 +5,7 @@
 use super::clock::now_iso;
 use super::params::py_list;
 use super::OpError;
+use crate::engine::{Cancelled, Phase, StepControl};
 use crate::table::parse::{parse_datetime, parse_number, python_strftime};
 use crate::table::read::{exceeds_cell_limit, EXCEL_MAX_CELL_CHARS};
 use crate::table::{Cell, Table, TableError};
@@ -343,8 +344,21 @@ pub fn normalize_checked(
     with_stats: bool,
     max_output_bytes: u64,
 ) -> Result<NormalizationOutcome, OpError> {
+    normalize_checked_tracked(table, steps, backup_original, with_stats, max_output_bytes, &StepControl::NONE)
+}
+
+/// [`normalize_checked`] for a workflow step: the processing phase counts rows rule by rule on
+/// `control`, and a stop request ends the run between two rules.
+pub fn normalize_checked_tracked(
+    table: Table,
+    steps: &[NormalizationStep],
+    backup_original: bool,
+    with_stats: bool,
+    max_output_bytes: u64,
+    control: &StepControl,
+) -> Result<NormalizationOutcome, OpError> {
     validate_steps(&table.columns, steps, backup_original)?;
-    normalize_owned(table, steps, backup_original, with_stats, max_output_bytes)
+    normalize_tracked(table, steps, backup_original, with_stats, max_output_bytes, control)
 }
 
 /// Runs the pipeline (§7.1) on a copy of `table`, without an output budget.
@@ -368,6 +382,17 @@ pub fn normalize_owned(
     with_stats: bool,
     max_output_bytes: u64,
 ) -> Result<NormalizationOutcome, OpError> {
+    normalize_tracked(table, steps, backup_original, with_stats, max_output_bytes, &StepControl::NONE)
+}
+
+fn normalize_tracked(
+    table: Table,
+    steps: &[NormalizationStep],
+    backup_original: bool,
+    with_stats: bool,
+    max_output_bytes: u64,
+    control: &StepControl,
+) -> Result<NormalizationOutcome, OpError> {
     let stats =
         |cells: &[Cell], dtype: Dtype| if with_stats { column_stats(cells, dtype) } else { Value::Null };
     let started_at = now_iso();
@@ -378,8 +403,13 @@ pub fn normalize_owned(
     let mut processed = Vec::new();
     let mut errors = Vec::new();
     let mut warnings = Vec::new();
+    // Rules work a whole column at a time: progress moves by one column's rows per rule.
+    control.begin(Phase::Processing, Some(total_rows as u64))?;
+    let per_rule = |done: usize| (total_rows * done / steps.len().max(1)) as u64;
 
-    for step in steps {
+    for (done, step) in steps.iter().enumerate() {
+        control.advance_to(per_rule(done))?;
+        control.check()?;
         let c = &step.column_name;
         let Some(index) = work.column_index(c) else {
             warnings.push(entry(format!("Column '{c}' not found")));
@@ -470,6 +500,7 @@ pub fn normalize_owned(
         "errors": errors,
         "warnings": warnings,
     });
+    control.advance_to(total_rows as u64)?;
     Ok(NormalizationOutcome { table: work, report })
 }
 

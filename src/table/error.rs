@@ -78,6 +78,11 @@ pub enum TableError {
     #[error("Failed to write file: {0}")]
     WriteFile(String),
 
+    /// 503: the workflow step reading or writing this was stopped (cancel, step timeout, shutdown). REST
+    /// endpoints never stop their work, so they never see it.
+    #[error("Processing was stopped")]
+    Cancelled,
+
     /// 500: an unexpected I/O failure (temp files, disk full, ...); the detail is for the log only.
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),

@@ -19,6 +19,7 @@ use super::cell::{Cell, Table};
 use super::error::TableError;
 use super::parse::python_float_text;
 use super::read::CsvRow;
+use crate::engine::{Phase, StepControl};
 
 /// Excel's hard limits.
 const MAX_SHEET_ROWS: u32 = 1_048_576;
@@ -589,10 +590,24 @@ impl RowSink for JsonSink {
 
 /// Writes a whole table with the standard writer (§11.1).
 pub fn write_table_xlsx(path: &Path, table: &Table, style: &WorkbookStyle) -> Result<u64, TableError> {
+    write_table_xlsx_tracked(path, table, style, &StepControl::NONE)
+}
+
+/// [`write_table_xlsx`] for a workflow step: the writing phase counts rows on `control`, and a stop
+/// request ends the write between two batches of rows with nothing left at `path`.
+pub fn write_table_xlsx_tracked(
+    path: &Path,
+    table: &Table,
+    style: &WorkbookStyle,
+    control: &StepControl,
+) -> Result<u64, TableError> {
+    control.begin(Phase::Writing, Some(table.row_count() as u64))?;
     let mut sink = Box::new(WorkbookSink::create(path, style, &table.columns)?);
-    for row in &table.rows {
+    for (i, row) in table.rows.iter().enumerate() {
         sink.push_row(row)?;
+        control.advance_to(i as u64 + 1)?;
     }
+    control.check()?;
     sink.finish()
 }
 

@@ -437,7 +437,7 @@ async fn d79_i224_concurrent_runs_of_one_chat_are_serialised() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn d82_cancel_stops_before_the_next_step() {
+async fn d82_cancel_stops_the_running_step() {
     let app = spawn_app().await;
     let chat = chat_with_csv(&app).await;
     chat_of(&app).runner.set_test_step_delay(Duration::from_millis(700));
@@ -455,11 +455,14 @@ async fn d82_cancel_stops_before_the_next_step() {
     assert_eq!(failed["cancelled"], true);
     assert_eq!(failed["error"], "Workflow cancelled by user");
     assert_eq!(types(&events).iter().filter(|t| *t == "workflow_started").count(), 0);
+    // The cancel arrives while step 1 runs: it stops inside that step (§8.12), the others are skipped.
+    assert_eq!(failed["failed_step"], 1);
+    assert!(!types(&events).contains(&"step_result".to_string()));
     let (_, j) = envelope(app.get(&format!("/chat/workflows/{chat}/jobs/{job}")).await).await;
     assert_eq!(j["data"]["status"], "cancelled");
     let statuses: Vec<&str> =
         j["data"]["steps"].as_array().unwrap().iter().map(|s| s["status"].as_str().unwrap()).collect();
-    assert_eq!(statuses, ["completed", "skipped", "skipped"]);
+    assert_eq!(statuses, ["failed", "skipped", "skipped"]);
     assert_eq!(get_chat(&app, &chat).await["status"], "failed");
     let res =
         app.client.post(format!("{}/chat/workflows/{chat}/jobs/{job}/cancel", app.api)).send().await.unwrap();

@@ -22,6 +22,7 @@ mod json;
 mod normalization;
 mod refusals;
 mod sql;
+mod step_engine;
 mod streamed_generation;
 mod transform_support;
 mod websocket;

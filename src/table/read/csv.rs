@@ -9,6 +9,7 @@ use super::decode::{is_decode_failure, DecodingReader, TextEncoding};
 use super::header::unique_header;
 use super::sniff::{detect_kind, FileKind};
 use super::ReadLimits;
+use crate::engine::{Phase, StepControl};
 use crate::table::cell::{Cell, Table};
 use crate::table::error::TableError;
 
@@ -139,7 +140,20 @@ pub fn read_csv_table(
     encodings: &[String],
     limits: &ReadLimits,
 ) -> Result<CsvTable, TableError> {
+    read_csv_table_tracked(path, encodings, limits, &StepControl::NONE)
+}
+
+/// [`read_csv_table`] for a workflow step: rows are counted on `control` (reading phase; the total is
+/// the scanning pass's row count) and a stop request ends the read between two batches of rows.
+pub fn read_csv_table_tracked(
+    path: &Path,
+    encodings: &[String],
+    limits: &ReadLimits,
+    control: &StepControl,
+) -> Result<CsvTable, TableError> {
+    control.begin(Phase::Reading, None)?;
     let source = CsvSource::open(path, encodings)?;
+    control.begin(Phase::Reading, Some(source.row_count))?;
     let columns = source.columns.len() as u64;
     if source.row_count.saturating_mul(columns.max(1)) > limits.max_cells {
         return Err(TableError::TooManyCells {
@@ -152,7 +166,9 @@ pub fn read_csv_table(
     table.rows.reserve(usize::try_from(source.row_count).unwrap_or(0));
     for row in source.rows {
         table.rows.push(row?);
+        control.advance_to(table.rows.len() as u64)?;
     }
+    control.set_input_rows(table.rows.len() as u64);
     Ok(CsvTable { table, delimiter: source.delimiter, encoding: source.encoding })
 }
 

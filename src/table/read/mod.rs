@@ -10,12 +10,15 @@ mod workbook;
 use crate::config::FileConfig;
 use crate::table::error::TableError;
 
-pub use self::csv::{read_csv_table, stream_csv, CsvCursor, CsvHead, CsvRow, CsvRows, CsvSource, CsvTable};
+pub use self::csv::{
+    read_csv_table, read_csv_table_tracked, stream_csv, CsvCursor, CsvHead, CsvRow, CsvRows, CsvSource,
+    CsvTable,
+};
 pub use header::unique_header;
 pub use sniff::{detect_kind, FileKind};
 pub use workbook::{
-    check_zip_limits, number_text, read_workbook, spool_workbook, summarize_workbook, workbook_sheet_names,
-    SheetSummary, WorkbookTable,
+    check_zip_limits, number_text, read_workbook, read_workbook_tracked, spool_workbook, summarize_workbook,
+    workbook_sheet_names, SheetSummary, WorkbookTable,
 };
 
 /// Excel's limit on the characters of one cell; longer cells are refused as they are read or produced.
@@ -61,10 +64,11 @@ impl ReadLimits {
     }
 
     /// The same limits for a file this service wrote itself (a workflow step reading an earlier step's
-    /// output): the compression-ratio guard is off, since our own writer's highly repetitive sheets must
-    /// always be readable again. Every other limit stays.
-    pub fn trusting_the_writer(self) -> ReadLimits {
-        ReadLimits { max_compression_ratio: 0, ..self }
+    /// output): the zip-bomb guards (uncompressed size, compression ratio) and the cell count protect
+    /// against clients and must never refuse what a previous step produced, so they are off. The text
+    /// budget (`file.max_output_mb`) stays: it bounds what the reading step materialises.
+    pub fn for_service_output(self) -> ReadLimits {
+        ReadLimits { max_uncompressed_bytes: u64::MAX, max_cells: u64::MAX, max_compression_ratio: 0, ..self }
     }
 
     /// The `file.max_output_mb` the text budget came from, for error messages.
@@ -140,13 +144,14 @@ mod limit_tests {
     }
 
     #[test]
-    fn only_the_ratio_guard_is_off_for_our_own_files() {
+    fn our_own_files_keep_only_the_text_budget() {
         let limits = ReadLimits::default();
         assert_eq!(limits.max_compression_ratio, 100);
         assert_eq!(limits.compression_check_min_bytes, 16 * MB);
         assert_eq!(limits.max_text_bytes, 1024 * MB);
-        let trusted = limits.trusting_the_writer();
-        assert_eq!(trusted, ReadLimits { max_compression_ratio: 0, ..limits });
+        let trusted = limits.for_service_output();
+        let unlimited = ReadLimits { max_uncompressed_bytes: u64::MAX, max_cells: u64::MAX, ..limits };
+        assert_eq!(trusted, ReadLimits { max_compression_ratio: 0, ..unlimited });
     }
 
     #[test]

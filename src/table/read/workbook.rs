@@ -10,6 +10,7 @@ use calamine::{Data, DataRef, ExcelDateTime, Reader, Xls, Xlsx};
 use super::header::unique_header;
 use super::sniff::{detect_kind, FileKind};
 use super::{ReadLimits, TextBudget};
+use crate::engine::{Phase, StepControl};
 use crate::table::cell::{Cell, Table};
 use crate::table::error::TableError;
 use crate::table::infer::{InferredType, TypeInference};
@@ -40,7 +41,20 @@ pub fn read_workbook(
     sheet: Option<&str>,
     limits: &ReadLimits,
 ) -> Result<WorkbookTable, TableError> {
-    let (sheets, sheet_name, table) = read_sheet_into(path, sheet, limits, || Ok(Dense::default()))?;
+    read_workbook_tracked(path, sheet, limits, &StepControl::NONE)
+}
+
+/// [`read_workbook`] for a workflow step: rows read are counted on `control` (reading phase, total from
+/// the sheet's declared dimension) and a stop request ends the read between two batches of rows.
+pub fn read_workbook_tracked(
+    path: &Path,
+    sheet: Option<&str>,
+    limits: &ReadLimits,
+    control: &StepControl,
+) -> Result<WorkbookTable, TableError> {
+    control.begin(Phase::Reading, None)?;
+    let (sheets, sheet_name, table) = read_sheet_into(path, sheet, limits, control, || Ok(Dense::default()))?;
+    control.set_input_rows(table.row_count() as u64);
     Ok(WorkbookTable { sheets, sheet_name, table })
 }
 
@@ -50,11 +64,12 @@ fn read_sheet_into<S: CellStore>(
     path: &Path,
     sheet: Option<&str>,
     limits: &ReadLimits,
+    control: &StepControl,
     make_store: impl FnOnce() -> Result<S, TableError>,
 ) -> Result<(Vec<String>, String, S::Output), TableError> {
     match detect_kind(path)? {
-        FileKind::Xlsx => read_xlsx_into(path, sheet, SheetBuilder::new(limits, make_store()?)),
-        FileKind::Xls => read_xls_into(path, sheet, SheetBuilder::new(limits, make_store()?)),
+        FileKind::Xlsx => read_xlsx_into(path, sheet, SheetBuilder::new(limits, make_store()?, control)),
+        FileKind::Xls => read_xls_into(path, sheet, SheetBuilder::new(limits, make_store()?, control)),
         other => Err(TableError::UnsupportedKind { expected: "Excel workbook", found: other.describe() }),
     }
 }
@@ -69,7 +84,7 @@ pub fn spool_workbook(
     spool_dir: &Path,
 ) -> Result<SpooledTable, TableError> {
     let make_store = || Ok(Spooled::new(SpoolWriter::create_in(spool_dir)?));
-    let (_, _, table) = read_sheet_into(path, sheet, limits, make_store)?;
+    let (_, _, table) = read_sheet_into(path, sheet, limits, &StepControl::NONE, make_store)?;
     Ok(table)
 }
 
@@ -95,7 +110,8 @@ pub fn summarize_workbook(
     sheet: Option<&str>,
     limits: &ReadLimits,
 ) -> Result<SheetSummary, TableError> {
-    let (sheets, sheet_name, summary) = read_sheet_into(path, sheet, limits, || Ok(Summary::default()))?;
+    let (sheets, sheet_name, summary) =
+        read_sheet_into(path, sheet, limits, &StepControl::NONE, || Ok(Summary::default()))?;
     let (columns, rows, inferred) = summary;
     Ok(SheetSummary { sheets, sheet_name, columns, rows, inferred })
 }
@@ -207,6 +223,8 @@ fn read_xlsx_into<S: CellStore>(
     let declared = reader.dimensions();
     if declared.end != (0, 0) || declared.start != (0, 0) {
         too_many(u64::from(declared.end.0) + 1, u64::from(declared.end.1) + 1, limits)?;
+        // Rows below the header row (the dimension may be absent: the total then stays unknown).
+        builder.control.set_total(u64::from(declared.end.0));
     }
     while let Some(cell) = reader.next_cell().map_err(excel_err)? {
         let (row, col) = cell.get_position();
@@ -229,6 +247,7 @@ fn read_xls_into<S: CellStore>(
     let range = workbook.worksheet_range(&sheet_name).map_err(excel_err)?;
     if let Some(end) = range.end() {
         too_many(u64::from(end.0) + 1, u64::from(end.1) + 1, limits)?;
+        builder.control.set_total(u64::from(end.0));
     }
     let (row0, col0) = range.start().unwrap_or((0, 0));
     for (r, c, value) in range.used_cells() {
@@ -257,14 +276,16 @@ struct SheetBuilder<'a, S> {
     limits: &'a ReadLimits,
     /// Cell text materialised so far (shared-string bombs cost little to read but much to hold).
     budget: TextBudget,
+    /// Counts rows (data rows below the header) as the extent grows; the stop check rides on it.
+    control: &'a StepControl,
     store: S,
     width: u32,
     height: u64,
 }
 
 impl<'a, S: CellStore> SheetBuilder<'a, S> {
-    fn new(limits: &'a ReadLimits, store: S) -> Self {
-        SheetBuilder { limits, budget: TextBudget::new(limits), store, width: 0, height: 0 }
+    fn new(limits: &'a ReadLimits, store: S, control: &'a StepControl) -> Self {
+        SheetBuilder { limits, budget: TextBudget::new(limits), control, store, width: 0, height: 0 }
     }
 
     /// Stores a non-empty cell (empty ones never change the extent), charged against the text budget.
@@ -275,6 +296,9 @@ impl<'a, S: CellStore> SheetBuilder<'a, S> {
         let width = self.width.max(col.saturating_add(1));
         let height = self.height.max(u64::from(row) + 1);
         too_many(height, u64::from(width), self.limits)?;
+        if height > self.height {
+            self.control.advance_to(height - 1)?;
+        }
         self.width = width;
         self.height = height;
         self.store.put(row as usize, col as usize, cell, width as usize)

@@ -346,10 +346,13 @@ fn spooled_store_matches_dense_for_any_cell_order() {
         ("cols reversed", &within_rows_reversed),
     ] {
         let limits = limits();
-        let mut dense = SheetBuilder::new(&limits, Dense::default());
+        let mut dense = SheetBuilder::new(&limits, Dense::default(), &StepControl::NONE);
         let dir = tempfile::tempdir().unwrap();
-        let mut spooled =
-            SheetBuilder::new(&limits, Spooled::new(SpoolWriter::create_in(dir.path()).unwrap()));
+        let mut spooled = SheetBuilder::new(
+            &limits,
+            Spooled::new(SpoolWriter::create_in(dir.path()).unwrap()),
+            &StepControl::NONE,
+        );
         for (r, c, cell) in order.iter() {
             dense.put(*r, *c, cell.clone()).unwrap();
             spooled.put(*r, *c, cell.clone()).unwrap();
