@@ -455,7 +455,24 @@ impl Chat {
             if began.is_none() {
                 return;
             }
-            let outcome = self.run_step_with_timeout(ctl, i, &input, timeout).await;
+            // Waits for a heavy slot (shared with REST processing); the wait is not part of the timeout.
+            let permit = match self.admit_step(&step.operation, &input.path, &ctl.cancel).await {
+                Ok(Some(permit)) => permit,
+                Ok(None) => {
+                    cancelled = true;
+                    break;
+                }
+                Err(error) => {
+                    failure = Some(FailedStep {
+                        index: step.index,
+                        step_id: step.step_id.clone(),
+                        operation: step.operation.clone(),
+                        error,
+                    });
+                    break;
+                }
+            };
+            let outcome = permit.scope(self.run_step_with_timeout(ctl, i, &input, timeout)).await;
             match outcome {
                 Ok(out) => {
                     let (step_c, input_c, out_c, started_c) =
@@ -562,7 +579,7 @@ impl Chat {
             if !delay.is_zero() {
                 tokio::time::sleep(delay).await;
             }
-            tokio::task::spawn_blocking(move || {
+            crate::admission::run_blocking(move || {
                 let step = &ctl_c.plan.steps[i];
                 let ctx = StepContext { config: &chat.config, chat: &chat, row: &ctl_c.plan.row };
                 let result = ctx.run(step, &input_c);
