@@ -482,7 +482,11 @@ async fn processing_snapshot(client: &reqwest::Client, rest: &str) -> Value {
 }
 
 /// Each heavy kind once, one after another: seconds per kind.
-async fn sequential_baseline(rest: &str, kinds: &[HeavyKind]) -> BTreeMap<&'static str, f64> {
+async fn sequential_baseline(
+    rest: &str,
+    kinds: &[HeavyKind],
+    pid: Option<u32>,
+) -> BTreeMap<&'static str, f64> {
     let client = reqwest::Client::builder().timeout(Duration::from_secs(600)).build().unwrap_or_default();
     let mut out = BTreeMap::new();
     for kind in kinds {
@@ -494,7 +498,16 @@ async fn sequential_baseline(rest: &str, kinds: &[HeavyKind]) -> BTreeMap<&'stat
         ));
         let status = send(req).await;
         let took = started.elapsed().as_secs_f64();
-        println!("baseline {:<18} {:>7.2} s  status {:?}", kind.label, took, status);
+        // VmHWM only grows: a rise after a request is that request's peak.
+        let hwm = pid.and_then(|p| status_kib(p, "VmHWM:")).unwrap_or(0);
+        println!(
+            "baseline {:<18} {:>7.2} s  status {:?}  input {:.1} MiB  server VmHWM after it {:.0} MiB",
+            kind.label,
+            took,
+            status,
+            kind.bytes.len() as f64 / 1048576.0,
+            hwm as f64 / 1024.0
+        );
         out.insert(kind.label, took);
     }
     out
@@ -502,7 +515,7 @@ async fn sequential_baseline(rest: &str, kinds: &[HeavyKind]) -> BTreeMap<&'stat
 
 async fn soak(a: &Args, f: Arc<Fixtures>) {
     let kinds = Arc::new(heavy_kinds(&f));
-    let baseline = if a.baseline { Some(sequential_baseline(&a.rest, &kinds).await) } else { None };
+    let baseline = if a.baseline { Some(sequential_baseline(&a.rest, &kinds, a.pid).await) } else { None };
     let stop = Arc::new(AtomicBool::new(false));
     let (light, heavy, chat) = (Shared::default(), Shared::default(), Shared::default());
     let totals = Arc::new(ChatTotals {
