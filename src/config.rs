@@ -52,6 +52,7 @@ pub struct Config {
     pub normalization: NormalizationConfig,
     pub logging: LoggingConfig,
     pub cors: CorsConfig,
+    pub limits: LimitsConfig,
     pub chat_workflows: ChatWorkflowsConfig,
 }
 
@@ -147,6 +148,24 @@ pub struct LoggingConfig {
 pub struct CorsConfig {
     /// `["*"]` = any origin; otherwise exact origins.
     pub allowed_origins: Vec<String>,
+}
+
+/// Admission of heavy work (see `crate::admission`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Heavy tasks (processing requests and workflow steps) running at once; 0 = one per CPU core.
+    pub max_concurrent_processing: usize,
+    /// Processing requests waiting for a slot; more get 503 at once (workflow steps always wait).
+    pub max_queued_processing: usize,
+    /// A processing request still waiting after this long gets 503.
+    pub queue_timeout_seconds: u64,
+    /// Sum of the memory estimates of running heavy tasks; 0 = a quarter of the machine's memory.
+    pub max_processing_memory_mb: u64,
+    /// Processing requests with a declared body below this size are light (never queued); 0 = none.
+    pub light_request_max_kb: u64,
+    /// `Retry-After` of a 503 from admission.
+    pub retry_after_seconds: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -372,6 +391,19 @@ impl Default for LoggingConfig {
 impl Default for CorsConfig {
     fn default() -> Self {
         CorsConfig { allowed_origins: vec!["*".into()] }
+    }
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            max_concurrent_processing: 0,
+            max_queued_processing: 16,
+            queue_timeout_seconds: 30,
+            max_processing_memory_mb: 0,
+            light_request_max_kb: 1024,
+            retry_after_seconds: 5,
+        }
     }
 }
 
@@ -645,6 +677,12 @@ impl Config {
                     return Err(invalid(key, "must start with http:// or https://"));
                 }
             }
+        }
+        if self.limits.queue_timeout_seconds == 0 {
+            return Err(invalid("limits.queue_timeout_seconds", "must be at least 1"));
+        }
+        if self.limits.retry_after_seconds == 0 {
+            return Err(invalid("limits.retry_after_seconds", "must be at least 1"));
         }
         let cw = &self.chat_workflows;
         let ws = &cw.websocket;

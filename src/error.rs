@@ -260,5 +260,6 @@ where
     F: FnOnce() -> Result<T, ApiError> + Send + 'static,
     T: Send + 'static,
 {
-    actix_web::web::block(work).await?
+    // Inside an admitted heavy request this runs on the heavy lane (see `crate::admission`).
+    crate::admission::run_blocking(work).await.map_err(|e| ApiError::internal("Internal server error", e))?
 }

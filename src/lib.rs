@@ -2,6 +2,7 @@
 //! `App::build` binds both listeners (port 0 allowed) and exposes their addresses; `main.rs` and the
 //! integration tests both start the service through it.
 
+pub mod admission;
 pub mod bot;
 pub mod chat;
 pub mod config;
@@ -11,6 +12,8 @@ pub mod error;
 pub mod events;
 pub mod http;
 pub mod leftovers;
+#[cfg(feature = "loadgen")]
+pub mod loadgen;
 pub mod logging;
 pub mod memory;
 pub mod metrics;
@@ -43,6 +46,8 @@ pub struct AppState {
     pub chat: Option<Arc<chat::Chat>>,
     /// Request bodies in transit per client address (`file.max_concurrent_uploads_per_ip`).
     pub upload_slots: Arc<http::body_guard::UploadSlots>,
+    /// Slots, queue and memory budget of heavy work, shared by REST processing and workflow steps.
+    pub admission: Arc<admission::Admission>,
 }
 
 /// A dependency whose health decides readiness.
@@ -108,10 +113,11 @@ impl App {
         }
         let config = Arc::new(config);
         let hub = Arc::new(Hub::new(config.clone()));
+        let admission = admission::Admission::new(admission::Limits::from_config(&config.limits));
         let mut readiness_probes: Vec<Arc<dyn ReadinessProbe>> = Vec::new();
         let chat = if config.chat_workflows.enabled {
-            let (cfg, h) = (config.clone(), hub.clone());
-            let chat = tokio::task::spawn_blocking(move || chat::Chat::open(cfg, h))
+            let (cfg, h, adm) = (config.clone(), hub.clone(), admission.clone());
+            let chat = tokio::task::spawn_blocking(move || chat::Chat::open(cfg, h, adm))
                 .await
                 .map_err(std::io::Error::other)?
                 .map_err(|e| std::io::Error::other(format!("chat store: {e}")))?;
@@ -132,12 +138,13 @@ impl App {
         let state = web::Data::new(AppState {
             meta: EnvelopeMeta::from_config(&config),
             config: config.clone(),
-            metrics: Arc::new(metrics::Metrics::new(hub.clone())),
+            metrics: Arc::new(metrics::Metrics::new(hub.clone(), admission.clone())),
             hub,
             started_at: Instant::now(),
             readiness_probes,
             chat: chat.clone(),
             upload_slots: Arc::default(),
+            admission,
         });
 
         let workers = if config.app.workers == 0 {

@@ -1,6 +1,7 @@
 //! Metrics for `GET /metrics` (OpenMetrics text, which Prometheus scrapes natively): HTTP request counts and
 //! latencies recorded by the request-context middleware, and the WebSocket counters of websocket.md C.16,
-//! read on each scrape from `Hub::stats()` (the one source of those numbers, also shown in the health check).
+//! read on each scrape from `Hub::stats()` (the one source of those numbers, also shown in the health check),
+//! and the admission controller's running and queued heavy tasks, rejections and queue wait.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -15,6 +16,7 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::{Registry, Unit};
 use serde_json::{json, Value};
 
+use crate::admission::Admission;
 use crate::events::Hub;
 
 /// The `Content-Type` of the exposition.
@@ -51,7 +53,7 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    pub fn new(hub: Arc<Hub>) -> Metrics {
+    pub fn new(hub: Arc<Hub>, admission: Arc<Admission>) -> Metrics {
         let mut registry = Registry::with_prefix("oxcelize");
         let requests = Family::<RequestLabels, Counter>::default();
         let latency: HistogramFamily = Family::new_with_constructor(latency_histogram);
@@ -63,6 +65,13 @@ impl Metrics {
             latency.clone(),
         );
         registry.register_collector(Box::new(HubCollector(hub)));
+        registry.register_with_unit(
+            "processing_queue_wait",
+            "Time heavy tasks (processing requests, workflow steps) waited for admission",
+            Unit::Seconds,
+            admission.queue_wait_histogram(),
+        );
+        registry.register_collector(Box::new(AdmissionCollector(admission)));
         Metrics {
             registry,
             requests,
@@ -164,6 +173,61 @@ impl Collector for HubCollector {
                 let labels = [("type", event_type.as_str())];
                 ConstCounter::new(n.as_u64().unwrap_or(0)).encode(family.encode_family(&labels)?)?;
             }
+        }
+        Ok(())
+    }
+}
+
+/// Exposes the admission controller's state on each scrape.
+struct AdmissionCollector(Arc<Admission>);
+
+impl std::fmt::Debug for AdmissionCollector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AdmissionCollector")
+    }
+}
+
+impl Collector for AdmissionCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let s = self.0.snapshot();
+        let gauge = |v: u64| ConstGauge::new(i64::try_from(v).unwrap_or(i64::MAX));
+        for (name, help, value) in [
+            ("processing_running", "Heavy tasks running", s.running),
+            ("processing_queued", "Heavy tasks waiting for a slot (requests and workflow steps)", s.queued),
+            ("processing_slots", "Heavy tasks allowed at once (limits.max_concurrent_processing)", s.slots),
+            (
+                "processing_memory_reserved_bytes",
+                "Sum of the memory estimates of running heavy tasks",
+                s.reserved_bytes,
+            ),
+            (
+                "processing_memory_budget_bytes",
+                "limits.max_processing_memory_mb in bytes",
+                s.memory_budget_bytes,
+            ),
+        ] {
+            let metric = gauge(value);
+            metric.encode(encoder.encode_descriptor(name, help, None, metric.metric_type())?)?;
+        }
+        let mut admitted = encoder.encode_descriptor(
+            "processing_admitted",
+            "Heavy tasks admitted, per origin",
+            None,
+            MetricType::Counter,
+        )?;
+        for (origin, n) in [("rest", s.admitted_rest), ("chat", s.admitted_chat)] {
+            ConstCounter::new(n).encode(admitted.encode_family(&[("origin", origin)])?)?;
+        }
+        let mut rejected = encoder.encode_descriptor(
+            "processing_rejections",
+            "Processing requests refused by admission, per reason",
+            None,
+            MetricType::Counter,
+        )?;
+        for (reason, n) in
+            [("queue_full", s.queue_full), ("queue_timeout", s.queue_timeout), ("over_budget", s.over_budget)]
+        {
+            ConstCounter::new(n).encode(rejected.encode_family(&[("reason", reason)])?)?;
         }
         Ok(())
     }

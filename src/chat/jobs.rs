@@ -499,7 +499,13 @@ impl Chat {
             if began.is_none() {
                 return;
             }
-            let outcome = self.run_step_with_control(ctl, i, &input, timeout).await;
+            // Waits for a heavy slot (shared with REST processing); the wait is not part of the timeout.
+            let admitted = self.admit_step(&step.operation, &input.path, &ctl.cancel).await;
+            let outcome = match admitted {
+                Ok(Some(permit)) => permit.scope(self.run_step_with_control(ctl, i, &input, timeout)).await,
+                Ok(None) => StepEnd::Cancelled,
+                Err(error) => StepEnd::Failed(error),
+            };
             match outcome {
                 StepEnd::Completed(out, rows) => {
                     let (step_c, input_c, out_c, started_c) =
@@ -641,7 +647,8 @@ impl Chat {
             tokio::time::sleep_until(deadline.min(tokio::time::Instant::now() + delay)).await;
         }
         let (chat, ctl_c, input_c, control_c) = (self.clone(), ctl.clone(), input.clone(), control.clone());
-        let work = tokio::task::spawn_blocking(move || {
+        // On the heavy lane when the step holds an admission permit (see `admission::run_blocking`).
+        let work = crate::admission::run_blocking(move || {
             let step = &ctl_c.plan.steps[i];
             let ctx =
                 StepContext { config: &chat.config, chat: &chat, row: &ctl_c.plan.row, control: &control_c };

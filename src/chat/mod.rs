@@ -1,6 +1,7 @@
 //! Chat workflows (chat-workflows.md): conversations in SQLite, their partitioned files, the workflow
 //! runner and its jobs, dump/restore and database snapshots. The HTTP layer (`http::chat`) only translates.
 
+mod admission;
 pub mod archive;
 pub mod backup;
 pub mod conversations;
@@ -115,12 +116,18 @@ pub struct Chat {
     pub storage: Arc<storage::Storage>,
     pub hub: Arc<Hub>,
     pub runner: Arc<jobs::JobRunner>,
+    /// The processing budget every workflow step is admitted by (shared with the REST endpoints).
+    pub admission: Arc<crate::admission::Admission>,
 }
 
 impl Chat {
     /// Opens the database (blocking: call on the blocking pool of the runtime that will run jobs) and
     /// installs it as the hub's durable event log and the runner as its active-job view.
-    pub fn open(config: Arc<Config>, hub: Arc<Hub>) -> Result<Chat, ChatError> {
+    pub fn open(
+        config: Arc<Config>,
+        hub: Arc<Hub>,
+        admission: Arc<crate::admission::Admission>,
+    ) -> Result<Chat, ChatError> {
         let cw = &config.chat_workflows;
         let storage = Arc::new(storage::Storage::new(&config)?);
         let store = Arc::new(store::ChatStore::open(
@@ -130,7 +137,7 @@ impl Chat {
         hub.set_log(store.clone());
         let runner = Arc::new(jobs::JobRunner::new(cw.execution.max_concurrent_jobs));
         hub.set_active_jobs(runner.clone());
-        Ok(Chat { config, store, storage, hub, runner })
+        Ok(Chat { config, store, storage, hub, runner, admission })
     }
 }
 

@@ -34,6 +34,7 @@ async fn health(state: web::Data<AppState>) -> ApiResponse {
             "uptime_seconds": state.started_at.elapsed().as_secs(),
             "websocket": state.hub.stats(),
             "http": state.metrics.http_summary(),
+            "processing": state.admission.snapshot().to_json(),
         }),
     )
 }

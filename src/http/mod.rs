@@ -1,6 +1,7 @@
 //! The REST listener: route table, the request-context middleware (request id, access log, error envelope),
 //! CORS, and one module per resource. Handlers stay thin: parse, call `ops/` or `chat/`, wrap.
 
+pub mod admission;
 pub mod asyncapi;
 pub mod auth;
 pub mod bind;
@@ -67,6 +68,8 @@ pub fn rest_app(
         .configure(asyncapi::configure)
         .service(
             web::scope(&prefix)
+                // Auth first (outermost), then admission: an unauthenticated request never takes a place.
+                .wrap(from_fn(admission::admit_heavy))
                 .wrap(from_fn(auth::require_token))
                 .configure(health::configure)
                 .configure(files::configure)
