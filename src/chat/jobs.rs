@@ -9,18 +9,17 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
 use serde_json::{json, Map, Value};
 use tokio::sync::{watch, Semaphore};
 
 use super::model::{new_job_id, now_ts, Job, WorkflowStep};
 use super::workflow::{event_result, FileRef, Plan, StepContext, StepOutput};
 use super::{Chat, ChatError};
-use crate::events::wire::{
-    ActiveJob, ActiveJobStatus, ProgressEvent, ProgressPhase, RunKind, StepFailed, StepFailedCode, StepRef, StepResult,
-    StepStatus, WireMessage, WorkflowCompleted, WorkflowFailed, WorkflowQueued, WorkflowStarted,
-};
 use crate::engine::{Phase, ProgressSnapshot, StepControl, StopReason};
+use crate::events::wire::{
+    ActiveJob, ActiveJobStatus, ProgressEvent, ProgressPhase, RunKind, StepFailed, StepFailedCode, StepRef,
+    StepResult, StepStatus, WireMessage, WorkflowCompleted, WorkflowFailed, WorkflowQueued, WorkflowStarted,
+};
 use crate::events::ActiveJobs;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -1184,12 +1183,7 @@ pub struct RowProgress {
 impl RowProgress {
     /// The final event of a successful step: every input row handled.
     fn done(rows: u64, phase: Phase) -> RowProgress {
-        RowProgress {
-            rows_processed: rows,
-            rows_total: Some(rows),
-            phase,
-            eta_seconds: Some(0.0),
-        }
+        RowProgress { rows_processed: rows, rows_total: Some(rows), phase, eta_seconds: Some(0.0) }
     }
 }
 

@@ -1100,8 +1100,9 @@ impl StepContext<'_> {
                 let table = self.table(input, None)?;
                 let backup = self.config.normalization.backup_original;
                 let max_output = max_output_bytes(self.config);
-                let outcome = normalize_checked_tracked(table, steps, backup, *return_report, max_output, control)
-                    .map_err(Err)?;
+                let outcome =
+                    normalize_checked_tracked(table, steps, backup, *return_report, max_output, control)
+                        .map_err(Err)?;
                 write_table_xlsx_tracked(out, &outcome.table, &style, control).map_err(|e| Err(e.into()))?;
                 result.insert("report".into(), if *return_report { outcome.report } else { Value::Null });
             }

@@ -5,7 +5,7 @@
 use super::clock::now_iso;
 use super::params::py_list;
 use super::OpError;
-use crate::engine::{Cancelled, Phase, StepControl};
+use crate::engine::{Phase, StepControl};
 use crate::table::parse::{parse_datetime, parse_number, python_strftime};
 use crate::table::read::{exceeds_cell_limit, EXCEL_MAX_CELL_CHARS};
 use crate::table::{Cell, Table, TableError};
