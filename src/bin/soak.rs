@@ -11,7 +11,7 @@
 //! `--sequential-baseline` first runs each heavy request once, one after another, and compares the soak's
 //! heavy throughput with running the same requests sequentially.
 //!
-//! Burst (`--burst N`): N simultaneous 1M-row uploads (normalization), while health is polled; reports how
+//! Burst (`--burst N`): N simultaneous 1M-row workbook normalizations, while health is polled; reports how
 //! many were admitted and finished, how fast the refusals came, health latency and RSS.
 //!
 //! The server must accept 1M-row uploads and many bodies from one address: start it with
@@ -124,15 +124,15 @@ fn fixture(dir: &Path, name: &str, rows: usize) -> Result<Bytes, String> {
     std::fs::read(&path).map(Bytes::from).map_err(|e| format!("{name}: {e}"))
 }
 
-fn fixtures(dir: &Path, skip_1m: bool, need_xlsx: bool) -> Result<Fixtures, String> {
+fn fixtures(dir: &Path, skip_1m: bool) -> Result<Fixtures, String> {
     std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
-    let xlsx_100k = if need_xlsx { fixture(dir, "rows_100k.xlsx", 100_000)? } else { Bytes::new() };
+    let xlsx_100k = fixture(dir, "rows_100k.xlsx", 100_000)?;
     Ok(Fixtures {
         csv_10k: fixture(dir, "rows_10k.csv", 10_000)?,
         csv_100k: fixture(dir, "rows_100k.csv", 100_000)?,
         csv_1m: if skip_1m { None } else { Some(fixture(dir, "rows_1m.csv", 1_000_000)?) },
         xlsx_100k,
-        xlsx_1m: if skip_1m || !need_xlsx { None } else { Some(fixture(dir, "rows_1m.xlsx", 1_000_000)?) },
+        xlsx_1m: if skip_1m { None } else { Some(fixture(dir, "rows_1m.xlsx", 1_000_000)?) },
     })
 }
 
@@ -147,16 +147,15 @@ struct HeavyKind {
 }
 
 fn heavy_kinds(f: &Fixtures) -> Vec<HeavyKind> {
-    let normalize =
-        json!([{"column": "name", "type": "uppercase"}, {"column": "city", "type": "trim_whitespace"}])
-            .to_string();
+    // Normalization takes workbooks (a CSV gets 415), so it runs on the xlsx fixtures.
+    let normalize = json!([{"column_name": "name", "normalization_type": "uppercase"}]).to_string();
     let conditions = json!([{"column": "amount", "operator": "greater_than", "value": 5000}]).to_string();
     let mut kinds = vec![
         HeavyKind {
             label: "normalize_100k",
             path: "/normalization/apply",
-            file_name: "rows.csv",
-            bytes: f.csv_100k.clone(),
+            file_name: "rows.xlsx",
+            bytes: f.xlsx_100k.clone(),
             fields: vec![("normalizations", normalize.clone())],
         },
         HeavyKind {
@@ -176,13 +175,6 @@ fn heavy_kinds(f: &Fixtures) -> Vec<HeavyKind> {
     ];
     if let Some(csv) = &f.csv_1m {
         kinds.push(HeavyKind {
-            label: "normalize_1m",
-            path: "/normalization/apply",
-            file_name: "rows.csv",
-            bytes: csv.clone(),
-            fields: vec![("normalizations", normalize)],
-        });
-        kinds.push(HeavyKind {
             label: "csv_to_xlsx_1m",
             path: "/csv/convert-to-excel",
             file_name: "rows.csv",
@@ -191,6 +183,13 @@ fn heavy_kinds(f: &Fixtures) -> Vec<HeavyKind> {
         });
     }
     if let Some(xlsx) = &f.xlsx_1m {
+        kinds.push(HeavyKind {
+            label: "normalize_1m",
+            path: "/normalization/apply",
+            file_name: "rows.xlsx",
+            bytes: xlsx.clone(),
+            fields: vec![("normalizations", normalize)],
+        });
         kinds.push(HeavyKind {
             label: "excel_search_1m",
             path: "/excel/search",
@@ -597,11 +596,11 @@ async fn soak(a: &Args, f: Arc<Fixtures>) {
 }
 
 async fn burst(a: &Args, f: Arc<Fixtures>, n: usize) {
-    let Some(csv) = f.csv_1m.clone() else {
+    let Some(csv) = f.xlsx_1m.clone() else {
         eprintln!("--burst needs the 1M-row file (drop --skip-1m)");
         return;
     };
-    let normalize = json!([{"column": "name", "type": "uppercase"}]).to_string();
+    let normalize = json!([{"column_name": "name", "normalization_type": "uppercase"}]).to_string();
     let cpu_before = a.pid.and_then(cpu_secs);
     let sampler_stop = Arc::new(AtomicBool::new(false));
     let sampler = spawn_rss_sampler(a.pid, sampler_stop.clone());
@@ -631,7 +630,7 @@ async fn burst(a: &Args, f: Arc<Fixtures>, n: usize) {
         uploads.push(tokio::spawn(async move {
             let client =
                 reqwest::Client::builder().timeout(Duration::from_secs(900)).build().unwrap_or_default();
-            let form = upload_form("rows_1m.csv", &csv, &[("normalizations", normalize)]);
+            let form = upload_form("rows_1m.xlsx", &csv, &[("normalizations", normalize)]);
             let started = Instant::now();
             let status = send(client.post(format!("{rest}/normalization/apply")).multipart(form)).await;
             (status, started.elapsed().as_secs_f64())
@@ -650,7 +649,7 @@ async fn burst(a: &Args, f: Arc<Fixtures>, n: usize) {
     sampler_stop.store(true, Ordering::Relaxed);
     let sampled_peak = sampler.await.unwrap_or(0);
     println!(
-        "burst: {n} simultaneous 1M-row normalization uploads ({} MiB each), all answered after {wall:.1} s",
+        "burst: {n} simultaneous 1M-row workbook normalizations ({} MiB each), all answered after {wall:.1} s",
         csv.len() / (1 << 20)
     );
     for (status, mut took) in by_status {
@@ -685,8 +684,7 @@ fn main() {
         }
     };
     let dir = args.workdir.clone().unwrap_or_else(|| std::env::temp_dir().join("oxcelize-soak"));
-    let need_xlsx = args.burst.is_none();
-    let f = match fixtures(&dir, args.skip_1m, need_xlsx) {
+    let f = match fixtures(&dir, args.skip_1m) {
         Ok(f) => Arc::new(f),
         Err(e) => {
             eprintln!("soak: fixtures: {e}");

@@ -157,7 +157,7 @@ async fn light_requests_complete_while_the_heavy_slot_and_queue_are_busy() {
 #[tokio::test]
 async fn a_request_whose_estimate_exceeds_the_memory_budget_gets_413_naming_the_limit() {
     let app = tiny_budget_app(30).await;
-    // 4 MiB of CSV × 16 for a normalization: far above the 64 MB budget.
+    // 4 MiB of CSV × 24 for a normalization: far above the 64 MB budget.
     let mut csv = String::from("name,amount\n");
     while csv.len() < 4 * 1024 * 1024 {
         csv.push_str("somebody with a long name,12345.67\n");
