@@ -1,6 +1,7 @@
 //! Integration tests: each test starts the real `App` on port 0 with a temporary working directory and talks
 //! to it over real HTTP (reqwest) and WebSocket (tokio-tungstenite) connections.
 
+mod api_docs;
 mod bind;
 mod bot;
 mod chat_archive;
