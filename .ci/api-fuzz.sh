@@ -87,7 +87,7 @@ status=0
   --max-examples "$examples" --seed "$seed" --workers 2 \
   --phases examples,coverage,fuzzing \
   --exclude-tag websocket \
-  --request-timeout 30 \
+  --request-timeout 30 --max-redirects 0 \
   --generation-database none \
   --no-color \
   --report junit --report-dir "$work/report" || status=$?

@@ -20,7 +20,7 @@ pub const MAX_MESSAGE_CHARS: usize = 10_000;
 
 pub const ENDPOINTS: &[Endpoint] = &[
     Endpoint::get("/chat/bot/operations", || get().to(operations), errors::NONE),
-    Endpoint::post("/chat/bot/conversations", || web::post().to(start), &[400, 408, 413, 422, 429, 503]),
+    Endpoint::post("/chat/bot/conversations", || web::post().to(start), &[400, 408, 409, 413, 422, 429, 503]),
     Endpoint::delete("/chat/bot/conversations/{chat_id}", || web::delete().to(delete), &[404, 409, 422]),
     Endpoint::post(
         "/chat/bot/conversations/{chat_id}/message",

@@ -39,7 +39,7 @@ async fn page(state: web::Data<AppState>) -> HttpResponse {
     static_response("text/html; charset=utf-8", PAGE.replace(SETTINGS_SLOT, &settings_json(&state)))
 }
 
-#[utoipa::path(get, path = "/console/{asset}", tag = "console", params(("asset" = String, Path, description = "`console.css` or `console.js`")), responses((status = 200, description = "Stylesheet or script", content_type = "text/css", body = String)))]
+#[utoipa::path(get, path = "/console/{asset}", tag = "console", params(("asset" = String, Path, description = "`console.css` or `console.js`")), responses((status = 200, description = "Stylesheet or script", content((String = "text/css"), (String = "text/javascript")))))]
 async fn asset(name: web::Path<String>) -> Result<HttpResponse, ApiError> {
     match name.as_str() {
         "console.css" => Ok(static_response("text/css; charset=utf-8", STYLE.to_string())),

@@ -123,12 +123,12 @@ fn assert_documented(doc: &Value, path: &str, method: &str, status: u16, body: &
     assert!(errors.is_empty(), "{method} {path} {status} does not match its schema: {errors:?}\n{body}");
 }
 
-async fn call(app: &TestApp, request: reqwest::RequestBuilder) -> (u16, Value) {
+/// Sends a request whose answer must be a JSON envelope; returns its status and body.
+async fn call(request: reqwest::RequestBuilder) -> (u16, Value) {
     let res = request.send().await.expect("request");
     let status = res.status().as_u16();
     let body: Value = res.json().await.expect("JSON answer");
     assert_eq!(body["status_code"], status);
-    let _ = app;
     (status, body)
 }
 
@@ -149,73 +149,67 @@ async fn live_answers_match_the_documented_schemas() {
     };
 
     for p in ["/health", "/health/ready", "/sql/databases", "/normalization/types", "/chat/bot/operations"] {
-        let (s, b) = call(&app, c.get(api(p))).await;
+        let (s, b) = call(c.get(api(p))).await;
         check(&doc_path(p), "get", s, 200, b);
     }
-    let (s, b) = call(&app, c.post(api("/excel/info")).multipart(form("people.xlsx", people(), &[]))).await;
+    let (s, b) = call(c.post(api("/excel/info")).multipart(form("people.xlsx", people(), &[]))).await;
     check(&doc_path("/excel/info"), "post", s, 200, b);
     let csv = csv_text(PEOPLE);
-    let (s, b) = call(&app, c.post(api("/csv/info")).multipart(form("people.csv", csv.clone(), &[]))).await;
+    let (s, b) = call(c.post(api("/csv/info")).multipart(form("people.csv", csv.clone(), &[]))).await;
     check(&doc_path("/csv/info"), "post", s, 200, b);
     let fields = [("columns", r#"["Name","Age"]"#)];
     let (s, b) =
-        call(&app, c.post(api("/excel/extract-columns")).multipart(form("p.xlsx", people(), &fields))).await;
+        call(c.post(api("/excel/extract-columns")).multipart(form("p.xlsx", people(), &fields))).await;
     check(&doc_path("/excel/extract-columns"), "post", s, 200, b);
-    let (s, b) = call(&app, c.post(api("/json/generate")).multipart(form("p.xlsx", people(), &[]))).await;
+    let (s, b) = call(c.post(api("/json/generate")).multipart(form("p.xlsx", people(), &[]))).await;
     check(&doc_path("/json/generate"), "post", s, 200, b);
     let fields = [("table_name", "people"), ("column_mapping", r#"{"name":"Name"}"#)];
-    let (s, b) = call(&app, c.post(api("/sql/generate")).multipart(form("p.xlsx", people(), &fields))).await;
+    let (s, b) = call(c.post(api("/sql/generate")).multipart(form("p.xlsx", people(), &fields))).await;
     check(&doc_path("/sql/generate"), "post", s, 200, b);
 
     // Errors: each class the envelope documents.
     let bad_columns = [("columns", r#"["Nope"]"#)];
     let (s, b) =
-        call(&app, c.post(api("/excel/extract-columns")).multipart(form("p.xlsx", people(), &bad_columns)))
-            .await;
+        call(c.post(api("/excel/extract-columns")).multipart(form("p.xlsx", people(), &bad_columns))).await;
     check(&doc_path("/excel/extract-columns"), "post", s, 422, b);
-    let (s, b) =
-        call(&app, c.post(api("/excel/info")).multipart(form("notes.txt", b"x".to_vec(), &[]))).await;
+    let (s, b) = call(c.post(api("/excel/info")).multipart(form("notes.txt", b"x".to_vec(), &[]))).await;
     check(&doc_path("/excel/info"), "post", s, 415, b);
-    let (s, b) = call(
-        &app,
-        c.post(api("/excel/info")).multipart(form(
-            "broken.xlsx",
-            b"PK\x03\x04 truncated workbook".to_vec(),
-            &[],
-        )),
-    )
+    let (s, b) = call(c.post(api("/excel/info")).multipart(form(
+        "broken.xlsx",
+        b"PK\x03\x04 truncated workbook".to_vec(),
+        &[],
+    )))
     .await;
     check(&doc_path("/excel/info"), "post", s, 400, b);
-    let (s, b) = call(&app, c.get(api("/files/downloads/missing.xlsx"))).await;
+    let (s, b) = call(c.get(api("/files/downloads/missing.xlsx"))).await;
     check(&doc_path("/files/downloads/{filename}"), "get", s, 404, b);
 
     // Chat workflows and the bot.
-    let (s, b) = call(&app, c.post(api("/chat/workflows"))).await;
+    let (s, b) = call(c.post(api("/chat/workflows"))).await;
     let chat_id = b["data"]["chat_id"].as_str().expect("chat_id").to_string();
     check(&doc_path("/chat/workflows"), "post", s, 201, b);
-    let (s, b) = call(&app, c.get(api("/chat/workflows"))).await;
+    let (s, b) = call(c.get(api("/chat/workflows"))).await;
     check(&doc_path("/chat/workflows"), "get", s, 200, b);
-    let (s, b) = call(&app, c.get(api(&format!("/chat/workflows/{chat_id}")))).await;
+    let (s, b) = call(c.get(api(&format!("/chat/workflows/{chat_id}")))).await;
     check(&doc_path("/chat/workflows/{chat_id}"), "get", s, 200, b);
-    let (s, b) = call(&app, c.get(api(&format!("/chat/workflows/{chat_id}/jobs")))).await;
+    let (s, b) = call(c.get(api(&format!("/chat/workflows/{chat_id}/jobs")))).await;
     check(&doc_path("/chat/workflows/{chat_id}/jobs"), "get", s, 200, b);
-    let (s, b) = call(&app, c.get(api(&format!("/chat/workflows/{chat_id}/events")))).await;
+    let (s, b) = call(c.get(api(&format!("/chat/workflows/{chat_id}/events")))).await;
     check(&doc_path("/chat/workflows/{chat_id}/events"), "get", s, 200, b);
-    let (s, b) = call(&app, c.get(api("/chat/workflows/no-such-chat"))).await;
+    let (s, b) = call(c.get(api("/chat/workflows/no-such-chat"))).await;
     check(&doc_path("/chat/workflows/{chat_id}"), "get", s, 404, b);
-    let (s, b) = call(&app, c.get(api("/chat/workflows?limit=0"))).await;
+    let (s, b) = call(c.get(api("/chat/workflows?limit=0"))).await;
     check(&doc_path("/chat/workflows"), "get", s, 422, b);
-    let (s, b) = call(&app, c.delete(api(&format!("/chat/workflows/{chat_id}")))).await;
+    let (s, b) = call(c.delete(api(&format!("/chat/workflows/{chat_id}")))).await;
     check(&doc_path("/chat/workflows/{chat_id}"), "delete", s, 200, b);
-    let (s, b) = call(&app, c.post(api("/chat/bot/conversations"))).await;
+    let (s, b) = call(c.post(api("/chat/bot/conversations"))).await;
     let bot_id = b["data"]["chat_id"].as_str().expect("bot chat_id").to_string();
     check(&doc_path("/chat/bot/conversations"), "post", s, 201, b);
     let message = json!({"message": "hello"});
-    let (s, b) =
-        call(&app, c.post(api(&format!("/chat/bot/conversations/{bot_id}/message"))).json(&message)).await;
+    let (s, b) = call(c.post(api(&format!("/chat/bot/conversations/{bot_id}/message"))).json(&message)).await;
     check(&doc_path("/chat/bot/conversations/{chat_id}/message"), "post", s, 200, b);
     let (s, b) =
-        call(&app, c.post(api(&format!("/chat/bot/conversations/{bot_id}/message"))).json(&json!({}))).await;
+        call(c.post(api(&format!("/chat/bot/conversations/{bot_id}/message"))).json(&json!({}))).await;
     check(&doc_path("/chat/bot/conversations/{chat_id}/message"), "post", s, 422, b);
 
     assert!(checked.len() >= 25, "{checked:?}");
@@ -234,7 +228,7 @@ async fn token_errors_are_documented_where_the_token_is_asked() {
     .await;
     let doc = document(&app).await;
     let prefix = &app.config.api.prefix;
-    let (s, b) = call(&app, app.client.get(format!("{}/sql/databases", app.api))).await;
+    let (s, b) = call(app.client.get(format!("{}/sql/databases", app.api))).await;
     assert_eq!(s, 401);
     assert_documented(&doc, &format!("{prefix}/sql/databases"), "get", 401, &b);
     assert!(doc["paths"][format!("{prefix}/health")]["get"]["responses"]["401"].is_null());
@@ -261,7 +255,7 @@ async fn docs_page_serves_swagger_ui_for_the_document() {
     let bundle = app.client.get(format!("{}/docs/swagger-ui-bundle.js", app.base)).send().await.unwrap();
     assert_eq!(bundle.status(), 200);
     assert!(bundle.bytes().await.unwrap().len() > 100_000, "the bundle is embedded, not fetched");
-    let (s, b) = call(&app, app.client.get(format!("{}/docs/no-such-file.js", app.base))).await;
+    let (s, b) = call(app.client.get(format!("{}/docs/no-such-file.js", app.base))).await;
     assert_eq!(s, 404);
     assert_documented(&document(&app).await, "/docs/{file}", "get", 404, &b);
     app.stop().await;
