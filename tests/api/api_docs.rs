@@ -212,6 +212,12 @@ async fn live_answers_match_the_documented_schemas() {
         call(c.post(api(&format!("/chat/bot/conversations/{bot_id}/message"))).json(&json!({}))).await;
     check(&doc_path("/chat/bot/conversations/{chat_id}/message"), "post", s, 422, b);
 
+    // A bot rejection is an error envelope like any other (`error_class` beside `error_type: Error`).
+    let confirm = json!({"confirmed": true});
+    let (s, b) = call(c.post(api(&format!("/chat/bot/conversations/{bot_id}/confirm"))).json(&confirm)).await;
+    assert_eq!(b["data"]["error_class"], "BadRequest", "{b}");
+    check(&doc_path("/chat/bot/conversations/{chat_id}/confirm"), "post", s, 400, b);
+
     assert!(checked.len() >= 25, "{checked:?}");
     app.stop().await;
 }
