@@ -36,6 +36,9 @@ fi
 free_port() {
   python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
 }
+fetch() {
+  python3 -c 'import sys, urllib.request; sys.stdout.buffer.write(urllib.request.urlopen(sys.argv[1], timeout=5).read())' "$1"
+}
 rest_port="$(free_port)"
 ws_port="$(free_port)"
 root="$work/data"
@@ -68,11 +71,11 @@ EOF
 server_pid=$!
 base="http://127.0.0.1:$rest_port"
 for _ in $(seq 1 300); do
-  if curl -fsS "$base/api/v1/health" >/dev/null 2>&1; then break; fi
+  if fetch "$base/api/v1/health" >/dev/null 2>&1; then break; fi
   kill -0 "$server_pid" 2>/dev/null || { cat "$work/server.log" >&2; echo "server exited early" >&2; exit 1; }
   sleep 0.2
 done
-curl -fsS "$base/openapi.json" >"$work/openapi.json"
+fetch "$base/openapi.json" >"$work/openapi.json"
 operations="$(python3 -c '
 import json, sys
 doc = json.load(open(sys.argv[1]))
