@@ -40,6 +40,24 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
+    /// The class of an answer that was given only a status (bot rejections); 400 is `BadRequest`.
+    pub fn from_status(status: u16) -> ErrorKind {
+        match status {
+            401 => ErrorKind::Unauthorized,
+            404 => ErrorKind::NotFound,
+            405 => ErrorKind::MethodNotAllowed,
+            408 => ErrorKind::RequestTimeout,
+            409 => ErrorKind::Conflict,
+            413 => ErrorKind::PayloadTooLarge,
+            415 => ErrorKind::UnsupportedFileType,
+            422 => ErrorKind::Validation,
+            429 => ErrorKind::RateLimited,
+            503 => ErrorKind::Unavailable,
+            s if s >= 500 => ErrorKind::Internal,
+            _ => ErrorKind::BadRequest,
+        }
+    }
+
     pub fn status(self) -> StatusCode {
         match self {
             ErrorKind::Validation => StatusCode::UNPROCESSABLE_ENTITY,

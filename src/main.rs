@@ -65,13 +65,14 @@ fn main() -> ExitCode {
         let ws =
             app.ws_addr().map(|a| format!("ws://{a}/chat/{{chat_id}}")).unwrap_or_else(|| "disabled".into());
         let banner = format!(
-            "{} {} (oxcelize {}) | REST http://{}{} | WebSocket {}",
+            "{} {} (oxcelize {}) | REST http://{}{} | WebSocket {} | API docs http://{}/docs",
             config.app.name,
             config.app.version,
             env!("CARGO_PKG_VERSION"),
             app.rest_addr(),
             config.api.prefix,
-            ws
+            ws,
+            app.rest_addr()
         );
         println!("{banner}");
         log::info!("{banner}");

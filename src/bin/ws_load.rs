@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
+use oxcelize::loadgen::{cpu_secs, status_kib};
 use serde_json::{json, Value};
 use tokio::sync::{watch, Semaphore};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
@@ -107,20 +108,9 @@ fn scan_seq(text: &str) -> Option<u64> {
     digits.parse().ok()
 }
 
-/// User + system CPU seconds of a process (clock ticks assumed 100 Hz, the Linux default).
-fn cpu_secs(pid: u32) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let after = stat.rsplit_once(')')?.1;
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let utime: f64 = fields.get(11)?.parse().ok()?;
-    let stime: f64 = fields.get(12)?.parse().ok()?;
-    Some((utime + stime) / 100.0)
-}
-
+/// The VmRSS of a process in KiB.
 fn rss_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    line.split_whitespace().nth(1)?.parse().ok()
+    status_kib(pid, "VmRSS:")
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {

@@ -68,12 +68,14 @@ pub fn soft_failure_data(reply: &Reply, ctx: &BotContext) -> Value {
 
 /// `data` of a rejected confirm (400/422): the error envelope's fields plus `bot_response` and `state`.
 pub fn rejected_data(reply: &Reply, ctx: &BotContext) -> Value {
-    let details = match &reply.status {
-        Status::Rejected { details: Some(d), .. } => d.clone(),
-        _ => Value::Null,
+    let (details, status) = match &reply.status {
+        Status::Rejected { details, status, .. } => (details.clone().unwrap_or(Value::Null), *status),
+        _ => (Value::Null, 400),
     };
+    // Like every error envelope: the class beside the chat routes' constant `error_type`.
     json!({
         "error_type": "Error",
+        "error_class": crate::error::ErrorKind::from_status(status).error_type(),
         "details": details,
         "bot_response": reply.bot_response,
         "state": ctx.current_state.as_str(),

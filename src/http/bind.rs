@@ -10,9 +10,10 @@ use serde_json::{json, Value};
 use crate::config::Config;
 use crate::envelope::{download_url, ApiResponse};
 use crate::error::{blocking, ApiError};
+use crate::http::routes::{errors, Endpoint};
 use crate::http::tables::{output_target, read_upload, workbook_style};
 use crate::http::upload::Form;
-use crate::http::{method_not_allowed, ApiResult};
+use crate::http::ApiResult;
 use crate::ops::bind::{
     bind_multi_key, bind_positional, bind_preview, bind_single_key, parse_column_list, BindOutcome,
 };
@@ -22,16 +23,17 @@ use crate::table::write::write_table_xlsx;
 use crate::table::Table;
 use crate::AppState;
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    for (path, handler) in [
-        ("/excel/bind-single-key", web::post().to(bind_single)),
-        ("/excel/bind-multi-key", web::post().to(bind_multi)),
-        ("/files/bind", web::post().to(files_bind)),
-        ("/files/bind/preview", web::post().to(files_bind_preview)),
-    ] {
-        cfg.service(web::resource(path).route(handler).default_service(method_not_allowed("POST, OPTIONS")));
-    }
-}
+pub const ENDPOINTS: &[Endpoint] = &[
+    Endpoint::post("/excel/bind-single-key", || web::post().to(bind_single), errors::UPLOAD),
+    Endpoint::post("/excel/bind-multi-key", || web::post().to(bind_multi), errors::UPLOAD),
+    Endpoint::post("/files/bind", || web::post().to(files_bind), errors::UPLOAD),
+    Endpoint::post("/files/bind/preview", || web::post().to(files_bind_preview), errors::UPLOAD),
+];
+
+/// The documented operations of this module (see `http::openapi`).
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(bind_single, bind_multi, files_bind, files_bind_preview))]
+pub struct Doc;
 
 /// Reads both uploaded workbooks (first sheets), the first one first so its errors win.
 fn read_pair(
@@ -94,6 +96,7 @@ fn two_files(form: &Form, first: &str, second: &str) -> Result<Uploads, ApiError
     })
 }
 
+#[utoipa::path(post, path = "/excel/bind-single-key", tag = "bind", request_body(content = crate::http::schemas::BindSingleForm, content_type = "multipart/form-data"), responses((status = 200, description = "Success", body = crate::http::schemas::Envelope<crate::http::schemas::BindData>)))]
 async fn bind_single(req: HttpRequest, state: web::Data<AppState>, form: Form) -> ApiResult {
     let files = two_files(&form, "source_file", "bind_file")?;
     let key = form.text_or("comparison_column", "").to_string();
@@ -105,6 +108,7 @@ async fn bind_single(req: HttpRequest, state: web::Data<AppState>, form: Form) -
     bind_by_keys(req, state, &form, files, BindKeys::Single(key), bind_columns).await
 }
 
+#[utoipa::path(post, path = "/excel/bind-multi-key", tag = "bind", request_body(content = crate::http::schemas::BindMultiForm, content_type = "multipart/form-data"), responses((status = 200, description = "Success", body = crate::http::schemas::Envelope<crate::http::schemas::BindData>)))]
 async fn bind_multi(req: HttpRequest, state: web::Data<AppState>, form: Form) -> ApiResult {
     let files = two_files(&form, "source_file", "bind_file")?;
     let keys = column_list(&form, "comparison_columns")?;
@@ -159,6 +163,7 @@ fn positional_mapping(form: &Form) -> Result<ColumnMapping, ApiError> {
     }
 }
 
+#[utoipa::path(post, path = "/files/bind", tag = "bind", request_body(content = crate::http::schemas::FilesBindForm, content_type = "multipart/form-data"), responses((status = 200, description = "Success", body = crate::http::schemas::Envelope<crate::http::schemas::BindData>)))]
 async fn files_bind(req: HttpRequest, state: web::Data<AppState>, form: Form) -> ApiResult {
     let files = two_files(&form, "source_file", "target_file")?;
     let mapping = positional_mapping(&form)?;
@@ -179,6 +184,7 @@ async fn files_bind(req: HttpRequest, state: web::Data<AppState>, form: Form) ->
     Ok(ApiResponse::ok("Converted to Excel file successfully", bound_data(&req, &state.config, &name, stats)))
 }
 
+#[utoipa::path(post, path = "/files/bind/preview", tag = "bind", request_body(content = crate::http::schemas::FilesBindPreviewForm, content_type = "multipart/form-data"), responses((status = 200, description = "Preview of the binding", body = crate::http::schemas::Envelope<crate::http::schemas::AnyObject>)))]
 async fn files_bind_preview(state: web::Data<AppState>, form: Form) -> ApiResult {
     let files = two_files(&form, "source_file", "target_file")?;
     let mapping = positional_mapping(&form)?;

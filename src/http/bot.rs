@@ -11,36 +11,44 @@ use crate::bot::{view, Reply, Status, Step};
 use crate::envelope::{envelope_body, envelope_response, public_origin, request_id_of, ApiResponse};
 use crate::error::ApiError;
 use crate::http::chat::{chat_of, receive_upload, run};
-use crate::http::{get, method_not_allowed, ApiResult};
+use crate::http::routes::{errors, Endpoint};
+use crate::http::{get, ApiResult};
 use crate::AppState;
 
 /// Longest accepted `/message` text, in characters.
 pub const MAX_MESSAGE_CHARS: usize = 10_000;
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    let post = web::post;
-    let resources: Vec<(&str, Vec<actix_web::Route>, &'static str)> = vec![
-        ("/chat/bot/operations", vec![get().to(operations)], "GET, HEAD, OPTIONS"),
-        ("/chat/bot/conversations", vec![post().to(start)], "POST, OPTIONS"),
-        ("/chat/bot/conversations/{chat_id}", vec![web::delete().to(delete)], "DELETE, OPTIONS"),
-        ("/chat/bot/conversations/{chat_id}/message", vec![post().to(message)], "POST, OPTIONS"),
-        ("/chat/bot/conversations/{chat_id}/upload", vec![post().to(upload)], "POST, OPTIONS"),
-        ("/chat/bot/conversations/{chat_id}/confirm", vec![post().to(confirm)], "POST, OPTIONS"),
-        ("/chat/bot/conversations/{chat_id}/history", vec![get().to(history)], "GET, HEAD, OPTIONS"),
-        (
-            "/chat/bot/conversations/{chat_id}/workflow/status/{job_id}",
-            vec![get().to(job_status)],
-            "GET, HEAD, OPTIONS",
-        ),
-    ];
-    for (path, routes, allow) in resources {
-        let mut resource = web::resource(path);
-        for route in routes {
-            resource = resource.route(route);
-        }
-        cfg.service(resource.default_service(method_not_allowed(allow)));
-    }
-}
+pub const ENDPOINTS: &[Endpoint] = &[
+    Endpoint::get("/chat/bot/operations", || get().to(operations), errors::NONE),
+    Endpoint::post("/chat/bot/conversations", || web::post().to(start), &[400, 408, 409, 413, 422, 429, 503]),
+    Endpoint::delete("/chat/bot/conversations/{chat_id}", || web::delete().to(delete), &[404, 409, 422]),
+    Endpoint::post(
+        "/chat/bot/conversations/{chat_id}/message",
+        || web::post().to(message),
+        errors::CHAT_WRITE,
+    ),
+    Endpoint::post(
+        "/chat/bot/conversations/{chat_id}/upload",
+        || web::post().to(upload),
+        errors::CHAT_UPLOAD,
+    ),
+    Endpoint::post(
+        "/chat/bot/conversations/{chat_id}/confirm",
+        || web::post().to(confirm),
+        errors::CHAT_WRITE,
+    ),
+    Endpoint::get("/chat/bot/conversations/{chat_id}/history", || get().to(history), errors::CHAT_READ),
+    Endpoint::get(
+        "/chat/bot/conversations/{chat_id}/workflow/status/{job_id}",
+        || get().to(job_status),
+        errors::CHAT_READ,
+    ),
+];
+
+/// The documented operations of this module (see `http::openapi`).
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(operations, start, delete, message, upload, confirm, history, job_status))]
+pub struct Doc;
 
 fn service(state: &AppState) -> Result<BotService, ApiError> {
     Ok(BotService::new(chat_of(state)?))
@@ -67,6 +75,7 @@ fn json_object(body: &[u8]) -> Option<Map<String, Value>> {
     }
 }
 
+#[utoipa::path(get, path = "/chat/bot/operations", tag = "bot", responses((status = 200, description = "Operations the bot understands", body = crate::http::schemas::Envelope<crate::http::schemas::AnyObject>)))]
 async fn operations() -> ApiResult {
     Ok(ApiResponse::ok("Supported operations retrieved successfully", crate::bot::operations_catalogue()))
 }
@@ -92,6 +101,7 @@ fn start_body(req: &HttpRequest, body: &[u8]) -> Result<Option<Map<String, Value
     }
 }
 
+#[utoipa::path(post, path = "/chat/bot/conversations", tag = "bot", request_body(content = crate::http::schemas::BotStartRequest, content_type = "application/json"), responses((status = 201, description = "Started", body = crate::http::schemas::Envelope<crate::http::schemas::AnyObject>)))]
 async fn start(req: HttpRequest, state: web::Data<AppState>, body: web::Bytes) -> ApiResult {
     let svc = service(&state)?;
     let chat_id = start_body(&req, &body)?.and_then(|mut m| m.remove("chat_id"));
@@ -137,6 +147,7 @@ fn failure_response(req: &HttpRequest, state: &AppState, answer: &Answer) -> Opt
     }
 }
 
+#[utoipa::path(post, path = "/chat/bot/conversations/{chat_id}/message", tag = "bot", request_body(content = crate::http::schemas::BotMessageRequest, content_type = "application/json"), params(("chat_id" = String, Path, description = "Conversation id")), responses((status = 200, description = "Understood or not (data.understood)", body = crate::http::schemas::Envelope<crate::http::schemas::AnyObject>)))]
 async fn message(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -155,6 +166,7 @@ async fn message(
     Ok(envelope_with(&req, &state, StatusCode::OK, "Message processed successfully", data))
 }
 
+#[utoipa::path(post, path = "/chat/bot/conversations/{chat_id}/upload", tag = "bot", request_body(content = crate::http::schemas::FileForm, content_type = "multipart/form-data"), params(("chat_id" = String, Path, description = "Conversation id")), responses((status = 200, description = "Success", body = crate::http::schemas::Envelope<crate::http::schemas::AnyObject>)))]
 async fn upload(
     req: HttpRequest,
     payload: web::Payload,
@@ -224,6 +236,7 @@ fn confirm_body(body: &[u8]) -> Result<(bool, Option<Vec<Step>>), ApiError> {
     Ok((confirmed, modified))
 }
 
+#[utoipa::path(post, path = "/chat/bot/conversations/{chat_id}/confirm", tag = "bot", request_body(content = crate::http::schemas::BotConfirmRequest, content_type = "application/json"), params(("chat_id" = String, Path, description = "Conversation id")), responses((status = 200, description = "Declined or answered", body = crate::http::schemas::Envelope<crate::http::schemas::AnyObject>), (status = 202, description = "Workflow submitted", body = crate::http::schemas::Envelope<crate::http::schemas::AnyObject>)))]
 async fn confirm(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -257,6 +270,7 @@ async fn confirm(
     })
 }
 
+#[utoipa::path(get, path = "/chat/bot/conversations/{chat_id}/history", tag = "bot", params(("chat_id" = String, Path, description = "Conversation id"), ("limit" = Option<i64>, Query, description = "Most recent messages")), responses((status = 200, description = "Success", body = crate::http::schemas::Envelope<crate::http::schemas::AnyObject>)))]
 async fn history(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -280,6 +294,7 @@ async fn history(
     Ok(ApiResponse::ok("Conversation history retrieved successfully", data))
 }
 
+#[utoipa::path(get, path = "/chat/bot/conversations/{chat_id}/workflow/status/{job_id}", tag = "bot", params(("chat_id" = String, Path, description = "Conversation id"), ("job_id" = String, Path, description = "Job id")), responses((status = 200, description = "Success", body = crate::http::schemas::Envelope<crate::http::schemas::AnyObject>)))]
 async fn job_status(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -292,6 +307,7 @@ async fn job_status(
     Ok(ApiResponse::ok("Job status retrieved successfully", job))
 }
 
+#[utoipa::path(delete, path = "/chat/bot/conversations/{chat_id}", tag = "bot", params(("chat_id" = String, Path, description = "Conversation id")), responses((status = 200, description = "Success", body = crate::http::schemas::Envelope<crate::http::schemas::ChatIdData>)))]
 async fn delete(state: web::Data<AppState>, path: web::Path<String>) -> ApiResult {
     let svc = service(&state)?;
     let id = path.into_inner();

@@ -13,40 +13,58 @@ use crate::chat::model::ConversationRow;
 use crate::chat::{workflow, Chat, ChatError};
 use crate::envelope::{public_origin, ApiResponse};
 use crate::error::{blocking, ApiError};
+use crate::http::routes::{errors, Endpoint};
 use crate::http::upload::{Form, UploadedFile};
-use crate::http::{get, method_not_allowed, ApiResult};
+use crate::http::{get, ApiResult};
 use crate::AppState;
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    let post = web::post;
-    let resources: Vec<(&str, Vec<actix_web::Route>, &'static str)> = vec![
-        ("/chat/workflows", vec![post().to(create), get().to(list)], "GET, HEAD, POST, OPTIONS"),
-        // Static segments before `{chat_id}` so `restore` is never a conversation id.
-        ("/chat/workflows/restore", vec![post().to(restore)], "POST, OPTIONS"),
-        (
-            "/chat/workflows/{chat_id}",
-            vec![get().to(show), web::delete().to(delete)],
-            "GET, HEAD, DELETE, OPTIONS",
-        ),
-        ("/chat/workflows/{chat_id}/upload", vec![post().to(upload)], "POST, OPTIONS"),
-        ("/chat/workflows/{chat_id}/execute", vec![post().to(execute)], "POST, OPTIONS"),
-        ("/chat/workflows/{chat_id}/dump", vec![post().to(dump)], "POST, OPTIONS"),
-        ("/chat/workflows/{chat_id}/files/{filename}", vec![get().to(file)], "GET, HEAD, OPTIONS"),
-        ("/chat/workflows/{chat_id}/jobs", vec![get().to(jobs)], "GET, HEAD, OPTIONS"),
-        ("/chat/workflows/{chat_id}/jobs/{job_id}", vec![get().to(job)], "GET, HEAD, OPTIONS"),
-        ("/chat/workflows/{chat_id}/jobs/{job_id}/cancel", vec![post().to(cancel)], "POST, OPTIONS"),
-        ("/chat/workflows/{chat_id}/events", vec![get().to(events)], "GET, HEAD, OPTIONS"),
-        ("/chat/sqlite/backup", vec![post().to(backup)], "POST, OPTIONS"),
-        ("/chat/downloads/{filename}", vec![get().to(download_dump)], "GET, HEAD, OPTIONS"),
-    ];
-    for (path, routes, allow) in resources {
-        let mut resource = web::resource(path);
-        for route in routes {
-            resource = resource.route(route);
-        }
-        cfg.service(resource.default_service(method_not_allowed(allow)));
-    }
-}
+pub const ENDPOINTS: &[Endpoint] = &[
+    Endpoint::post("/chat/workflows", || web::post().to(create), &[422, 503]),
+    Endpoint::get("/chat/workflows", || get().to(list), &[400, 422]),
+    // Static segments before `{chat_id}` so `restore` is never a conversation id.
+    Endpoint::post(
+        "/chat/workflows/restore",
+        || web::post().to(restore),
+        &[400, 408, 409, 413, 415, 422, 429],
+    ),
+    Endpoint::get("/chat/workflows/{chat_id}", || get().to(show), errors::CHAT_READ),
+    Endpoint::delete("/chat/workflows/{chat_id}", || web::delete().to(delete), &[404, 409, 422]),
+    Endpoint::post("/chat/workflows/{chat_id}/upload", || web::post().to(upload), errors::CHAT_UPLOAD),
+    Endpoint::post("/chat/workflows/{chat_id}/execute", || web::post().to(execute), errors::CHAT_WRITE),
+    Endpoint::post("/chat/workflows/{chat_id}/dump", || web::post().to(dump), &[404, 409, 422]),
+    Endpoint::get("/chat/workflows/{chat_id}/files/{filename}", || get().to(file), &[400, 404, 416, 422]),
+    Endpoint::get("/chat/workflows/{chat_id}/jobs", || get().to(jobs), errors::CHAT_READ),
+    Endpoint::get("/chat/workflows/{chat_id}/jobs/{job_id}", || get().to(job), errors::CHAT_READ),
+    Endpoint::post(
+        "/chat/workflows/{chat_id}/jobs/{job_id}/cancel",
+        || web::post().to(cancel),
+        &[404, 409, 422],
+    ),
+    Endpoint::get("/chat/workflows/{chat_id}/events", || get().to(events), &[400, 404, 422]),
+    Endpoint::post("/chat/sqlite/backup", || web::post().to(backup), &[409, 422]),
+    Endpoint::get("/chat/downloads/{filename}", || get().to(download_dump), &[400, 404, 416, 422]),
+];
+
+/// The documented operations of this module (see `http::openapi`).
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(
+    create,
+    list,
+    restore,
+    show,
+    delete,
+    upload,
+    execute,
+    dump,
+    file,
+    jobs,
+    job,
+    cancel,
+    events,
+    backup,
+    download_dump
+))]
+pub struct Doc;
 
 /// The chat services, or 422 when the feature is off (§1.3).
 pub fn chat_of(state: &AppState) -> Result<Arc<Chat>, ApiError> {
@@ -105,12 +123,14 @@ fn query_int(
     }
 }
 
+#[utoipa::path(post, path = "/chat/workflows", tag = "chat", responses((status = 201, description = "Created", body = crate::http::schemas::Envelope<crate::http::schemas::ConversationData>)))]
 async fn create(state: web::Data<AppState>) -> ApiResult {
     let chat = chat_of(&state)?;
     let conv = run("Failed to create conversation", move || chat.create_conversation(None)).await?;
     Ok(ApiResponse::ok("Conversation created successfully", conv).with_status(StatusCode::CREATED))
 }
 
+#[utoipa::path(get, path = "/chat/workflows", tag = "chat", params(("limit" = Option<i64>, Query, description = "1–1000, default 100"), ("offset" = Option<i64>, Query, description = "Default 0"), ("status" = Option<String>, Query, description = "Only conversations in this status")), responses((status = 200, description = "Success", body = crate::http::schemas::Envelope<crate::http::schemas::ConversationListData>)))]
 async fn list(state: web::Data<AppState>, query: web::Query<HashMap<String, String>>) -> ApiResult {
     let chat = chat_of(&state)?;
     let limit = query_int(&query, "limit", 100, 1, 1000)?;
@@ -128,6 +148,7 @@ async fn list(state: web::Data<AppState>, query: web::Query<HashMap<String, Stri
     .with_total(total))
 }
 
+#[utoipa::path(get, path = "/chat/workflows/{chat_id}", tag = "chat", params(("chat_id" = String, Path, description = "Conversation id")), responses((status = 200, description = "Success", body = crate::http::schemas::Envelope<crate::http::schemas::ConversationData>)))]
 async fn show(req: HttpRequest, state: web::Data<AppState>, path: web::Path<String>) -> ApiResult {
     let chat = chat_of(&state)?;
     let base = base(&req, &state);
@@ -136,6 +157,7 @@ async fn show(req: HttpRequest, state: web::Data<AppState>, path: web::Path<Stri
     Ok(ApiResponse::ok("Conversation retrieved successfully", conv))
 }
 
+#[utoipa::path(delete, path = "/chat/workflows/{chat_id}", tag = "chat", params(("chat_id" = String, Path, description = "Conversation id")), responses((status = 200, description = "Success", body = crate::http::schemas::Envelope<crate::http::schemas::ChatIdData>)))]
 async fn delete(state: web::Data<AppState>, path: web::Path<String>) -> ApiResult {
     let chat = chat_of(&state)?;
     let id = path.into_inner();
@@ -164,6 +186,7 @@ pub async fn read_chat_form(
     })
 }
 
+#[utoipa::path(post, path = "/chat/workflows/{chat_id}/upload", tag = "chat", request_body(content = crate::http::schemas::FileForm, content_type = "multipart/form-data"), params(("chat_id" = String, Path, description = "Conversation id")), responses((status = 200, description = "Success", body = crate::http::schemas::Envelope<crate::http::schemas::ChatUploadData>)))]
 async fn upload(
     req: HttpRequest,
     payload: web::Payload,
@@ -187,6 +210,7 @@ async fn upload(
     ))
 }
 
+#[utoipa::path(post, path = "/chat/workflows/{chat_id}/execute", tag = "chat", request_body(content = crate::http::schemas::ExecuteRequest, content_type = "application/json"), params(("chat_id" = String, Path, description = "Conversation id"), ("async" = Option<bool>, Query, description = "Submit and answer 202 at once")), responses((status = 200, description = "Completed", body = crate::http::schemas::Envelope<crate::http::schemas::ExecuteData>), (status = 202, description = "Submitted (async)", body = crate::http::schemas::Envelope<crate::http::schemas::ExecuteData>)))]
 async fn execute(
     req: HttpRequest,
     body: web::Bytes,
@@ -255,6 +279,7 @@ async fn execute(
     ))
 }
 
+#[utoipa::path(get, path = "/chat/workflows/{chat_id}/files/{filename}", tag = "chat", params(("chat_id" = String, Path, description = "Conversation id"), ("filename" = String, Path, description = "Stored file name"), ("folder" = Option<String>, Query, description = "`uploads` or `outputs`")), responses((status = 200, description = "The file", content_type = "application/octet-stream", body = String), (status = 206, description = "Requested byte range", content_type = "application/octet-stream", body = String)))]
 async fn file(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -272,6 +297,7 @@ async fn file(
     crate::http::files::serve_attachment(&req, &path, &name)
 }
 
+#[utoipa::path(get, path = "/chat/workflows/{chat_id}/jobs", tag = "chat", params(("chat_id" = String, Path, description = "Conversation id")), responses((status = 200, description = "Success", body = crate::http::schemas::Envelope<crate::http::schemas::JobListData>)))]
 async fn jobs(req: HttpRequest, state: web::Data<AppState>, path: web::Path<String>) -> ApiResult {
     let chat = chat_of(&state)?;
     let base = base(&req, &state);
@@ -281,6 +307,7 @@ async fn jobs(req: HttpRequest, state: web::Data<AppState>, path: web::Path<Stri
     Ok(ApiResponse::ok("Jobs retrieved successfully", json!({"jobs": jobs, "count": count})))
 }
 
+#[utoipa::path(get, path = "/chat/workflows/{chat_id}/jobs/{job_id}", tag = "chat", params(("chat_id" = String, Path, description = "Conversation id"), ("job_id" = String, Path, description = "Job id")), responses((status = 200, description = "Success", body = crate::http::schemas::Envelope<crate::http::schemas::JobData>)))]
 async fn job(req: HttpRequest, state: web::Data<AppState>, path: web::Path<(String, String)>) -> ApiResult {
     let chat = chat_of(&state)?;
     let base = base(&req, &state);
@@ -289,6 +316,7 @@ async fn job(req: HttpRequest, state: web::Data<AppState>, path: web::Path<(Stri
     Ok(ApiResponse::ok("Job status retrieved successfully", job))
 }
 
+#[utoipa::path(post, path = "/chat/workflows/{chat_id}/jobs/{job_id}/cancel", tag = "chat", params(("chat_id" = String, Path, description = "Conversation id"), ("job_id" = String, Path, description = "Job id")), responses((status = 200, description = "Success", body = crate::http::schemas::Envelope<crate::http::schemas::JobData>)))]
 async fn cancel(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -305,6 +333,7 @@ async fn cancel(
     Ok(ApiResponse::ok("Job cancellation requested", job))
 }
 
+#[utoipa::path(get, path = "/chat/workflows/{chat_id}/events", tag = "chat", params(("chat_id" = String, Path, description = "Conversation id"), ("after_seq" = Option<i64>, Query, description = "Events after this seq, default 0"), ("limit" = Option<i64>, Query, description = "1–1000, default 200")), responses((status = 200, description = "Stored events", body = crate::http::schemas::Envelope<crate::http::schemas::AnyObject>)))]
 async fn events(
     state: web::Data<AppState>,
     path: web::Path<String>,
@@ -318,6 +347,7 @@ async fn events(
     Ok(ApiResponse::ok("Events retrieved successfully", data))
 }
 
+#[utoipa::path(post, path = "/chat/workflows/{chat_id}/dump", tag = "chat", params(("chat_id" = String, Path, description = "Conversation id")), responses((status = 200, description = "Success", body = crate::http::schemas::Envelope<crate::http::schemas::DumpData>)))]
 async fn dump(req: HttpRequest, state: web::Data<AppState>, path: web::Path<String>) -> ApiResult {
     let chat = chat_of(&state)?;
     let base = base(&req, &state);
@@ -331,6 +361,7 @@ async fn dump(req: HttpRequest, state: web::Data<AppState>, path: web::Path<Stri
     Ok(ApiResponse::ok("Conversation dumped successfully", data))
 }
 
+#[utoipa::path(post, path = "/chat/workflows/restore", tag = "chat", request_body(content = crate::http::schemas::RestoreForm, content_type = "multipart/form-data"), responses((status = 200, description = "Success", body = crate::http::schemas::Envelope<crate::http::schemas::ConversationData>)))]
 async fn restore(req: HttpRequest, payload: web::Payload, state: web::Data<AppState>) -> ApiResult {
     let chat = chat_of(&state)?;
     let cw = &state.config.chat_workflows;
@@ -357,12 +388,14 @@ async fn restore(req: HttpRequest, payload: web::Payload, state: web::Data<AppSt
     Ok(ApiResponse::ok("Conversation restored successfully", conv))
 }
 
+#[utoipa::path(post, path = "/chat/sqlite/backup", tag = "chat", responses((status = 200, description = "Snapshot written", body = crate::http::schemas::Envelope<crate::http::schemas::AnyObject>)))]
 async fn backup(state: web::Data<AppState>) -> ApiResult {
     let chat = chat_of(&state)?;
     let data = run("Failed to backup database", move || chat.backup_now()).await?;
     Ok(ApiResponse::ok("Database backup created successfully", data))
 }
 
+#[utoipa::path(get, path = "/chat/downloads/{filename}", tag = "chat", params(("filename" = String, Path, description = "Dump archive name")), responses((status = 200, description = "The archive", content_type = "application/octet-stream", body = String), (status = 206, description = "Requested byte range", content_type = "application/octet-stream", body = String)))]
 async fn download_dump(
     req: HttpRequest,
     state: web::Data<AppState>,

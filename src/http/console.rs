@@ -7,7 +7,8 @@ use actix_web::{web, HttpResponse};
 use serde_json::json;
 
 use crate::error::ApiError;
-use crate::http::{get, method_not_allowed};
+use crate::http::get;
+use crate::http::routes::{errors, Endpoint};
 use crate::AppState;
 
 const PAGE: &str = include_str!("../../assets/console/index.html");
@@ -22,25 +23,23 @@ const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; st
      img-src 'self' data:; connect-src 'self' ws: wss:; base-uri 'none'; form-action 'none'; \
      frame-ancestors 'none'";
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    for path in ["/console", "/console/"] {
-        cfg.service(
-            web::resource(path)
-                .route(get().to(page))
-                .default_service(method_not_allowed("GET, HEAD, OPTIONS")),
-        );
-    }
-    cfg.service(
-        web::resource("/console/{asset}")
-            .route(get().to(asset))
-            .default_service(method_not_allowed("GET, HEAD, OPTIONS")),
-    );
-}
+pub const ENDPOINTS: &[Endpoint] = &[
+    Endpoint::get("/console", || get().to(page), errors::NONE),
+    Endpoint::get("/console/", || get().to(page), errors::NONE).same_as("/console"),
+    Endpoint::get("/console/{asset}", || get().to(asset), &[404]),
+];
 
+/// The documented operations of this module (see `http::openapi`).
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(page, asset))]
+pub struct Doc;
+
+#[utoipa::path(get, path = "/console", tag = "console", responses((status = 200, description = "The live console page", content_type = "text/html", body = String)))]
 async fn page(state: web::Data<AppState>) -> HttpResponse {
     static_response("text/html; charset=utf-8", PAGE.replace(SETTINGS_SLOT, &settings_json(&state)))
 }
 
+#[utoipa::path(get, path = "/console/{asset}", tag = "console", params(("asset" = String, Path, description = "`console.css` or `console.js`")), responses((status = 200, description = "Stylesheet or script", content((String = "text/css"), (String = "text/javascript")))))]
 async fn asset(name: web::Path<String>) -> Result<HttpResponse, ApiError> {
     match name.as_str() {
         "console.css" => Ok(static_response("text/css; charset=utf-8", STYLE.to_string())),

@@ -7,9 +7,10 @@ use serde_json::json;
 
 use crate::envelope::{download_url, ApiResponse};
 use crate::error::blocking;
+use crate::http::routes::{errors, Endpoint};
 use crate::http::tables::{
-    output_filename, output_target, post_resource, search_request, search_response, search_target,
-    workbook_style, INFO_ERROR_PREFIX,
+    output_filename, output_target, search_request, search_response, search_target, workbook_style,
+    INFO_ERROR_PREFIX,
 };
 use crate::http::upload::Form;
 use crate::http::ApiResult;
@@ -20,14 +21,20 @@ use crate::table::names::base_name;
 use crate::table::write::OutputFormat;
 use crate::AppState;
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(post_resource("/csv/info", web::post().to(info)));
-    cfg.service(post_resource("/csv/convert-to-excel", web::post().to(convert)));
-    cfg.service(post_resource("/csv/search", web::post().to(search)));
-    cfg.service(post_resource("/csv/search/suggest-operators", web::post().to(suggest)));
-}
+pub const ENDPOINTS: &[Endpoint] = &[
+    Endpoint::post("/csv/info", || web::post().to(info), errors::UPLOAD),
+    Endpoint::post("/csv/convert-to-excel", || web::post().to(convert), errors::UPLOAD),
+    Endpoint::post("/csv/search", || web::post().to(search), errors::UPLOAD),
+    Endpoint::post("/csv/search/suggest-operators", || web::post().to(suggest), errors::UPLOAD),
+];
+
+/// The documented operations of this module (see `http::openapi`).
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(info, convert, search, suggest))]
+pub struct Doc;
 
 /// §7.3.1: size, column names and types, plus the delimiter and encoding the reader chose.
+#[utoipa::path(post, path = "/csv/info", tag = "csv", request_body(content = crate::http::schemas::FileForm, content_type = "multipart/form-data"), responses((status = 200, description = "Success", body = crate::http::schemas::Envelope<crate::http::schemas::FileInfoData>)))]
 async fn info(state: web::Data<AppState>, form: Form) -> ApiResult {
     form.require_file("file")?;
     let config = state.config.clone();
@@ -41,6 +48,7 @@ async fn info(state: web::Data<AppState>, form: Form) -> ApiResult {
 }
 
 /// §7.3.2: the CSV as a standard workbook whose data sheet is `sheet_name` (validated up front).
+#[utoipa::path(post, path = "/csv/convert-to-excel", tag = "csv", request_body(content = crate::http::schemas::CsvConvertForm, content_type = "multipart/form-data"), responses((status = 200, description = "Success", body = crate::http::schemas::Envelope<crate::http::schemas::DownloadData>)))]
 async fn convert(req: HttpRequest, state: web::Data<AppState>, form: Form) -> ApiResult {
     form.require_file("file")?;
     let config = state.config.clone();
@@ -60,6 +68,7 @@ async fn convert(req: HttpRequest, state: web::Data<AppState>, form: Form) -> Ap
 }
 
 /// §7.3.3: as `excel/search`, for a CSV file, with `csv` as the default output format.
+#[utoipa::path(post, path = "/csv/search", tag = "csv", request_body(content = crate::http::schemas::SearchForm, content_type = "multipart/form-data"), responses((status = 200, description = "Success", body = crate::http::schemas::Envelope<crate::http::schemas::SearchData>)))]
 async fn search(req: HttpRequest, state: web::Data<AppState>, form: Form) -> ApiResult {
     let request = search_request(&form, OutputFormat::Csv)?;
     let config = state.config.clone();
@@ -74,6 +83,7 @@ async fn search(req: HttpRequest, state: web::Data<AppState>, form: Form) -> Api
 }
 
 /// §7.3.4: as `excel/search/suggest-operators`, for a CSV file (types inferred while streaming).
+#[utoipa::path(post, path = "/csv/search/suggest-operators", tag = "csv", request_body(content = crate::http::schemas::FileForm, content_type = "multipart/form-data"), responses((status = 200, description = "Operators per column", body = crate::http::schemas::Envelope<crate::http::schemas::AnyObject>)))]
 async fn suggest(state: web::Data<AppState>, form: Form) -> ApiResult {
     form.require_file("file")?;
     let config = state.config.clone();

@@ -7,10 +7,10 @@ use serde_json::json;
 
 use crate::envelope::{download_url, ApiResponse};
 use crate::error::{blocking, ApiError};
+use crate::http::routes::{errors, Endpoint};
 use crate::http::tables::{
-    object_field, output_filename, output_target, post_resource, read_uploaded_workbook, search_request,
-    search_response, search_target, string_list_field, summarize_uploaded_workbook, workbook_style,
-    INFO_ERROR_PREFIX,
+    object_field, output_filename, output_target, read_uploaded_workbook, search_request, search_response,
+    search_target, string_list_field, summarize_uploaded_workbook, workbook_style, INFO_ERROR_PREFIX,
 };
 use crate::http::upload::Form;
 use crate::http::ApiResult;
@@ -23,14 +23,19 @@ use crate::table::names::base_name;
 use crate::table::write::OutputFormat;
 use crate::AppState;
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(post_resource("/excel/info", web::post().to(info)));
-    cfg.service(post_resource("/excel/extract-columns", web::post().to(extract)));
-    cfg.service(post_resource("/excel/extract-columns-to-file", web::post().to(extract_to_file)));
-    cfg.service(post_resource("/excel/map-columns", web::post().to(map)));
-    cfg.service(post_resource("/excel/search", web::post().to(search)));
-    cfg.service(post_resource("/excel/search/suggest-operators", web::post().to(suggest)));
-}
+pub const ENDPOINTS: &[Endpoint] = &[
+    Endpoint::post("/excel/info", || web::post().to(info), errors::UPLOAD),
+    Endpoint::post("/excel/extract-columns", || web::post().to(extract), errors::UPLOAD),
+    Endpoint::post("/excel/extract-columns-to-file", || web::post().to(extract_to_file), errors::UPLOAD),
+    Endpoint::post("/excel/map-columns", || web::post().to(map), errors::UPLOAD),
+    Endpoint::post("/excel/search", || web::post().to(search), errors::UPLOAD),
+    Endpoint::post("/excel/search/suggest-operators", || web::post().to(suggest), errors::UPLOAD),
+];
+
+/// The documented operations of this module (see `http::openapi`).
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(info, extract, extract_to_file, map, search, suggest))]
+pub struct Doc;
 
 const NO_COLUMNS: &str = "No columns specified for extraction";
 
@@ -39,6 +44,7 @@ fn no_columns() -> ApiError {
 }
 
 /// §7.2.1: sheets, size, column names and types of the first sheet.
+#[utoipa::path(post, path = "/excel/info", tag = "excel", request_body(content = crate::http::schemas::FileForm, content_type = "multipart/form-data"), responses((status = 200, description = "Success", body = crate::http::schemas::Envelope<crate::http::schemas::FileInfoData>)))]
 async fn info(state: web::Data<AppState>, form: Form) -> ApiResult {
     form.require_file("file")?;
     let config = state.config.clone();
@@ -54,6 +60,7 @@ async fn info(state: web::Data<AppState>, form: Form) -> ApiResult {
 
 /// §7.2.2: the requested columns' values (and statistics) as JSON; every requested column must exist
 /// (422 naming the missing and the available ones), unlike the workflow step, which skips unknown names.
+#[utoipa::path(post, path = "/excel/extract-columns", tag = "excel", request_body(content = crate::http::schemas::ExtractColumnsForm, content_type = "multipart/form-data"), responses((status = 200, description = "Success", body = crate::http::schemas::Envelope<crate::http::schemas::ExtractionData>)))]
 async fn extract(state: web::Data<AppState>, form: Form) -> ApiResult {
     form.require_file("file")?;
     let columns = string_list_field(form.text("columns"), "columns")?;
@@ -76,6 +83,7 @@ async fn extract(state: web::Data<AppState>, form: Form) -> ApiResult {
 }
 
 /// §7.2.3: the requested columns (all must exist) written to `extracted_columns_{ts}_{hex}.xlsx`.
+#[utoipa::path(post, path = "/excel/extract-columns-to-file", tag = "excel", request_body(content = crate::http::schemas::ExtractToFileForm, content_type = "multipart/form-data"), responses((status = 200, description = "Success", body = crate::http::schemas::Envelope<crate::http::schemas::DownloadData>)))]
 async fn extract_to_file(req: HttpRequest, state: web::Data<AppState>, form: Form) -> ApiResult {
     form.require_file("file")?;
     let columns = string_list_field(form.text("columns"), "columns")?;
@@ -97,6 +105,7 @@ async fn extract_to_file(req: HttpRequest, state: web::Data<AppState>, form: For
 }
 
 /// §7.2.4: a new workbook built from `mapping` (new column → rule), named `{base}_mapped_{ts}_{hex}.xlsx`.
+#[utoipa::path(post, path = "/excel/map-columns", tag = "excel", request_body(content = crate::http::schemas::MapColumnsForm, content_type = "multipart/form-data"), responses((status = 200, description = "Success", body = crate::http::schemas::Envelope<crate::http::schemas::MapColumnsData>)))]
 async fn map(req: HttpRequest, state: web::Data<AppState>, form: Form) -> ApiResult {
     form.require_file("file")?;
     let mapping = object_field(form.text("mapping"), "mapping")?;
@@ -130,6 +139,7 @@ async fn map(req: HttpRequest, state: web::Data<AppState>, form: Form) -> ApiRes
 }
 
 /// §7.2.7: rows matching the conditions, written as xlsx (default), csv or json.
+#[utoipa::path(post, path = "/excel/search", tag = "excel", request_body(content = crate::http::schemas::SearchForm, content_type = "multipart/form-data"), responses((status = 200, description = "Success", body = crate::http::schemas::Envelope<crate::http::schemas::SearchData>)))]
 async fn search(req: HttpRequest, state: web::Data<AppState>, form: Form) -> ApiResult {
     let request = search_request(&form, OutputFormat::Xlsx)?;
     let config = state.config.clone();
@@ -147,6 +157,7 @@ async fn search(req: HttpRequest, state: web::Data<AppState>, form: Form) -> Api
 }
 
 /// §7.2.8: per column, the storage type, the operators to offer and the content-based type.
+#[utoipa::path(post, path = "/excel/search/suggest-operators", tag = "excel", request_body(content = crate::http::schemas::FileForm, content_type = "multipart/form-data"), responses((status = 200, description = "Operators per column", body = crate::http::schemas::Envelope<crate::http::schemas::AnyObject>)))]
 async fn suggest(state: web::Data<AppState>, form: Form) -> ApiResult {
     form.require_file("file")?;
     let config = state.config.clone();

@@ -9,17 +9,18 @@ use actix_web::http::header::{self, ContentDisposition, DispositionParam, Dispos
 use actix_web::{web, HttpRequest, HttpResponse};
 
 use crate::error::ApiError;
-use crate::http::{get, method_not_allowed};
+use crate::http::get;
+use crate::http::routes::{errors, Endpoint};
 use crate::table::names::sanitize_filename;
 use crate::AppState;
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        web::resource("/files/downloads/{filename}")
-            .route(get().to(download))
-            .default_service(method_not_allowed("GET, HEAD, OPTIONS")),
-    );
-}
+pub const ENDPOINTS: &[Endpoint] =
+    &[Endpoint::get("/files/downloads/{filename}", || get().to(download), errors::DOWNLOAD)];
+
+/// The documented operations of this module (see `http::openapi`).
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(download))]
+pub struct Doc;
 
 /// Content type by extension (rest-api.md §7.7.1 with the IMPROVE for `.json` and `.csv`).
 pub fn content_type_for(name: &str) -> &'static str {
@@ -56,6 +57,7 @@ pub fn serve_attachment(req: &HttpRequest, path: &Path, name: &str) -> Result<Ht
     Ok(res)
 }
 
+#[utoipa::path(get, path = "/files/downloads/{filename}", tag = "files", params(("filename" = String, Path, description = "Name of a generated output")), responses((status = 200, description = "The file (Range and ETag aware)", content_type = "application/octet-stream", body = String), (status = 206, description = "Requested byte range", content_type = "application/octet-stream", body = String)))]
 async fn download(
     req: HttpRequest,
     state: web::Data<AppState>,

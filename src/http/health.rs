@@ -5,24 +5,22 @@ use actix_web::web;
 use serde_json::json;
 
 use crate::envelope::ApiResponse;
-use crate::http::{get, method_not_allowed};
+use crate::http::get;
+use crate::http::routes::{errors, Endpoint};
 use crate::AppState;
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    for path in ["/health", "/health/"] {
-        cfg.service(
-            web::resource(path)
-                .route(get().to(health))
-                .default_service(method_not_allowed("GET, HEAD, OPTIONS")),
-        );
-    }
-    cfg.service(
-        web::resource("/health/ready")
-            .route(get().to(ready))
-            .default_service(method_not_allowed("GET, HEAD, OPTIONS")),
-    );
-}
+pub const ENDPOINTS: &[Endpoint] = &[
+    Endpoint::get("/health", || get().to(health), errors::NONE),
+    Endpoint::get("/health/", || get().to(health), errors::NONE).same_as("/health"),
+    Endpoint::get("/health/ready", || get().to(ready), &[503]),
+];
 
+/// The documented operations of this module (see `http::openapi`).
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(health, ready))]
+pub struct Doc;
+
+#[utoipa::path(get, path = "/health", tag = "health", responses((status = 200, description = "Liveness: always healthy", body = crate::http::schemas::Envelope<crate::http::schemas::HealthData>)))]
 async fn health(state: web::Data<AppState>) -> ApiResponse {
     let config = &state.config;
     ApiResponse::ok(
@@ -40,6 +38,7 @@ async fn health(state: web::Data<AppState>) -> ApiResponse {
 }
 
 /// Each readiness check: a name and whether it passed (with the reason when it did not).
+#[utoipa::path(get, path = "/health/ready", tag = "health", responses((status = 200, description = "Ready", body = crate::http::schemas::Envelope<crate::http::schemas::ReadyData>), (status = 503, description = "Not ready (a check failed)", body = crate::http::schemas::Envelope<crate::http::schemas::ReadyData>)))]
 async fn ready(state: web::Data<AppState>) -> ApiResponse {
     let checks = web::block({
         let state = state.clone();

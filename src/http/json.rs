@@ -6,23 +6,25 @@ use serde_json::{json, Value};
 
 use crate::envelope::{download_url, ApiResponse};
 use crate::error::{blocking, ApiError};
+use crate::http::routes::{errors, Endpoint};
 use crate::http::tables::{output_target, spool_upload, write_text_output};
 use crate::http::upload::Form;
-use crate::http::{method_not_allowed, ApiResult};
+use crate::http::ApiResult;
 use crate::ops::json_gen::{plan_json, write_json_rows, JsonGenRequest, JsonWriteSummary, NullHandling};
 use crate::ops::json_template::{parse_template_text, write_template_rows, AggregationMode, JsonTemplate};
 use crate::ops::params::{mapping_from_json, string_list_from_json};
 use crate::table::names::base_name;
 use crate::AppState;
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    for (path, handler) in [
-        ("/json/generate", web::post().to(generate)),
-        ("/json/generate-with-template", web::post().to(generate_with_template)),
-    ] {
-        cfg.service(web::resource(path).route(handler).default_service(method_not_allowed("POST, OPTIONS")));
-    }
-}
+pub const ENDPOINTS: &[Endpoint] = &[
+    Endpoint::post("/json/generate", || web::post().to(generate), errors::UPLOAD),
+    Endpoint::post("/json/generate-with-template", || web::post().to(generate_with_template), errors::UPLOAD),
+];
+
+/// The documented operations of this module (see `http::openapi`).
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(generate, generate_with_template))]
+pub struct Doc;
 
 fn summary_data(req: &HttpRequest, state: &AppState, name: &str, summary: JsonWriteSummary) -> Value {
     json!({
@@ -32,6 +34,7 @@ fn summary_data(req: &HttpRequest, state: &AppState, name: &str, summary: JsonWr
     })
 }
 
+#[utoipa::path(post, path = "/json/generate", tag = "json", request_body(content = crate::http::schemas::JsonGenerateForm, content_type = "multipart/form-data"), responses((status = 200, description = "Success", body = crate::http::schemas::Envelope<crate::http::schemas::JsonFileData>)))]
 async fn generate(req: HttpRequest, state: web::Data<AppState>, form: Form) -> ApiResult {
     let file = form.require_file("file")?;
     let columns = match form.json::<Value>("columns")? {
@@ -78,6 +81,7 @@ fn required(form: &Form, field: &str) -> Result<String, ApiError> {
     }
 }
 
+#[utoipa::path(post, path = "/json/generate-with-template", tag = "json", request_body(content = crate::http::schemas::JsonTemplateForm, content_type = "multipart/form-data"), responses((status = 200, description = "Success", body = crate::http::schemas::Envelope<crate::http::schemas::JsonFileData>)))]
 async fn generate_with_template(req: HttpRequest, state: web::Data<AppState>, form: Form) -> ApiResult {
     let file = form.require_file("file")?;
     let template_text = required(&form, "template")?;

@@ -16,6 +16,9 @@ pub mod health;
 pub mod json;
 pub mod metrics;
 pub mod normalization;
+pub mod openapi;
+pub mod routes;
+pub mod schemas;
 pub mod sql;
 pub mod tables;
 pub mod upload;
@@ -63,24 +66,17 @@ pub fn rest_app(
                 crate::ws::server::configure_rest_aliases(cfg, &prefix);
             }
         })
-        .configure(metrics::configure)
-        .configure(console::configure)
-        .configure(asyncapi::configure)
+        .configure(routes::register_root)
         .service(
             web::scope(&prefix)
                 // Auth first (outermost), then admission: an unauthenticated request never takes a place.
                 .wrap(from_fn(admission::admit_heavy))
                 .wrap(from_fn(auth::require_token))
-                .configure(health::configure)
-                .configure(files::configure)
-                .configure(excel::configure)
-                .configure(csv::configure)
-                .configure(normalization::configure)
-                .configure(sql::configure)
-                .configure(json::configure)
-                .configure(bind::configure)
-                .configure(chat::configure)
-                .configure(bot::configure)
+                .configure(|cfg| {
+                    for table in routes::api_tables() {
+                        routes::register(cfg, table);
+                    }
+                })
                 .default_service(web::to(not_found)),
         )
         .default_service(web::to(not_found))
@@ -111,13 +107,17 @@ pub fn get() -> actix_web::Route {
 }
 
 /// Default service of a resource: `OPTIONS` is answered with `Allow`, every other method gets a 405 envelope.
-pub fn method_not_allowed(allow: &'static str) -> actix_web::Route {
-    web::route().to(move |req: HttpRequest| async move {
-        if req.method() == Method::OPTIONS {
-            return Ok(HttpResponse::Ok().insert_header((header::ALLOW, allow)).finish());
+pub fn method_not_allowed(allow: impl Into<String>) -> actix_web::Route {
+    let allow: std::sync::Arc<str> = allow.into().into();
+    web::route().to(move |req: HttpRequest| {
+        let allow = allow.clone();
+        async move {
+            if req.method() == Method::OPTIONS {
+                return Ok(HttpResponse::Ok().insert_header((header::ALLOW, &*allow)).finish());
+            }
+            Err(ApiError::new(ErrorKind::MethodNotAllowed, "Method not allowed")
+                .with_details(json!({ "allow": &*allow })))
         }
-        Err(ApiError::new(ErrorKind::MethodNotAllowed, "Method not allowed")
-            .with_details(json!({ "allow": allow })))
     })
 }
 

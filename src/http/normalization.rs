@@ -5,33 +5,33 @@ use serde_json::{json, Value};
 
 use crate::envelope::{download_url, ApiResponse};
 use crate::error::blocking;
+use crate::http::routes::{errors, Endpoint};
 use crate::http::tables::{max_output_bytes, output_target, read_upload, workbook_style};
 use crate::http::upload::Form;
-use crate::http::{get, method_not_allowed, ApiResult};
+use crate::http::{get, ApiResult};
 use crate::ops::normalize::{normalization_types, normalize_checked, parse_steps};
 use crate::table::names::base_name;
 use crate::table::write::write_table_xlsx;
 use crate::AppState;
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        web::resource("/normalization/types")
-            .route(get().to(types))
-            .default_service(method_not_allowed("GET, HEAD, OPTIONS")),
-    );
-    cfg.service(
-        web::resource("/normalization/apply")
-            .route(web::post().to(apply))
-            .default_service(method_not_allowed("POST, OPTIONS")),
-    );
-}
+pub const ENDPOINTS: &[Endpoint] = &[
+    Endpoint::get("/normalization/types", || get().to(types), errors::NONE),
+    Endpoint::post("/normalization/apply", || web::post().to(apply), errors::UPLOAD),
+];
 
+/// The documented operations of this module (see `http::openapi`).
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(types, apply))]
+pub struct Doc;
+
+#[utoipa::path(get, path = "/normalization/types", tag = "normalization", responses((status = 200, description = "Type name → description", body = crate::http::schemas::Envelope<crate::http::schemas::AnyObject>)))]
 async fn types() -> ApiResponse {
     let types = normalization_types();
     let total = types.len() as u64;
     ApiResponse::ok("Normalization types retrieved successfully", types).with_total(total)
 }
 
+#[utoipa::path(post, path = "/normalization/apply", tag = "normalization", request_body(content = crate::http::schemas::NormalizationForm, content_type = "multipart/form-data"), responses((status = 200, description = "Success", body = crate::http::schemas::Envelope<crate::http::schemas::NormalizationData>)))]
 async fn apply(req: HttpRequest, state: web::Data<AppState>, form: Form) -> ApiResult {
     let file = form.require_file("file")?;
     // Absent means the reference default `[]`, which is then reported as empty.

@@ -7,9 +7,10 @@ use serde_json::{json, Value};
 
 use crate::envelope::{download_url, ApiResponse};
 use crate::error::{blocking, ApiError};
+use crate::http::routes::{errors, Endpoint};
 use crate::http::tables::{output_target, spool_upload, write_text_output};
 use crate::http::upload::Form;
-use crate::http::{get, method_not_allowed, ApiResult};
+use crate::http::{get, ApiResult};
 use crate::ops::clock::now_iso;
 use crate::ops::params::{mapping_from_json, string_list_from_json, ColumnMapping};
 use crate::ops::sql::{
@@ -20,21 +21,23 @@ use crate::ops::sql_template::{strip_outer_quotes, write_custom_sql_rows, Custom
 use crate::table::names::base_name;
 use crate::AppState;
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        web::resource("/sql/databases")
-            .route(get().to(databases))
-            .default_service(method_not_allowed("GET, HEAD, OPTIONS")),
-    );
-    for (path, handler) in [
-        ("/sql/generate", web::post().to(generate)),
-        ("/sql/generate-to-text", web::post().to(generate_to_text)),
-        ("/sql/generate-custom-to-text", web::post().to(generate_custom_to_text)),
-    ] {
-        cfg.service(web::resource(path).route(handler).default_service(method_not_allowed("POST, OPTIONS")));
-    }
-}
+pub const ENDPOINTS: &[Endpoint] = &[
+    Endpoint::get("/sql/databases", || get().to(databases), errors::NONE),
+    Endpoint::post("/sql/generate", || web::post().to(generate), errors::UPLOAD),
+    Endpoint::post("/sql/generate-to-text", || web::post().to(generate_to_text), errors::UPLOAD),
+    Endpoint::post(
+        "/sql/generate-custom-to-text",
+        || web::post().to(generate_custom_to_text),
+        errors::UPLOAD,
+    ),
+];
 
+/// The documented operations of this module (see `http::openapi`).
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(databases, generate, generate_to_text, generate_custom_to_text))]
+pub struct Doc;
+
+#[utoipa::path(get, path = "/sql/databases", tag = "sql", responses((status = 200, description = "Success", body = crate::http::schemas::Envelope<crate::http::schemas::DatabasesData>)))]
 async fn databases() -> ApiResponse {
     ApiResponse::ok("Supported databases retrieved successfully", json!({ "databases": SUPPORTED_DATABASES }))
 }
@@ -99,6 +102,7 @@ fn prevalidate(req: &StandardSqlRequest) -> Result<(), ApiError> {
     Ok(StandardSqlGenerator::check_request(req)?)
 }
 
+#[utoipa::path(post, path = "/sql/generate", tag = "sql", request_body(content = crate::http::schemas::SqlForm, content_type = "multipart/form-data"), responses((status = 200, description = "Success", body = crate::http::schemas::Envelope<crate::http::schemas::SqlData>)))]
 async fn generate(req: HttpRequest, state: web::Data<AppState>, form: Form) -> ApiResult {
     let file = form.require_file("file")?;
     let table_name = required_text(&form, "table_name")?.to_string();
@@ -164,6 +168,7 @@ async fn generate(req: HttpRequest, state: web::Data<AppState>, form: Form) -> A
     Ok(ApiResponse::ok("SQL generated successfully", data).with_total(total))
 }
 
+#[utoipa::path(post, path = "/sql/generate-to-text", tag = "sql", request_body(content = crate::http::schemas::SqlForm, content_type = "multipart/form-data"), responses((status = 200, description = "Success", body = crate::http::schemas::Envelope<crate::http::schemas::DownloadData>)))]
 async fn generate_to_text(req: HttpRequest, state: web::Data<AppState>, form: Form) -> ApiResult {
     let file = form.require_file("file")?;
     let columns = columns_field(&form)?;
@@ -203,6 +208,7 @@ async fn generate_to_text(req: HttpRequest, state: web::Data<AppState>, form: Fo
     Ok(ApiResponse::ok("SQL text file generated successfully", json!({ "download_url": url })))
 }
 
+#[utoipa::path(post, path = "/sql/generate-custom-to-text", tag = "sql", request_body(content = crate::http::schemas::CustomSqlForm, content_type = "multipart/form-data"), responses((status = 200, description = "Success", body = crate::http::schemas::Envelope<crate::http::schemas::DownloadData>)))]
 async fn generate_custom_to_text(req: HttpRequest, state: web::Data<AppState>, form: Form) -> ApiResult {
     let file = form.require_file("file")?;
     let columns = columns_field(&form)?;

@@ -4,13 +4,10 @@
 
 use std::path::{Path, PathBuf};
 
-use actix_web::{web, Resource, Route};
-
 use serde_json::{json, Map, Value};
 
 use crate::config::Config;
 use crate::error::ApiError;
-use crate::http::method_not_allowed;
 use crate::http::upload::{Form, UploadedFile};
 use crate::ops::search::SearchRequest;
 use crate::ops::{parse_json_field, string_list, OpError};
@@ -25,11 +22,6 @@ use crate::table::TableError;
 /// Prefix of every read error of the info and suggest-operators endpoints (rest-api.md §7 "standard file
 /// errors").
 pub const INFO_ERROR_PREFIX: &str = "Failed to get file info: ";
-
-/// A POST-only resource; other methods get the JSON 405 with `Allow`.
-pub fn post_resource(path: &str, route: Route) -> Resource {
-    web::resource(path).route(route).default_service(method_not_allowed("POST, OPTIONS"))
-}
 
 /// The `file.*` read limits (uploads are never trusted: every guard applies).
 pub fn read_limits(config: &Config) -> ReadLimits {

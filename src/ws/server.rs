@@ -7,6 +7,7 @@ use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
 use actix_web::{guard, web, HttpRequest, HttpResponse};
 
+use crate::http::routes::Endpoint;
 use crate::ws::session::{self, Handshake};
 use crate::AppState;
 
@@ -42,14 +43,26 @@ pub fn ws_app(
 
 /// Upgrade routes on the REST port: `/chat/{id}`, `/ws/chat/{id}` and `{prefix}/ws/chat/{id}`, only for
 /// requests that ask for a WebSocket upgrade (so REST routes of the same shape are unaffected).
+/// `{prefix}` stands for the API prefix; the routes are outside the API scope (the socket checks tokens).
+pub const REST_ALIASES: &[Endpoint] = &[
+    Endpoint::get("/ws/chat/{chat_id}", upgrade_route, &[400, 403, 405]),
+    Endpoint::get("/chat/{chat_id}", upgrade_route, &[400, 403, 405]).same_as("/ws/chat/{chat_id}"),
+    Endpoint::get("{prefix}/ws/chat/{chat_id}", upgrade_route, &[400, 403, 405])
+        .same_as("/ws/chat/{chat_id}"),
+];
+
+/// The documented operations of this module (see `http::openapi`).
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(bound))]
+pub struct Doc;
+
+fn upgrade_route() -> actix_web::Route {
+    web::get().guard(guard::Header("upgrade", "websocket")).to(bound)
+}
+
 pub fn configure_rest_aliases(cfg: &mut web::ServiceConfig, prefix: &str) {
-    let upgrade = || guard::Header("upgrade", "websocket");
-    for path in [
-        "/chat/{chat_id}".to_string(),
-        "/ws/chat/{chat_id}".to_string(),
-        format!("{prefix}/ws/chat/{{chat_id}}"),
-    ] {
-        cfg.route(&path, web::get().guard(upgrade()).to(bound));
+    for endpoint in REST_ALIASES {
+        cfg.route(&crate::http::routes::alias_path(prefix, endpoint), (endpoint.route)());
     }
 }
 
@@ -57,6 +70,7 @@ fn peer_ip(req: &HttpRequest) -> IpAddr {
     req.peer_addr().map(|a| a.ip()).unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST))
 }
 
+#[utoipa::path(get, path = "/ws/chat/{chat_id}", tag = "websocket", params(("chat_id" = String, Path, description = "Conversation id")), responses((status = 101, description = "Switching to the WebSocket protocol of `/asyncapi.json`")))]
 async fn bound(
     req: HttpRequest,
     body: web::Payload,

@@ -2,6 +2,7 @@
 //! to it over real HTTP (reqwest) and WebSocket (tokio-tungstenite) connections.
 
 mod admission;
+mod api_docs;
 mod asyncapi;
 mod bind;
 mod bot;
