@@ -782,6 +782,11 @@ impl Config {
     pub fn max_body_bytes(&self) -> u64 {
         self.file.max_file_size_mb.saturating_mul(1024 * 1024)
     }
+
+    /// `file.max_output_mb` in bytes: the cap on each text output an operation writes.
+    pub fn max_output_bytes(&self) -> u64 {
+        self.file.max_output_mb.saturating_mul(1024 * 1024)
+    }
 }
 
 /// Maps Python-style level names (`DEBUG`, `WARNING`, …) to a `log` filter.

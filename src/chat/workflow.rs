@@ -847,11 +847,6 @@ pub fn workbook_style(config: &Config) -> WorkbookStyle {
     }
 }
 
-/// `file.max_output_mb` in bytes: the cap on each text output a step writes.
-fn max_output_bytes(config: &Config) -> u64 {
-    config.file.max_output_mb.saturating_mul(1024 * 1024)
-}
-
 /// The guards for reading `file`: every `file.*` guard for a client upload; a file the service wrote
 /// itself (a step output in `intermediate/` or `outputs/`) is always readable, whatever size or
 /// compression ratio the previous step gave it (only the text budget stays).
@@ -1099,7 +1094,7 @@ impl StepContext<'_> {
             StepOp::Normalize { steps, return_report } => {
                 let table = self.table(input, None)?;
                 let backup = self.config.normalization.backup_original;
-                let max_output = max_output_bytes(self.config);
+                let max_output = self.config.max_output_bytes();
                 let outcome =
                     normalize_checked_tracked(table, steps, backup, *return_report, max_output, control)
                         .map_err(Err)?;
@@ -1113,7 +1108,7 @@ impl StepContext<'_> {
                 let request = with_identity(request, &table);
                 let at = crate::ops::clock::now_iso();
                 control.begin(Phase::Writing, Some(table.row_count() as u64)).map_err(stopped)?;
-                write_text_atomically(out, max_output_bytes(self.config), |w| {
+                write_text_atomically(out, self.config.max_output_bytes(), |w| {
                     let mut rows = control.track(table.rows.iter());
                     write_standard_sql_rows(&table.columns, &mut rows, table.row_count(), &request, &at, w)
                 })
@@ -1126,7 +1121,7 @@ impl StepContext<'_> {
                 let at = crate::ops::clock::now_iso();
                 let mut gen = CustomSqlGenerator::new(template, &m, &table.columns, auto).map_err(Err)?;
                 control.begin(Phase::Writing, Some(table.row_count() as u64)).map_err(stopped)?;
-                write_text_atomically(out, max_output_bytes(self.config), |w| {
+                write_text_atomically(out, self.config.max_output_bytes(), |w| {
                     let mut rows = control.track(table.rows.iter());
                     write_custom_sql_rows(&mut gen, &mut rows, table.row_count(), &at, w)
                 })
@@ -1137,7 +1132,7 @@ impl StepContext<'_> {
                 let table = self.table(input, None)?;
                 let plan = plan_json(&table.columns, table.row_count(), request).map_err(Err)?;
                 control.begin(Phase::Writing, Some(table.row_count() as u64)).map_err(stopped)?;
-                let summary = write_text_atomically(out, max_output_bytes(self.config), |w| {
+                let summary = write_text_atomically(out, self.config.max_output_bytes(), |w| {
                     let mut rows = control.track(table.rows.iter());
                     write_json_rows(&plan, &mut rows, table.row_count(), w)
                 })
@@ -1150,7 +1145,7 @@ impl StepContext<'_> {
                 let m = if m.is_empty() { identity(&table.columns) } else { m.clone() };
                 let compiled = JsonTemplate::compile(template, &m, &table.columns).map_err(Err)?;
                 control.begin(Phase::Writing, Some(table.row_count() as u64)).map_err(stopped)?;
-                let summary = write_text_atomically(out, max_output_bytes(self.config), |w| {
+                let summary = write_text_atomically(out, self.config.max_output_bytes(), |w| {
                     let mut rows = control.track(table.rows.iter());
                     write_template_rows(&compiled, *mode, &mut rows, table.row_count(), *pretty, w)
                 })

@@ -22,14 +22,6 @@ pub enum Phase {
 }
 
 impl Phase {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Phase::Reading => "reading",
-            Phase::Processing => "processing",
-            Phase::Writing => "writing",
-        }
-    }
-
     fn from_u8(v: u8) -> Phase {
         match v {
             1 => Phase::Processing,

@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 use crate::envelope::{download_url, ApiResponse};
 use crate::error::blocking;
 use crate::http::routes::{errors, Endpoint};
-use crate::http::tables::{max_output_bytes, output_target, read_upload, workbook_style};
+use crate::http::tables::{output_target, read_upload, workbook_style};
 use crate::http::upload::Form;
 use crate::http::{get, ApiResult};
 use crate::ops::normalize::{normalization_types, normalize_checked, parse_steps};
@@ -48,7 +48,7 @@ async fn apply(req: HttpRequest, state: web::Data<AppState>, form: Form) -> ApiR
         // Every step is checked before anything is transformed or written (422 listing the bad ones).
         // Column statistics are only computed when the report is returned.
         let backup = config.normalization.backup_original;
-        let outcome = normalize_checked(table, &steps, backup, return_report, max_output_bytes(&config))?;
+        let outcome = normalize_checked(table, &steps, backup, return_report, config.max_output_bytes())?;
         let target = output_target(&config, user_name.as_deref(), &[&base, "normalized"], "xlsx")?;
         write_table_xlsx(
             &target.path,

@@ -28,11 +28,6 @@ pub fn read_limits(config: &Config) -> ReadLimits {
     ReadLimits::from_config(&config.file)
 }
 
-/// `file.max_output_mb` in bytes: the cap on each text output written.
-pub fn max_output_bytes(config: &Config) -> u64 {
-    config.file.max_output_mb.saturating_mul(1024 * 1024)
-}
-
 /// The standard workbook layout of `excel.*`, with `data_sheet` as the data sheet's name.
 pub fn workbook_style(config: &Config, data_sheet: &str) -> WorkbookStyle {
     WorkbookStyle {
@@ -106,7 +101,7 @@ pub fn write_text_output<T>(
     target: &OutputTarget,
     write: impl FnOnce(&mut TextOut<'_>) -> Result<T, OpError>,
 ) -> Result<T, ApiError> {
-    Ok(write_text_atomically(&target.path, max_output_bytes(config), write)?)
+    Ok(write_text_atomically(&target.path, config.max_output_bytes(), write)?)
 }
 
 /// The form of both search endpoints (rest-api.md §7.2.7, §7.3.3): the file must be there, then the
