@@ -54,6 +54,8 @@ pub struct Config {
     pub cors: CorsConfig,
     pub limits: LimitsConfig,
     pub chat_workflows: ChatWorkflowsConfig,
+    pub cluster: ClusterConfig,
+    pub storage: FileStorageConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -166,6 +168,79 @@ pub struct LimitsConfig {
     pub light_request_max_kb: u64,
     /// `Retry-After` of a 503 from admission.
     pub retry_after_seconds: u64,
+}
+
+/// Cluster mode: several nodes sharing PostgreSQL (source of truth, job queue) and Redis (live fan-out).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterConfig {
+    pub enabled: bool,
+    /// This node's name in leases, logs and metrics; empty = `<hostname>-<pid>` at start.
+    pub node_id: String,
+    pub postgres_url: String,
+    pub redis_url: String,
+    /// A job's lease lasts this long unless its node renews it (every third of it).
+    pub job_lease_seconds: u64,
+    /// A job taken over this many times (its node died each time) fails with a clear error.
+    pub max_job_attempts: u32,
+}
+
+/// Where files (uploads, outputs, workflow files) live: local folders or an S3-compatible store.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FileStorageConfig {
+    pub backend: StorageBackend,
+    pub s3: S3Config,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StorageBackend {
+    #[default]
+    Local,
+    S3,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct S3Config {
+    /// e.g. "http://127.0.0.1:9000"; empty = AWS's endpoint for `region`.
+    pub endpoint: String,
+    pub bucket: String,
+    pub region: String,
+    /// Key prefix of every object (e.g. "oxcelize/"); may be empty.
+    pub prefix: String,
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    /// Allow a plain-http endpoint (local test stores).
+    pub allow_http: bool,
+}
+
+impl Default for S3Config {
+    fn default() -> Self {
+        S3Config {
+            endpoint: String::new(),
+            bucket: String::new(),
+            region: "us-east-1".into(),
+            prefix: String::new(),
+            access_key_id: String::new(),
+            secret_access_key: String::new(),
+            allow_http: false,
+        }
+    }
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig {
+            enabled: false,
+            node_id: String::new(),
+            postgres_url: String::new(),
+            redis_url: String::new(),
+            job_lease_seconds: 30,
+            max_job_attempts: 3,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -615,6 +690,74 @@ impl Config {
         Ok(Loaded { config, warnings })
     }
 
+    /// The cluster section and the file storage backend (reachability is checked when they connect).
+    fn validate_cluster(&self) -> Result<(), ConfigError> {
+        let cluster = &self.cluster;
+        if cluster.enabled {
+            if !(cluster.postgres_url.starts_with("postgres://")
+                || cluster.postgres_url.starts_with("postgresql://"))
+            {
+                return Err(invalid(
+                    "cluster.postgres_url",
+                    "must be a postgres:// URL when cluster.enabled",
+                ));
+            }
+            if !(cluster.redis_url.starts_with("redis://") || cluster.redis_url.starts_with("rediss://")) {
+                return Err(invalid(
+                    "cluster.redis_url",
+                    "must be a redis:// or rediss:// URL when cluster.enabled",
+                ));
+            }
+            if self.storage.backend != StorageBackend::S3 {
+                return Err(invalid(
+                    "storage.backend",
+                    "must be s3 when cluster.enabled (every node must see every file)",
+                ));
+            }
+        }
+        if cluster.job_lease_seconds < 3 {
+            return Err(invalid("cluster.job_lease_seconds", "must be at least 3"));
+        }
+        if cluster.max_job_attempts == 0 {
+            return Err(invalid("cluster.max_job_attempts", "must be at least 1"));
+        }
+        if self.storage.backend == StorageBackend::S3 {
+            let s3 = &self.storage.s3;
+            if s3.bucket.is_empty() {
+                return Err(invalid("storage.s3.bucket", "must be set when storage.backend is s3"));
+            }
+            if !s3.endpoint.is_empty()
+                && !(s3.endpoint.starts_with("http://") || s3.endpoint.starts_with("https://"))
+            {
+                return Err(invalid("storage.s3.endpoint", "must start with http:// or https://"));
+            }
+            if s3.endpoint.starts_with("http://") && !s3.allow_http {
+                return Err(invalid("storage.s3.allow_http", "must be true for a plain http:// endpoint"));
+            }
+        }
+        // Until the backends land, refuse rather than silently run on the embedded ones.
+        if cluster.enabled {
+            return Err(invalid("cluster.enabled", "cluster mode is not available in this build yet"));
+        }
+        if self.storage.backend == StorageBackend::S3 {
+            return Err(invalid("storage.backend", "the s3 backend is not available in this build yet"));
+        }
+        Ok(())
+    }
+
+    /// This node's id: `cluster.node_id`, or `<hostname>-<pid>` when it is empty.
+    pub fn node_id(&self) -> String {
+        if !self.cluster.node_id.is_empty() {
+            return self.cluster.node_id.clone();
+        }
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .ok()
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "node".to_string());
+        format!("{host}-{}", std::process::id())
+    }
+
     /// Checks relations and ranges the types alone cannot express.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if !self.api.prefix.is_empty()
@@ -684,6 +827,7 @@ impl Config {
         if self.limits.retry_after_seconds == 0 {
             return Err(invalid("limits.retry_after_seconds", "must be at least 1"));
         }
+        self.validate_cluster()?;
         let cw = &self.chat_workflows;
         let ws = &cw.websocket;
         if ws.ping_interval > 0 && ws.ping_timeout > 0 && ws.ping_timeout >= ws.ping_interval {
@@ -958,5 +1102,38 @@ mod tests {
         assert_eq!(loaded.config.app.port, 6001);
         assert_eq!(loaded.config.chat_workflows.websocket.host, "0.0.0.0");
         assert_eq!(loaded.config.logging.level, "debug");
+    }
+
+    #[test]
+    fn cluster_and_storage_keys_are_validated() {
+        let defaults = load("").unwrap().config;
+        assert!(!defaults.cluster.enabled, "the embedded mode is the default");
+        assert_eq!(defaults.storage.backend, StorageBackend::Local);
+        assert_eq!(defaults.cluster.job_lease_seconds, 30);
+        assert_eq!(defaults.cluster.max_job_attempts, 3);
+        for (yaml, key) in [
+            ("cluster:\n  job_lease_seconds: 1\n", "cluster.job_lease_seconds"),
+            ("cluster:\n  max_job_attempts: 0\n", "cluster.max_job_attempts"),
+            ("cluster:\n  enabled: true\n", "cluster.postgres_url"),
+            ("cluster:\n  enabled: true\n  postgres_url: postgres://h/db\n", "cluster.redis_url"),
+            (
+                "cluster:\n  enabled: true\n  postgres_url: postgres://h/db\n  redis_url: redis://h/\n",
+                "storage.backend",
+            ),
+            ("storage:\n  backend: s3\n", "storage.s3.bucket"),
+            ("storage:\n  backend: s3\n  s3:\n    bucket: b\n    endpoint: ftp://x\n", "storage.s3.endpoint"),
+            (
+                "storage:\n  backend: s3\n  s3:\n    bucket: b\n    endpoint: http://x\n",
+                "storage.s3.allow_http",
+            ),
+            ("storage:\n  backend: nfs\n", "storage.backend"),
+        ] {
+            let err = load(yaml).unwrap_err().to_string();
+            assert!(err.contains(key), "{yaml}: {err}");
+        }
+        let env = vec![("OXCELIZE_CLUSTER__NODE_ID".to_string(), "node-a".to_string())];
+        let loaded = Config::from_yaml_with_env("", "test", env).expect("loads");
+        assert_eq!(loaded.config.node_id(), "node-a");
+        assert!(!defaults.node_id().is_empty());
     }
 }
