@@ -708,12 +708,6 @@ impl Config {
                     "must be a redis:// or rediss:// URL when cluster.enabled",
                 ));
             }
-            if self.storage.backend != StorageBackend::S3 {
-                return Err(invalid(
-                    "storage.backend",
-                    "must be s3 when cluster.enabled (every node must see every file)",
-                ));
-            }
         }
         if cluster.job_lease_seconds < 3 {
             return Err(invalid("cluster.job_lease_seconds", "must be at least 3"));
@@ -1116,10 +1110,6 @@ mod tests {
             ("cluster:\n  max_job_attempts: 0\n", "cluster.max_job_attempts"),
             ("cluster:\n  enabled: true\n", "cluster.postgres_url"),
             ("cluster:\n  enabled: true\n  postgres_url: postgres://h/db\n", "cluster.redis_url"),
-            (
-                "cluster:\n  enabled: true\n  postgres_url: postgres://h/db\n  redis_url: redis://h/\n",
-                "storage.backend",
-            ),
             ("storage:\n  backend: s3\n", "storage.s3.bucket"),
             ("storage:\n  backend: s3\n  s3:\n    bucket: b\n    endpoint: ftp://x\n", "storage.s3.endpoint"),
             (

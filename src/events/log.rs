@@ -17,6 +17,21 @@ pub trait EventLog: Send + Sync {
     fn events_after(&self, chat_id: &str, after: u64, limit: usize) -> Result<Vec<(u64, Arc<str>)>, String>;
     /// Identifies this history; it changes only when the history is wiped.
     fn epoch(&self) -> String;
+    /// Appends one event under the next `seq` the log itself assigns, with `render(seq)` as its text, and
+    /// returns both. A log shared by several processes (cluster mode) must assign the number and store the
+    /// event in one transaction so `seq` stays strictly increasing per chat whichever process publishes;
+    /// this default is for logs owned by one process, whose caller already serialises publishing per chat.
+    fn append_next(
+        &self,
+        chat_id: &str,
+        event_type: &str,
+        render: &mut dyn FnMut(u64) -> String,
+    ) -> Result<(u64, String), String> {
+        let seq = self.last_seq(chat_id)? + 1;
+        let text = render(seq);
+        self.append(chat_id, seq, event_type, &text)?;
+        Ok((seq, text))
+    }
 }
 
 /// Keeps the newest `capacity` events per chat in memory; forgets everything on restart.
@@ -65,5 +80,20 @@ impl EventLog for MemoryEventLog {
 
     fn epoch(&self) -> String {
         self.epoch.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn append_next_numbers_after_the_last_stored_event() {
+        let log = MemoryEventLog::new(10);
+        log.append("c", 7, "progress", "{}").unwrap();
+        let (seq, text) = log.append_next("c", "progress", &mut |seq| format!("{{\"seq\":{seq}}}")).unwrap();
+        assert_eq!((seq, text.as_str()), (8, "{\"seq\":8}"));
+        assert_eq!(log.last_seq("c").unwrap(), 8);
+        assert_eq!(log.events_after("c", 7, 10).unwrap().len(), 1);
     }
 }
