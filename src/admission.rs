@@ -888,6 +888,10 @@ mod tests {
     #[test]
     fn estimates_scale_with_input_and_operation() {
         assert_eq!(memory_factor("health"), None);
+        // Every workflow step is admitted with its operation's factor, none with the fallback of 1.
+        for operation in crate::chat::workflow::OPERATIONS {
+            assert!(memory_factor(operation).is_some(), "workflow step {operation} has no memory factor");
+        }
         assert_eq!(estimate_bytes("csv/info", 10 * MIB), TASK_BASE_BYTES + 20 * MIB);
         assert_eq!(estimate_bytes("normalization/apply", 10 * MIB), TASK_BASE_BYTES + 240 * MIB);
         assert!(machine_memory_bytes().is_some_and(|b| b > 0));
