@@ -5,8 +5,16 @@
 //! bounded (`limits.max_queued_processing`) and give up after `limits.queue_timeout_seconds`; chat steps
 //! wait as long as it takes (they are bounded by `chat_workflows.execution.max_concurrent_jobs`).
 //!
-//! Admitted work runs on the heavy lane: a few threads at a lower CPU priority (nice +10), so that
-//! light requests, served by the HTTP workers and the ordinary blocking pool, stay fast while it is busy.
+//! A REST waiter that cannot realistically start in time is refused early instead of waiting out its
+//! timeout: the controller learns each operation's service time (seconds per MiB of input, measured from
+//! admission to release) and predicts when each waiter will start from the remaining time of the running
+//! tasks and the expected time of those ahead of it. A request is refused on arrival when its predicted
+//! start is past its timeout, and queued ones are re-judged whenever a task ends (the measurements change).
+//! Unknown service times count as zero, so only evidence refuses.
+//!
+//! Admitted work runs on the heavy lane: a few threads at a lower CPU priority (nice +10, `SCHED_BATCH`),
+//! so that light requests, served by the HTTP workers and the ordinary blocking pool at the normal
+//! priority, stay fast while it is busy.
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -40,33 +48,95 @@ pub const HEAVY_LANE_NICE: i32 = 10;
 ///   the server to 1.1 GiB, ≈ 22 × the input each; a 1M-row `excel/search` ≈ 9 ×.
 /// * 2: a dump restore (the archive is unpacked to disk, its members are streamed).
 pub fn memory_factor(operation: &str) -> Option<u64> {
-    Some(match operation {
-        "csv/info" | "csv/search" | "csv/search/suggest-operators" | "csv/convert-to-excel" => 2,
-        "excel/info"
-        | "excel/search/suggest-operators"
-        | "excel/extract-columns"
-        | "excel/extract-columns-to-file"
-        | "excel/map-columns"
-        | "excel/search"
-        | "excel/bind-single-key"
-        | "excel/bind-multi-key"
-        | "files/bind"
-        | "files/bind/preview"
-        | "normalization/apply"
-        | "sql/generate"
-        | "sql/generate-to-text"
-        | "sql/generate-custom-to-text"
-        | "json/generate"
-        | "json/generate-with-template" => 24,
-        "chat/workflows/restore" => 2,
-        _ => return None,
-    })
+    HEAVY_OPERATIONS.iter().find(|(name, _)| *name == operation).map(|(_, factor)| *factor)
 }
+
+/// Every heavy operation with its memory factor (see [`memory_factor`]).
+pub const HEAVY_OPERATIONS: &[(&str, u64)] = &[
+    ("csv/info", 2),
+    ("csv/search", 2),
+    ("csv/search/suggest-operators", 2),
+    ("csv/convert-to-excel", 2),
+    ("excel/info", 24),
+    ("excel/search/suggest-operators", 24),
+    ("excel/extract-columns", 24),
+    ("excel/extract-columns-to-file", 24),
+    ("excel/map-columns", 24),
+    ("excel/search", 24),
+    ("excel/bind-single-key", 24),
+    ("excel/bind-multi-key", 24),
+    ("files/bind", 24),
+    ("files/bind/preview", 24),
+    ("normalization/apply", 24),
+    ("sql/generate", 24),
+    ("sql/generate-to-text", 24),
+    ("sql/generate-custom-to-text", 24),
+    ("json/generate", 24),
+    ("json/generate-with-template", 24),
+    ("chat/workflows/restore", 2),
+];
 
 /// The declared memory of one task of `operation` on `input_bytes` of input.
 pub fn estimate_bytes(operation: &str, input_bytes: u64) -> u64 {
     let factor = memory_factor(operation).unwrap_or(1);
     TASK_BASE_BYTES.saturating_add(input_bytes.saturating_mul(factor))
+}
+
+/// One heavy task as the controller sees it: what it runs, on how much input, and its memory estimate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskSpec {
+    pub operation: Arc<str>,
+    pub input_bytes: u64,
+    pub estimate_bytes: u64,
+}
+
+impl TaskSpec {
+    /// A task of `operation` on `input_bytes`, estimated with [`estimate_bytes`].
+    pub fn new(operation: &str, input_bytes: u64) -> TaskSpec {
+        TaskSpec {
+            operation: Arc::from(operation),
+            input_bytes,
+            estimate_bytes: estimate_bytes(operation, input_bytes),
+        }
+    }
+
+    /// The same task with another memory estimate (e.g. capped at the budget).
+    pub fn with_estimate(mut self, estimate_bytes: u64) -> TaskSpec {
+        self.estimate_bytes = estimate_bytes;
+        self
+    }
+}
+
+/// Weight of the newest measurement in the running average of an operation's service time.
+const SERVICE_TIME_WEIGHT: f64 = 0.3;
+
+/// Inputs smaller than this are counted as this size in the service-time model, so that the fixed cost
+/// of a tiny task does not make a large one look endless.
+const MIN_MODELLED_INPUT: u64 = MIB;
+
+fn modelled_mib(input_bytes: u64) -> f64 {
+    input_bytes.max(MIN_MODELLED_INPUT) as f64 / MIB as f64
+}
+
+/// Measured service times: seconds per MiB of input, per operation (a running average).
+#[derive(Default)]
+struct ServiceTimes {
+    secs_per_mib: std::collections::HashMap<Arc<str>, f64>,
+}
+
+impl ServiceTimes {
+    /// Expected seconds of `task`, `None` before its operation was ever measured.
+    fn expected(&self, task: &TaskSpec) -> Option<f64> {
+        self.secs_per_mib.get(&task.operation).map(|rate| rate * modelled_mib(task.input_bytes))
+    }
+
+    fn observe(&mut self, task: &TaskSpec, took: Duration) {
+        let rate = took.as_secs_f64() / modelled_mib(task.input_bytes);
+        self.secs_per_mib
+            .entry(task.operation.clone())
+            .and_modify(|avg| *avg += SERVICE_TIME_WEIGHT * (rate - *avg))
+            .or_insert(rate);
+    }
 }
 
 /// Total memory of this machine (`MemTotal` of /proc/meminfo), if it can be read.
@@ -123,6 +193,9 @@ pub enum Refusal {
     QueueFull,
     /// No slot within `limits.queue_timeout_seconds`.
     QueueTimeout,
+    /// The measured service times predict no slot within `limits.queue_timeout_seconds`: refused at
+    /// once (or as soon as a finished task shows it) instead of after the whole wait.
+    PredictedTimeout { predicted_wait_seconds: u64 },
     /// The estimate alone exceeds `limits.max_processing_memory_mb`.
     OverBudget { estimate_bytes: u64, budget_bytes: u64 },
 }
@@ -133,26 +206,38 @@ impl Refusal {
         match self {
             Refusal::QueueFull => "queue_full",
             Refusal::QueueTimeout => "queue_timeout",
+            Refusal::PredictedTimeout { .. } => "predicted_timeout",
             Refusal::OverBudget { .. } => "over_budget",
         }
     }
 }
 
+type Grant = Result<Permit, Refusal>;
+
 struct Waiter {
     id: u64,
     origin: Origin,
-    estimate: u64,
+    task: TaskSpec,
+    /// REST waiters give up at this instant; workflow steps wait without one.
+    deadline: Option<Instant>,
     enqueued: Instant,
-    grant: oneshot::Sender<Permit>,
+    grant: oneshot::Sender<Grant>,
+}
+
+/// A running task, for the prediction of when the next slot frees.
+struct Running {
+    started: Instant,
+    expected_secs: Option<f64>,
 }
 
 #[derive(Default)]
 struct State {
-    running: usize,
+    running: std::collections::HashMap<u64, Running>,
     reserved_bytes: u64,
     queue: VecDeque<Waiter>,
     queued_rest: usize,
     next_id: u64,
+    service: ServiceTimes,
 }
 
 #[derive(Default)]
@@ -161,6 +246,7 @@ struct Counters {
     admitted_chat: AtomicU64,
     queue_full: AtomicU64,
     queue_timeout: AtomicU64,
+    predicted_timeout: AtomicU64,
     over_budget: AtomicU64,
 }
 
@@ -176,6 +262,15 @@ pub struct Admission {
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The index and time of the slot that frees first.
+fn earliest(free_at: &[f64]) -> (usize, f64) {
+    free_at
+        .iter()
+        .copied()
+        .enumerate()
+        .fold((0, f64::INFINITY), |best, (i, t)| if t < best.1 { (i, t) } else { best })
 }
 
 impl Admission {
@@ -216,34 +311,45 @@ impl Admission {
         }
     }
 
-    /// Admits a task declaring `estimate` bytes: at once when a slot and the memory are free and nobody
-    /// waits; else in FIFO order. A REST task is refused when the queue is full or the wait too long.
-    pub async fn admit(self: &Arc<Self>, origin: Origin, estimate: u64) -> Result<Permit, Refusal> {
-        if estimate > self.limits.memory_budget_bytes {
+    /// Admits `task`: at once when a slot and the memory are free and nobody waits; else in FIFO order.
+    /// A REST task is refused when the queue is full, when the measured service times say it would not
+    /// start before its timeout, or when its wait reaches the timeout.
+    pub async fn admit(self: &Arc<Self>, origin: Origin, task: TaskSpec) -> Result<Permit, Refusal> {
+        if task.estimate_bytes > self.limits.memory_budget_bytes {
             self.counters.over_budget.fetch_add(1, Ordering::Relaxed);
             return Err(Refusal::OverBudget {
-                estimate_bytes: estimate,
+                estimate_bytes: task.estimate_bytes,
                 budget_bytes: self.limits.memory_budget_bytes,
             });
         }
         let (rx, id) = {
             let mut st = lock(&self.state);
-            if st.queue.is_empty() && self.fits(&st, estimate) {
-                st.running += 1;
-                st.reserved_bytes += estimate;
+            if st.queue.is_empty() && self.fits(&st, task.estimate_bytes) {
+                let permit = self.start(&mut st, task);
                 drop(st);
                 self.count_admitted(origin, Duration::ZERO);
-                return Ok(self.permit(estimate));
+                return Ok(permit);
             }
-            if origin == Origin::Rest && st.queued_rest >= self.limits.max_queued {
-                drop(st);
-                self.counters.queue_full.fetch_add(1, Ordering::Relaxed);
-                return Err(Refusal::QueueFull);
+            if origin == Origin::Rest {
+                if st.queued_rest >= self.limits.max_queued {
+                    drop(st);
+                    self.counters.queue_full.fetch_add(1, Ordering::Relaxed);
+                    return Err(Refusal::QueueFull);
+                }
+                let now = Instant::now();
+                let wait = self.predicted_start_of_newcomer(&st, now);
+                if wait > self.limits.queue_timeout.as_secs_f64() {
+                    drop(st);
+                    self.counters.predicted_timeout.fetch_add(1, Ordering::Relaxed);
+                    return Err(Refusal::PredictedTimeout { predicted_wait_seconds: wait.ceil() as u64 });
+                }
             }
             let (tx, rx) = oneshot::channel();
             let id = st.next_id;
             st.next_id += 1;
-            st.queue.push_back(Waiter { id, origin, estimate, enqueued: Instant::now(), grant: tx });
+            let enqueued = Instant::now();
+            let deadline = (origin == Origin::Rest).then(|| enqueued + self.limits.queue_timeout);
+            st.queue.push_back(Waiter { id, origin, task, deadline, enqueued, grant: tx });
             if origin == Origin::Rest {
                 st.queued_rest += 1;
             }
@@ -251,26 +357,87 @@ impl Admission {
         };
         // Leaves the queue if this future is dropped or times out before its turn.
         let mut ticket = Ticket { admission: self, id, rx };
-        match origin {
-            Origin::Chat => (&mut ticket.rx).await.map_err(|_| Refusal::QueueTimeout),
+        let answer = match origin {
+            Origin::Chat => (&mut ticket.rx).await.map_err(|_| Refusal::QueueTimeout)?,
             Origin::Rest => match tokio::time::timeout(self.limits.queue_timeout, &mut ticket.rx).await {
-                Ok(granted) => granted.map_err(|_| Refusal::QueueTimeout),
-                // Granted in the same instant as the timeout: take it rather than waste it.
+                Ok(answered) => answered.map_err(|_| Refusal::QueueTimeout)?,
+                // Answered in the same instant as the timeout: take the answer rather than waste a slot.
                 Err(_) => ticket.rx.try_recv().map_err(|_| {
                     self.counters.queue_timeout.fetch_add(1, Ordering::Relaxed);
                     Refusal::QueueTimeout
-                }),
+                })?,
             },
-        }
+        };
+        drop(ticket);
+        answer
     }
 
     fn fits(&self, st: &State, estimate: u64) -> bool {
-        st.running < self.limits.slots
+        st.running.len() < self.limits.slots
             && st.reserved_bytes.saturating_add(estimate) <= self.limits.memory_budget_bytes
     }
 
-    fn permit(self: &Arc<Self>, estimate: u64) -> Permit {
-        Permit(Arc::new(Grant { admission: self.clone(), estimate }))
+    /// Takes a slot and the memory for `task` (the caller checked that it fits).
+    fn start(self: &Arc<Self>, st: &mut State, task: TaskSpec) -> Permit {
+        let id = st.next_id;
+        st.next_id += 1;
+        let started = Instant::now();
+        let expected_secs = st.service.expected(&task);
+        st.running.insert(id, Running { started, expected_secs });
+        st.reserved_bytes += task.estimate_bytes;
+        Permit(Arc::new(Slot { admission: self.clone(), id, task, started }))
+    }
+
+    /// Seconds from `now` until each slot frees, as far as the measurements tell (a running task whose
+    /// operation was never measured, or that already overran its expected time, counts as ending now).
+    fn slot_free_times(&self, st: &State, now: Instant) -> Vec<f64> {
+        let mut free_at: Vec<f64> = st
+            .running
+            .values()
+            .map(|r| {
+                let elapsed = now.saturating_duration_since(r.started).as_secs_f64();
+                r.expected_secs.map_or(0.0, |e| (e - elapsed).max(0.0))
+            })
+            .collect();
+        free_at.resize(self.limits.slots.max(free_at.len()), 0.0);
+        free_at
+    }
+
+    /// Predicted seconds until a task joining the queue now would start: every waiter ahead takes the
+    /// slot that frees first for its expected time. Memory is not modelled (it only makes waits longer).
+    fn predicted_start_of_newcomer(&self, st: &State, now: Instant) -> f64 {
+        let mut free_at = self.slot_free_times(st, now);
+        for waiter in &st.queue {
+            let (slot, start) = earliest(&free_at);
+            free_at[slot] = start + st.service.expected(&waiter.task).unwrap_or(0.0);
+        }
+        earliest(&free_at).1
+    }
+
+    /// Refuses the REST waiters whose predicted start is past their deadline, so they hear it now
+    /// rather than at the timeout. Those behind a refused one move up in the prediction.
+    fn refuse_hopeless(&self, st: &mut State, now: Instant) {
+        if st.queued_rest == 0 {
+            return;
+        }
+        let mut free_at = self.slot_free_times(st, now);
+        let mut kept = VecDeque::with_capacity(st.queue.len());
+        while let Some(waiter) = st.queue.pop_front() {
+            let (slot, start) = earliest(&free_at);
+            let starts_at = now + Duration::from_secs_f64(start.min(1e9));
+            if waiter.deadline.is_some_and(|deadline| starts_at > deadline) {
+                st.queued_rest -= 1;
+                self.counters.predicted_timeout.fetch_add(1, Ordering::Relaxed);
+                let wait = now.saturating_duration_since(waiter.enqueued).as_secs_f64() + start;
+                let _ = waiter
+                    .grant
+                    .send(Err(Refusal::PredictedTimeout { predicted_wait_seconds: wait.ceil() as u64 }));
+                continue;
+            }
+            free_at[slot] = start + st.service.expected(&waiter.task).unwrap_or(0.0);
+            kept.push_back(waiter);
+        }
+        st.queue = kept;
     }
 
     fn count_admitted(&self, origin: Origin, waited: Duration) {
@@ -285,32 +452,35 @@ impl Admission {
     /// Hands free slots to the head of the queue while it fits (strict FIFO: a large head is not
     /// overtaken, so it cannot starve). Permits whose waiter is gone are returned, to be dropped once
     /// the lock is released (dropping one frees its slot, which locks again).
-    fn grant_waiting(self: &Arc<Self>, st: &mut State) -> Vec<Permit> {
+    fn grant_waiting(self: &Arc<Self>, st: &mut State) -> Vec<Grant> {
         let mut undelivered = Vec::new();
         while let Some(head) = st.queue.front() {
-            if !self.fits(st, head.estimate) {
+            if !self.fits(st, head.task.estimate_bytes) {
                 break;
             }
             let Some(waiter) = st.queue.pop_front() else { break };
             if waiter.origin == Origin::Rest {
                 st.queued_rest -= 1;
             }
-            st.running += 1;
-            st.reserved_bytes += waiter.estimate;
             self.count_admitted(waiter.origin, waiter.enqueued.elapsed());
-            if let Err(permit) = waiter.grant.send(self.permit(waiter.estimate)) {
-                undelivered.push(permit);
+            let permit = self.start(st, waiter.task.clone());
+            if let Err(unsent) = waiter.grant.send(Ok(permit)) {
+                undelivered.push(unsent);
             }
         }
         undelivered
     }
 
-    fn release(self: &Arc<Self>, estimate: u64) {
+    /// A task ended: its time teaches the model, its slot goes to the queue, and the queue is re-judged.
+    fn release(self: &Arc<Self>, slot: &Slot) {
         let undelivered = {
             let mut st = lock(&self.state);
-            st.running = st.running.saturating_sub(1);
-            st.reserved_bytes = st.reserved_bytes.saturating_sub(estimate);
-            self.grant_waiting(&mut st)
+            st.running.remove(&slot.id);
+            st.reserved_bytes = st.reserved_bytes.saturating_sub(slot.task.estimate_bytes);
+            st.service.observe(&slot.task, slot.started.elapsed());
+            let undelivered = self.grant_waiting(&mut st);
+            self.refuse_hopeless(&mut st, Instant::now());
+            undelivered
         };
         drop(undelivered);
     }
@@ -335,7 +505,7 @@ impl Admission {
         let st = lock(&self.state);
         let c = &self.counters;
         ProcessingSnapshot {
-            running: st.running as u64,
+            running: st.running.len() as u64,
             queued: st.queue.len() as u64,
             queued_rest: st.queued_rest as u64,
             reserved_bytes: st.reserved_bytes,
@@ -346,6 +516,7 @@ impl Admission {
             admitted_chat: c.admitted_chat.load(Ordering::Relaxed),
             queue_full: c.queue_full.load(Ordering::Relaxed),
             queue_timeout: c.queue_timeout.load(Ordering::Relaxed),
+            predicted_timeout: c.predicted_timeout.load(Ordering::Relaxed),
             over_budget: c.over_budget.load(Ordering::Relaxed),
         }
     }
@@ -365,6 +536,7 @@ pub struct ProcessingSnapshot {
     pub admitted_chat: u64,
     pub queue_full: u64,
     pub queue_timeout: u64,
+    pub predicted_timeout: u64,
     pub over_budget: u64,
 }
 
@@ -384,6 +556,7 @@ impl ProcessingSnapshot {
             "rejections_total": {
                 "queue_full": self.queue_full,
                 "queue_timeout": self.queue_timeout,
+                "predicted_timeout": self.predicted_timeout,
                 "over_budget": self.over_budget,
             },
         })
@@ -394,7 +567,7 @@ impl ProcessingSnapshot {
 struct Ticket<'a> {
     admission: &'a Arc<Admission>,
     id: u64,
-    rx: oneshot::Receiver<Permit>,
+    rx: oneshot::Receiver<Grant>,
 }
 
 impl Drop for Ticket<'_> {
@@ -406,16 +579,18 @@ impl Drop for Ticket<'_> {
 /// An admitted task's slot and memory reservation, released when the last clone is dropped (a step
 /// abandoned at its timeout keeps it until its thread really stops).
 #[derive(Clone)]
-pub struct Permit(Arc<Grant>);
+pub struct Permit(Arc<Slot>);
 
-struct Grant {
+struct Slot {
     admission: Arc<Admission>,
-    estimate: u64,
+    id: u64,
+    task: TaskSpec,
+    started: Instant,
 }
 
-impl Drop for Grant {
+impl Drop for Slot {
     fn drop(&mut self) {
-        self.admission.release(self.estimate);
+        self.admission.release(self);
     }
 }
 
@@ -504,16 +679,21 @@ impl HeavyLane {
     }
 }
 
-/// Lowers the calling thread's CPU priority by [`HEAVY_LANE_NICE`] (on Linux, niceness is per thread).
+/// Lowers the calling thread's CPU priority by [`HEAVY_LANE_NICE`] (on Linux, niceness is per thread) and
+/// marks it a batch thread (`SCHED_BATCH`): the scheduler then never lets it preempt a thread that just
+/// woke up, so a light request's thread runs at once instead of after the heavy thread's time slice.
 fn lower_thread_priority() {
     #[cfg(target_os = "linux")]
     {
-        // SAFETY: gettid and setpriority take plain integers and touch no memory of ours.
-        let rc = unsafe {
+        // SAFETY: sched_setscheduler reads the param struct we pass; gettid and setpriority take plain
+        // integers. None of them touches other memory of ours.
+        let (batch, nice) = unsafe {
+            let param = libc::sched_param { sched_priority: 0 };
+            let batch = libc::sched_setscheduler(0, libc::SCHED_BATCH, &param);
             let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
-            libc::setpriority(libc::PRIO_PROCESS, tid, HEAVY_LANE_NICE)
+            (batch, libc::setpriority(libc::PRIO_PROCESS, tid, HEAVY_LANE_NICE))
         };
-        if rc != 0 {
+        if batch != 0 || nice != 0 {
             log::warn!("cannot lower the heavy lane's priority: {}", std::io::Error::last_os_error());
         }
     }
@@ -533,21 +713,26 @@ mod tests {
         }
     }
 
+    /// A task whose memory estimate is its input size.
+    fn task(bytes: u64) -> TaskSpec {
+        TaskSpec::new("csv/info", bytes).with_estimate(bytes)
+    }
+
     #[tokio::test]
     async fn slots_queue_and_fifo_order() {
         let a = Admission::new(limits(1, 2, 100, 5_000));
-        let first = a.admit(Origin::Rest, MIB).await.unwrap();
+        let first = a.admit(Origin::Rest, task(MIB)).await.unwrap();
         let (a2, a3) = (a.clone(), a.clone());
         let order = Arc::new(Mutex::new(Vec::new()));
         let (o2, o3) = (order.clone(), order.clone());
         let second = tokio::spawn(async move {
-            let p = a2.admit(Origin::Rest, MIB).await.unwrap();
+            let p = a2.admit(Origin::Rest, task(MIB)).await.unwrap();
             lock(&o2).push(2);
             drop(p);
         });
         tokio::time::sleep(Duration::from_millis(20)).await;
         let third = tokio::spawn(async move {
-            let p = a3.admit(Origin::Chat, MIB).await.unwrap();
+            let p = a3.admit(Origin::Chat, task(MIB)).await.unwrap();
             lock(&o3).push(3);
             drop(p);
         });
@@ -555,9 +740,9 @@ mod tests {
         assert_eq!(a.snapshot().queued, 2);
         // Queue bound counts REST waiters only: one REST is queued, a second REST still fits.
         let a4 = a.clone();
-        let fourth = tokio::spawn(async move { a4.admit(Origin::Rest, MIB).await.map(drop) });
+        let fourth = tokio::spawn(async move { a4.admit(Origin::Rest, task(MIB)).await.map(drop) });
         tokio::time::sleep(Duration::from_millis(20)).await;
-        assert_eq!(a.admit(Origin::Rest, MIB).await.err(), Some(Refusal::QueueFull));
+        assert_eq!(a.admit(Origin::Rest, task(MIB)).await.err(), Some(Refusal::QueueFull));
         drop(first);
         second.await.unwrap();
         third.await.unwrap();
@@ -571,25 +756,25 @@ mod tests {
     #[tokio::test]
     async fn rest_waiters_time_out_and_leave_the_queue() {
         let a = Admission::new(limits(1, 1, 100, 50));
-        let held = a.admit(Origin::Rest, MIB).await.unwrap();
-        assert_eq!(a.admit(Origin::Rest, MIB).await.err(), Some(Refusal::QueueTimeout));
+        let held = a.admit(Origin::Rest, task(MIB)).await.unwrap();
+        assert_eq!(a.admit(Origin::Rest, task(MIB)).await.err(), Some(Refusal::QueueTimeout));
         let s = a.snapshot();
         assert_eq!((s.queued, s.queued_rest, s.queue_timeout), (0, 0, 1));
         drop(held);
-        assert!(a.admit(Origin::Rest, MIB).await.is_ok(), "the slot is free again");
+        assert!(a.admit(Origin::Rest, task(MIB)).await.is_ok(), "the slot is free again");
     }
 
     #[tokio::test]
     async fn memory_budget_bounds_the_sum_and_refuses_what_never_fits() {
         let a = Admission::new(limits(4, 4, 10, 5_000));
-        let big = a.admit(Origin::Rest, 8 * MIB).await.unwrap();
+        let big = a.admit(Origin::Rest, task(8 * MIB)).await.unwrap();
         assert_eq!(
-            a.admit(Origin::Rest, 11 * MIB).await.err(),
+            a.admit(Origin::Rest, task(11 * MIB)).await.err(),
             Some(Refusal::OverBudget { estimate_bytes: 11 * MIB, budget_bytes: 10 * MIB })
         );
         // A free slot is not enough: 8 + 4 > 10, so this one waits for the memory.
         let a2 = a.clone();
-        let waiting = tokio::spawn(async move { a2.admit(Origin::Chat, 4 * MIB).await.map(drop) });
+        let waiting = tokio::spawn(async move { a2.admit(Origin::Chat, task(4 * MIB)).await.map(drop) });
         tokio::time::sleep(Duration::from_millis(20)).await;
         assert_eq!(a.snapshot().queued, 1);
         assert_eq!(a.snapshot().reserved_bytes, 8 * MIB);
@@ -599,24 +784,86 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_request_predicted_to_miss_its_timeout_is_refused_on_arrival() {
+        let a = Admission::new(limits(1, 8, 100, 1_500));
+        // Measured before: this operation takes 1 s per MiB.
+        lock(&a.state).service.observe(&task(MIB), Duration::from_secs(1));
+        let held = a.admit(Origin::Rest, task(MIB)).await.unwrap();
+        let a2 = a.clone();
+        let first = tokio::spawn(async move { a2.admit(Origin::Rest, task(MIB)).await.map(drop) });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert_eq!(a.snapshot().queued, 1, "starts within ~1 s: it waits");
+        // Behind the running task and the first waiter: ~2 s > 1.5 s.
+        let started = Instant::now();
+        let refused = a.admit(Origin::Rest, task(MIB)).await.err();
+        assert!(started.elapsed() < Duration::from_millis(200), "refused at once");
+        assert_eq!(refused, Some(Refusal::PredictedTimeout { predicted_wait_seconds: 2 }));
+        assert_eq!(refused.unwrap().reason(), "predicted_timeout");
+        // Workflow steps are never refused by a prediction: they wait their turn.
+        let a3 = a.clone();
+        let step = tokio::spawn(async move { a3.admit(Origin::Chat, task(MIB)).await.map(drop) });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert_eq!(a.snapshot().queued, 2);
+        drop(held);
+        first.await.unwrap().unwrap();
+        step.await.unwrap().unwrap();
+        let s = a.snapshot();
+        assert_eq!((s.predicted_timeout, s.queue_timeout, s.queue_full, s.running), (1, 0, 0, 0));
+    }
+
+    #[tokio::test]
+    async fn queued_requests_are_re_judged_when_a_task_ends() {
+        let a = Admission::new(limits(1, 8, 100, 2_500));
+        // Nothing measured yet: everyone may wait.
+        let held = a.admit(Origin::Rest, task(MIB)).await.unwrap();
+        let mut waiters = Vec::new();
+        for _ in 0..3 {
+            let a2 = a.clone();
+            waiters.push(tokio::spawn(async move {
+                let started = Instant::now();
+                let outcome = a2.admit(Origin::Rest, task(MIB)).await.map(drop);
+                (outcome, started.elapsed())
+            }));
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(a.snapshot().queued, 3);
+        tokio::time::sleep(Duration::from_millis(1_000)).await;
+        // The held task took ~1 s: the first waiter starts now, the second in ~1 s (in time), the
+        // third in ~2 s, past its 2.5 s deadline: it hears so now.
+        drop(held);
+        let mut outcomes = Vec::new();
+        for w in waiters {
+            outcomes.push(w.await.unwrap());
+        }
+        assert!(outcomes[0].0.is_ok() && outcomes[1].0.is_ok(), "{outcomes:?}");
+        assert!(
+            matches!(outcomes[2].0, Err(Refusal::PredictedTimeout { .. })),
+            "the third is refused early: {outcomes:?}"
+        );
+        assert!(outcomes[2].1 < Duration::from_millis(1_500), "refused at the release, not the timeout");
+        let s = a.snapshot();
+        assert_eq!((s.predicted_timeout, s.queue_timeout, s.queued, s.queued_rest), (1, 0, 0, 0));
+    }
+
+    #[tokio::test]
     async fn a_dropped_waiter_gives_its_turn_away() {
         let a = Admission::new(limits(1, 4, 100, 5_000));
-        let held = a.admit(Origin::Rest, MIB).await.unwrap();
+        let held = a.admit(Origin::Rest, task(MIB)).await.unwrap();
         let a2 = a.clone();
-        let gone = tokio::spawn(async move { a2.admit(Origin::Rest, MIB).await.map(drop) });
+        let gone = tokio::spawn(async move { a2.admit(Origin::Rest, task(MIB)).await.map(drop) });
         tokio::time::sleep(Duration::from_millis(20)).await;
         gone.abort();
         let _ = gone.await;
         assert_eq!(a.snapshot().queued, 0);
         drop(held);
         assert_eq!(a.snapshot().running, 0);
-        assert!(a.admit(Origin::Rest, MIB).await.is_ok());
+        assert!(a.admit(Origin::Rest, task(MIB)).await.is_ok());
     }
 
     #[tokio::test]
     async fn blocking_work_of_an_admitted_task_holds_the_slot_on_the_heavy_lane() {
         let a = Admission::new(limits(1, 1, 100, 5_000));
-        let permit = a.admit(Origin::Chat, MIB).await.unwrap();
+        let permit = a.admit(Origin::Chat, task(MIB)).await.unwrap();
         let a2 = a.clone();
         let name = permit
             .scope(async move {
@@ -633,7 +880,7 @@ mod tests {
         // Outside an admitted task: the ordinary blocking pool.
         let name = run_blocking(|| std::thread::current().name().map(str::to_string)).await.unwrap();
         assert_ne!(name.as_deref(), Some("heavy-lane-0"));
-        let panicked = a.admit(Origin::Chat, MIB).await.unwrap().run(|| panic!("boom")).await;
+        let panicked = a.admit(Origin::Chat, task(MIB)).await.unwrap().run(|| panic!("boom")).await;
         assert!(panicked.is_err());
         assert_eq!(a.snapshot().running, 0);
     }
@@ -641,6 +888,10 @@ mod tests {
     #[test]
     fn estimates_scale_with_input_and_operation() {
         assert_eq!(memory_factor("health"), None);
+        // Every workflow step is admitted with its operation's factor, none with the fallback of 1.
+        for operation in crate::chat::workflow::OPERATIONS {
+            assert!(memory_factor(operation).is_some(), "workflow step {operation} has no memory factor");
+        }
         assert_eq!(estimate_bytes("csv/info", 10 * MIB), TASK_BASE_BYTES + 20 * MIB);
         assert_eq!(estimate_bytes("normalization/apply", 10 * MIB), TASK_BASE_BYTES + 240 * MIB);
         assert!(machine_memory_bytes().is_some_and(|b| b > 0));

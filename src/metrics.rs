@@ -224,9 +224,12 @@ impl Collector for AdmissionCollector {
             None,
             MetricType::Counter,
         )?;
-        for (reason, n) in
-            [("queue_full", s.queue_full), ("queue_timeout", s.queue_timeout), ("over_budget", s.over_budget)]
-        {
+        for (reason, n) in [
+            ("queue_full", s.queue_full),
+            ("queue_timeout", s.queue_timeout),
+            ("predicted_timeout", s.predicted_timeout),
+            ("over_budget", s.over_budget),
+        ] {
             ConstCounter::new(n).encode(rejected.encode_family(&[("reason", reason)])?)?;
         }
         Ok(())

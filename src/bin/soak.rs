@@ -1,25 +1,32 @@
 //! Soak and burst load tool (dev tool) against a running oxcelize on loopback.
 //!
 //! Soak: for `--duration-secs`, `--clients` clients split into three classes loop over their requests:
-//! * light: health, `csv/info` on 10k rows, conversation listing;
+//! * light: health, `csv/info` on 10k rows, conversation listing, one request every `--light-interval-ms`
+//!   per client (a dashboard refreshing; 0 = back to back, which measures the light lane's capacity
+//!   rather than its latency, and takes the CPU the heavy lane would use);
 //! * heavy: normalization and excel/search on 100k and 1M rows, csv→xlsx on 100k and 1M rows;
 //! * chat: a conversation with a 10k-row CSV, a WebSocket listener, and three-step workflows run one
 //!   after another; every chat event's `seq` is checked (a gap is a lost event).
 //!
-//! It reports per class the requests done, errors by status, p50/p99 latency (the light class also the
-//! worst p99 of any 10 s window), the server's peak RSS (VmHWM and the highest VmRSS sampled) and CPU.
-//! `--sequential-baseline` first runs each heavy request once, one after another, and compares the soak's
-//! heavy throughput with running the same requests sequentially.
+//! It reports per class the requests done, errors by status, p50/p99 latency (the light class also per
+//! kind and the worst p99 of any 10 s window), the server's peak RSS (VmHWM and the highest VmRSS
+//! sampled) and CPU. Refused heavy clients wait the `Retry-After` the server sends before they retry.
+//! `--light-reference-secs S` (default 30) first runs the light clients alone for S seconds: their
+//! latency then is the reference the mix is compared with ("flat" under heavy load).
+//! `--sequential-baseline` first runs each heavy request once, and one chat workflow run (the same three
+//! steps), one after another, and compares the soak's heavy throughput (REST requests and workflow runs)
+//! with doing the same work sequentially.
 //!
 //! Burst (`--burst N`): N simultaneous 1M-row workbook normalizations, while health is polled; reports how
-//! many were admitted and finished, how fast the refusals came, health latency and RSS.
+//! many were admitted and finished, how fast the refusals came, health latency and RSS. `--warm` first
+//! runs one normalization alone, so the server has measured its service time (as a running one has).
 //!
 //! The server must accept 1M-row uploads and many bodies from one address: start it with
 //! `OXCELIZE_FILE__MAX_FILE_SIZE_MB=200 OXCELIZE_FILE__MAX_CONCURRENT_UPLOADS_PER_IP=0`.
 //!
 //! `soak --rest http://127.0.0.1:5050/api/v1 --ws ws://127.0.0.1:5051 --pid SERVER_PID [--clients 64]
-//!  [--duration-secs 300] [--light 40] [--heavy 16] [--chat 8] [--workdir DIR] [--skip-1m]
-//!  [--sequential-baseline] [--burst N]`
+//!  [--duration-secs 300] [--light 40] [--heavy 16] [--chat 8] [--light-interval-ms 500]
+//!  [--light-reference-secs 30] [--workdir DIR] [--skip-1m] [--sequential-baseline] [--burst N [--warm]]`
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -45,6 +52,9 @@ struct Args {
     skip_1m: bool,
     baseline: bool,
     burst: Option<usize>,
+    warm: bool,
+    light_interval: Duration,
+    light_reference: Duration,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -60,6 +70,9 @@ fn parse_args() -> Result<Args, String> {
         skip_1m: false,
         baseline: false,
         burst: None,
+        warm: false,
+        light_interval: Duration::from_millis(500),
+        light_reference: Duration::from_secs(30),
     };
     let mut clients: Option<usize> = None;
     let mut it = std::env::args().skip(1);
@@ -79,6 +92,9 @@ fn parse_args() -> Result<Args, String> {
             "--skip-1m" => a.skip_1m = true,
             "--sequential-baseline" => a.baseline = true,
             "--burst" => a.burst = Some(number(value()?)?),
+            "--warm" => a.warm = true,
+            "--light-interval-ms" => a.light_interval = Duration::from_millis(number(value()?)? as u64),
+            "--light-reference-secs" => a.light_reference = Duration::from_secs(number(value()?)? as u64),
             "--help" | "-h" => return Err("usage: see the module documentation of src/bin/soak.rs".into()),
             other => return Err(format!("unknown argument {other}")),
         }
@@ -224,6 +240,8 @@ struct ClassStats {
     /// (seconds since start, latency) of every success, for the per-window light p99.
     timeline: Vec<(f64, f64)>,
     by_kind: BTreeMap<&'static str, (u64, f64)>,
+    /// Latencies of the successes per light request kind.
+    light_kinds: BTreeMap<&'static str, Vec<f64>>,
 }
 
 impl ClassStats {
@@ -253,6 +271,13 @@ async fn send(req: reqwest::RequestBuilder) -> Result<u16, String> {
     }
 }
 
+/// How often each light client sends a request, and how many there are (to spread their starts).
+#[derive(Clone, Copy)]
+struct Pace {
+    interval: Duration,
+    clients: usize,
+}
+
 async fn light_client(
     rest: String,
     f: Arc<Fixtures>,
@@ -260,21 +285,46 @@ async fn light_client(
     stop: Arc<AtomicBool>,
     t0: Instant,
     n: usize,
+    pace: Pace,
 ) {
+    let Pace { interval, clients } = pace;
     let client = reqwest::Client::new();
+    // Clients start spread over one interval, so their requests do not come in waves.
+    let offset = interval.mul_f64(n as f64 / clients.max(1) as f64);
+    let mut ticks = tokio::time::interval_at(
+        tokio::time::Instant::now() + offset,
+        interval.max(Duration::from_micros(1)),
+    );
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut i = n;
     while !stop.load(Ordering::Relaxed) {
-        let req = match i % 3 {
-            0 => client.get(format!("{rest}/health")),
-            1 => client.post(format!("{rest}/csv/info")).multipart(upload_form("rows.csv", &f.csv_10k, &[])),
-            _ => client.get(format!("{rest}/chat/workflows?limit=20")),
+        if !interval.is_zero() {
+            ticks.tick().await;
+        }
+        let (kind, req) = match i % 3 {
+            0 => ("health", client.get(format!("{rest}/health"))),
+            1 => (
+                "csv_info_10k",
+                client.post(format!("{rest}/csv/info")).multipart(upload_form("rows.csv", &f.csv_10k, &[])),
+            ),
+            _ => ("chat_list", client.get(format!("{rest}/chat/workflows?limit=20"))),
         };
         let started = Instant::now();
         let status = send(req).await;
         let took = started.elapsed().as_secs_f64();
-        stats.lock().unwrap_or_else(|e| e.into_inner()).record(t0.elapsed().as_secs_f64(), took, status);
+        let mut s = stats.lock().unwrap_or_else(|e| e.into_inner());
+        if status.as_ref().is_ok_and(|s| (200..300).contains(s)) {
+            s.light_kinds.entry(kind).or_default().push(took);
+        }
+        s.record(t0.elapsed().as_secs_f64(), took, status);
         i += 1;
     }
+}
+
+/// Seconds of the `Retry-After` of an answer (at most a minute), if any.
+fn retry_after(res: &reqwest::Response) -> Option<Duration> {
+    let secs: u64 = res.headers().get("retry-after")?.to_str().ok()?.trim().parse().ok()?;
+    Some(Duration::from_secs(secs.min(60)))
 }
 
 async fn heavy_client(
@@ -294,7 +344,17 @@ async fn heavy_client(
             &kind.fields,
         ));
         let started = Instant::now();
-        let status = send(req).await;
+        let (status, wait) = match req.send().await {
+            Ok(res) => {
+                let status = res.status().as_u16();
+                let wait = retry_after(&res);
+                match res.bytes().await {
+                    Ok(_) => (Ok(status), wait),
+                    Err(e) => (Err(e.to_string()), None),
+                }
+            }
+            Err(e) => (Err(e.to_string()), None),
+        };
         let took = started.elapsed().as_secs_f64();
         let refused = matches!(status, Ok(503));
         {
@@ -310,11 +370,36 @@ async fn heavy_client(
             break;
         }
         i += 1;
-        // A refused client backs off a little before it retries (a real one would honour Retry-After).
+        // A refused client waits as the server asks before it retries (a quarter second without a
+        // Retry-After).
         if refused {
-            tokio::time::sleep(Duration::from_millis(250)).await;
+            let pause = wait.unwrap_or(Duration::from_millis(250));
+            let until = Instant::now() + pause;
+            while Instant::now() < until && !stop.load(Ordering::Relaxed) {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
         }
     }
+}
+
+/// The workflow every chat client runs: three steps on its 10k-row CSV.
+fn workflow(run_async: bool) -> Value {
+    json!({"async": run_async, "steps": [
+        {"operation": "csv/convert-to-excel", "arguments": {"sheet_name": "Rows"}},
+        {"operation": "excel/search", "arguments": {"conditions": [
+            {"column": "amount", "operator": "greater_than", "value": 5000}], "output_format": "excel"}},
+        {"operation": "normalization/apply", "arguments": {"normalizations": [{"column": "name", "type": "uppercase"}]}}
+    ]})
+}
+
+/// A conversation holding the 10k-row CSV, or `None` if the server refused.
+async fn conversation_with_csv(client: &reqwest::Client, rest: &str, f: &Fixtures) -> Option<String> {
+    let res = client.post(format!("{rest}/chat/workflows")).send().await.ok()?;
+    let body: Value = res.json().await.ok()?;
+    let id = body["data"]["chat_id"].as_str()?.to_string();
+    let form = upload_form("rows.csv", &f.csv_10k, &[]);
+    let res = client.post(format!("{rest}/chat/workflows/{id}/upload")).multipart(form).send().await.ok()?;
+    res.status().is_success().then_some(id)
 }
 
 /// Chat workflows with a WebSocket listener; counts events and `seq` gaps.
@@ -333,16 +418,7 @@ async fn chat_client(
     stop: Arc<AtomicBool>,
 ) {
     let client = reqwest::Client::builder().timeout(Duration::from_secs(600)).build().unwrap_or_default();
-    let created = async {
-        let res = client.post(format!("{rest}/chat/workflows")).send().await.ok()?;
-        let body: Value = res.json().await.ok()?;
-        let id = body["data"]["chat_id"].as_str()?.to_string();
-        let form = upload_form("rows.csv", &f.csv_10k, &[]);
-        let res =
-            client.post(format!("{rest}/chat/workflows/{id}/upload")).multipart(form).send().await.ok()?;
-        res.status().is_success().then_some(id)
-    };
-    let Some(chat) = created.await else {
+    let Some(chat) = conversation_with_csv(&client, &rest, &f).await else {
         *stats.lock().unwrap_or_else(|e| e.into_inner()).errors.entry("setup".into()).or_default() += 1;
         return;
     };
@@ -372,12 +448,7 @@ async fn chat_client(
             }
         }
     });
-    let steps = json!({"async": true, "steps": [
-        {"operation": "csv/convert-to-excel", "arguments": {"sheet_name": "Rows"}},
-        {"operation": "excel/search", "arguments": {"conditions": [
-            {"column": "amount", "operator": "greater_than", "value": 5000}], "output_format": "excel"}},
-        {"operation": "normalization/apply", "arguments": {"normalizations": [{"column": "name", "type": "uppercase"}]}}
-    ]});
+    let steps = workflow(true);
     while !stop.load(Ordering::Relaxed) {
         let started = Instant::now();
         let res = client.post(format!("{rest}/chat/workflows/{chat}/execute")).json(&steps).send().await;
@@ -417,6 +488,50 @@ fn summary(name: &str, s: &ClassStats, wall: f64) {
         l.last().copied().unwrap_or(0.0) * 1000.0,
         errors.join(" ")
     );
+}
+
+/// The light clients alone, at the same pace, for `--light-reference-secs`.
+async fn light_reference(a: &Args, f: Arc<Fixtures>) -> ClassStats {
+    println!("light reference: {} light clients alone for {} s", a.light, a.light_reference.as_secs());
+    let stats = Shared::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let t0 = Instant::now();
+    let tasks: Vec<_> = (0..a.light)
+        .map(|n| {
+            let (rest, f, stats, stop) = (a.rest.clone(), f.clone(), stats.clone(), stop.clone());
+            tokio::spawn(light_client(
+                rest,
+                f,
+                stats,
+                stop,
+                t0,
+                n,
+                Pace { interval: a.light_interval, clients: a.light },
+            ))
+        })
+        .collect();
+    tokio::time::sleep(a.light_reference).await;
+    stop.store(true, Ordering::Relaxed);
+    for t in tasks {
+        let _ = t.await;
+    }
+    let mut taken = stats.lock().unwrap_or_else(|e| e.into_inner());
+    std::mem::take(&mut *taken)
+}
+
+/// p50/p99 per light request kind.
+fn light_kinds(s: &ClassStats) {
+    for (kind, latencies) in &s.light_kinds {
+        let mut l = latencies.clone();
+        l.sort_by(|a, b| a.total_cmp(b));
+        println!(
+            "  {kind:<14} done {:>6}  p50 {:>7.1} ms  p99 {:>7.1} ms  max {:>7.1} ms",
+            l.len(),
+            percentile(&l, 50.0) * 1000.0,
+            percentile(&l, 99.0) * 1000.0,
+            l.last().copied().unwrap_or(0.0) * 1000.0
+        );
+    }
 }
 
 /// The highest p99 of any 10 s window (light latency "throughout", not only on average).
@@ -480,14 +595,27 @@ async fn processing_snapshot(client: &reqwest::Client, rest: &str) -> Value {
     }
 }
 
-/// Each heavy kind once, one after another: seconds per kind.
+/// The label of one chat workflow run in the baseline and the throughput comparison.
+const CHAT_RUN: &str = "chat_workflow_run";
+
+/// Each heavy kind once, then one chat workflow run, one after another: seconds per kind.
 async fn sequential_baseline(
     rest: &str,
     kinds: &[HeavyKind],
+    f: &Fixtures,
     pid: Option<u32>,
 ) -> BTreeMap<&'static str, f64> {
     let client = reqwest::Client::builder().timeout(Duration::from_secs(600)).build().unwrap_or_default();
     let mut out = BTreeMap::new();
+    let report = |label: &str, took: f64, status: &Result<u16, String>, input: usize| {
+        // VmHWM only grows: a rise after a request is that request's peak.
+        let hwm = pid.and_then(|p| status_kib(p, "VmHWM:")).unwrap_or(0);
+        println!(
+            "baseline {label:<18} {took:>7.2} s  status {status:?}  input {:.1} MiB  server VmHWM after it {:.0} MiB",
+            input as f64 / 1048576.0,
+            hwm as f64 / 1024.0
+        );
+    };
     for kind in kinds {
         let started = Instant::now();
         let req = client.post(format!("{rest}{}", kind.path)).multipart(upload_form(
@@ -497,24 +625,32 @@ async fn sequential_baseline(
         ));
         let status = send(req).await;
         let took = started.elapsed().as_secs_f64();
-        // VmHWM only grows: a rise after a request is that request's peak.
-        let hwm = pid.and_then(|p| status_kib(p, "VmHWM:")).unwrap_or(0);
-        println!(
-            "baseline {:<18} {:>7.2} s  status {:?}  input {:.1} MiB  server VmHWM after it {:.0} MiB",
-            kind.label,
-            took,
-            status,
-            kind.bytes.len() as f64 / 1048576.0,
-            hwm as f64 / 1024.0
-        );
+        report(kind.label, took, &status, kind.bytes.len());
         out.insert(kind.label, took);
+    }
+    // The chat clients' work: the same three steps, run synchronously (the answer comes when they end).
+    if let Some(chat) = conversation_with_csv(&client, rest, f).await {
+        let started = Instant::now();
+        let req = client.post(format!("{rest}/chat/workflows/{chat}/execute")).json(&workflow(false));
+        let status = send(req).await;
+        let took = started.elapsed().as_secs_f64();
+        report(CHAT_RUN, took, &status, f.csv_10k.len());
+        out.insert(CHAT_RUN, took);
+    } else {
+        println!("baseline {CHAT_RUN}: could not create the conversation");
     }
     out
 }
 
 async fn soak(a: &Args, f: Arc<Fixtures>) {
     let kinds = Arc::new(heavy_kinds(&f));
-    let baseline = if a.baseline { Some(sequential_baseline(&a.rest, &kinds, a.pid).await) } else { None };
+    let baseline =
+        if a.baseline { Some(sequential_baseline(&a.rest, &kinds, &f, a.pid).await) } else { None };
+    let reference = if a.light > 0 && !a.light_reference.is_zero() {
+        Some(light_reference(a, f.clone()).await)
+    } else {
+        None
+    };
     let stop = Arc::new(AtomicBool::new(false));
     let (light, heavy, chat) = (Shared::default(), Shared::default(), Shared::default());
     let totals = Arc::new(ChatTotals {
@@ -528,7 +664,16 @@ async fn soak(a: &Args, f: Arc<Fixtures>) {
     let t0 = Instant::now();
     let mut tasks = Vec::new();
     for n in 0..a.light {
-        tasks.push(tokio::spawn(light_client(a.rest.clone(), f.clone(), light.clone(), stop.clone(), t0, n)));
+        let (rest, f, stats, stop) = (a.rest.clone(), f.clone(), light.clone(), stop.clone());
+        tasks.push(tokio::spawn(light_client(
+            rest,
+            f,
+            stats,
+            stop,
+            t0,
+            n,
+            Pace { interval: a.light_interval, clients: a.light },
+        )));
     }
     for n in 0..a.heavy {
         tasks.push(tokio::spawn(heavy_client(a.rest.clone(), kinds.clone(), heavy.clone(), stop.clone(), n)));
@@ -538,8 +683,9 @@ async fn soak(a: &Args, f: Arc<Fixtures>) {
         tasks.push(tokio::spawn(chat_client(args.0, args.1, args.2, args.3, args.4, args.5)));
     }
     println!(
-        "soak: {} light + {} heavy + {} chat clients for {} s ({} heavy kinds)",
+        "soak: {} light (one request every {} ms each) + {} heavy + {} chat clients for {} s ({} heavy kinds)",
         a.light,
+        a.light_interval.as_millis(),
         a.heavy,
         a.chat,
         a.duration.as_secs(),
@@ -566,7 +712,12 @@ async fn soak(a: &Args, f: Arc<Fixtures>) {
     println!("load for {load_wall:.0} s, all clients done after {wall:.0} s");
     let take = |s: &Shared| std::mem::take(&mut *s.lock().unwrap_or_else(|e| e.into_inner()));
     let (light, heavy, chat) = (take(&light), take(&heavy), take(&chat));
+    if let Some(reference) = &reference {
+        summary("light alone (reference)", reference, a.light_reference.as_secs_f64());
+        light_kinds(reference);
+    }
     summary("light", &light, load_wall);
+    light_kinds(&light);
     let (worst, at) = worst_window_p99(&light.timeline);
     println!("light  worst 10 s window p99 {:.1} ms (window starting at {at} s)", worst * 1000.0);
     summary("heavy", &heavy, load_wall);
@@ -583,12 +734,20 @@ async fn soak(a: &Args, f: Arc<Fixtures>) {
     let p = processing_snapshot(&probe, &a.rest).await;
     println!("processing: max running {max_running}, max queued {max_queued}; at end {p}");
     if let Some(base) = baseline {
-        // The heavy work done, if it had run one request after another at the baseline speed.
-        let sequential: f64 =
-            heavy.by_kind.iter().map(|(k, (n, _))| base.get(k).copied().unwrap_or(0.0) * *n as f64).sum();
+        // The work done, if it had run one request (or workflow run) after another at baseline speed.
+        let chat_runs = chat.latencies.len() as u64;
+        let done = heavy.by_kind.iter().map(|(k, (n, _))| (*k, *n)).chain([(CHAT_RUN, chat_runs)]);
+        let mut sequential = 0.0;
+        for (kind, n) in done {
+            match base.get(kind) {
+                Some(secs) => sequential += secs * n as f64,
+                None if n > 0 => println!("heavy throughput: {kind} has no baseline, left out"),
+                None => {}
+            }
+        }
         println!(
-            "heavy throughput: the completed heavy requests take {sequential:.1} s one after another at baseline \
-             speed; the soak did them in {wall:.1} s ({:.0} % of sequential throughput)",
+            "heavy throughput: the completed heavy requests and workflow runs take {sequential:.1} s one after \
+             another at baseline speed; the soak did them in {wall:.1} s ({:.0} % of sequential throughput)",
             100.0 * sequential / wall
         );
     }
@@ -601,6 +760,16 @@ async fn burst(a: &Args, f: Arc<Fixtures>, n: usize) {
         return;
     };
     let normalize = json!([{"column_name": "name", "normalization_type": "uppercase"}]).to_string();
+    if a.warm {
+        let client = reqwest::Client::builder().timeout(Duration::from_secs(900)).build().unwrap_or_default();
+        let form = upload_form("rows_1m.xlsx", &csv, &[("normalizations", normalize.clone())]);
+        let started = Instant::now();
+        let status = send(client.post(format!("{}/normalization/apply", a.rest)).multipart(form)).await;
+        println!(
+            "warm-up: one normalization alone, status {status:?} in {:.1} s",
+            started.elapsed().as_secs_f64()
+        );
+    }
     let cpu_before = a.pid.and_then(cpu_secs);
     let sampler_stop = Arc::new(AtomicBool::new(false));
     let sampler = spawn_rss_sampler(a.pid, sampler_stop.clone());

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use crate::admission::{estimate_bytes, Origin, Permit, Refusal, MIB};
+use crate::admission::{Origin, Permit, Refusal, TaskSpec, MIB};
 use crate::chat::Chat;
 
 /// How often a waiting step looks at its job's cancel flag.
@@ -22,7 +22,7 @@ impl Chat {
         cancel: &AtomicBool,
     ) -> Result<Option<Permit>, String> {
         let input_bytes = std::fs::metadata(input).map(|m| m.len()).unwrap_or(0);
-        let admit = self.admission.admit(Origin::Chat, estimate_bytes(operation, input_bytes));
+        let admit = self.admission.admit(Origin::Chat, TaskSpec::new(operation, input_bytes));
         tokio::pin!(admit);
         let admitted = loop {
             tokio::select! {

@@ -134,6 +134,58 @@ async fn a_request_still_queued_after_the_queue_timeout_gets_503() {
 }
 
 #[tokio::test]
+async fn a_request_that_cannot_get_a_slot_before_its_timeout_is_refused_at_once() {
+    let app = spawn_app_with(|c| {
+        c.limits.max_concurrent_processing = 1;
+        c.limits.max_queued_processing = 4;
+        c.limits.queue_timeout_seconds = 2;
+        c.limits.max_processing_memory_mb = 64;
+        c.limits.light_request_max_kb = 0;
+        c.limits.retry_after_seconds = 2;
+    })
+    .await;
+    app.state.admission.set_test_hold(HOLD);
+    // One request teaches the controller how long this operation takes (the 1.5 s hold).
+    assert_eq!(spawn_info(&app).await.unwrap().0, 200);
+    let running = spawn_info(&app);
+    wait_for(&app, "running", 1).await;
+    // Starts after the running one (~1.5 s, within the 2 s timeout): it waits.
+    let queued = spawn_info(&app);
+    wait_for(&app, "queued", 1).await;
+
+    // The next one would start after both (~3 s): past the timeout, so it hears so now, with room
+    // left in the queue, instead of after a 2 s wait.
+    let started = Instant::now();
+    let res = app.post_form("/csv/info", form("customers.csv", csv_text(CUSTOMERS), &[])).await;
+    let retry_after = res.headers().get("retry-after").map(|v| v.to_str().unwrap().to_string());
+    let (status, body) = envelope(res).await;
+    assert!(started.elapsed() < Duration::from_secs(1), "refused at once: {:?}", started.elapsed());
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["status_code"], 503);
+    assert_eq!(body["data"]["error_type"], "ServiceUnavailable");
+    assert!(body["message"].as_str().unwrap().contains("busy"), "{body}");
+    let details = &body["data"]["details"];
+    assert_eq!(details["reason"], "predicted_timeout", "{body}");
+    let predicted = details["predicted_wait_seconds"].as_u64().unwrap();
+    assert!((2..=4).contains(&predicted), "{body}");
+    assert_eq!(retry_after.as_deref(), Some("2"));
+    assert!(app.upload_files().is_empty(), "nothing of it on disk: {:?}", app.upload_files());
+
+    assert_eq!(running.await.unwrap().0, 200);
+    let (status, body) = queued.await.unwrap();
+    assert_eq!(status, 200, "the queued one was not refused: {body}");
+    let p = processing(&app).await;
+    let rejections = &p["rejections_total"];
+    assert_eq!(
+        (rejections["predicted_timeout"].as_u64(), rejections["queue_timeout"].as_u64()),
+        (Some(1), Some(0))
+    );
+    let text = metrics(&app).await;
+    assert!(text.contains("oxcelize_processing_rejections_total{reason=\"predicted_timeout\"} 1"), "{text}");
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn light_requests_complete_while_the_heavy_slot_and_queue_are_busy() {
     let app = tiny_budget_app(30).await;
     app.state.admission.set_test_hold(Duration::from_secs(3));
