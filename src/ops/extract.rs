@@ -12,7 +12,8 @@ use super::{require_columns, OpError};
 use crate::engine::{Phase, StepControl};
 use crate::table::infer::STORAGE_TYPE;
 use crate::table::parse::parse_number;
-use crate::table::write::{write_table_xlsx_tracked, WorkbookStyle};
+use crate::table::spool::SpooledTable;
+use crate::table::write::{write_rows_xlsx_tracked, write_table_xlsx_tracked, WorkbookStyle};
 use crate::table::{Cell, Table};
 
 /// How many leading values the studio shows per column.
@@ -242,6 +243,66 @@ pub fn extract_columns_to_file_tracked(
     control.advance_to(table.row_count() as u64)?;
     let style = WorkbookStyle { data_sheet_name: "Sheet1".to_string(), ..style.clone() };
     Ok(write_table_xlsx_tracked(path, &selected, &style, control)?)
+}
+
+/// The named columns of a spooled sheet in request order (all must exist, else 422 as
+/// [`select_columns`]), optionally de-duplicated into a new spool (§1.4; memory: a 16-byte digest per
+/// distinct row, see [`SpooledTable::dedupe`]).
+pub fn select_spooled(
+    mut table: SpooledTable,
+    columns: &[String],
+    remove_duplicates: bool,
+) -> Result<SpooledTable, OpError> {
+    require_columns(&table.columns, columns.iter().map(String::as_str))?;
+    let indices: Vec<usize> =
+        columns.iter().filter_map(|c| table.columns.iter().position(|name| name == c)).collect();
+    table.select(columns.to_vec(), indices);
+    Ok(if remove_duplicates { table.dedupe()? } else { table })
+}
+
+/// [`extract_columns`] on a spooled sheet: only the requested columns that exist are read back into
+/// memory (the answer holds their values anyway), the rest of the sheet stays on disk.
+pub fn extract_spooled_columns(
+    mut table: SpooledTable,
+    params: &ExtractParams,
+    timestamp: String,
+) -> Result<Extraction, OpError> {
+    if params.columns.is_empty() {
+        return Err(OpError::validation("No columns specified for extraction"));
+    }
+    let mut names: Vec<String> = Vec::new();
+    for name in &params.columns {
+        if table.columns.contains(name) && !names.contains(name) {
+            names.push(name.clone());
+        }
+    }
+    let indices = names.iter().filter_map(|c| table.columns.iter().position(|name| name == c)).collect();
+    table.select(names.clone(), indices);
+    let rows = table.collect_rows()?;
+    extract_columns(&Table { columns: names, rows }, params, timestamp)
+}
+
+/// [`extract_columns_to_file_tracked`] on a spooled sheet: the selection is a projection of the spool
+/// (plus a de-duplicated spool when asked), the rows stream into the writer; memory stays flat.
+pub fn extract_spooled_to_file(
+    table: SpooledTable,
+    columns: &[String],
+    remove_duplicates: bool,
+    path: &Path,
+    style: &WorkbookStyle,
+    control: &StepControl,
+) -> Result<u64, OpError> {
+    if columns.is_empty() {
+        return Err(OpError::validation("No columns specified for extraction"));
+    }
+    let total = table.rows.len() as u64;
+    control.begin(Phase::Processing, Some(total))?;
+    let mut selected = select_spooled(table, columns, remove_duplicates)?;
+    control.advance_to(total)?;
+    let style = WorkbookStyle { data_sheet_name: "Sheet1".to_string(), ..style.clone() };
+    let count = selected.rows.len() as u64;
+    let rows = &mut selected.rows.reader()?;
+    Ok(write_rows_xlsx_tracked(path, &selected.columns, rows, count, &style, control)?)
 }
 
 #[cfg(test)]

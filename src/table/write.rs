@@ -19,6 +19,7 @@ use super::cell::{Cell, Table};
 use super::error::TableError;
 use super::parse::python_float_text;
 use super::read::CsvRow;
+use super::rows::RowSource;
 use crate::engine::{Phase, StepControl};
 
 /// Excel's hard limits.
@@ -607,6 +608,26 @@ pub fn write_table_xlsx_tracked(
         sink.push_row(row)?;
         control.advance_to(i as u64 + 1)?;
     }
+    control.check()?;
+    sink.finish()
+}
+
+/// [`write_table_xlsx_tracked`] from a row source (a spool): the same file, one row in memory at a time.
+pub fn write_rows_xlsx_tracked(
+    path: &Path,
+    columns: &[String],
+    rows: &mut dyn RowSource,
+    total_rows: u64,
+    style: &WorkbookStyle,
+    control: &StepControl,
+) -> Result<u64, TableError> {
+    control.begin(Phase::Writing, Some(total_rows))?;
+    let mut sink = Box::new(WorkbookSink::create(path, style, columns)?);
+    let mut rows = control.track(rows);
+    while let Some(row) = rows.next_row()? {
+        sink.push_row(row)?;
+    }
+    drop(rows);
     control.check()?;
     sink.finish()
 }
