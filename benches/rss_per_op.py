@@ -200,19 +200,26 @@ def main():
             with open(f"/proc/{s.proc.pid}/clear_refs", "w") as f:
                 f.write("5")  # resets VmHWM: the peak is this operation's, not the setup's
             t0 = time.time()
-            run(s, state)
+            error = None
+            try:
+                run(s, state)
+            except Exception as e:  # noqa: BLE001 - a failed operation is a result too
+                error = str(e)[:300]
             took = time.time() - t0
             peak = status_kb(s.proc.pid, "VmHWM")
             time.sleep(10)
             after = status_kb(s.proc.pid, "VmRSS")
         row = {"op": name, "seconds": round(took, 1), "idle_mb": idle // 1024, "peak_mb": peak // 1024,
                "after_10s_mb": after // 1024}
+        if error:
+            row["error"] = error
         results.append(row)
         print(json.dumps(row), flush=True)
 
     print("\n| op (fresh server each) | time | peak RSS (VmHWM) | RSS 10 s after |\n|---|---|---|---|")
     for r in results:
-        print(f"| {r['op']} | {r['seconds']} s | {r['peak_mb']:,} MB | {r['after_10s_mb']:,} MB |")
+        failed = f" (failed: {r['error'][:80]})" if "error" in r else ""
+        print(f"| {r['op']}{failed} | {r['seconds']} s | {r['peak_mb']:,} MB | {r['after_10s_mb']:,} MB |")
     if not args.data:
         subprocess.run(["rm", "-rf", data])
 

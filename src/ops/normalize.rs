@@ -465,10 +465,15 @@ fn normalize_part(
                 }
             }
         }
+        // A rule over a whole column takes a fraction of a second per million rows at each stage: a stop
+        // is looked at between stages, not only between rules.
+        control.check()?;
         let before = take_column(&mut work, index);
         let before_stats = stats(&before, dtypes[index]);
+        control.check()?;
         let lowered = step.normalization_type.to_lowercase();
         check_projection(c, &lowered, &step.parameters, &before, budget.max_bytes, &mut budget.used[done])?;
+        control.check()?;
         let result = if TYPES.iter().any(|(k, _)| *k == lowered) {
             apply(&lowered, &step.parameters, &before, dtypes[index])
         } else if UNIMPLEMENTED.contains(&lowered.as_str()) {
@@ -487,8 +492,10 @@ fn normalize_part(
         };
         match result {
             Ok((cells, dtype)) => {
+                control.check()?;
                 check_cell_lengths(c, &cells, first_row)?;
                 let after_stats = stats(&cells, dtype);
+                control.check()?;
                 replace_column(&mut work, index, cells);
                 if uploaded.is_pristine(index) {
                     uploaded.overwritten(index, before);
@@ -595,7 +602,7 @@ pub fn normalize_rows_to_xlsx(
     let none = StepControl::NONE;
     let shape =
         normalize_part(Table::new(columns.to_vec()), steps, backup_original, false, &mut budget, 0, &none)?;
-    let mut sink = WorkbookSink::create(path, style, &shape.table.columns)?;
+    let mut sink = WorkbookSink::create(path, style, &shape.table.columns)?.stopped_by(control);
     control.begin(Phase::Processing, Some(total_rows))?;
     let mut done = 0usize;
     loop {

@@ -14,7 +14,7 @@ use crate::engine::{Phase, StepControl};
 use crate::table::infer::{suggested_operators, InferredType, STORAGE_TYPE};
 use crate::table::parse::{parse_datetime, parse_number, python_float_text};
 use crate::table::read::{stream_csv, CsvRow};
-use crate::table::write::{search_sink, OutputFormat};
+use crate::table::write::{search_sink, search_sink_stopped_by, OutputFormat};
 use crate::table::{Cell, RowSource, Table, TableError};
 
 const BETWEEN_SHAPE: &str = "For 'between' operator, value must be a list with [min, max]";
@@ -489,7 +489,7 @@ pub fn search_rows_to_file(
     control: &StepControl,
 ) -> Result<SearchOutcome, OpError> {
     control.begin(Phase::Processing, Some(total_rows))?;
-    let mut sink = search_sink(format, path, columns)?;
+    let mut sink = search_sink_stopped_by(format, path, columns, control)?;
     let mut total = 0u64;
     let mut rows = control.track(rows);
     while let Some(row) = rows.next_row()? {

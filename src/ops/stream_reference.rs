@@ -324,3 +324,52 @@ fn streamed_extraction_gives_what_the_whole_table_extraction_gave() {
     assert_eq!(a.to_string(), b.to_string());
     assert!(!out.exists());
 }
+
+/// Hands out rows, asking the step to stop once `left` rows are out; counts what it handed out.
+struct StopAfter<'a, S> {
+    inner: S,
+    control: &'a StepControl,
+    left: usize,
+    handed: usize,
+}
+
+impl<S: crate::table::RowSource> crate::table::RowSource for StopAfter<'_, S> {
+    fn next_row(&mut self) -> Result<Option<&[crate::table::Cell]>, crate::table::TableError> {
+        if self.left == 0 {
+            self.control.stop(crate::engine::StopReason::Cancelled);
+        } else {
+            self.left -= 1;
+        }
+        self.handed += 1;
+        self.inner.next_row()
+    }
+}
+
+#[test]
+fn a_stop_request_ends_the_streamed_normalization_at_the_next_chunk_with_nothing_left() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = fixture(dir.path());
+    let out_dir = dir.path().join("out");
+    std::fs::create_dir_all(&out_dir).unwrap();
+    let out = out_dir.join("out.xlsx");
+    let steps = parse_steps(&json!([{"column_name": "name", "normalization_type": "lowercase"}])).unwrap();
+    let mut table = spooled(&input, dir.path());
+    let total = table.rows.len() as u64;
+    let control = StepControl::new();
+    let mut rows = StopAfter { inner: table.rows.reader().unwrap(), control: &control, left: 100, handed: 0 };
+    let err = normalize_rows_to_xlsx(
+        &table.columns,
+        &mut rows,
+        total,
+        &steps,
+        false,
+        u64::MAX,
+        &out,
+        &WorkbookStyle::default(),
+        &control,
+    )
+    .unwrap_err();
+    assert!(matches!(err, super::OpError::Table(crate::table::TableError::Cancelled)), "{err}");
+    assert!(rows.handed <= CHUNK_ROWS + 1, "stopped within the chunk it was asked in ({})", rows.handed);
+    assert_eq!(std::fs::read_dir(&out_dir).unwrap().count(), 0, "no output or temporary file is left");
+}
