@@ -29,6 +29,8 @@ import requests
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 COLUMNS = "id,name,city,amount,status,email,phone,date,score,note"
 RULES = [("name", "lowercase"), ("email", "lowercase"), ("note", "trim_whitespace"), ("city", "uppercase")]
+CONCURRENT_ENV = {"OXCELIZE_LIMITS__MAX_CONCURRENT_PROCESSING": "4",
+                  "OXCELIZE_LIMITS__MAX_PROCESSING_MEMORY_MB": "100000"}
 SEARCH = [{"column": "status", "operator": "equals", "value": "active"}]
 
 
@@ -59,8 +61,9 @@ def write_csv(path, rows):
 class Server:
     """A release server in its own temporary folder, stopped (and its folder removed) on exit."""
 
-    def __init__(self, binary):
+    def __init__(self, binary, extra_env=None):
         self.binary = binary
+        self.extra_env = extra_env or {}
 
     def __enter__(self):
         self.work = tempfile.mkdtemp(prefix="rss-per-op-")
@@ -76,9 +79,10 @@ class Server:
             "OXCELIZE_FILE__MAX_UNCOMPRESSED_MB": "4000",
             "OXCELIZE_LOGGING__LEVEL": "WARNING",
         })
+        env.update(self.extra_env)
         self.proc = subprocess.Popen(
             [self.binary, "--config", os.path.join(ROOT, "configs/application.yml")],
-            cwd=self.work, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            cwd=self.work, env=env, stdout=subprocess.DEVNULL, stderr=open(os.path.join(self.work, "stderr.log"), "w"),
         )
         self.api = f"http://127.0.0.1:{rest}/api/v1"
         for _ in range(200):
@@ -193,7 +197,9 @@ def main():
     for name, (prepare, run) in operations(csv_path, xlsx_path).items():
         if wanted and not any(name.startswith(p) for p in wanted):
             continue
-        with Server(args.binary) as s:
+        # Four at once means four running: admission (2 slots by default on 2 cores) would queue two.
+        extra = CONCURRENT_ENV if name.startswith("4 concurrent") else {}
+        with Server(args.binary, extra) as s:
             state = prepare(s)
             time.sleep(1)
             idle = status_kb(s.proc.pid, "VmRSS")
@@ -205,6 +211,8 @@ def main():
                 run(s, state)
             except Exception as e:  # noqa: BLE001 - a failed operation is a result too
                 error = str(e)[:300]
+                with open(os.path.join(s.work, "stderr.log")) as log:
+                    print(log.read()[-2000:], flush=True)
             took = time.time() - t0
             peak = status_kb(s.proc.pid, "VmHWM")
             time.sleep(10)

@@ -81,7 +81,7 @@ async fn extract(state: web::Data<AppState>, form: Form) -> ApiResult {
         Ok(extract_spooled_columns(table, &params, clock::now_iso())?)
     })
     .await?;
-    Ok(ApiResponse::ok(extraction.message(), extraction))
+    Ok(ApiResponse::ok_value(extraction.message(), extraction.into_value()))
 }
 
 /// §7.2.3: the requested columns (all must exist) written to `extracted_columns_{ts}_{hex}.xlsx`.

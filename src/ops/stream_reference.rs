@@ -307,6 +307,8 @@ fn streamed_extraction_gives_what_the_whole_table_extraction_gave() {
         let a = extract_columns(&table, &params, "t".into()).unwrap();
         let b = extract_spooled_columns(spooled(&input, dir.path()), &params, "t".into()).unwrap();
         assert_eq!(serde_json::to_string(&a).unwrap(), serde_json::to_string(&b).unwrap());
+        // The answer moved into a JSON value is the serialized answer.
+        assert_eq!(serde_json::to_string(&a).unwrap(), serde_json::to_string(&b.into_value()).unwrap());
     }
     // A missing column is refused the same way, with nothing written.
     let columns = vec!["city".to_string(), "nope".to_string()];
