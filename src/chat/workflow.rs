@@ -1129,28 +1129,28 @@ impl StepContext<'_> {
                 let style = WorkbookStyle { data_sheet_name: sheet_name.clone(), ..style };
                 convert::csv_to_xlsx_tracked(source, out, &style, control).map_err(Err)?;
             }
-            StepOp::Normalize { steps, return_report } if streams_by_chunk(steps, *return_report) => {
-                // Cell-by-cell rules without statistics: read ‖ normalize ‖ write, one chunk in memory.
+            StepOp::Normalize { steps, return_report } if streams_by_chunk(steps) => {
+                // Cell-by-cell rules: read ‖ normalize ‖ write, one chunk in memory.
                 control.plan(&[Phase::Reading, Phase::Processing]);
                 let mut table = self.spooled(input, None)?;
                 let backup = self.config.normalization.backup_original;
                 let max_output = self.config.max_output_bytes();
                 let total = table.rows.len() as u64;
                 let rows = &mut table.rows.reader().map_err(|e| Err(e.into()))?;
-                normalize_rows_to_xlsx(
+                let report = normalize_rows_to_xlsx(
                     &table.columns,
                     rows,
                     total,
                     steps,
                     backup,
+                    *return_report,
                     max_output,
                     out,
                     &style,
                     control,
                 )
                 .map_err(Err)?;
-                // Streamed only without a report (`return_report` false).
-                result.insert("report".into(), Value::Null);
+                result.insert("report".into(), if *return_report { report } else { Value::Null });
             }
             StepOp::Normalize { steps, return_report } => {
                 let table = self.table(input, None)?;

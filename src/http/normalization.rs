@@ -50,7 +50,7 @@ async fn apply(req: HttpRequest, state: web::Data<AppState>, form: Form) -> ApiR
     let (name, report) = blocking(move || {
         let style = workbook_style(&config, &config.excel.default_sheet_name);
         let backup = config.normalization.backup_original;
-        if streams_by_chunk(&steps, return_report) {
+        if streams_by_chunk(&steps) {
             // The same driver as the workflow step, with nothing to report progress to.
             let mut table = spool_upload(&path, None, &config)?;
             validate_steps(&table.columns, &steps, backup)?;
@@ -64,6 +64,7 @@ async fn apply(req: HttpRequest, state: web::Data<AppState>, form: Form) -> ApiR
                 total,
                 &steps,
                 backup,
+                return_report,
                 max_output,
                 &target.path,
                 &style,

@@ -396,7 +396,7 @@ fn normalize_tracked(
     control: &StepControl,
 ) -> Result<NormalizationOutcome, OpError> {
     let mut budget = OutputBudget::new(max_output_bytes, steps.len());
-    normalize_part(table, steps, backup_original, with_stats, &mut budget, 0, control)
+    normalize_part(table, steps, backup_original, with_stats, &mut budget, 0, None, control)
 }
 
 /// What the steps of one pipeline may still produce (`file.max_output_mb` per step), charged part by part
@@ -415,6 +415,7 @@ impl OutputBudget {
 
 /// The pipeline on `table`, which is the whole table or the part of it starting at data row `first_row`
 /// (for the rows named in errors); `budget` carries what earlier parts produced.
+#[allow(clippy::too_many_arguments)]
 fn normalize_part(
     table: Table,
     steps: &[NormalizationStep],
@@ -422,6 +423,7 @@ fn normalize_part(
     with_stats: bool,
     budget: &mut OutputBudget,
     first_row: usize,
+    mut collector: Option<&mut StatsCollector>,
     control: &StepControl,
 ) -> Result<NormalizationOutcome, OpError> {
     let stats =
@@ -470,6 +472,9 @@ fn normalize_part(
         control.check()?;
         let before = take_column(&mut work, index);
         let before_stats = stats(&before, dtypes[index]);
+        if let Some(c) = collector.as_deref_mut() {
+            c.steps[done].0.add(&before, dtypes[index]);
+        }
         control.check()?;
         let lowered = step.normalization_type.to_lowercase();
         check_projection(c, &lowered, &step.parameters, &before, budget.max_bytes, &mut budget.used[done])?;
@@ -495,6 +500,10 @@ fn normalize_part(
                 control.check()?;
                 check_cell_lengths(c, &cells, first_row)?;
                 let after_stats = stats(&cells, dtype);
+                if let Some(c) = collector.as_deref_mut() {
+                    c.steps[done].1.add(&cells, dtype);
+                    c.succeeded[done] = true;
+                }
                 control.check()?;
                 replace_column(&mut work, index, cells);
                 if uploaded.is_pristine(index) {
@@ -568,17 +577,85 @@ const CELL_BY_CELL: [&str; 16] = [
     "regex_replace",
 ];
 
-/// Whether [`normalize_rows_to_xlsx`] can run `steps`: every type works cell by cell and the report's
-/// per-column statistics (unique counts over whole columns) are not asked for.
-pub fn streams_by_chunk(steps: &[NormalizationStep], with_stats: bool) -> bool {
-    !with_stats && steps.iter().all(|s| CELL_BY_CELL.contains(&s.normalization_type.to_lowercase().as_str()))
+/// Whether [`normalize_rows_to_xlsx`] can run `steps`: every type works cell by cell.
+pub fn streams_by_chunk(steps: &[NormalizationStep]) -> bool {
+    steps.iter().all(|s| CELL_BY_CELL.contains(&s.normalization_type.to_lowercase().as_str()))
+}
+
+/// The report's `before_stats`/`after_stats` of a streamed run, added up chunk by chunk. Distinct values
+/// are remembered by a 128-bit keyed digest (16 bytes each, collision odds as in `SpooledTable::dedupe`),
+/// so the sets cost at most 2 × 16 bytes per row per step.
+struct StatsCollector {
+    /// (before, after) of each step.
+    steps: Vec<(PartStats, PartStats)>,
+    succeeded: Vec<bool>,
+}
+
+#[derive(Default)]
+struct PartStats {
+    total: usize,
+    nulls: usize,
+    distinct: std::collections::HashSet<u128>,
+    dtype: Option<Dtype>,
+}
+
+impl PartStats {
+    fn add(&mut self, cells: &[Cell], dtype: Dtype) {
+        self.total += cells.len();
+        self.dtype = Some(dtype);
+        for cell in cells {
+            match unique_key(cell) {
+                None => self.nulls += 1,
+                Some(key) => {
+                    self.distinct.insert(key_digest(&key));
+                }
+            }
+        }
+    }
+
+    /// What [`column_stats`] gives for the whole column.
+    fn to_json(&self) -> Value {
+        json!({
+            "total_values": self.total,
+            "null_count": self.nulls,
+            "unique_count": self.distinct.len(),
+            "data_type": self.dtype.unwrap_or(Dtype::Object).as_str(),
+        })
+    }
+}
+
+/// The per-process keyed 128-bit digest of a [`UniqueKey`] (two SipHash runs told apart by a byte).
+fn key_digest(key: &UniqueKey<'_>) -> u128 {
+    use std::hash::{BuildHasher, Hasher};
+    static STATE: OnceLock<std::collections::hash_map::RandomState> = OnceLock::new();
+    let state = STATE.get_or_init(std::collections::hash_map::RandomState::new);
+    let mut halves = [state.build_hasher(), state.build_hasher()];
+    for (domain, h) in halves.iter_mut().enumerate() {
+        h.write_u8(domain as u8);
+        match key {
+            UniqueKey::Text(s) => {
+                h.write_u8(0);
+                h.write(s.as_bytes());
+            }
+            UniqueKey::Num(n) => {
+                h.write_u8(1);
+                h.write_u64(*n);
+            }
+            UniqueKey::Bool(b) => {
+                h.write_u8(2);
+                h.write_u8(u8::from(*b));
+            }
+        }
+    }
+    let [a, b] = halves;
+    (u128::from(a.finish()) << 64) | u128::from(b.finish())
 }
 
 /// `normalization/apply` as a stream (design.md "Execution engine"): rows come from `rows` in chunks of
 /// [`CHUNK_ROWS`], each chunk goes through the pipeline and straight into the standard workbook writer at
-/// `path`, so memory holds one chunk whatever the row count. Only for plans [`streams_by_chunk`] accepts;
-/// the result is the same file and report as [`normalize_checked`] followed by `write_table_xlsx` (the
-/// report's `before_stats`/`after_stats` are null, as without statistics). Steps are checked first (422,
+/// `path`, so memory holds one chunk whatever the row count (plus, `with_stats`, the digests of distinct
+/// values, see `StatsCollector`). Only for plans [`streams_by_chunk`] accepts; the result is the same file
+/// and report as [`normalize_checked`] followed by `write_table_xlsx`. Steps are checked first (422,
 /// nothing written); a failure mid-way leaves nothing at `path`. Progress: one processing phase over
 /// `total_rows` on `control`, whose stop request ends the run between two chunks.
 #[allow(clippy::too_many_arguments)]
@@ -588,20 +665,25 @@ pub fn normalize_rows_to_xlsx(
     total_rows: u64,
     steps: &[NormalizationStep],
     backup_original: bool,
+    with_stats: bool,
     max_output_bytes: u64,
     path: &Path,
     style: &WorkbookStyle,
     control: &StepControl,
 ) -> Result<Value, OpError> {
-    debug_assert!(streams_by_chunk(steps, false));
+    debug_assert!(streams_by_chunk(steps));
     validate_steps(columns, steps, backup_original)?;
     let started_at = now_iso();
     let mut budget = OutputBudget::new(max_output_bytes, steps.len());
     // The run on no rows gives the output columns and the report: for cell-by-cell types neither depends
     // on the rows (parameter problems were refused above).
     let none = StepControl::NONE;
-    let shape =
-        normalize_part(Table::new(columns.to_vec()), steps, backup_original, false, &mut budget, 0, &none)?;
+    let mut stats = with_stats.then(|| StatsCollector {
+        steps: steps.iter().map(|_| Default::default()).collect(),
+        succeeded: vec![false; steps.len()],
+    });
+    let empty = Table::new(columns.to_vec());
+    let shape = normalize_part(empty, steps, backup_original, false, &mut budget, 0, stats.as_mut(), &none)?;
     let mut sink = WorkbookSink::create(path, style, &shape.table.columns)?.stopped_by(control);
     control.begin(Phase::Processing, Some(total_rows))?;
     let mut done = 0usize;
@@ -617,7 +699,8 @@ pub fn normalize_rows_to_xlsx(
             break;
         }
         let n = chunk.rows.len();
-        let out = normalize_part(chunk, steps, backup_original, false, &mut budget, done, &none)?;
+        let out =
+            normalize_part(chunk, steps, backup_original, false, &mut budget, done, stats.as_mut(), &none)?;
         for row in &out.table.rows {
             sink.push_row(row)?;
         }
@@ -631,6 +714,14 @@ pub fn normalize_rows_to_xlsx(
         fields.insert("started_at".into(), Value::String(started_at));
         fields.insert("completed_at".into(), Value::String(now_iso()));
         fields.insert("total_rows".into(), json!(done));
+        if let (Some(stats), Some(Value::Array(processed))) = (&stats, fields.get_mut("columns_processed")) {
+            // One entry per step that succeeded, in step order.
+            let succeeded = stats.steps.iter().zip(&stats.succeeded).filter(|(_, ok)| **ok);
+            for (entry, ((before, after), _)) in processed.iter_mut().zip(succeeded) {
+                entry["before_stats"] = before.to_json();
+                entry["after_stats"] = after.to_json();
+            }
+        }
     }
     Ok(report)
 }

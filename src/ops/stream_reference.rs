@@ -158,13 +158,15 @@ fn streamed_normalization_writes_what_the_whole_table_pipeline_wrote() {
     ];
     for (i, (rules, backup)) in plans.iter().enumerate() {
         let steps = parse_steps(rules).unwrap();
-        assert!(streams_by_chunk(&steps, false), "plan {i} streams");
+        assert!(streams_by_chunk(&steps), "plan {i} streams");
         let expected = dir.path().join(format!("expected_{i}")).join("out.xlsx");
         let got = dir.path().join(format!("got_{i}")).join("out.xlsx");
         std::fs::create_dir_all(expected.parent().unwrap()).unwrap();
         std::fs::create_dir_all(got.parent().unwrap()).unwrap();
 
-        let reference = normalize_checked(whole(&input), &steps, *backup, false, u64::MAX).unwrap();
+        // Plan 0 without the report's statistics, plan 1 with them.
+        let with_stats = i == 1;
+        let reference = normalize_checked(whole(&input), &steps, *backup, with_stats, u64::MAX).unwrap();
         write_table_xlsx(&expected, &reference.table, &style).unwrap();
 
         let mut table = spooled(&input, dir.path());
@@ -176,6 +178,7 @@ fn streamed_normalization_writes_what_the_whole_table_pipeline_wrote() {
             total,
             &steps,
             *backup,
+            with_stats,
             u64::MAX,
             &got,
             &style,
@@ -183,6 +186,10 @@ fn streamed_normalization_writes_what_the_whole_table_pipeline_wrote() {
         )
         .unwrap();
         assert_same_workbook(&expected, &got);
+        if with_stats {
+            let stats = &reference.report["columns_processed"][0]["before_stats"];
+            assert!(stats["unique_count"].as_u64().unwrap() > 100, "{stats}");
+        }
         assert_eq!(without_times(report), without_times(reference.report), "plan {i}");
     }
 }
@@ -207,6 +214,7 @@ fn streamed_normalization_keeps_the_errors_of_the_whole_table_pipeline() {
             total,
             &steps,
             false,
+            false,
             max_output,
             &out,
             &style,
@@ -228,12 +236,11 @@ fn streamed_normalization_keeps_the_errors_of_the_whole_table_pipeline() {
 }
 
 #[test]
-fn only_cell_by_cell_plans_without_statistics_stream() {
+fn only_cell_by_cell_plans_stream() {
     let steps = |t: &str| parse_steps(&json!([{"column_name": "a", "normalization_type": t}])).unwrap();
-    assert!(streams_by_chunk(&steps("Lowercase"), false));
-    assert!(!streams_by_chunk(&steps("lowercase"), true), "statistics need whole columns");
+    assert!(streams_by_chunk(&steps("Lowercase")));
     for whole_column in ["min_max_scale", "z_score", "fill_null_values", "outlier_removal"] {
-        assert!(!streams_by_chunk(&steps(whole_column), false), "{whole_column}");
+        assert!(!streams_by_chunk(&steps(whole_column)), "{whole_column}");
     }
 }
 
@@ -364,6 +371,7 @@ fn a_stop_request_ends_the_streamed_normalization_at_the_next_chunk_with_nothing
         &mut rows,
         total,
         &steps,
+        false,
         false,
         u64::MAX,
         &out,
