@@ -109,6 +109,10 @@ impl ApiResponse {
             total: 0,
         }
     }
+    /// [`ApiResponse::ok`] with `data` already a JSON value: moved in, not copied (large answers).
+    pub fn ok_value(message: impl Into<String>, data: Value) -> Self {
+        ApiResponse { status: StatusCode::OK, message: message.into(), data, total: 0 }
+    }
     pub fn with_status(mut self, status: StatusCode) -> Self {
         self.status = status;
         self

@@ -14,13 +14,19 @@ use crate::config::Config;
 use crate::engine::{Phase, StepControl};
 use crate::ops::json_gen::{plan_json, write_json_rows, JsonGenRequest, NullHandling};
 use crate::ops::json_template::{write_template_rows, AggregationMode, JsonTemplate};
-use crate::ops::normalize::{normalize_checked_tracked, parse_steps, NormalizationStep};
+use crate::ops::normalize::{
+    normalize_checked_tracked, normalize_rows_to_xlsx, parse_steps, streams_by_chunk, NormalizationStep,
+};
 use crate::ops::params::ColumnMapping;
-use crate::ops::search::{search_to_file, Logic, SearchRequest};
+use crate::ops::search::{search_rows_to_file, search_to_file, Logic, SearchRequest};
 use crate::ops::sql::{write_standard_sql_rows, AutoIncrement, Dialect, StandardSqlRequest};
 use crate::ops::sql_template::{strip_outer_quotes, write_custom_sql_rows, CustomSqlGenerator};
 use crate::ops::{bind, convert, extract, mapping, OpError};
-use crate::table::read::{read_csv_table_tracked, read_workbook_tracked, CsvSource, ReadLimits};
+use crate::table::read::{
+    read_csv_table_tracked, read_workbook_tracked, spool_csv_tracked, spool_workbook_tracked, CsvSource,
+    ReadLimits,
+};
+use crate::table::spool::{SpoolWriter, SpooledTable};
 use crate::table::write::{
     make_durable, write_table_xlsx_tracked, write_text_atomically, OutputFormat, WorkbookStyle,
 };
@@ -897,6 +903,39 @@ fn read_table(
     }
 }
 
+/// [`read_table`]'s columns and rows with the same checks and errors, the rows spooled to an unnamed
+/// temporary file next to the input instead of held, so a step's memory does not grow with its input.
+fn spool_table(
+    config: &Config,
+    file: &FileRef,
+    sheet: Option<&str>,
+    control: &StepControl,
+) -> Result<SpooledTable, Result<String, OpError>> {
+    let path = file.path.as_path();
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let limits = read_limits_for(config, file);
+    let spooled = match extension_of(&path.to_string_lossy()).as_str() {
+        ".csv" => spool_csv_tracked(path, &config.file.supported_encodings, &limits, dir, control),
+        ".xlsx" | ".xls" | ".xlsm" => spool_workbook_tracked(path, sheet, &limits, dir, control),
+        // JSON inputs are parsed whole (serde_json), then spooled like the others.
+        _ => {
+            let table = read_table(config, file, sheet, control)?;
+            let spool = || -> Result<SpooledTable, crate::table::TableError> {
+                let mut writer = SpoolWriter::create_in(dir)?;
+                for row in &table.rows {
+                    writer.push(row)?;
+                }
+                Ok(writer.finish(table.columns.clone())?)
+            };
+            spool()
+        }
+    };
+    spooled.map_err(|e| Err(e.into()))
+}
+
 /// A top-level array of flat objects → a table whose columns are the union of keys in first-seen order.
 fn read_json_table(path: &Path, limits: &ReadLimits) -> Result<Table, OpError> {
     let size = std::fs::metadata(path)?.len();
@@ -995,6 +1034,11 @@ impl StepContext<'_> {
         read_table(self.config, file, sheet, self.control)
     }
 
+    /// The input's rows in a spool (see [`spool_table`]).
+    fn spooled(&self, file: &FileRef, sheet: Option<&str>) -> Result<SpooledTable, Result<String, OpError>> {
+        spool_table(self.config, file, sheet, self.control)
+    }
+
     fn execute(
         &self,
         op: &StepOp,
@@ -1008,24 +1052,18 @@ impl StepContext<'_> {
         match op {
             StepOp::ExtractColumns { params } => {
                 control.plan(&[Phase::Reading, Phase::Processing]);
-                let table = self.table(input, None)?;
-                control.begin(Phase::Processing, Some(table.row_count() as u64)).map_err(stopped)?;
-                let data =
-                    extract::extract_columns(&table, params, crate::ops::clock::now_iso()).map_err(Err)?;
-                control.advance_to(table.row_count() as u64).map_err(stopped)?;
+                let table = self.spooled(input, None)?;
+                let rows = table.rows.len() as u64;
+                control.begin(Phase::Processing, Some(rows)).map_err(stopped)?;
+                let data = extract::extract_spooled_columns(table, params, crate::ops::clock::now_iso())
+                    .map_err(Err)?;
+                control.advance_to(rows).map_err(stopped)?;
                 result.insert("data".into(), serde_json::to_value(&data).unwrap_or(Value::Null));
             }
             StepOp::ExtractToFile { columns, remove_duplicates } => {
-                let table = self.table(input, None)?;
-                extract::extract_columns_to_file_tracked(
-                    &table,
-                    columns,
-                    *remove_duplicates,
-                    out,
-                    &style,
-                    control,
-                )
-                .map_err(Err)?;
+                let table = self.spooled(input, None)?;
+                extract::extract_spooled_to_file(table, columns, *remove_duplicates, out, &style, control)
+                    .map_err(Err)?;
             }
             StepOp::MapColumns { mapping: m, rename, keep_unmapped } => {
                 let table = self.table(input, None)?;
@@ -1068,11 +1106,11 @@ impl StepContext<'_> {
                     search_to_file(&columns, rows, &compiled, request.format, out).map_err(Err)?
                 } else {
                     control.plan(&[Phase::Reading, Phase::Processing]);
-                    let table = self.table(input, None)?;
+                    let mut table = self.spooled(input, None)?;
                     let compiled = request.compile(&table.columns).map_err(Err)?;
-                    control.begin(Phase::Processing, Some(table.row_count() as u64)).map_err(stopped)?;
-                    let rows = table.rows.iter().map(|r| Ok::<_, crate::table::TableError>(r.as_slice()));
-                    search_to_file(&table.columns, counted(control, rows), &compiled, request.format, out)
+                    let total = table.rows.len() as u64;
+                    let rows = &mut table.rows.reader().map_err(|e| Err(e.into()))?;
+                    search_rows_to_file(&table.columns, rows, total, &compiled, request.format, out, control)
                         .map_err(Err)?
                 };
                 result.insert(
@@ -1091,6 +1129,29 @@ impl StepContext<'_> {
                 let style = WorkbookStyle { data_sheet_name: sheet_name.clone(), ..style };
                 convert::csv_to_xlsx_tracked(source, out, &style, control).map_err(Err)?;
             }
+            StepOp::Normalize { steps, return_report } if streams_by_chunk(steps) => {
+                // Cell-by-cell rules: read ‖ normalize ‖ write, one chunk in memory.
+                control.plan(&[Phase::Reading, Phase::Processing]);
+                let mut table = self.spooled(input, None)?;
+                let backup = self.config.normalization.backup_original;
+                let max_output = self.config.max_output_bytes();
+                let total = table.rows.len() as u64;
+                let rows = &mut table.rows.reader().map_err(|e| Err(e.into()))?;
+                let report = normalize_rows_to_xlsx(
+                    &table.columns,
+                    rows,
+                    total,
+                    steps,
+                    backup,
+                    *return_report,
+                    max_output,
+                    out,
+                    &style,
+                    control,
+                )
+                .map_err(Err)?;
+                result.insert("report".into(), if *return_report { report } else { Value::Null });
+            }
             StepOp::Normalize { steps, return_report } => {
                 let table = self.table(input, None)?;
                 let backup = self.config.normalization.backup_original;
@@ -1104,50 +1165,54 @@ impl StepContext<'_> {
             StepOp::SqlGenerate { request, columns } | StepOp::SqlText { request, columns, .. } => {
                 let remove_duplicates = matches!(op, StepOp::SqlText { remove_duplicates: true, .. });
                 control.plan(&[Phase::Reading, Phase::Writing]);
-                let table = select(self.table(input, None)?, columns, remove_duplicates)?;
-                let request = with_identity(request, &table);
+                let mut table = select(self.spooled(input, None)?, columns, remove_duplicates)?;
+                let request = with_identity(request, &table.columns);
                 let at = crate::ops::clock::now_iso();
-                control.begin(Phase::Writing, Some(table.row_count() as u64)).map_err(stopped)?;
+                let count = table.rows.len();
+                control.begin(Phase::Writing, Some(count as u64)).map_err(stopped)?;
                 write_text_atomically(out, self.config.max_output_bytes(), |w| {
-                    let mut rows = control.track(table.rows.iter());
-                    write_standard_sql_rows(&table.columns, &mut rows, table.row_count(), &request, &at, w)
+                    let mut rows = control.track(table.rows.reader()?);
+                    write_standard_sql_rows(&table.columns, &mut rows, count, &request, &at, w)
                 })
                 .map_err(Err)?;
             }
             StepOp::SqlCustom { template, columns, mapping: m, auto } => {
                 control.plan(&[Phase::Reading, Phase::Writing]);
-                let table = select(self.table(input, None)?, columns, false)?;
+                let mut table = select(self.spooled(input, None)?, columns, false)?;
                 let m = if m.is_empty() { identity(&table.columns) } else { m.clone() };
                 let at = crate::ops::clock::now_iso();
                 let mut gen = CustomSqlGenerator::new(template, &m, &table.columns, auto).map_err(Err)?;
-                control.begin(Phase::Writing, Some(table.row_count() as u64)).map_err(stopped)?;
+                let count = table.rows.len();
+                control.begin(Phase::Writing, Some(count as u64)).map_err(stopped)?;
                 write_text_atomically(out, self.config.max_output_bytes(), |w| {
-                    let mut rows = control.track(table.rows.iter());
-                    write_custom_sql_rows(&mut gen, &mut rows, table.row_count(), &at, w)
+                    let mut rows = control.track(table.rows.reader()?);
+                    write_custom_sql_rows(&mut gen, &mut rows, count, &at, w)
                 })
                 .map_err(Err)?;
             }
             StepOp::JsonGenerate { request } => {
                 control.plan(&[Phase::Reading, Phase::Writing]);
-                let table = self.table(input, None)?;
-                let plan = plan_json(&table.columns, table.row_count(), request).map_err(Err)?;
-                control.begin(Phase::Writing, Some(table.row_count() as u64)).map_err(stopped)?;
+                let mut table = self.spooled(input, None)?;
+                let count = table.rows.len();
+                let plan = plan_json(&table.columns, count, request).map_err(Err)?;
+                control.begin(Phase::Writing, Some(count as u64)).map_err(stopped)?;
                 let summary = write_text_atomically(out, self.config.max_output_bytes(), |w| {
-                    let mut rows = control.track(table.rows.iter());
-                    write_json_rows(&plan, &mut rows, table.row_count(), w)
+                    let mut rows = control.track(table.rows.reader()?);
+                    write_json_rows(&plan, &mut rows, count, w)
                 })
                 .map_err(Err)?;
                 result.insert("statistics".into(), json!({"total_records": summary.total_records}));
             }
             StepOp::JsonTemplate { template, mapping: m, mode, pretty } => {
                 control.plan(&[Phase::Reading, Phase::Writing]);
-                let table = self.table(input, None)?;
+                let mut table = self.spooled(input, None)?;
                 let m = if m.is_empty() { identity(&table.columns) } else { m.clone() };
                 let compiled = JsonTemplate::compile(template, &m, &table.columns).map_err(Err)?;
-                control.begin(Phase::Writing, Some(table.row_count() as u64)).map_err(stopped)?;
+                let count = table.rows.len();
+                control.begin(Phase::Writing, Some(count as u64)).map_err(stopped)?;
                 let summary = write_text_atomically(out, self.config.max_output_bytes(), |w| {
-                    let mut rows = control.track(table.rows.iter());
-                    write_template_rows(&compiled, *mode, &mut rows, table.row_count(), *pretty, w)
+                    let mut rows = control.track(table.rows.reader()?);
+                    write_template_rows(&compiled, *mode, &mut rows, count, *pretty, w)
                 })
                 .map_err(Err)?;
                 result.insert("statistics".into(), json!({"total_records": summary.total_records}));
@@ -1215,23 +1280,24 @@ fn identity(columns: &[String]) -> ColumnMapping {
 }
 
 /// An empty `column_mapping` maps every column to itself.
-fn with_identity(request: &StandardSqlRequest, table: &Table) -> StandardSqlRequest {
+fn with_identity(request: &StandardSqlRequest, columns: &[String]) -> StandardSqlRequest {
     let mut r = request.clone();
     if r.column_mapping.is_empty() {
-        r.column_mapping = identity(&table.columns);
+        r.column_mapping = identity(columns);
     }
     r
 }
 
+/// The generation steps' `columns` (all must exist) and `remove_duplicates`; no columns: the table as is.
 fn select(
-    table: Table,
+    table: SpooledTable,
     columns: &[String],
     remove_duplicates: bool,
-) -> Result<Table, Result<String, OpError>> {
+) -> Result<SpooledTable, Result<String, OpError>> {
     if columns.is_empty() {
         return Ok(table);
     }
-    extract::select_columns(&table, columns, remove_duplicates).map_err(Err)
+    extract::select_spooled(table, columns, remove_duplicates).map_err(Err)
 }
 
 /// `data` of a step result for events: omitted (with `data_truncated`) above 64 KiB.

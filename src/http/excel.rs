@@ -5,19 +5,21 @@
 use actix_web::{web, HttpRequest};
 use serde_json::json;
 
+use crate::engine::StepControl;
 use crate::envelope::{download_url, ApiResponse};
 use crate::error::{blocking, ApiError};
 use crate::http::routes::{errors, Endpoint};
 use crate::http::tables::{
     object_field, output_filename, output_target, read_uploaded_workbook, search_request, search_response,
-    search_target, string_list_field, summarize_uploaded_workbook, workbook_style, INFO_ERROR_PREFIX,
+    search_target, spool_uploaded_workbook, string_list_field, summarize_uploaded_workbook, workbook_style,
+    INFO_ERROR_PREFIX,
 };
 use crate::http::upload::Form;
 use crate::http::ApiResult;
-use crate::ops::extract::{extract_columns, extract_columns_to_file, ExtractParams};
+use crate::ops::extract::{extract_spooled_columns, extract_spooled_to_file, ExtractParams};
 use crate::ops::info::excel_info;
 use crate::ops::mapping::map_columns_to_file;
-use crate::ops::search::{search_to_file, suggest_operators};
+use crate::ops::search::{search_rows_to_file, suggest_operators};
 use crate::ops::{clock, require_columns, OpError};
 use crate::table::names::base_name;
 use crate::table::write::OutputFormat;
@@ -74,12 +76,12 @@ async fn extract(state: web::Data<AppState>, form: Form) -> ApiResult {
     };
     let config = state.config.clone();
     let extraction = blocking(move || {
-        let workbook = read_uploaded_workbook(form.require_file("file")?, &config)?;
-        require_columns(&workbook.table.columns, params.columns.iter().map(String::as_str))?;
-        Ok(extract_columns(&workbook.table, &params, clock::now_iso())?)
+        let table = spool_uploaded_workbook(form.require_file("file")?, &config)?;
+        require_columns(&table.columns, params.columns.iter().map(String::as_str))?;
+        Ok(extract_spooled_columns(table, &params, clock::now_iso())?)
     })
     .await?;
-    Ok(ApiResponse::ok(extraction.message(), extraction))
+    Ok(ApiResponse::ok_value(extraction.message(), extraction.into_value()))
 }
 
 /// §7.2.3: the requested columns (all must exist) written to `extracted_columns_{ts}_{hex}.xlsx`.
@@ -93,10 +95,13 @@ async fn extract_to_file(req: HttpRequest, state: web::Data<AppState>, form: For
     let remove_duplicates = form.bool("remove_duplicates", false);
     let config = state.config.clone();
     let name = blocking(move || {
-        let workbook = read_uploaded_workbook(form.require_file("file")?, &config)?;
+        let table = spool_uploaded_workbook(form.require_file("file")?, &config)?;
+        // Checked before the output is named, as before: a bad column leaves nothing behind.
+        require_columns(&table.columns, columns.iter().map(String::as_str))?;
         let target = output_target(&config, None, &["extracted_columns"], "xlsx")?;
         let style = workbook_style(&config, "Sheet1");
-        extract_columns_to_file(&workbook.table, &columns, remove_duplicates, &target.path, &style)?;
+        let none = StepControl::NONE;
+        extract_spooled_to_file(table, &columns, remove_duplicates, &target.path, &style, &none)?;
         Ok(target.name)
     })
     .await?;
@@ -144,12 +149,20 @@ async fn search(req: HttpRequest, state: web::Data<AppState>, form: Form) -> Api
     let request = search_request(&form, OutputFormat::Xlsx)?;
     let config = state.config.clone();
     let (name, outcome) = blocking(move || {
-        let workbook = read_uploaded_workbook(form.require_file("file")?, &config)?;
-        let table = &workbook.table;
+        let mut table = spool_uploaded_workbook(form.require_file("file")?, &config)?;
         let compiled = request.compile(&table.columns)?;
         let target = search_target(&config, &request)?;
-        let rows = table.rows.iter().map(Ok);
-        let outcome = search_to_file(&table.columns, rows, &compiled, request.format, &target.path)?;
+        let total = table.rows.len() as u64;
+        let rows = &mut table.rows.reader()?;
+        let outcome = search_rows_to_file(
+            &table.columns,
+            rows,
+            total,
+            &compiled,
+            request.format,
+            &target.path,
+            &StepControl::NONE,
+        )?;
         Ok((target.name, outcome))
     })
     .await?;

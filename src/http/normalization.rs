@@ -3,13 +3,17 @@
 use actix_web::{web, HttpRequest};
 use serde_json::{json, Value};
 
+use crate::engine::StepControl;
 use crate::envelope::{download_url, ApiResponse};
 use crate::error::blocking;
 use crate::http::routes::{errors, Endpoint};
-use crate::http::tables::{output_target, read_upload, workbook_style};
+use crate::http::tables::{output_target, read_upload, spool_upload, workbook_style};
 use crate::http::upload::Form;
 use crate::http::{get, ApiResult};
-use crate::ops::normalize::{normalization_types, normalize_checked, parse_steps};
+use crate::ops::normalize::{
+    normalization_types, normalize_checked, normalize_rows_to_xlsx, parse_steps, streams_by_chunk,
+    validate_steps,
+};
 use crate::table::names::base_name;
 use crate::table::write::write_table_xlsx;
 use crate::AppState;
@@ -44,6 +48,30 @@ async fn apply(req: HttpRequest, state: web::Data<AppState>, form: Form) -> ApiR
     let base = base_name(&file.client_name);
     let user_name = form.text("output_filename").map(str::to_string);
     let (name, report) = blocking(move || {
+        let style = workbook_style(&config, &config.excel.default_sheet_name);
+        let backup = config.normalization.backup_original;
+        if streams_by_chunk(&steps) {
+            // The same driver as the workflow step, with nothing to report progress to.
+            let mut table = spool_upload(&path, None, &config)?;
+            validate_steps(&table.columns, &steps, backup)?;
+            let target = output_target(&config, user_name.as_deref(), &[&base, "normalized"], "xlsx")?;
+            let total = table.rows.len() as u64;
+            let rows = &mut table.rows.reader()?;
+            let max_output = config.max_output_bytes();
+            let report = normalize_rows_to_xlsx(
+                &table.columns,
+                rows,
+                total,
+                &steps,
+                backup,
+                return_report,
+                max_output,
+                &target.path,
+                &style,
+                &StepControl::NONE,
+            )?;
+            return Ok((target.name, report));
+        }
         let table = read_upload(&path, None, &config)?.table;
         // Every step is checked before anything is transformed or written (422 listing the bad ones).
         // Column statistics are only computed when the report is returned.

@@ -70,6 +70,15 @@ pub fn read_uploaded_workbook(file: &UploadedFile, config: &Config) -> Result<Wo
     Ok(read_workbook(file.path(), None, &read_limits(config))?)
 }
 
+/// [`read_uploaded_workbook`]'s columns and rows with the same checks and errors, the rows spooled (see
+/// [`spool_upload`]).
+pub fn spool_uploaded_workbook(file: &UploadedFile, config: &Config) -> Result<SpooledTable, ApiError> {
+    if file.size == 0 {
+        return Err(TableError::ReadExcel("the file is empty".to_string()).into());
+    }
+    spool_upload(file.path(), None, config)
+}
+
 /// The streamed summary (columns, rows, inferred types) of an uploaded workbook's first sheet, with the
 /// same checks and errors as [`read_uploaded_workbook`].
 pub fn summarize_uploaded_workbook(file: &UploadedFile, config: &Config) -> Result<SheetSummary, ApiError> {

@@ -39,7 +39,7 @@ pub fn csv_to_xlsx_tracked(
 ) -> Result<u64, OpError> {
     control.begin(Phase::Processing, Some(source.row_count))?;
     control.set_input_rows(source.row_count);
-    let mut sink = Box::new(WorkbookSink::create(path, style, &source.columns)?);
+    let mut sink = Box::new(WorkbookSink::create(path, style, &source.columns)?.stopped_by(control));
     for (i, row) in source.rows.enumerate() {
         sink.push_row(&row?)?;
         control.advance_to(i as u64 + 1)?;

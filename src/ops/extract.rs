@@ -12,8 +12,9 @@ use super::{require_columns, OpError};
 use crate::engine::{Phase, StepControl};
 use crate::table::infer::STORAGE_TYPE;
 use crate::table::parse::parse_number;
-use crate::table::write::{write_table_xlsx_tracked, WorkbookStyle};
-use crate::table::{Cell, Table};
+use crate::table::spool::SpooledTable;
+use crate::table::write::{write_rows_xlsx_tracked, write_table_xlsx_tracked, WorkbookStyle};
+use crate::table::{Cell, RowSource, Table};
 
 /// How many leading values the studio shows per column.
 const SAMPLE_SIZE: usize = 5;
@@ -68,6 +69,30 @@ impl Extraction {
     /// `Successfully extracted {N} columns`, N = the requested list's length.
     pub fn message(&self) -> String {
         format!("Successfully extracted {} columns", self.extraction_info.extracted_columns.len())
+    }
+
+    /// The same JSON as serializing it, with each column's `values` moved in rather than copied: the
+    /// answer of a million-row extraction is not held twice on its way out.
+    pub fn into_value(self) -> Value {
+        let Extraction { extraction_info, columns, total_rows, rows_extracted } = self;
+        let columns: serde_json::Map<String, Value> = columns
+            .into_iter()
+            .map(|(name, mut column)| {
+                let values = std::mem::take(&mut column.values);
+                let mut value = serde_json::to_value(&column).unwrap_or(Value::Null);
+                if let Value::Object(fields) = &mut value {
+                    // Back in its place (the first field), so the order matches the serialized struct.
+                    fields.shift_insert(0, "values".to_string(), Value::Array(values));
+                }
+                (name, value)
+            })
+            .collect();
+        json!({
+            "extraction_info": extraction_info,
+            "columns": columns,
+            "total_rows": total_rows,
+            "rows_extracted": rows_extracted,
+        })
     }
 }
 
@@ -163,17 +188,32 @@ fn number_or_null(value: f64) -> Value {
 fn numeric_statistics(cells: &[&Cell]) -> Option<Value> {
     let mut numbers = Vec::new();
     for cell in cells {
-        match cell {
-            Cell::Missing => {}
-            Cell::Int(i) => numbers.push(*i as f64),
-            Cell::Float(f) => numbers.push(*f),
-            Cell::Bool(_) => return None,
-            Cell::Text(s) if s.trim().is_empty() => {}
-            Cell::Text(s) => numbers.push(parse_number(s)?),
+        if !push_number(&mut numbers, cell) {
+            return None;
         }
     }
+    Some(statistics_of(numbers))
+}
+
+/// Adds a cell's number to `numbers` (empty cells add nothing); false when the cell is not a number.
+fn push_number(numbers: &mut Vec<f64>, cell: &Cell) -> bool {
+    match cell {
+        Cell::Missing => {}
+        Cell::Int(i) => numbers.push(*i as f64),
+        Cell::Float(f) => numbers.push(*f),
+        Cell::Bool(_) => return false,
+        Cell::Text(s) if s.trim().is_empty() => {}
+        Cell::Text(s) => match parse_number(s) {
+            Some(x) => numbers.push(x),
+            None => return false,
+        },
+    }
+    true
+}
+
+fn statistics_of(mut numbers: Vec<f64>) -> Value {
     if numbers.is_empty() {
-        return Some(json!({"mean": null, "median": null, "min": null, "max": null, "std": null}));
+        return json!({"mean": null, "median": null, "min": null, "max": null, "std": null});
     }
     let n = numbers.len() as f64;
     let mean = numbers.iter().sum::<f64>() / n;
@@ -185,13 +225,13 @@ fn numeric_statistics(cells: &[&Cell]) -> Option<Value> {
     } else {
         Value::Null
     };
-    Some(json!({
+    json!({
         "mean": number_or_null(mean),
         "median": number_or_null(median),
         "min": number_or_null(numbers[0]),
         "max": number_or_null(numbers[numbers.len() - 1]),
         "std": std,
-    }))
+    })
 }
 
 /// §1.4: keeps the first occurrence of every row, compared cell by cell as text (Missing ≠ empty).
@@ -242,6 +282,177 @@ pub fn extract_columns_to_file_tracked(
     control.advance_to(table.row_count() as u64)?;
     let style = WorkbookStyle { data_sheet_name: "Sheet1".to_string(), ..style.clone() };
     Ok(write_table_xlsx_tracked(path, &selected, &style, control)?)
+}
+
+/// The named columns of a spooled sheet in request order (all must exist, else 422 as
+/// [`select_columns`]), optionally de-duplicated into a new spool (§1.4; memory: a 16-byte digest per
+/// distinct row, see [`SpooledTable::dedupe`]).
+pub fn select_spooled(
+    mut table: SpooledTable,
+    columns: &[String],
+    remove_duplicates: bool,
+) -> Result<SpooledTable, OpError> {
+    require_columns(&table.columns, columns.iter().map(String::as_str))?;
+    let indices: Vec<usize> =
+        columns.iter().filter_map(|c| table.columns.iter().position(|name| name == c)).collect();
+    table.select(columns.to_vec(), indices);
+    Ok(if remove_duplicates { table.dedupe()? } else { table })
+}
+
+/// [`extract_columns`] on a spooled sheet, in one pass over the rows without building a table: per
+/// requested column only its answer (the JSON values) and what the statistics need grow. Distinct values
+/// (for `remove_duplicates` and `unique_count`) are remembered by a 128-bit keyed digest of their text, 16
+/// bytes each, rather than by the text (collision odds as in [`SpooledTable::dedupe`]).
+pub fn extract_spooled_columns(
+    mut table: SpooledTable,
+    params: &ExtractParams,
+    timestamp: String,
+) -> Result<Extraction, OpError> {
+    if params.columns.is_empty() {
+        return Err(OpError::validation("No columns specified for extraction"));
+    }
+    let total_rows = table.rows.len();
+    let mut names: Vec<String> = Vec::new();
+    let mut missing_columns = Vec::new();
+    for name in &params.columns {
+        if !table.columns.contains(name) {
+            missing_columns.push(name.clone());
+        } else if !names.contains(name) {
+            names.push(name.clone());
+        }
+    }
+    let indices = names.iter().filter_map(|c| table.columns.iter().position(|name| name == c)).collect();
+    table.select(names.clone(), indices);
+    let digest = TextDigest::new();
+    let mut columns: Vec<ColumnAccumulator> =
+        names.iter().map(|_| ColumnAccumulator::new(params, total_rows)).collect();
+    let mut rows = table.rows.reader()?;
+    while let Some(row) = rows.next_row()? {
+        for (column, cell) in columns.iter_mut().zip(row) {
+            column.push(cell, &digest);
+        }
+    }
+    let columns: IndexMap<String, ColumnExtract> =
+        names.into_iter().zip(columns).map(|(name, c)| (name, c.finish())).collect();
+    let rows_extracted = columns.values().map(|c| c.value_count).max().unwrap_or(0);
+    Ok(Extraction {
+        extraction_info: ExtractionInfo {
+            total_rows,
+            extracted_columns: params.columns.clone(),
+            remove_duplicates: params.remove_duplicates,
+            timestamp,
+            missing_columns,
+        },
+        columns,
+        total_rows,
+        rows_extracted,
+    })
+}
+
+/// A 128-bit digest of a cell's text under a per-call random key (two SipHash runs told apart by a
+/// leading byte), so the set of distinct values costs 16 bytes per value.
+struct TextDigest(std::collections::hash_map::RandomState);
+
+impl TextDigest {
+    fn new() -> TextDigest {
+        TextDigest(std::collections::hash_map::RandomState::new())
+    }
+
+    fn of(&self, text: &str) -> u128 {
+        use std::hash::{BuildHasher, Hasher};
+        let mut halves = [self.0.build_hasher(), self.0.build_hasher()];
+        for (domain, h) in halves.iter_mut().enumerate() {
+            h.write_u8(domain as u8);
+            h.write(text.as_bytes());
+        }
+        let [a, b] = halves;
+        (u128::from(a.finish()) << 64) | u128::from(b.finish())
+    }
+}
+
+/// One column of [`extract_spooled_columns`], fed cell by cell with what [`extract_one`] computes.
+struct ColumnAccumulator {
+    remove_duplicates: bool,
+    include_statistics: bool,
+    values: Vec<Value>,
+    /// Digests of the non-empty values seen (the answered ones when duplicates are removed).
+    distinct: HashSet<u128>,
+    cells: usize,
+    nulls: usize,
+    /// The numbers of the column while every non-empty value is one (`include_statistics`).
+    numbers: Option<Vec<f64>>,
+}
+
+impl ColumnAccumulator {
+    fn new(params: &ExtractParams, rows: usize) -> ColumnAccumulator {
+        ColumnAccumulator {
+            remove_duplicates: params.remove_duplicates,
+            include_statistics: params.include_statistics,
+            values: Vec::with_capacity(if params.remove_duplicates { 0 } else { rows }),
+            distinct: HashSet::new(),
+            cells: 0,
+            nulls: 0,
+            numbers: params.include_statistics.then(Vec::new),
+        }
+    }
+
+    fn push(&mut self, cell: &Cell, digest: &TextDigest) {
+        self.cells += 1;
+        let key = (!cell.is_missing()).then(|| digest.of(&cell.as_text()));
+        let first = key
+            .is_some_and(|k| (self.remove_duplicates || self.include_statistics) && self.distinct.insert(k));
+        if !self.remove_duplicates || first {
+            self.values.push(cell.to_json());
+        }
+        if key.is_none() {
+            self.nulls += 1;
+        }
+        if let Some(numbers) = &mut self.numbers {
+            if !push_number(numbers, cell) {
+                self.numbers = None;
+            }
+        }
+    }
+
+    fn finish(self) -> ColumnExtract {
+        let values = self.values;
+        let stats = self.include_statistics;
+        ColumnExtract {
+            value_count: values.len(),
+            count: values.len(),
+            sample_values: values.iter().take(SAMPLE_SIZE).cloned().collect(),
+            values,
+            total_count: stats.then_some(self.cells),
+            non_null_count: stats.then_some(self.cells - self.nulls),
+            null_count: stats.then_some(self.nulls),
+            unique_count: stats.then_some(self.distinct.len()),
+            data_type: STORAGE_TYPE,
+            statistics: self.numbers.map(statistics_of),
+        }
+    }
+}
+
+/// [`extract_columns_to_file_tracked`] on a spooled sheet: the selection is a projection of the spool
+/// (plus a de-duplicated spool when asked), the rows stream into the writer; memory stays flat.
+pub fn extract_spooled_to_file(
+    table: SpooledTable,
+    columns: &[String],
+    remove_duplicates: bool,
+    path: &Path,
+    style: &WorkbookStyle,
+    control: &StepControl,
+) -> Result<u64, OpError> {
+    if columns.is_empty() {
+        return Err(OpError::validation("No columns specified for extraction"));
+    }
+    let total = table.rows.len() as u64;
+    control.begin(Phase::Processing, Some(total))?;
+    let mut selected = select_spooled(table, columns, remove_duplicates)?;
+    control.advance_to(total)?;
+    let style = WorkbookStyle { data_sheet_name: "Sheet1".to_string(), ..style.clone() };
+    let count = selected.rows.len() as u64;
+    let rows = &mut selected.rows.reader()?;
+    Ok(write_rows_xlsx_tracked(path, &selected.columns, rows, count, &style, control)?)
 }
 
 #[cfg(test)]

@@ -15,6 +15,8 @@ pub mod placeholder;
 pub mod search;
 pub mod sql;
 pub mod sql_template;
+#[cfg(test)]
+mod stream_reference;
 
 use serde_json::Value;
 use thiserror::Error;

@@ -8,10 +8,12 @@ use super::OpError;
 use crate::engine::{Phase, StepControl};
 use crate::table::parse::{parse_datetime, parse_number, python_strftime};
 use crate::table::read::{exceeds_cell_limit, EXCEL_MAX_CELL_CHARS};
-use crate::table::{Cell, Table, TableError};
+use crate::table::write::{RowSink, WorkbookSink, WorkbookStyle};
+use crate::table::{Cell, RowSource, Table, TableError};
 use regex::Regex;
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
+use std::path::Path;
 use std::sync::OnceLock;
 
 /// The implemented types with their descriptions, in the order the studio lists them.
@@ -393,6 +395,37 @@ fn normalize_tracked(
     max_output_bytes: u64,
     control: &StepControl,
 ) -> Result<NormalizationOutcome, OpError> {
+    let mut budget = OutputBudget::new(max_output_bytes, steps.len());
+    normalize_part(table, steps, backup_original, with_stats, &mut budget, 0, None, control)
+}
+
+/// What the steps of one pipeline may still produce (`file.max_output_mb` per step), charged part by part
+/// when the table goes through in chunks.
+struct OutputBudget {
+    max_bytes: u64,
+    /// Projected bytes of each step's output so far.
+    used: Vec<u64>,
+}
+
+impl OutputBudget {
+    fn new(max_bytes: u64, steps: usize) -> OutputBudget {
+        OutputBudget { max_bytes, used: vec![0; steps] }
+    }
+}
+
+/// The pipeline on `table`, which is the whole table or the part of it starting at data row `first_row`
+/// (for the rows named in errors); `budget` carries what earlier parts produced.
+#[allow(clippy::too_many_arguments)]
+fn normalize_part(
+    table: Table,
+    steps: &[NormalizationStep],
+    backup_original: bool,
+    with_stats: bool,
+    budget: &mut OutputBudget,
+    first_row: usize,
+    mut collector: Option<&mut StatsCollector>,
+    control: &StepControl,
+) -> Result<NormalizationOutcome, OpError> {
     let stats =
         |cells: &[Cell], dtype: Dtype| if with_stats { column_stats(cells, dtype) } else { Value::Null };
     let started_at = now_iso();
@@ -434,10 +467,18 @@ fn normalize_tracked(
                 }
             }
         }
+        // A rule over a whole column takes a fraction of a second per million rows at each stage: a stop
+        // is looked at between stages, not only between rules.
+        control.check()?;
         let before = take_column(&mut work, index);
         let before_stats = stats(&before, dtypes[index]);
+        if let Some(c) = collector.as_deref_mut() {
+            c.steps[done].0.add(&before, dtypes[index]);
+        }
+        control.check()?;
         let lowered = step.normalization_type.to_lowercase();
-        check_projection(c, &lowered, &step.parameters, &before, max_output_bytes)?;
+        check_projection(c, &lowered, &step.parameters, &before, budget.max_bytes, &mut budget.used[done])?;
+        control.check()?;
         let result = if TYPES.iter().any(|(k, _)| *k == lowered) {
             apply(&lowered, &step.parameters, &before, dtypes[index])
         } else if UNIMPLEMENTED.contains(&lowered.as_str()) {
@@ -456,8 +497,14 @@ fn normalize_tracked(
         };
         match result {
             Ok((cells, dtype)) => {
-                check_cell_lengths(c, &cells)?;
+                control.check()?;
+                check_cell_lengths(c, &cells, first_row)?;
                 let after_stats = stats(&cells, dtype);
+                if let Some(c) = collector.as_deref_mut() {
+                    c.steps[done].1.add(&cells, dtype);
+                    c.succeeded[done] = true;
+                }
+                control.check()?;
                 replace_column(&mut work, index, cells);
                 if uploaded.is_pristine(index) {
                     uploaded.overwritten(index, before);
@@ -502,6 +549,181 @@ fn normalize_tracked(
     });
     control.advance_to(total_rows as u64)?;
     Ok(NormalizationOutcome { table: work, report })
+}
+
+/// Rows the streamed pipeline transforms at a time: small enough that a chunk costs a few MB and a stop
+/// request is seen within milliseconds, large enough that per-chunk work is noise.
+pub const CHUNK_ROWS: usize = 4096;
+
+/// Types whose output for a cell depends on that cell alone (and on the parameters): a table run through
+/// them in chunks gives exactly the cells the whole-table run gives. The others look at the whole column
+/// (min/max, mean and deviation, quartiles, fills from the column's statistics or its neighbours).
+const CELL_BY_CELL: [&str; 16] = [
+    "uppercase",
+    "lowercase",
+    "title_case",
+    "trim_whitespace",
+    "remove_special_chars",
+    "phone_format",
+    "email_format",
+    "name_format",
+    "round_decimal",
+    "integer_convert",
+    "currency_format",
+    "date_format",
+    "datetime_format",
+    "boolean_convert",
+    "yes_no_convert",
+    "regex_replace",
+];
+
+/// Whether [`normalize_rows_to_xlsx`] can run `steps`: every type works cell by cell.
+pub fn streams_by_chunk(steps: &[NormalizationStep]) -> bool {
+    steps.iter().all(|s| CELL_BY_CELL.contains(&s.normalization_type.to_lowercase().as_str()))
+}
+
+/// The report's `before_stats`/`after_stats` of a streamed run, added up chunk by chunk. Distinct values
+/// are remembered by a 128-bit keyed digest (16 bytes each, collision odds as in `SpooledTable::dedupe`),
+/// so the sets cost at most 2 × 16 bytes per row per step.
+struct StatsCollector {
+    /// (before, after) of each step.
+    steps: Vec<(PartStats, PartStats)>,
+    succeeded: Vec<bool>,
+}
+
+#[derive(Default)]
+struct PartStats {
+    total: usize,
+    nulls: usize,
+    distinct: std::collections::HashSet<u128>,
+    dtype: Option<Dtype>,
+}
+
+impl PartStats {
+    fn add(&mut self, cells: &[Cell], dtype: Dtype) {
+        self.total += cells.len();
+        self.dtype = Some(dtype);
+        for cell in cells {
+            match unique_key(cell) {
+                None => self.nulls += 1,
+                Some(key) => {
+                    self.distinct.insert(key_digest(&key));
+                }
+            }
+        }
+    }
+
+    /// What [`column_stats`] gives for the whole column.
+    fn to_json(&self) -> Value {
+        json!({
+            "total_values": self.total,
+            "null_count": self.nulls,
+            "unique_count": self.distinct.len(),
+            "data_type": self.dtype.unwrap_or(Dtype::Object).as_str(),
+        })
+    }
+}
+
+/// The per-process keyed 128-bit digest of a [`UniqueKey`] (two SipHash runs told apart by a byte).
+fn key_digest(key: &UniqueKey<'_>) -> u128 {
+    use std::hash::{BuildHasher, Hasher};
+    static STATE: OnceLock<std::collections::hash_map::RandomState> = OnceLock::new();
+    let state = STATE.get_or_init(std::collections::hash_map::RandomState::new);
+    let mut halves = [state.build_hasher(), state.build_hasher()];
+    for (domain, h) in halves.iter_mut().enumerate() {
+        h.write_u8(domain as u8);
+        match key {
+            UniqueKey::Text(s) => {
+                h.write_u8(0);
+                h.write(s.as_bytes());
+            }
+            UniqueKey::Num(n) => {
+                h.write_u8(1);
+                h.write_u64(*n);
+            }
+            UniqueKey::Bool(b) => {
+                h.write_u8(2);
+                h.write_u8(u8::from(*b));
+            }
+        }
+    }
+    let [a, b] = halves;
+    (u128::from(a.finish()) << 64) | u128::from(b.finish())
+}
+
+/// `normalization/apply` as a stream (design.md "Execution engine"): rows come from `rows` in chunks of
+/// [`CHUNK_ROWS`], each chunk goes through the pipeline and straight into the standard workbook writer at
+/// `path`, so memory holds one chunk whatever the row count (plus, `with_stats`, the digests of distinct
+/// values, see `StatsCollector`). Only for plans [`streams_by_chunk`] accepts; the result is the same file
+/// and report as [`normalize_checked`] followed by `write_table_xlsx`. Steps are checked first (422,
+/// nothing written); a failure mid-way leaves nothing at `path`. Progress: one processing phase over
+/// `total_rows` on `control`, whose stop request ends the run between two chunks.
+#[allow(clippy::too_many_arguments)]
+pub fn normalize_rows_to_xlsx(
+    columns: &[String],
+    rows: &mut dyn RowSource,
+    total_rows: u64,
+    steps: &[NormalizationStep],
+    backup_original: bool,
+    with_stats: bool,
+    max_output_bytes: u64,
+    path: &Path,
+    style: &WorkbookStyle,
+    control: &StepControl,
+) -> Result<Value, OpError> {
+    debug_assert!(streams_by_chunk(steps));
+    validate_steps(columns, steps, backup_original)?;
+    let started_at = now_iso();
+    let mut budget = OutputBudget::new(max_output_bytes, steps.len());
+    // The run on no rows gives the output columns and the report: for cell-by-cell types neither depends
+    // on the rows (parameter problems were refused above).
+    let none = StepControl::NONE;
+    let mut stats = with_stats.then(|| StatsCollector {
+        steps: steps.iter().map(|_| Default::default()).collect(),
+        succeeded: vec![false; steps.len()],
+    });
+    let empty = Table::new(columns.to_vec());
+    let shape = normalize_part(empty, steps, backup_original, false, &mut budget, 0, stats.as_mut(), &none)?;
+    let mut sink = WorkbookSink::create(path, style, &shape.table.columns)?.stopped_by(control);
+    control.begin(Phase::Processing, Some(total_rows))?;
+    let mut done = 0usize;
+    loop {
+        let mut chunk = Table::new(columns.to_vec());
+        while chunk.rows.len() < CHUNK_ROWS {
+            match rows.next_row()? {
+                Some(row) => chunk.rows.push(row.to_vec()),
+                None => break,
+            }
+        }
+        if chunk.rows.is_empty() {
+            break;
+        }
+        let n = chunk.rows.len();
+        let out =
+            normalize_part(chunk, steps, backup_original, false, &mut budget, done, stats.as_mut(), &none)?;
+        for row in &out.table.rows {
+            sink.push_row(row)?;
+        }
+        done += n;
+        control.advance_to(done as u64)?;
+        control.check()?;
+    }
+    Box::new(sink).finish()?;
+    let mut report = shape.report;
+    if let Value::Object(fields) = &mut report {
+        fields.insert("started_at".into(), Value::String(started_at));
+        fields.insert("completed_at".into(), Value::String(now_iso()));
+        fields.insert("total_rows".into(), json!(done));
+        if let (Some(stats), Some(Value::Array(processed))) = (&stats, fields.get_mut("columns_processed")) {
+            // One entry per step that succeeded, in step order.
+            let succeeded = stats.steps.iter().zip(&stats.succeeded).filter(|(_, ok)| **ok);
+            for (entry, ((before, after), _)) in processed.iter_mut().zip(succeeded) {
+                entry["before_stats"] = before.to_json();
+                entry["after_stats"] = after.to_json();
+            }
+        }
+    }
+    Ok(report)
 }
 
 /// Parameters (at any depth) whose text is longer than Excel's cell limit: (key, characters).
@@ -589,12 +811,14 @@ fn max_cell_bytes() -> u64 {
 
 /// Refuses a step before it runs when its projected output is over the budget (413) or has a value
 /// that must be longer than Excel's limit (422).
+/// `used` is what the step projected for earlier parts of the table (see [`OutputBudget`]).
 fn check_projection(
     column: &str,
     kind: &str,
     params: &Map<String, Value>,
     cells: &[Cell],
     max_output_bytes: u64,
+    used: &mut u64,
 ) -> Result<(), OpError> {
     let Some((total, longest)) = projected_output(kind, params, cells) else {
         return Ok(());
@@ -602,18 +826,19 @@ fn check_projection(
     if longest > max_cell_bytes() {
         return Err(value_too_long(column, None, longest / 4));
     }
-    if total > max_output_bytes {
+    *used = used.saturating_add(total);
+    if *used > max_output_bytes {
         return Err(TableError::OutputTooLarge { max_mb: max_output_bytes / (1024 * 1024) }.into());
     }
     Ok(())
 }
 
 /// A produced value longer than Excel's limit fails the call (422), as writing it would.
-fn check_cell_lengths(column: &str, cells: &[Cell]) -> Result<(), OpError> {
+fn check_cell_lengths(column: &str, cells: &[Cell], first_row: usize) -> Result<(), OpError> {
     for (row, cell) in cells.iter().enumerate() {
         if let Cell::Text(s) = cell {
             if exceeds_cell_limit(s) {
-                return Err(value_too_long(column, Some(row), s.chars().count() as u64));
+                return Err(value_too_long(column, Some(first_row + row), s.chars().count() as u64));
             }
         }
     }

@@ -10,11 +10,12 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use super::OpError;
+use crate::engine::{Phase, StepControl};
 use crate::table::infer::{suggested_operators, InferredType, STORAGE_TYPE};
 use crate::table::parse::{parse_datetime, parse_number, python_float_text};
 use crate::table::read::{stream_csv, CsvRow};
-use crate::table::write::{search_sink, OutputFormat};
-use crate::table::{Cell, Table, TableError};
+use crate::table::write::{search_sink, search_sink_stopped_by, OutputFormat};
+use crate::table::{Cell, RowSource, Table, TableError};
 
 const BETWEEN_SHAPE: &str = "For 'between' operator, value must be a list with [min, max]";
 
@@ -473,6 +474,34 @@ where
     }
     let filtered_rows = sink.finish()?;
     Ok(SearchOutcome { total_rows, filtered_rows, conditions_applied: search.condition_count() })
+}
+
+/// [`search_to_file`] over a row source (a spooled sheet, whose reader reuses one row buffer): the rows
+/// are counted on `control` (processing phase over `total_rows`), which may stop the search between two
+/// batches of rows; nothing is left at `path` then.
+pub fn search_rows_to_file(
+    columns: &[String],
+    rows: &mut dyn RowSource,
+    total_rows: u64,
+    search: &CompiledSearch,
+    format: OutputFormat,
+    path: &Path,
+    control: &StepControl,
+) -> Result<SearchOutcome, OpError> {
+    control.begin(Phase::Processing, Some(total_rows))?;
+    let mut sink = search_sink_stopped_by(format, path, columns, control)?;
+    let mut total = 0u64;
+    let mut rows = control.track(rows);
+    while let Some(row) = rows.next_row()? {
+        total += 1;
+        if search.matches(row) {
+            sink.push_row(row)?;
+        }
+    }
+    drop(rows);
+    control.check()?;
+    let filtered_rows = sink.finish()?;
+    Ok(SearchOutcome { total_rows: total, filtered_rows, conditions_applied: search.condition_count() })
 }
 
 /// `csv/search` in a single streamed pass over the file (`stream_csv`): the conditions are checked

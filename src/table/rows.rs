@@ -9,6 +9,13 @@ pub trait RowSource {
     fn next_row(&mut self) -> Result<Option<&[Cell]>, TableError>;
 }
 
+/// A borrowed source is a source (so drivers can wrap `&mut dyn RowSource`).
+impl<S: RowSource + ?Sized> RowSource for &mut S {
+    fn next_row(&mut self) -> Result<Option<&[Cell]>, TableError> {
+        (**self).next_row()
+    }
+}
+
 /// The rows of a table in memory (`&mut table.rows.iter()`) never fail.
 impl RowSource for std::slice::Iter<'_, Vec<Cell>> {
     fn next_row(&mut self) -> Result<Option<&[Cell]>, TableError> {

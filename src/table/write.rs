@@ -19,6 +19,7 @@ use super::cell::{Cell, Table};
 use super::error::TableError;
 use super::parse::python_float_text;
 use super::read::CsvRow;
+use super::rows::RowSource;
 use crate::engine::{Phase, StepControl};
 
 /// Excel's hard limits.
@@ -279,8 +280,18 @@ pub fn search_sink(
     path: &Path,
     columns: &[String],
 ) -> Result<Box<dyn RowSink>, TableError> {
+    search_sink_stopped_by(format, path, columns, &StepControl::NONE)
+}
+
+/// [`search_sink`] whose workbook assembly a stop request on `control` ends.
+pub fn search_sink_stopped_by(
+    format: OutputFormat,
+    path: &Path,
+    columns: &[String],
+    control: &StepControl,
+) -> Result<Box<dyn RowSink>, TableError> {
     Ok(match format {
-        OutputFormat::Xlsx => Box::new(WorkbookSink::create_search(path, columns)?),
+        OutputFormat::Xlsx => Box::new(WorkbookSink::create_search(path, columns)?.stopped_by(control)),
         OutputFormat::Csv => Box::new(CsvSink::create(path, columns)?),
         OutputFormat::Json => Box::new(JsonSink::create(path, columns)?),
     })
@@ -296,9 +307,17 @@ pub struct WorkbookSink {
     max_column_width: usize,
     info_sheet: Option<String>,
     next_row: u32,
+    /// A stop request on it ends `finish` (the zip assembly, seconds for a large sheet) at its next write.
+    control: StepControl,
 }
 
 impl WorkbookSink {
+    /// Lets a stop request on `control` end the writing of the file, not only the pushing of rows.
+    pub fn stopped_by(mut self, control: &StepControl) -> WorkbookSink {
+        self.control = control.clone();
+        self
+    }
+
     /// The standard writer (§11.1): plain header, capped auto widths, optional info sheet.
     pub fn create(
         path: &Path,
@@ -362,6 +381,7 @@ impl WorkbookSink {
             max_column_width,
             info_sheet,
             next_row: 1,
+            control: StepControl::NONE,
         })
     }
 
@@ -457,13 +477,35 @@ impl RowSink for WorkbookSink {
         if let Some(info) = self.info_sheet.clone() {
             self.write_info_sheet(&info, rows)?;
         }
-        let WorkbookSink { mut workbook, mut file, .. } = *self;
-        let mut out = BufWriter::new(file.temp.as_file_mut());
-        workbook.save_to_writer(&mut out).map_err(xlsx_err)?;
+        let WorkbookSink { mut workbook, mut file, control, .. } = *self;
+        let mut out = BufWriter::new(StopWriter { inner: file.temp.as_file_mut(), control: &control });
+        let saved = workbook.save_to_writer(&mut out);
+        // A write refused because the step was stopped: the temporary file goes with `file`.
+        control.check()?;
+        saved.map_err(xlsx_err)?;
         out.flush()?;
         drop(out);
         file.commit()?;
         Ok(rows)
+    }
+}
+
+/// Passes writes through until the step is asked to stop, then refuses them.
+struct StopWriter<'c, W> {
+    inner: W,
+    control: &'c StepControl,
+}
+
+impl<W: Write> Write for StopWriter<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.control.check().is_err() {
+            return Err(std::io::Error::other("the step was stopped"));
+        }
+        self.inner.write(buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
     }
 }
 
@@ -602,11 +644,31 @@ pub fn write_table_xlsx_tracked(
     control: &StepControl,
 ) -> Result<u64, TableError> {
     control.begin(Phase::Writing, Some(table.row_count() as u64))?;
-    let mut sink = Box::new(WorkbookSink::create(path, style, &table.columns)?);
+    let mut sink = Box::new(WorkbookSink::create(path, style, &table.columns)?.stopped_by(control));
     for (i, row) in table.rows.iter().enumerate() {
         sink.push_row(row)?;
         control.advance_to(i as u64 + 1)?;
     }
+    control.check()?;
+    sink.finish()
+}
+
+/// [`write_table_xlsx_tracked`] from a row source (a spool): the same file, one row in memory at a time.
+pub fn write_rows_xlsx_tracked(
+    path: &Path,
+    columns: &[String],
+    rows: &mut dyn RowSource,
+    total_rows: u64,
+    style: &WorkbookStyle,
+    control: &StepControl,
+) -> Result<u64, TableError> {
+    control.begin(Phase::Writing, Some(total_rows))?;
+    let mut sink = Box::new(WorkbookSink::create(path, style, columns)?.stopped_by(control));
+    let mut rows = control.track(rows);
+    while let Some(row) = rows.next_row()? {
+        sink.push_row(row)?;
+    }
+    drop(rows);
     control.check()?;
     sink.finish()
 }

@@ -12,6 +12,7 @@ use super::ReadLimits;
 use crate::engine::{Phase, StepControl};
 use crate::table::cell::{Cell, Table};
 use crate::table::error::TableError;
+use crate::table::spool::{SpoolWriter, SpooledTable};
 
 /// Longest prefix examined to find the header line for delimiter detection.
 const HEADER_SCAN_LIMIT: usize = 1024 * 1024;
@@ -170,6 +171,35 @@ pub fn read_csv_table_tracked(
     }
     control.set_input_rows(table.rows.len() as u64);
     Ok(CsvTable { table, delimiter: source.delimiter, encoding: source.encoding })
+}
+
+/// [`read_csv_table_tracked`]'s columns and rows, with the same checks and errors, spooled to an unnamed
+/// temporary file in `spool_dir` instead of held: memory stays flat however long the file is.
+pub fn spool_csv_tracked(
+    path: &Path,
+    encodings: &[String],
+    limits: &ReadLimits,
+    spool_dir: &Path,
+    control: &StepControl,
+) -> Result<SpooledTable, TableError> {
+    control.begin(Phase::Reading, None)?;
+    let source = CsvSource::open(path, encodings)?;
+    control.begin(Phase::Reading, Some(source.row_count))?;
+    let columns = source.columns.len() as u64;
+    if source.row_count.saturating_mul(columns.max(1)) > limits.max_cells {
+        return Err(TableError::TooManyCells {
+            rows: source.row_count,
+            columns,
+            max_cells: limits.max_cells,
+        });
+    }
+    let mut spool = SpoolWriter::create_in(spool_dir)?;
+    for row in source.rows {
+        spool.push(&row?)?;
+        control.advance_to(spool.rows() as u64)?;
+    }
+    control.set_input_rows(spool.rows() as u64);
+    Ok(spool.finish(source.columns)?)
 }
 
 fn csv_error(err: csv::Error) -> ScanError {

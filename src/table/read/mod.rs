@@ -11,14 +11,14 @@ use crate::config::FileConfig;
 use crate::table::error::TableError;
 
 pub use self::csv::{
-    read_csv_table, read_csv_table_tracked, stream_csv, CsvCursor, CsvHead, CsvRow, CsvRows, CsvSource,
-    CsvTable,
+    read_csv_table, read_csv_table_tracked, spool_csv_tracked, stream_csv, CsvCursor, CsvHead, CsvRow,
+    CsvRows, CsvSource, CsvTable,
 };
 pub use header::unique_header;
 pub use sniff::{detect_kind, FileKind};
 pub use workbook::{
-    check_zip_limits, number_text, read_workbook, read_workbook_tracked, spool_workbook, summarize_workbook,
-    workbook_sheet_names, SheetSummary, WorkbookTable,
+    check_zip_limits, number_text, read_workbook, read_workbook_tracked, spool_workbook,
+    spool_workbook_tracked, summarize_workbook, workbook_sheet_names, SheetSummary, WorkbookTable,
 };
 
 /// Excel's limit on the characters of one cell; longer cells are refused as they are read or produced.

@@ -83,8 +83,22 @@ pub fn spool_workbook(
     limits: &ReadLimits,
     spool_dir: &Path,
 ) -> Result<SpooledTable, TableError> {
+    spool_workbook_tracked(path, sheet, limits, spool_dir, &StepControl::NONE)
+}
+
+/// [`spool_workbook`] for a workflow step: rows read are counted on `control` (reading phase, total from
+/// the sheet's declared dimension) and a stop request ends the read between two batches of rows.
+pub fn spool_workbook_tracked(
+    path: &Path,
+    sheet: Option<&str>,
+    limits: &ReadLimits,
+    spool_dir: &Path,
+    control: &StepControl,
+) -> Result<SpooledTable, TableError> {
+    control.begin(Phase::Reading, None)?;
     let make_store = || Ok(Spooled::new(SpoolWriter::create_in(spool_dir)?));
-    let (_, _, table) = read_sheet_into(path, sheet, limits, &StepControl::NONE, make_store)?;
+    let (_, _, table) = read_sheet_into(path, sheet, limits, control, make_store)?;
+    control.set_input_rows(table.rows.len() as u64);
     Ok(table)
 }
 

@@ -355,3 +355,29 @@ fn text_outputs_stop_at_the_cap_and_leave_nothing() {
     assert!(dir_entries(dir.path()).is_empty(), "{:?}", dir_entries(dir.path()));
     assert_eq!(output_cap_reached(&std::io::Error::other("disk full")), None);
 }
+
+#[test]
+fn a_stop_request_ends_the_workbook_assembly_and_leaves_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("out.xlsx");
+    let control = StepControl::new();
+    let table = sample_table();
+    let mut sink = Box::new(WorkbookSink::create(&path, &WorkbookStyle::default(), &table.columns).unwrap());
+    sink = Box::new(sink.stopped_by(&control));
+    for row in &table.rows {
+        sink.push_row(row).unwrap();
+    }
+    // Asked to stop after the last row: the zip assembly refuses its writes.
+    control.stop(crate::engine::StopReason::Cancelled);
+    assert!(matches!(sink.finish(), Err(TableError::Cancelled)));
+    assert!(dir_entries(dir.path()).is_empty(), "{:?}", dir_entries(dir.path()));
+    // Not asked to stop: the same rows make a file.
+    let running = StepControl::new();
+    let mut sink = Box::new(WorkbookSink::create(&path, &WorkbookStyle::default(), &table.columns).unwrap());
+    sink = Box::new(sink.stopped_by(&running));
+    for row in &table.rows {
+        sink.push_row(row).unwrap();
+    }
+    assert_eq!(sink.finish().unwrap(), 3);
+    assert_eq!(dir_entries(dir.path()), ["out.xlsx"]);
+}

@@ -1,0 +1,385 @@
+//! Reference comparison of the streamed operations (spooled sheet → chunked stage → writer) with the
+//! whole-table code they replace on the REST endpoints and workflow steps: on the same workbook, the
+//! same text bytes, and for workbooks the same data-sheet XML (cell values, types, column widths), the
+//! same sheet names and the same info sheet (but its creation time).
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use rust_xlsxwriter::Workbook;
+use serde_json::{json, Value};
+
+use super::extract::{
+    extract_columns, extract_columns_to_file, extract_spooled_columns, extract_spooled_to_file, ExtractParams,
+};
+use super::normalize::{
+    normalize_checked, normalize_rows_to_xlsx, parse_steps, streams_by_chunk, CHUNK_ROWS,
+};
+use super::search::{search_rows_to_file, search_to_file, SearchRequest};
+use crate::engine::StepControl;
+use crate::table::read::{read_workbook, spool_workbook, ReadLimits};
+use crate::table::spool::SpooledTable;
+use crate::table::write::{write_table_xlsx, OutputFormat, WorkbookStyle};
+use crate::table::Table;
+
+/// More rows than two chunks, so chunk boundaries are crossed.
+const ROWS: u32 = 2 * CHUNK_ROWS as u32 + 777;
+
+/// A workbook with every kind of cell the reader meets: text (cased, padded, digits, dates, yes/no),
+/// integers, floats, booleans, blank cells inside rows, short rows, and cells beyond the header's width.
+fn fixture(dir: &Path) -> PathBuf {
+    let path = dir.join("input.xlsx");
+    let mut workbook = Workbook::new();
+    let sheet = workbook.add_worksheet();
+    let header = ["id", "name", "city", "amount", "flag", "phone", "date", "note", "", "score"];
+    for (c, h) in header.iter().enumerate() {
+        if !h.is_empty() {
+            sheet.write_string(0, c as u16, *h).unwrap();
+        }
+    }
+    for r in 1..=ROWS {
+        let i = r as u64;
+        sheet.write_string(r, 0, format!("ID{i:06}")).unwrap();
+        if i % 11 != 0 {
+            sheet
+                .write_string(
+                    r,
+                    1,
+                    format!("  Name {} de la {}  ", i % 313, ["x", "ÉTÉ", "o'neil"][i as usize % 3]),
+                )
+                .unwrap();
+        }
+        if i % 29 == 0 {
+            // A short row: nothing after the name.
+            continue;
+        }
+        sheet.write_string(r, 2, format!("city-{}", i % 97)).unwrap();
+        if i % 5 == 0 {
+            sheet.write_number(r, 3, (i % 1000) as f64 * 1.25).unwrap();
+        } else {
+            sheet.write_number(r, 3, (i % 1000) as f64).unwrap();
+        }
+        match i % 4 {
+            0 => sheet.write_boolean(r, 4, i % 8 == 0).unwrap(),
+            1 => sheet.write_string(r, 4, "Yes").unwrap(),
+            2 => sheet.write_string(r, 4, "no").unwrap(),
+            _ => sheet,
+        };
+        sheet.write_string(r, 5, format!("1{:010}", i * 7919 % 10_000_000_000)).unwrap();
+        sheet
+            .write_string(r, 6, format!("2026-{:02}-{:02} 10:{:02}:00", i % 12 + 1, i % 28 + 1, i % 60))
+            .unwrap();
+        sheet.write_string(r, 7, format!("Note #{} $ {}.{}!", i % 13, i % 100, i % 7)).unwrap();
+        if i % 7 == 0 {
+            sheet.write_string(r, 8, "beyond").unwrap();
+        }
+        if i % 3 != 0 {
+            sheet.write_number(r, 9, (i % 100) as f64 + 0.5).unwrap();
+        }
+        if i % 1001 == 0 {
+            sheet.write_string(r, 11, "far").unwrap();
+        }
+    }
+    workbook.save(&path).unwrap();
+    path
+}
+
+fn zip_part(path: &Path, name: &str) -> Option<String> {
+    let mut archive = zip::ZipArchive::new(std::fs::File::open(path).unwrap()).unwrap();
+    let mut part = archive.by_name(name).ok()?;
+    let mut text = String::new();
+    part.read_to_string(&mut text).unwrap();
+    Some(text)
+}
+
+/// Two workbooks are the same output: data sheet XML, sheet names, info sheet but its `Created` row.
+fn assert_same_workbook(expected: &Path, got: &Path) {
+    let data = "xl/worksheets/sheet1.xml";
+    let (a, b) = (zip_part(expected, data).unwrap(), zip_part(got, data).unwrap());
+    assert!(a == b, "data sheets differ ({} vs {} bytes)", a.len(), b.len());
+    assert_eq!(zip_part(expected, "xl/workbook.xml"), zip_part(got, "xl/workbook.xml"));
+    let info = |path: &Path| {
+        zip_part(path, "xl/worksheets/sheet2.xml").map(|xml| {
+            let created = xml.find("Created").map_or(xml.len(), |i| i);
+            // Everything but the creation time (the row after the `Created` label).
+            let end = xml[created..].find("</row>").map_or(xml.len(), |i| created + i);
+            format!("{}{}", &xml[..created], &xml[end..])
+        })
+    };
+    assert_eq!(info(expected), info(got));
+}
+
+fn spooled(input: &Path, dir: &Path) -> SpooledTable {
+    spool_workbook(input, None, &ReadLimits::default(), dir).unwrap()
+}
+
+fn whole(input: &Path) -> Table {
+    read_workbook(input, None, &ReadLimits::default()).unwrap().table
+}
+
+fn without_times(mut report: Value) -> Value {
+    if let Value::Object(fields) = &mut report {
+        fields.remove("started_at");
+        fields.remove("completed_at");
+    }
+    report
+}
+
+#[test]
+fn streamed_normalization_writes_what_the_whole_table_pipeline_wrote() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = fixture(dir.path());
+    let style = WorkbookStyle::default();
+    let plans = [
+        (
+            json!([
+                {"column_name": "name", "normalization_type": "lowercase"},
+                {"column_name": "city", "normalization_type": "uppercase"},
+                {"column_name": "note", "normalization_type": "trim_whitespace"},
+                {"column_name": "name", "normalization_type": "TITLE_CASE", "backup_original": true}
+            ]),
+            false,
+        ),
+        (
+            json!([
+                {"column_name": "amount", "normalization_type": "integer_convert"},
+                {"column_name": "score", "normalization_type": "round_decimal", "parameters": {"decimals": 0}},
+                {"column_name": "flag", "normalization_type": "boolean_convert"},
+                {"column_name": "phone", "normalization_type": "phone_format"},
+                {"column_name": "date", "normalization_type": "date_format", "parameters": {"format": "%d/%m/%Y"}},
+                {"column_name": "note", "normalization_type": "regex_replace",
+                 "parameters": {"pattern": "#(\\d+)", "replacement": "n\\1"}},
+                {"column_name": "note", "normalization_type": "currency_format"},
+                {"column_name": "Unnamed: 8", "normalization_type": "yes_no_convert"},
+                {"column_name": "name", "normalization_type": "remove_special_chars"}
+            ]),
+            true,
+        ),
+    ];
+    for (i, (rules, backup)) in plans.iter().enumerate() {
+        let steps = parse_steps(rules).unwrap();
+        assert!(streams_by_chunk(&steps), "plan {i} streams");
+        let expected = dir.path().join(format!("expected_{i}")).join("out.xlsx");
+        let got = dir.path().join(format!("got_{i}")).join("out.xlsx");
+        std::fs::create_dir_all(expected.parent().unwrap()).unwrap();
+        std::fs::create_dir_all(got.parent().unwrap()).unwrap();
+
+        // Plan 0 without the report's statistics, plan 1 with them.
+        let with_stats = i == 1;
+        let reference = normalize_checked(whole(&input), &steps, *backup, with_stats, u64::MAX).unwrap();
+        write_table_xlsx(&expected, &reference.table, &style).unwrap();
+
+        let mut table = spooled(&input, dir.path());
+        let total = table.rows.len() as u64;
+        let rows = &mut table.rows.reader().unwrap();
+        let report = normalize_rows_to_xlsx(
+            &table.columns,
+            rows,
+            total,
+            &steps,
+            *backup,
+            with_stats,
+            u64::MAX,
+            &got,
+            &style,
+            &StepControl::NONE,
+        )
+        .unwrap();
+        assert_same_workbook(&expected, &got);
+        if with_stats {
+            let stats = &reference.report["columns_processed"][0]["before_stats"];
+            assert!(stats["unique_count"].as_u64().unwrap() > 100, "{stats}");
+        }
+        assert_eq!(without_times(report), without_times(reference.report), "plan {i}");
+    }
+}
+
+#[test]
+fn streamed_normalization_keeps_the_errors_of_the_whole_table_pipeline() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = fixture(dir.path());
+    let out = dir.path().join("out.xlsx");
+    let run = |rules: Value, max_output: u64| {
+        let steps = parse_steps(&rules).unwrap();
+        let reference =
+            normalize_checked(whole(&input), &steps, false, false, max_output).map(|_| ()).unwrap_err();
+        let mut table = spooled(&input, dir.path());
+        let total = table.rows.len() as u64;
+        let rows = &mut table.rows.reader().unwrap();
+        let style = WorkbookStyle::default();
+        let none = StepControl::NONE;
+        let got = normalize_rows_to_xlsx(
+            &table.columns,
+            rows,
+            total,
+            &steps,
+            false,
+            false,
+            max_output,
+            &out,
+            &style,
+            &none,
+        )
+        .unwrap_err();
+        assert!(!out.exists(), "a refused run leaves no output");
+        (reference.to_string(), got.to_string())
+    };
+    // A bad step (unknown column) is refused before anything is written, with the same 422.
+    let (a, b) = run(json!([{"column_name": "nope", "normalization_type": "lowercase"}]), u64::MAX);
+    assert_eq!(a, b);
+    // The output budget (`file.max_output_mb`) is judged over the whole column, chunks added up.
+    let big = json!([{"column_name": "note", "normalization_type": "regex_replace",
+                      "parameters": {"pattern": "$", "replacement": "x".repeat(2000)}}]);
+    let (a, b) = run(big, 8 * 1024 * 1024);
+    assert_eq!(a, b);
+    assert!(a.contains("MB"), "{a}");
+}
+
+#[test]
+fn only_cell_by_cell_plans_stream() {
+    let steps = |t: &str| parse_steps(&json!([{"column_name": "a", "normalization_type": t}])).unwrap();
+    assert!(streams_by_chunk(&steps("Lowercase")));
+    for whole_column in ["min_max_scale", "z_score", "fill_null_values", "outlier_removal"] {
+        assert!(!streams_by_chunk(&steps(whole_column)), "{whole_column}");
+    }
+}
+
+#[test]
+fn streamed_search_writes_what_the_whole_table_search_wrote() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = fixture(dir.path());
+    let table = whole(&input);
+    let conditions = r#"[{"column": "amount", "operator": "greater_than", "value": 400},
+                         {"column": "name", "operator": "contains", "value": "de la x"}]"#;
+    for format in ["xlsx", "csv", "json"] {
+        let request =
+            SearchRequest::parse(Some(conditions), Some("or"), Some(format), None, OutputFormat::Xlsx)
+                .unwrap();
+        let compiled = request.compile(&table.columns).unwrap();
+        let expected = dir.path().join(format!("expected.{format}"));
+        let got = dir.path().join(format!("got.{format}"));
+        let rows = table.rows.iter().map(Ok);
+        let a = search_to_file(&table.columns, rows, &compiled, request.format, &expected).unwrap();
+        let mut spool = spooled(&input, dir.path());
+        let total = spool.rows.len() as u64;
+        let rows = &mut spool.rows.reader().unwrap();
+        let b = search_rows_to_file(
+            &spool.columns,
+            rows,
+            total,
+            &compiled,
+            request.format,
+            &got,
+            &StepControl::NONE,
+        )
+        .unwrap();
+        assert_eq!((a.total_rows, a.filtered_rows), (b.total_rows, b.filtered_rows));
+        assert!(a.filtered_rows > 1000 && a.filtered_rows < a.total_rows, "{}", a.filtered_rows);
+        if format == "xlsx" {
+            assert_same_workbook(&expected, &got);
+        } else {
+            assert!(
+                std::fs::read(&expected).unwrap() == std::fs::read(&got).unwrap(),
+                "{format} bytes differ"
+            );
+        }
+    }
+}
+
+#[test]
+fn streamed_extraction_gives_what_the_whole_table_extraction_gave() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = fixture(dir.path());
+    let table = whole(&input);
+    let style = WorkbookStyle::default();
+    for dedupe in [false, true] {
+        let columns: Vec<String> = ["city", "flag", "Unnamed: 8"].map(String::from).to_vec();
+        let expected = dir.path().join(format!("expected_{dedupe}.xlsx"));
+        let got = dir.path().join(format!("got_{dedupe}.xlsx"));
+        let a = extract_columns_to_file(&table, &columns, dedupe, &expected, &style).unwrap();
+        let b = extract_spooled_to_file(
+            spooled(&input, dir.path()),
+            &columns,
+            dedupe,
+            &got,
+            &style,
+            &StepControl::NONE,
+        )
+        .unwrap();
+        assert_eq!(a, b);
+        assert_same_workbook(&expected, &got);
+
+        let columns = ["amount", "nope", "name", "amount", "score"].map(String::from).to_vec();
+        let params = ExtractParams { columns, remove_duplicates: dedupe, include_statistics: true };
+        let a = extract_columns(&table, &params, "t".into()).unwrap();
+        let b = extract_spooled_columns(spooled(&input, dir.path()), &params, "t".into()).unwrap();
+        assert_eq!(serde_json::to_string(&a).unwrap(), serde_json::to_string(&b).unwrap());
+        // The answer moved into a JSON value is the serialized answer.
+        assert_eq!(serde_json::to_string(&a).unwrap(), serde_json::to_string(&b.into_value()).unwrap());
+    }
+    // A missing column is refused the same way, with nothing written.
+    let columns = vec!["city".to_string(), "nope".to_string()];
+    let out = dir.path().join("refused.xlsx");
+    let a = extract_columns_to_file(&table, &columns, false, &out, &style).unwrap_err();
+    let b = extract_spooled_to_file(
+        spooled(&input, dir.path()),
+        &columns,
+        false,
+        &out,
+        &style,
+        &StepControl::NONE,
+    )
+    .unwrap_err();
+    assert_eq!(a.to_string(), b.to_string());
+    assert!(!out.exists());
+}
+
+/// Hands out rows, asking the step to stop once `left` rows are out; counts what it handed out.
+struct StopAfter<'a, S> {
+    inner: S,
+    control: &'a StepControl,
+    left: usize,
+    handed: usize,
+}
+
+impl<S: crate::table::RowSource> crate::table::RowSource for StopAfter<'_, S> {
+    fn next_row(&mut self) -> Result<Option<&[crate::table::Cell]>, crate::table::TableError> {
+        if self.left == 0 {
+            self.control.stop(crate::engine::StopReason::Cancelled);
+        } else {
+            self.left -= 1;
+        }
+        self.handed += 1;
+        self.inner.next_row()
+    }
+}
+
+#[test]
+fn a_stop_request_ends_the_streamed_normalization_at_the_next_chunk_with_nothing_left() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = fixture(dir.path());
+    let out_dir = dir.path().join("out");
+    std::fs::create_dir_all(&out_dir).unwrap();
+    let out = out_dir.join("out.xlsx");
+    let steps = parse_steps(&json!([{"column_name": "name", "normalization_type": "lowercase"}])).unwrap();
+    let mut table = spooled(&input, dir.path());
+    let total = table.rows.len() as u64;
+    let control = StepControl::new();
+    let mut rows = StopAfter { inner: table.rows.reader().unwrap(), control: &control, left: 100, handed: 0 };
+    let err = normalize_rows_to_xlsx(
+        &table.columns,
+        &mut rows,
+        total,
+        &steps,
+        false,
+        false,
+        u64::MAX,
+        &out,
+        &WorkbookStyle::default(),
+        &control,
+    )
+    .unwrap_err();
+    assert!(matches!(err, super::OpError::Table(crate::table::TableError::Cancelled)), "{err}");
+    assert!(rows.handed <= CHUNK_ROWS + 1, "stopped within the chunk it was asked in ({})", rows.handed);
+    assert_eq!(std::fs::read_dir(&out_dir).unwrap().count(), 0, "no output or temporary file is left");
+}
