@@ -178,6 +178,8 @@ pub struct ClusterConfig {
     /// This node's name in leases, logs and metrics; empty = `<hostname>-<pid>` at start.
     pub node_id: String,
     pub postgres_url: String,
+    /// Connections this node keeps to PostgreSQL at most (event appends, jobs and requests share them).
+    pub postgres_pool_size: usize,
     pub redis_url: String,
     /// A job's lease lasts this long unless its node renews it (every third of it).
     pub job_lease_seconds: u64,
@@ -236,6 +238,7 @@ impl Default for ClusterConfig {
             enabled: false,
             node_id: String::new(),
             postgres_url: String::new(),
+            postgres_pool_size: 16,
             redis_url: String::new(),
             job_lease_seconds: 30,
             max_job_attempts: 3,
@@ -709,6 +712,9 @@ impl Config {
                 ));
             }
         }
+        if !(2..=1000).contains(&cluster.postgres_pool_size) {
+            return Err(invalid("cluster.postgres_pool_size", "must be between 2 and 1000"));
+        }
         if cluster.job_lease_seconds < 3 {
             return Err(invalid("cluster.job_lease_seconds", "must be at least 3"));
         }
@@ -729,9 +735,6 @@ impl Config {
             }
         }
         // Until the backends land, refuse rather than silently run on the embedded ones.
-        if cluster.enabled {
-            return Err(invalid("cluster.enabled", "cluster mode is not available in this build yet"));
-        }
         if self.storage.backend == StorageBackend::S3 {
             return Err(invalid("storage.backend", "the s3 backend is not available in this build yet"));
         }
@@ -1107,6 +1110,7 @@ mod tests {
         for (yaml, key) in [
             ("cluster:\n  job_lease_seconds: 1\n", "cluster.job_lease_seconds"),
             ("cluster:\n  max_job_attempts: 0\n", "cluster.max_job_attempts"),
+            ("cluster:\n  postgres_pool_size: 1\n", "cluster.postgres_pool_size"),
             ("cluster:\n  enabled: true\n", "cluster.postgres_url"),
             ("cluster:\n  enabled: true\n  postgres_url: postgres://h/db\n", "cluster.redis_url"),
             ("storage:\n  backend: s3\n", "storage.s3.bucket"),

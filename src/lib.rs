@@ -130,7 +130,7 @@ impl App {
             if recovered > 0 {
                 log::warn!("{recovered} job(s) interrupted by the last stop were marked failed");
             }
-            readiness_probes.push(Arc::new(chat::store::SqliteProbe(chat.store.clone())));
+            readiness_probes.push(Arc::new(chat::store_api::StoreProbe(chat.store.clone())));
             Some(chat)
         } else {
             None

@@ -236,7 +236,6 @@ impl Chat {
             .into_iter()
             .filter_map(|(_, text)| serde_json::from_str(&text).ok())
             .collect();
-        use crate::events::EventLog;
         let oldest = self.store.oldest_seq(chat_id).map_err(ChatError::Internal)?;
         Ok(json!({
             "events": events,

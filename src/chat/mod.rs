@@ -8,8 +8,10 @@ pub mod conversations;
 pub mod jobs;
 pub mod model;
 pub mod names;
+pub mod pg_store;
 pub mod storage;
 pub mod store;
+pub mod store_api;
 pub mod workflow;
 
 use serde_json::Value;
@@ -112,7 +114,8 @@ use crate::events::Hub;
 /// The chat services shared through `AppState::chat` (present when `chat_workflows.enabled`).
 pub struct Chat {
     pub config: Arc<Config>,
-    pub store: Arc<store::ChatStore>,
+    /// SQLite in the embedded mode, PostgreSQL when `cluster.enabled`.
+    pub store: Arc<dyn store_api::Store>,
     pub storage: Arc<storage::Storage>,
     pub hub: Arc<Hub>,
     pub runner: Arc<jobs::JobRunner>,
@@ -130,10 +133,14 @@ impl Chat {
     ) -> Result<Chat, ChatError> {
         let cw = &config.chat_workflows;
         let storage = Arc::new(storage::Storage::new(&config)?);
-        let store = Arc::new(store::ChatStore::open(
-            &cw.storage.sqlite_path,
-            cw.websocket.replay.max_events_per_chat,
-        )?);
+        let store: Arc<dyn store_api::Store> = if config.cluster.enabled {
+            Arc::new(pg_store::PgStore::connect(&pg_store::PgOptions::from_config(&config))?)
+        } else {
+            Arc::new(store::ChatStore::open(
+                &cw.storage.sqlite_path,
+                cw.websocket.replay.max_events_per_chat,
+            )?)
+        };
         hub.set_log(store.clone());
         let runner = Arc::new(jobs::JobRunner::new(cw.execution.max_concurrent_jobs));
         hub.set_active_jobs(runner.clone());

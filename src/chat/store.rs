@@ -967,19 +967,6 @@ impl EventLog for ChatStore {
     }
 }
 
-/// Readiness check for `GET {prefix}/health/ready`.
-pub struct SqliteProbe(pub Arc<ChatStore>);
-
-impl crate::ReadinessProbe for SqliteProbe {
-    fn name(&self) -> &str {
-        "sqlite"
-    }
-
-    fn check(&self) -> Result<(), String> {
-        self.0.ping().map_err(|e| e.to_string())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -253,7 +253,7 @@ async fn c8_a_subscribe_that_waits_does_not_stall_other_connections() {
     // holding that chat's lock, so a subscription to `fresh-chat` waits too.
     let store = app.state.chat.as_ref().expect("chat enabled").store.clone();
     let writer_busy = std::thread::spawn(move || {
-        store.write(|_| {
+        store.as_sqlite().expect("the embedded store").write(|_| {
             std::thread::sleep(Duration::from_millis(1500));
             Ok(())
         })
