@@ -729,10 +729,7 @@ impl Config {
                 return Err(invalid("storage.s3.allow_http", "must be true for a plain http:// endpoint"));
             }
         }
-        // Until the backends land, refuse rather than silently run on the embedded ones.
-        if cluster.enabled {
-            return Err(invalid("cluster.enabled", "cluster mode is not available in this build yet"));
-        }
+        // Until the backend lands, refuse rather than silently run on the embedded one.
         if self.storage.backend == StorageBackend::S3 {
             return Err(invalid("storage.backend", "the s3 backend is not available in this build yet"));
         }

@@ -11,6 +11,7 @@ mod chat_events;
 mod chat_socket;
 mod chat_support;
 mod chat_workflows;
+mod cluster_bus;
 mod common;
 mod console;
 mod csv;
