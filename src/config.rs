@@ -720,8 +720,9 @@ impl Config {
             if s3.bucket.is_empty() {
                 return Err(invalid("storage.s3.bucket", "must be set when storage.backend is s3"));
             }
-            if !s3.endpoint.is_empty()
-                && !(s3.endpoint.starts_with("http://") || s3.endpoint.starts_with("https://"))
+            if !(s3.endpoint.is_empty()
+                || s3.endpoint.starts_with("http://")
+                || s3.endpoint.starts_with("https://"))
             {
                 return Err(invalid("storage.s3.endpoint", "must start with http:// or https://"));
             }

@@ -2,9 +2,8 @@
 //! Redis; a client on any node receives every event of its chat in `seq` order, without a gap or a duplicate,
 //! whichever node published it, also while Redis drops its subscriptions or restarts.
 //!
-//! Needs a real Redis: `OXCELIZE_TEST_REDIS_URL` (`.ci/services.sh` starts one); without it these tests say so
-//! and pass. The store comes from the ordinary App config (`cluster.postgres_url` from
-//! `OXCELIZE_TEST_POSTGRES_URL` when set).
+//! Needs the real services: `OXCELIZE_TEST_REDIS_URL` and `OXCELIZE_TEST_POSTGRES_URL` (`.ci/services.sh`
+//! starts both); without them these tests say so and pass. The store comes from the ordinary App config.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -18,12 +17,17 @@ const LONG: Duration = Duration::from_secs(60);
 /// Events of one `three_steps` run.
 const RUN_EVENTS: usize = 11;
 
-/// The Redis of the cluster tests, or `None` after saying why the test is skipped.
+/// The Redis of the cluster tests, or `None` after saying why the test is skipped. PostgreSQL is required as
+/// well: it is the cluster's store.
 fn redis_url(test: &str) -> Option<String> {
-    match std::env::var("OXCELIZE_TEST_REDIS_URL") {
-        Ok(url) if !url.is_empty() => Some(url),
+    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    match (var("OXCELIZE_TEST_REDIS_URL"), var("OXCELIZE_TEST_POSTGRES_URL")) {
+        (Some(url), Some(_)) => Some(url),
         _ => {
-            eprintln!("skipping {test}: OXCELIZE_TEST_REDIS_URL is not set (start the services with .ci/services.sh)");
+            eprintln!(
+                "skipping {test}: OXCELIZE_TEST_REDIS_URL and OXCELIZE_TEST_POSTGRES_URL must be set \
+                 (start the services with .ci/services.sh)"
+            );
             None
         }
     }
@@ -38,10 +42,7 @@ async fn cluster(shared: &tempfile::TempDir, redis: &str, n: usize) -> Vec<TestA
         config.cluster.enabled = true;
         config.cluster.node_id = format!("node-{i}-{run}");
         config.cluster.redis_url = redis.to_string();
-        config.cluster.postgres_url = std::env::var("OXCELIZE_TEST_POSTGRES_URL")
-            .ok()
-            .filter(|u| !u.is_empty())
-            .unwrap_or_else(|| "postgres://unused@127.0.0.1/unused".into());
+        config.cluster.postgres_url = std::env::var("OXCELIZE_TEST_POSTGRES_URL").unwrap_or_default();
         nodes.push(spawn_app_in(tempfile::tempdir().unwrap(), config).await);
     }
     nodes
