@@ -663,6 +663,10 @@ impl Config {
         }
         for (var, raw) in env {
             let Some(rest) = var.strip_prefix(ENV_PREFIX) else { continue };
+            // `OXCELIZE_TEST_*` name the test services (.ci/services.sh), not config keys.
+            if rest.starts_with("TEST_") {
+                continue;
+            }
             let segments: Vec<String> = rest.split("__").map(|s| s.to_ascii_lowercase()).collect();
             if segments.iter().any(|s| s.is_empty()) {
                 return Err(ConfigError::Env { var, message: "empty key segment".into() });
@@ -1124,8 +1128,13 @@ mod tests {
             let err = load(yaml).unwrap_err().to_string();
             assert!(err.contains(key), "{yaml}: {err}");
         }
-        let env = vec![("OXCELIZE_CLUSTER__NODE_ID".to_string(), "node-a".to_string())];
+        let env = vec![
+            ("OXCELIZE_CLUSTER__NODE_ID".to_string(), "node-a".to_string()),
+            // The test services' variables share the prefix but are no config keys.
+            ("OXCELIZE_TEST_REDIS_URL".to_string(), "redis://127.0.0.1:1/".to_string()),
+        ];
         let loaded = Config::from_yaml_with_env("", "test", env).expect("loads");
+        assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
         assert_eq!(loaded.config.node_id(), "node-a");
         assert!(!defaults.node_id().is_empty());
     }

@@ -115,6 +115,12 @@ impl App {
         let hub = Arc::new(Hub::new(config.clone()));
         let admission = admission::Admission::new(admission::Limits::from_config(&config.limits));
         let mut readiness_probes: Vec<Arc<dyn ReadinessProbe>> = Vec::new();
+        if config.cluster.enabled && config.chat_workflows.enabled {
+            // Unreachable Redis stops start-up; the message names `cluster.redis_url`.
+            let bus = events::bus::Bus::connect(&config).await.map_err(std::io::Error::other)?;
+            hub.attach_bus(bus.clone());
+            readiness_probes.push(Arc::new(events::bus::RedisProbe(bus)));
+        }
         let chat = if config.chat_workflows.enabled {
             let (cfg, h, adm) = (config.clone(), hub.clone(), admission.clone());
             let chat = tokio::task::spawn_blocking(move || chat::Chat::open(cfg, h, adm))

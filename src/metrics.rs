@@ -64,6 +64,9 @@ impl Metrics {
             Unit::Seconds,
             latency.clone(),
         );
+        if let Some(bus) = hub.bus() {
+            bus.register_metrics(&mut registry);
+        }
         registry.register_collector(Box::new(HubCollector(hub)));
         registry.register_with_unit(
             "processing_queue_wait",

@@ -965,6 +965,40 @@ impl EventLog for ChatStore {
     fn epoch(&self) -> String {
         self.epoch.clone()
     }
+
+    /// Numbers and stores in one IMMEDIATE transaction (it takes the database's write lock first), so
+    /// several processes sharing the file never hand out the same `seq`.
+    fn append_next(
+        &self,
+        chat_id: &str,
+        event_type: &str,
+        render: &mut dyn FnMut(u64) -> String,
+    ) -> Result<(u64, String), String> {
+        let max = self.max_events_per_chat;
+        self.write(|c| {
+            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let last: i64 = tx.query_row(
+                "SELECT COALESCE(MAX(seq), 0) FROM ws_events WHERE chat_id = ?1",
+                [chat_id],
+                |r| r.get(0),
+            )?;
+            let seq = last.max(0) as u64 + 1;
+            let text = render(seq);
+            tx.execute(
+                "INSERT INTO ws_events (chat_id, seq, type, payload, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![chat_id, seq as i64, event_type, text, now_ts()],
+            )?;
+            if seq > max {
+                tx.execute(
+                    "DELETE FROM ws_events WHERE chat_id = ?1 AND seq <= ?2",
+                    params![chat_id, (seq - max) as i64],
+                )?;
+            }
+            tx.commit()?;
+            Ok((seq, text))
+        })
+        .map_err(|e| e.to_string())
+    }
 }
 
 #[cfg(test)]

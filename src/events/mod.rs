@@ -1,7 +1,13 @@
 //! The in-process event hub (websocket.md C.2, C.6–C.9): connection registry and limits, per-chat sequence
 //! numbers, the event log used for replay, and fan-out into each connection's bounded send queue. Publishing
 //! never awaits network I/O; one lock per chat makes "append to log, then enqueue" atomic with subscribe/replay.
+//!
+//! Cluster mode (a `bus` is attached): other nodes append to the same log, so `seq` comes from the log
+//! (`EventLog::append_next`) and each chat with local subscribers has a cursor, the highest `seq` delivered
+//! here. Local events and events from the bus are delivered strictly after the cursor; anything missing in
+//! between is read from the log first (see `bus`).
 
+pub mod bus;
 pub mod log;
 pub mod queue;
 pub mod wire;
@@ -9,7 +15,7 @@ pub mod wire;
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock};
 use std::time::Duration;
 
 use bytestring::ByteString;
@@ -115,6 +121,8 @@ struct ChatChannel {
     last_seq: Option<u64>,
     subscribers: Vec<(u64, Arc<SendQueue>)>,
     run: Option<RunSnapshot>,
+    /// Cluster mode, while the chat has local subscribers: the highest `seq` delivered to them.
+    cursor: Option<u64>,
 }
 
 pub struct Hub {
@@ -128,7 +136,12 @@ pub struct Hub {
     active_jobs: RwLock<Option<Arc<dyn ActiveJobs>>>,
     /// One wake group per runtime thread that runs connection writers (see `queue`).
     wake_groups: Mutex<HashMap<std::thread::ThreadId, Arc<WakeGroup>>>,
+    /// Cluster mode: the Redis fan-out between nodes.
+    bus: OnceLock<Arc<bus::Bus>>,
 }
+
+/// How many newest events are read to rebuild a running job's snapshot when a node starts watching a chat.
+const RUN_SNAPSHOT_WINDOW: usize = 256;
 
 /// A registered connection; dropping it unregisters it everywhere.
 pub struct Connection {
@@ -168,7 +181,21 @@ impl Hub {
             counters: Counters::default(),
             active_jobs: RwLock::new(None),
             wake_groups: Mutex::new(HashMap::new()),
+            bus: OnceLock::new(),
         }
+    }
+
+    /// Switches to cluster mode: numbering by the shared log, fan-out between nodes through `bus`.
+    /// Call once, at start-up, on the runtime that should run the bus workers.
+    pub fn attach_bus(self: &Arc<Self>, bus: Arc<bus::Bus>) {
+        if self.bus.set(bus.clone()).is_ok() {
+            bus.start(Arc::downgrade(self));
+        }
+    }
+
+    /// The cluster bus, `None` in the embedded mode.
+    pub fn bus(&self) -> Option<&Arc<bus::Bus>> {
+        self.bus.get()
     }
 
     /// The wake group of the calling runtime thread; on first use `spawn` must start its task there.
@@ -201,7 +228,8 @@ impl Hub {
         lock(&self.chats).values().for_each(|c| lock(c).last_seq = None);
     }
 
-    fn event_log(&self) -> Arc<dyn EventLog> {
+    /// The installed event log.
+    pub fn event_log(&self) -> Arc<dyn EventLog> {
         self.log.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
@@ -227,6 +255,13 @@ impl Hub {
 
     /// The chat's highest sequence number (0 if none).
     pub fn last_seq(&self, chat_id: &str) -> u64 {
+        if self.bus.get().is_some() {
+            // Other nodes append too: only the log knows.
+            return self.event_log().last_seq(chat_id).unwrap_or_else(|e| {
+                ::log::error!("event log: cannot read last seq of chat {chat_id}: {e}");
+                0
+            });
+        }
         let channel = self.channel(chat_id);
         let mut ch = lock(&channel);
         self.ensure_seq(&mut ch, chat_id)
@@ -292,8 +327,7 @@ impl Hub {
         };
         if let Some(entry) = entry {
             for chat in &entry.subscriptions {
-                let channel = self.channel(chat);
-                lock(&channel).subscribers.retain(|(cid, _)| *cid != id);
+                self.remove_subscriber(chat, id);
             }
             self.counters.queue_high_water.fetch_max(entry.queue.high_water() as u64, Ordering::Relaxed);
             entry.queue.close(CloseReason::new(1000, ""));
@@ -348,7 +382,17 @@ impl Hub {
         }
         let channel = self.channel(chat_id);
         let mut ch = lock(&channel);
-        let current = self.ensure_seq(&mut ch, chat_id);
+        let current = match self.bus.get() {
+            Some(bus) => {
+                if resume.is_some() && ch.cursor.is_some() {
+                    // A client coming from another node may be ahead of what arrived here yet.
+                    let repaired = self.catch_up_locked(&mut ch, chat_id);
+                    bus.count_repair(false, repaired);
+                }
+                self.watch_locked(bus, &mut ch, chat_id)
+            }
+            None => self.ensure_seq(&mut ch, chat_id),
+        };
         if let Some(first) = before_replay {
             conn.queue.push(Outgoing::text(first(current).to_string()));
         }
@@ -385,8 +429,14 @@ impl Hub {
         if let Some(entry) = lock(&self.registry).conns.get_mut(&conn.id) {
             entry.subscriptions.retain(|s| s != chat_id);
         }
+        self.remove_subscriber(chat_id, conn.id);
+    }
+
+    fn remove_subscriber(&self, chat_id: &str, conn_id: u64) {
         let channel = self.channel(chat_id);
-        lock(&channel).subscribers.retain(|(id, _)| *id != conn.id);
+        let mut ch = lock(&channel);
+        ch.subscribers.retain(|(id, _)| *id != conn_id);
+        self.unwatch_if_idle(&mut ch, chat_id);
     }
 
     /// websocket.md C.6 steps 2–4, called with the chat's lock held.
@@ -423,7 +473,8 @@ impl Hub {
         if let Some(after) = from {
             match log.events_after(chat_id, after, usize::MAX) {
                 Ok(events) => {
-                    for (seq, text) in events {
+                    // Newer events (other nodes keep appending) follow live, after `current`.
+                    for (seq, text) in events.into_iter().filter(|(seq, _)| *seq <= current) {
                         let replayed = mark_replayed(&text);
                         conn.queue.push(Outgoing::text(replayed));
                         first.get_or_insert(seq);
@@ -458,12 +509,15 @@ impl Hub {
                 m
             }
         };
+        map.entry("chat_id").or_insert_with(|| Value::String(chat_id.to_string()));
+        map.entry("timestamp").or_insert_with(|| Value::String(now_rfc3339()));
+        if let Some(bus) = self.bus.get() {
+            return self.publish_clustered(bus, chat_id, map);
+        }
         let channel = self.channel(chat_id);
         let mut ch = lock(&channel);
         let seq = self.ensure_seq(&mut ch, chat_id) + 1;
         ch.last_seq = Some(seq);
-        map.entry("chat_id").or_insert_with(|| Value::String(chat_id.to_string()));
-        map.entry("timestamp").or_insert_with(|| Value::String(now_rfc3339()));
         map.insert("seq".into(), Value::from(seq));
         let event_type = map.get("type").and_then(Value::as_str).unwrap_or("event").to_string();
         let coalesce_key = (event_type == "progress")
@@ -476,18 +530,22 @@ impl Hub {
             // Live delivery still happens; the loss is limited to replay and is logged loudly.
             ::log::error!("event log: cannot persist event seq={seq} of chat {chat_id}: {e}");
         }
+        self.count_published(event_type);
+        self.fan_out(&mut ch, Outgoing { text: text.clone(), coalesce_key });
+        (seq, text)
+    }
+
+    fn count_published(&self, event_type: String) {
         self.counters.events_published.fetch_add(1, Ordering::Relaxed);
-        {
-            // Types come from code, but stay bounded even if a caller invents them.
-            let mut by_type = lock(&self.counters.published_by_type);
-            let key = if by_type.contains_key(&event_type) || by_type.len() < 64 {
-                event_type
-            } else {
-                "other".into()
-            };
-            *by_type.entry(key).or_insert(0) += 1;
-        }
-        let outgoing = Outgoing { text: text.clone(), coalesce_key };
+        // Types come from code, but stay bounded even if a caller invents them.
+        let mut by_type = lock(&self.counters.published_by_type);
+        let key =
+            if by_type.contains_key(&event_type) || by_type.len() < 64 { event_type } else { "other".into() };
+        *by_type.entry(key).or_insert(0) += 1;
+    }
+
+    /// Enqueues one event to every subscriber of the chat, dropping those that are closed or too slow.
+    fn fan_out(&self, ch: &mut ChatChannel, outgoing: Outgoing) {
         ch.subscribers.retain(|(_, queue)| match queue.push(outgoing.clone()) {
             Push::Queued { coalesced } => {
                 self.counters.progress_coalesced.fetch_add(coalesced as u64, Ordering::Relaxed);
@@ -499,7 +557,189 @@ impl Hub {
             }
             Push::Closed => false,
         });
+    }
+
+    /// Cluster mode: the log numbers and stores the event atomically (other nodes append too); it is
+    /// delivered here at once, after anything of other nodes still missing, then handed to the bus.
+    fn publish_clustered(
+        &self,
+        bus: &bus::Bus,
+        chat_id: &str,
+        mut map: Map<String, Value>,
+    ) -> (u64, ByteString) {
+        let event_type = map.get("type").and_then(Value::as_str).unwrap_or("event").to_string();
+        let channel = self.channel(chat_id);
+        let mut ch = lock(&channel);
+        let appended = self.event_log().append_next(chat_id, &event_type, &mut |seq| {
+            map.insert("seq".into(), Value::from(seq));
+            serde_json::to_string(&map).unwrap_or_default()
+        });
+        let (seq, text) = match appended {
+            Ok((seq, text)) => (seq, ByteString::from(text)),
+            Err(e) => {
+                // Without a committed seq the event cannot be numbered consistently across nodes.
+                ::log::error!(
+                    "event log: cannot append a {event_type} event of chat {chat_id}, not delivered: {e}"
+                );
+                return (0, ByteString::from(Value::Object(map).to_string()));
+            }
+        };
+        self.count_published(event_type.clone());
+        match ch.cursor {
+            Some(cursor) if seq == cursor + 1 => {
+                self.deliver_locked(&mut ch, seq, &text);
+            }
+            Some(cursor) if seq > cursor + 1 => {
+                // Events of other nodes not received yet: the log has them, and ours.
+                let repaired = self.catch_up_locked(&mut ch, chat_id);
+                bus.count_repair(true, repaired.saturating_sub(1));
+            }
+            Some(_) => {}
+            None => {
+                let job_id = map.get("job_id").and_then(Value::as_str).map(str::to_string);
+                track_run(&mut ch.run, &event_type, job_id, &text);
+            }
+        }
+        // Under the chat's lock, so this node's events of one chat enter Redis in `seq` order.
+        bus.publish(chat_id, seq, &text);
         (seq, text)
+    }
+
+    /// Cluster mode: delivers an event that arrived from the bus, repairing a gap from the log first.
+    /// Called by the bus's delivery thread (it may read the log).
+    fn deliver_remote(&self, chat_id: &str, seq: u64, text: &str) {
+        let Some(channel) = lock(&self.chats).get(chat_id).cloned() else { return };
+        let deleted = {
+            let mut ch = lock(&channel);
+            let Some(cursor) = ch.cursor else { return };
+            if seq <= cursor {
+                // Already delivered (from the log, or a repeated publish).
+                return;
+            }
+            if seq == cursor + 1 {
+                self.deliver_locked(&mut ch, seq, &ByteString::from(text))
+            } else {
+                // Something between was lost on the way: the log has it (and this one, committed earlier).
+                let repaired = self.catch_up_locked(&mut ch, chat_id);
+                if let Some(bus) = self.bus.get() {
+                    bus.count_repair(true, repaired.saturating_sub(1));
+                }
+                ch.cursor.is_none() && repaired > 0
+            }
+        };
+        if deleted {
+            self.close_chat(chat_id, queue::CLOSE_INVALID_SESSION, "conversation deleted");
+        }
+    }
+
+    /// Cluster mode: delivers whatever the log holds beyond the chat's cursor (subscription confirmed,
+    /// reconnect, position check). Blocks on the log.
+    fn catch_up(&self, chat_id: &str) {
+        let Some(channel) = lock(&self.chats).get(chat_id).cloned() else { return };
+        let (repaired, deleted) = {
+            let mut ch = lock(&channel);
+            if ch.cursor.is_none() {
+                return;
+            }
+            let repaired = self.catch_up_locked(&mut ch, chat_id);
+            (repaired, repaired > 0 && ch.cursor.is_none())
+        };
+        if let Some(bus) = self.bus.get() {
+            bus.count_repair(false, repaired);
+        }
+        if deleted {
+            self.close_chat(chat_id, queue::CLOSE_INVALID_SESSION, "conversation deleted");
+        }
+    }
+
+    /// Reads the log after the cursor and delivers it in order; returns how many events were delivered.
+    /// A delivered `conversation_deleted` leaves the cursor `None` (the caller then closes the chat). When
+    /// the log no longer holds what is missing (trimmed, or the chat's history was reset), the subscribers
+    /// are closed with 4008 so that they resume, and get `resync_required` as usual.
+    fn catch_up_locked(&self, ch: &mut ChatChannel, chat_id: &str) -> usize {
+        let Some(cursor) = ch.cursor else { return 0 };
+        let log = self.event_log();
+        let events = match log.events_after(chat_id, cursor, usize::MAX) {
+            Ok(events) => events,
+            Err(e) => {
+                ::log::error!("event log: cannot read events of chat {chat_id} after {cursor}: {e}");
+                return 0;
+            }
+        };
+        let reset = match events.first() {
+            Some((first, _)) => *first > cursor + 1,
+            None => log.last_seq(chat_id).is_ok_and(|last| last < cursor),
+        };
+        if reset {
+            ::log::warn!(
+                "cluster bus: chat {chat_id} cannot be repaired from the log; its clients must resume"
+            );
+            for (_, queue) in ch.subscribers.drain(..) {
+                queue.close(CloseReason::new(queue::CLOSE_SLOW_CONSUMER, "resume required"));
+            }
+            self.unwatch_if_idle(ch, chat_id);
+            return 0;
+        }
+        let mut delivered = 0;
+        for (seq, text) in events {
+            if ch.cursor != Some(seq - 1) {
+                break;
+            }
+            let deleted = self.deliver_locked(ch, seq, &ByteString::from(&*text));
+            delivered += 1;
+            if deleted {
+                break;
+            }
+        }
+        delivered
+    }
+
+    /// Cluster mode: delivers the event right after the cursor; returns true for `conversation_deleted`
+    /// (the cursor is then cleared: nothing after it belongs to this conversation).
+    fn deliver_locked(&self, ch: &mut ChatChannel, seq: u64, text: &ByteString) -> bool {
+        let meta = EventMeta::of(text);
+        track_run(&mut ch.run, &meta.event_type, meta.job_id, text);
+        let coalesce_key = (meta.event_type == "progress")
+            .then(|| meta.step_id.map(|s| (Arc::from(meta.chat_id.as_str()), Arc::from(s.as_str()))))
+            .flatten();
+        self.fan_out(ch, Outgoing { text: text.clone(), coalesce_key });
+        ch.cursor = Some(seq);
+        if meta.event_type == "conversation_deleted" {
+            ch.cursor = None;
+            return true;
+        }
+        false
+    }
+
+    /// Cluster mode: the chat's cursor, starting to watch it (and rebuilding a running job's snapshot from
+    /// the log) when this is its first local subscriber.
+    fn watch_locked(&self, bus: &bus::Bus, ch: &mut ChatChannel, chat_id: &str) -> u64 {
+        if let Some(cursor) = ch.cursor {
+            return cursor;
+        }
+        let log = self.event_log();
+        let current = log.last_seq(chat_id).unwrap_or_else(|e| {
+            ::log::error!("event log: cannot read last seq of chat {chat_id}: {e}");
+            0
+        });
+        ch.run = None;
+        let window = current.saturating_sub(RUN_SNAPSHOT_WINDOW as u64);
+        for (_, text) in log.events_after(chat_id, window, RUN_SNAPSHOT_WINDOW).unwrap_or_default() {
+            let meta = EventMeta::of(&text);
+            track_run(&mut ch.run, &meta.event_type, meta.job_id, &ByteString::from(&*text));
+        }
+        ch.cursor = Some(current);
+        bus.watch(chat_id);
+        current
+    }
+
+    /// Cluster mode: stops watching a chat whose last local subscriber is gone.
+    fn unwatch_if_idle(&self, ch: &mut ChatChannel, chat_id: &str) {
+        if let Some(bus) = self.bus.get() {
+            if ch.subscribers.is_empty() && ch.cursor.take().is_some() {
+                bus.unwatch(chat_id);
+            }
+        }
     }
 
     /// Closes every connection whose subscriptions include `chat_id`: those subscribed to it alone are
@@ -515,7 +755,14 @@ impl Hub {
             })
             .collect();
         let channel = self.channel(chat_id);
-        lock(&channel).subscribers.clear();
+        {
+            let mut ch = lock(&channel);
+            ch.subscribers.clear();
+            ch.cursor = None;
+            if let Some(bus) = self.bus.get() {
+                bus.unwatch(chat_id);
+            }
+        }
         for (_, queue, only) in ids {
             if only {
                 queue.close(CloseReason::new(code, reason));
@@ -561,7 +808,7 @@ impl Hub {
             .max(c.queue_high_water.load(Ordering::Relaxed));
         let by_type: Map<String, Value> =
             lock(&c.published_by_type).iter().map(|(k, v)| (k.clone(), Value::from(*v))).collect();
-        json!({
+        let mut stats = json!({
             "connections": reg.conns.len(),
             "connections_bound": bound,
             "connections_unbound": reg.conns.len() - bound,
@@ -577,7 +824,11 @@ impl Hub {
             "auth_rejections_total": c.auth_rejections.load(Ordering::Relaxed),
             "origin_rejections_total": c.origin_rejections.load(Ordering::Relaxed),
             "queue_high_water_mark": high_water,
-        })
+        });
+        if let Some(bus) = self.bus.get() {
+            stats["cluster_bus"] = bus.stats();
+        }
+        stats
     }
 }
 
@@ -595,6 +846,27 @@ fn track_run(run: &mut Option<RunSnapshot>, event_type: &str, job_id: Option<Str
             *run = None;
         }
         _ => {}
+    }
+}
+
+/// What delivery needs to know of a stored event's JSON.
+struct EventMeta {
+    event_type: String,
+    chat_id: String,
+    step_id: Option<String>,
+    job_id: Option<String>,
+}
+
+impl EventMeta {
+    fn of(text: &str) -> EventMeta {
+        let value: Value = serde_json::from_str(text).unwrap_or(Value::Null);
+        let field = |k: &str| value.get(k).and_then(Value::as_str).map(str::to_string);
+        EventMeta {
+            event_type: field("type").unwrap_or_else(|| "event".into()),
+            chat_id: field("chat_id").unwrap_or_default(),
+            step_id: field("step_id"),
+            job_id: field("job_id"),
+        }
     }
 }
 
