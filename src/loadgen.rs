@@ -19,11 +19,11 @@ pub fn row_values(i: usize) -> [String; 10] {
         format!("{:06}", i % 1_000_000),
         format!("{}.{:02}", (i * 37) % 10_000, i % 100),
         day.format("%Y-%m-%d").to_string(),
-        if i % 2 == 0 { "true" } else { "false" }.to_string(),
-        if i % 3 == 0 { String::new() } else { format!("note {}", i % 97) },
+        if i.is_multiple_of(2) { "true" } else { "false" }.to_string(),
+        if i.is_multiple_of(3) { String::new() } else { format!("note {}", i % 97) },
         CITIES[i % CITIES.len()].to_string(),
         ((i * 7) % 500).to_string(),
-        if i % 4 == 0 { "inactive" } else { "active" }.to_string(),
+        if i.is_multiple_of(4) { "inactive" } else { "active" }.to_string(),
     ]
 }
 

@@ -171,7 +171,7 @@ impl StepControl {
     pub fn advance_to(&self, rows: u64) -> Result<(), Cancelled> {
         if let Some(s) = &self.shared {
             s.rows_done.store(rows, Ordering::Relaxed);
-            if rows % CHECK_EVERY_ROWS == 0 {
+            if rows.is_multiple_of(CHECK_EVERY_ROWS) {
                 return self.check();
             }
         }

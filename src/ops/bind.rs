@@ -120,7 +120,7 @@ fn left_join(source: &Table, bind: &Table, keys: &[String], columns: &[String]) 
         let mut new_row = row.clone();
         match hit {
             Some(b) => new_row.extend(bind_cols.iter().map(|&c| b.get(c).cloned().unwrap_or(Cell::Missing))),
-            None => new_row.extend(std::iter::repeat(Cell::Missing).take(bind_cols.len())),
+            None => new_row.extend(std::iter::repeat_n(Cell::Missing, bind_cols.len())),
         }
         if new_row.get(source.columns.len()).is_some_and(|c| !c.is_missing()) {
             matched += 1;

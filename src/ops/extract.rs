@@ -219,7 +219,8 @@ fn statistics_of(mut numbers: Vec<f64>) -> Value {
     let mean = numbers.iter().sum::<f64>() / n;
     numbers.sort_by(f64::total_cmp);
     let mid = numbers.len() / 2;
-    let median = if numbers.len() % 2 == 0 { (numbers[mid - 1] + numbers[mid]) / 2.0 } else { numbers[mid] };
+    let median =
+        if numbers.len().is_multiple_of(2) { (numbers[mid - 1] + numbers[mid]) / 2.0 } else { numbers[mid] };
     let std = if numbers.len() > 1 {
         number_or_null((numbers.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt())
     } else {

@@ -40,7 +40,7 @@ fn fixture(dir: &Path) -> PathBuf {
     for r in 1..=ROWS {
         let i = r as u64;
         sheet.write_string(r, 0, format!("ID{i:06}")).unwrap();
-        if i % 11 != 0 {
+        if !i.is_multiple_of(11) {
             sheet
                 .write_string(
                     r,
@@ -49,18 +49,18 @@ fn fixture(dir: &Path) -> PathBuf {
                 )
                 .unwrap();
         }
-        if i % 29 == 0 {
+        if i.is_multiple_of(29) {
             // A short row: nothing after the name.
             continue;
         }
         sheet.write_string(r, 2, format!("city-{}", i % 97)).unwrap();
-        if i % 5 == 0 {
+        if i.is_multiple_of(5) {
             sheet.write_number(r, 3, (i % 1000) as f64 * 1.25).unwrap();
         } else {
             sheet.write_number(r, 3, (i % 1000) as f64).unwrap();
         }
         match i % 4 {
-            0 => sheet.write_boolean(r, 4, i % 8 == 0).unwrap(),
+            0 => sheet.write_boolean(r, 4, i.is_multiple_of(8)).unwrap(),
             1 => sheet.write_string(r, 4, "Yes").unwrap(),
             2 => sheet.write_string(r, 4, "no").unwrap(),
             _ => sheet,
@@ -70,13 +70,13 @@ fn fixture(dir: &Path) -> PathBuf {
             .write_string(r, 6, format!("2026-{:02}-{:02} 10:{:02}:00", i % 12 + 1, i % 28 + 1, i % 60))
             .unwrap();
         sheet.write_string(r, 7, format!("Note #{} $ {}.{}!", i % 13, i % 100, i % 7)).unwrap();
-        if i % 7 == 0 {
+        if i.is_multiple_of(7) {
             sheet.write_string(r, 8, "beyond").unwrap();
         }
-        if i % 3 != 0 {
+        if !i.is_multiple_of(3) {
             sheet.write_number(r, 9, (i % 100) as f64 + 0.5).unwrap();
         }
-        if i % 1001 == 0 {
+        if i.is_multiple_of(1001) {
             sheet.write_string(r, 11, "far").unwrap();
         }
     }

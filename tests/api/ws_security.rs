@@ -214,7 +214,7 @@ async fn invalid_or_disallowed_handshake_tokens_are_refused() {
     let mut query = connect_ok(&app, &format!("/chat/abc?token={STATIC_TOKEN}"), &[]).await;
     assert!(recv_json_within(&mut query, Duration::from_millis(500))
         .await
-        .map_or(true, |m| m["type"] != "connected"));
+        .is_none_or(|m| m["type"] != "connected"));
     expect_error_then_close(&mut query, "unauthorized", 4002).await;
     // bearer.<t> without pycelize.v1 is not a token source either.
     let offered = format!("bearer.{STATIC_TOKEN}");

@@ -331,7 +331,7 @@ fn detect_delimiter(prefix: &[u8]) -> u8 {
     }
     let mut best = None;
     for (i, &count) in counts.iter().enumerate() {
-        if count > 0 && best.map_or(true, |(_, c)| count > c) {
+        if count > 0 && best.is_none_or(|(_, c)| count > c) {
             best = Some((i, count));
         }
     }
