@@ -18,7 +18,6 @@ memory figures are not affected.
 import argparse
 import json
 import os
-import socket
 import subprocess
 import tempfile
 import threading
@@ -26,36 +25,14 @@ import time
 
 import requests
 
+# The same generated input and /proc helpers as the step bench (this folder is on sys.path when run).
+from step_engine import free_port, rss_kb, write_csv
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-COLUMNS = "id,name,city,amount,status,email,phone,date,score,note"
 RULES = [("name", "lowercase"), ("email", "lowercase"), ("note", "trim_whitespace"), ("city", "uppercase")]
 CONCURRENT_ENV = {"OXCELIZE_LIMITS__MAX_CONCURRENT_PROCESSING": "4",
                   "OXCELIZE_LIMITS__MAX_PROCESSING_MEMORY_MB": "100000"}
 SEARCH = [{"column": "status", "operator": "equals", "value": "active"}]
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def status_kb(pid, key):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith(key + ":"):
-                return int(line.split()[1])
-    return 0
-
-
-def write_csv(path, rows):
-    with open(path, "w") as f:
-        f.write(COLUMNS + "\n")
-        for i in range(rows):
-            f.write(
-                f"ID{i:07},Name {i},City {i % 97},{i % 1000},{'inactive' if i % 3 == 0 else 'active'},"
-                f"User{i}@Example.com,555-{i % 10000:04},2026-01-{i % 28 + 1:02},{i % 100}.5,  note {i % 13}  \n"
-            )
 
 
 class Server:
@@ -207,7 +184,7 @@ def main():
         with Server(args.binary, extra) as s:
             state = prepare(s)
             time.sleep(1)
-            idle = status_kb(s.proc.pid, "VmRSS")
+            idle = rss_kb(s.proc.pid, "VmRSS")
             with open(f"/proc/{s.proc.pid}/clear_refs", "w") as f:
                 f.write("5")  # resets VmHWM: the peak is this operation's, not the setup's
             t0 = time.time()
@@ -219,9 +196,9 @@ def main():
                 with open(os.path.join(s.work, "stderr.log")) as log:
                     print(log.read()[-2000:], flush=True)
             took = time.time() - t0
-            peak = status_kb(s.proc.pid, "VmHWM")
+            peak = rss_kb(s.proc.pid, "VmHWM")
             time.sleep(10)
-            after = status_kb(s.proc.pid, "VmRSS")
+            after = rss_kb(s.proc.pid, "VmRSS")
         row = {"op": name, "seconds": round(took, 1), "idle_mb": idle // 1024, "peak_mb": peak // 1024,
                "after_10s_mb": after // 1024}
         if error:
