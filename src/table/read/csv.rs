@@ -144,14 +144,14 @@ pub fn read_csv_table(
     read_csv_table_tracked(path, encodings, limits, &StepControl::NONE)
 }
 
-/// [`read_csv_table`] for a workflow step: rows are counted on `control` (reading phase; the total is
-/// the scanning pass's row count) and a stop request ends the read between two batches of rows.
-pub fn read_csv_table_tracked(
+/// Opens `path` for a workflow step's read: the scanning pass runs under the reading phase, then its row
+/// count becomes the phase's total, and a file declaring more cells than `limits.max_cells` is refused.
+fn open_tracked(
     path: &Path,
     encodings: &[String],
     limits: &ReadLimits,
     control: &StepControl,
-) -> Result<CsvTable, TableError> {
+) -> Result<CsvSource, TableError> {
     control.begin(Phase::Reading, None)?;
     let source = CsvSource::open(path, encodings)?;
     control.begin(Phase::Reading, Some(source.row_count))?;
@@ -163,6 +163,18 @@ pub fn read_csv_table_tracked(
             max_cells: limits.max_cells,
         });
     }
+    Ok(source)
+}
+
+/// [`read_csv_table`] for a workflow step: rows are counted on `control` (reading phase; the total is
+/// the scanning pass's row count) and a stop request ends the read between two batches of rows.
+pub fn read_csv_table_tracked(
+    path: &Path,
+    encodings: &[String],
+    limits: &ReadLimits,
+    control: &StepControl,
+) -> Result<CsvTable, TableError> {
+    let source = open_tracked(path, encodings, limits, control)?;
     let mut table = Table::new(source.columns);
     table.rows.reserve(usize::try_from(source.row_count).unwrap_or(0));
     for row in source.rows {
@@ -182,17 +194,7 @@ pub fn spool_csv_tracked(
     spool_dir: &Path,
     control: &StepControl,
 ) -> Result<SpooledTable, TableError> {
-    control.begin(Phase::Reading, None)?;
-    let source = CsvSource::open(path, encodings)?;
-    control.begin(Phase::Reading, Some(source.row_count))?;
-    let columns = source.columns.len() as u64;
-    if source.row_count.saturating_mul(columns.max(1)) > limits.max_cells {
-        return Err(TableError::TooManyCells {
-            rows: source.row_count,
-            columns,
-            max_cells: limits.max_cells,
-        });
-    }
+    let source = open_tracked(path, encodings, limits, control)?;
     let mut spool = SpoolWriter::create_in(spool_dir)?;
     for row in source.rows {
         spool.push(&row?)?;
