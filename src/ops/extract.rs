@@ -66,6 +66,29 @@ pub struct ColumnExtract {
 }
 
 impl Extraction {
+    /// The answer for `columns` extracted from `total_rows` rows; `rows_extracted` is its longest column.
+    fn new(
+        params: &ExtractParams,
+        timestamp: String,
+        total_rows: usize,
+        missing_columns: Vec<String>,
+        columns: IndexMap<String, ColumnExtract>,
+    ) -> Extraction {
+        let rows_extracted = columns.values().map(|c| c.value_count).max().unwrap_or(0);
+        Extraction {
+            extraction_info: ExtractionInfo {
+                total_rows,
+                extracted_columns: params.columns.clone(),
+                remove_duplicates: params.remove_duplicates,
+                timestamp,
+                missing_columns,
+            },
+            columns,
+            total_rows,
+            rows_extracted,
+        }
+    }
+
     /// `Successfully extracted {N} columns`, N = the requested list's length.
     pub fn message(&self) -> String {
         format!("Successfully extracted {} columns", self.extraction_info.extracted_columns.len())
@@ -126,19 +149,7 @@ pub fn extract_columns(
         }
         columns.insert(name.clone(), extract_one(table, index, params));
     }
-    let rows_extracted = columns.values().map(|c: &ColumnExtract| c.value_count).max().unwrap_or(0);
-    Ok(Extraction {
-        extraction_info: ExtractionInfo {
-            total_rows,
-            extracted_columns: params.columns.clone(),
-            remove_duplicates: params.remove_duplicates,
-            timestamp,
-            missing_columns,
-        },
-        columns,
-        total_rows,
-        rows_extracted,
-    })
+    Ok(Extraction::new(params, timestamp, total_rows, missing_columns, columns))
 }
 
 fn extract_one(table: &Table, index: usize, params: &ExtractParams) -> ColumnExtract {
@@ -335,19 +346,7 @@ pub fn extract_spooled_columns(
     }
     let columns: IndexMap<String, ColumnExtract> =
         names.into_iter().zip(columns).map(|(name, c)| (name, c.finish())).collect();
-    let rows_extracted = columns.values().map(|c| c.value_count).max().unwrap_or(0);
-    Ok(Extraction {
-        extraction_info: ExtractionInfo {
-            total_rows,
-            extracted_columns: params.columns.clone(),
-            remove_duplicates: params.remove_duplicates,
-            timestamp,
-            missing_columns,
-        },
-        columns,
-        total_rows,
-        rows_extracted,
-    })
+    Ok(Extraction::new(params, timestamp, total_rows, missing_columns, columns))
 }
 
 /// A 128-bit digest of a cell's text under a per-call random key (two SipHash runs told apart by a
