@@ -52,19 +52,7 @@ impl Chat {
             let _ = self.store.delete_conversation(&row.chat_id);
             return Err(e);
         }
-        Ok(Conversation {
-            chat_id: row.chat_id,
-            participant_name: row.participant_name,
-            status: row.status,
-            messages: Vec::new(),
-            workflow_steps: Vec::new(),
-            uploaded_files: Vec::new(),
-            output_files: Vec::new(),
-            metadata: row.metadata,
-            created_at: row.created_at,
-            updated_at: row.updated_at,
-            partition_key: row.partition_key,
-        })
+        Ok(row.with_children(Vec::new(), Vec::new(), Vec::new(), Vec::new()))
     }
 
     /// The list page (§8.2) as JSON rows (with `bot_message` when a system message exists) and the total.

@@ -80,6 +80,31 @@ pub struct ConversationRow {
     pub updated_at: String,
 }
 
+impl ConversationRow {
+    /// The full form of this row with its children.
+    pub fn with_children(
+        self,
+        messages: Vec<Message>,
+        workflow_steps: Vec<WorkflowStep>,
+        uploaded_files: Vec<String>,
+        output_files: Vec<String>,
+    ) -> Conversation {
+        Conversation {
+            chat_id: self.chat_id,
+            participant_name: self.participant_name,
+            status: self.status,
+            messages,
+            workflow_steps,
+            uploaded_files,
+            output_files,
+            metadata: self.metadata,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+            partition_key: self.partition_key,
+        }
+    }
+}
+
 /// The full form (§2.1).
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Conversation {

@@ -549,6 +549,27 @@ impl BotRow {
             last_message_time: plain("last_message_time"),
         }
     }
+
+    /// The parameters of [`UPSERT_BOT`], in its column order.
+    fn upsert_params<'a>(
+        &'a self,
+        chat_id: &'a String,
+        updated_at: &'a String,
+    ) -> [&'a (dyn ToSql + Sync); 11] {
+        [
+            chat_id,
+            &self.current_state,
+            &self.previous_state,
+            &self.pending_workflow,
+            &self.pending_job_id,
+            &self.workflow_params,
+            &self.intent_history,
+            &self.user_preferences,
+            &self.metadata,
+            &self.last_message_time,
+            updated_at,
+        ]
+    }
 }
 
 const UPSERT_BOT: &str = "INSERT INTO bot_contexts (chat_id, current_state, previous_state, pending_workflow, \
@@ -631,19 +652,7 @@ impl Store for PgStore {
             let uploaded_files = query_files(c, &chat_id, "uploaded").await?;
             let output_files = query_files(c, &chat_id, "output").await?;
             tx.commit().await?;
-            Ok(Some(Conversation {
-                chat_id: row.chat_id,
-                participant_name: row.participant_name,
-                status: row.status,
-                messages,
-                workflow_steps,
-                uploaded_files,
-                output_files,
-                metadata: row.metadata,
-                created_at: row.created_at,
-                updated_at: row.updated_at,
-                partition_key: row.partition_key,
-            }))
+            Ok(Some(row.with_children(messages, workflow_steps, uploaded_files, output_files)))
         })
     }
 
@@ -987,24 +996,7 @@ impl Store for PgStore {
     fn save_bot_context(&self, chat_id: &str, ctx: &Value) -> Result<(), ChatError> {
         let (chat_id, b) = (chat_id.to_string(), BotRow::from_json(ctx));
         self.with(move |c| async move {
-            execute(
-                &c,
-                UPSERT_BOT,
-                &[
-                    &chat_id,
-                    &b.current_state,
-                    &b.previous_state,
-                    &b.pending_workflow,
-                    &b.pending_job_id,
-                    &b.workflow_params,
-                    &b.intent_history,
-                    &b.user_preferences,
-                    &b.metadata,
-                    &b.last_message_time,
-                    &now_ts(),
-                ],
-            )
-            .await?;
+            execute(&c, UPSERT_BOT, &b.upsert_params(&chat_id, &now_ts())).await?;
             Ok(())
         })
     }
@@ -1070,23 +1062,7 @@ impl Store for PgStore {
                 }
             }
             if let Some(b) = bot {
-                tx.execute(
-                    UPSERT_BOT,
-                    &[
-                        &conv.chat_id,
-                        &b.current_state,
-                        &b.previous_state,
-                        &b.pending_workflow,
-                        &b.pending_job_id,
-                        &b.workflow_params,
-                        &b.intent_history,
-                        &b.user_preferences,
-                        &b.metadata,
-                        &b.last_message_time,
-                        &now_ts(),
-                    ],
-                )
-                .await?;
+                tx.execute(UPSERT_BOT, &b.upsert_params(&conv.chat_id, &now_ts())).await?;
             }
             Ok(Ok(()))
         })?;

@@ -410,19 +410,7 @@ impl ChatStore {
             };
             let uploaded_files = query_files(c, chat_id, "uploaded")?;
             let output_files = query_files(c, chat_id, "output")?;
-            Ok(Some(Conversation {
-                chat_id: row.chat_id,
-                participant_name: row.participant_name,
-                status: row.status,
-                messages,
-                workflow_steps,
-                uploaded_files,
-                output_files,
-                metadata: row.metadata,
-                created_at: row.created_at,
-                updated_at: row.updated_at,
-                partition_key: row.partition_key,
-            }))
+            Ok(Some(row.with_children(messages, workflow_steps, uploaded_files, output_files)))
         })
     }
 
@@ -917,23 +905,32 @@ fn query_files(c: &Connection, chat_id: &str, file_type: &str) -> rusqlite::Resu
 
 /// The durable replay log (websocket.md C.6): the hub appends each event here before fan-out. Called
 /// from `Hub::publish`/`subscribe`, so publishers and subscribers must be on the blocking pool.
+/// Stores one event under `seq` and drops the chat's events that fall out of the newest `max`.
+fn store_event(
+    c: &Connection,
+    max: u64,
+    chat_id: &str,
+    seq: u64,
+    event_type: &str,
+    json: &str,
+) -> rusqlite::Result<()> {
+    c.execute(
+        "INSERT OR REPLACE INTO ws_events (chat_id, seq, type, payload, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![chat_id, seq as i64, event_type, json, now_ts()],
+    )?;
+    if seq > max {
+        c.execute(
+            "DELETE FROM ws_events WHERE chat_id = ?1 AND seq <= ?2",
+            params![chat_id, (seq - max) as i64],
+        )?;
+    }
+    Ok(())
+}
+
 impl EventLog for ChatStore {
     fn append(&self, chat_id: &str, seq: u64, event_type: &str, json: &str) -> Result<(), String> {
         let max = self.max_events_per_chat;
-        self.write(|c| {
-            c.execute(
-                "INSERT OR REPLACE INTO ws_events (chat_id, seq, type, payload, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![chat_id, seq as i64, event_type, json, now_ts()],
-            )?;
-            if seq > max {
-                c.execute(
-                    "DELETE FROM ws_events WHERE chat_id = ?1 AND seq <= ?2",
-                    params![chat_id, (seq - max) as i64],
-                )?;
-            }
-            Ok(())
-        })
-        .map_err(|e| e.to_string())
+        self.write(|c| store_event(c, max, chat_id, seq, event_type, json)).map_err(|e| e.to_string())
     }
 
     fn last_seq(&self, chat_id: &str) -> Result<u64, String> {
@@ -984,16 +981,7 @@ impl EventLog for ChatStore {
             )?;
             let seq = last.max(0) as u64 + 1;
             let text = render(seq);
-            tx.execute(
-                "INSERT INTO ws_events (chat_id, seq, type, payload, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![chat_id, seq as i64, event_type, text, now_ts()],
-            )?;
-            if seq > max {
-                tx.execute(
-                    "DELETE FROM ws_events WHERE chat_id = ?1 AND seq <= ?2",
-                    params![chat_id, (seq - max) as i64],
-                )?;
-            }
+            store_event(&tx, max, chat_id, seq, event_type, &text)?;
             tx.commit()?;
             Ok((seq, text))
         })
