@@ -23,6 +23,7 @@ mod hostile_io;
 mod json;
 mod normalization;
 mod refusals;
+mod s3_storage;
 mod sql;
 mod step_engine;
 mod streamed_generation;
