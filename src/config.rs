@@ -737,10 +737,15 @@ impl Config {
             if s3.endpoint.starts_with("http://") && !s3.allow_http {
                 return Err(invalid("storage.s3.allow_http", "must be true for a plain http:// endpoint"));
             }
-        }
-        // Until the backends land, refuse rather than silently run on the embedded ones.
-        if self.storage.backend == StorageBackend::S3 {
-            return Err(invalid("storage.backend", "the s3 backend is not available in this build yet"));
+            // Both or neither (unsigned requests); one alone is a typo, never a silent anonymous client.
+            if s3.access_key_id.is_empty() != s3.secret_access_key.is_empty() {
+                let missing = if s3.access_key_id.is_empty() {
+                    "storage.s3.access_key_id"
+                } else {
+                    "storage.s3.secret_access_key"
+                };
+                return Err(invalid(missing, "access_key_id and secret_access_key must be set together"));
+            }
         }
         Ok(())
     }
@@ -1124,10 +1129,23 @@ mod tests {
                 "storage.s3.allow_http",
             ),
             ("storage:\n  backend: nfs\n", "storage.backend"),
+            (
+                "storage:\n  backend: s3\n  s3:\n    bucket: b\n    access_key_id: k\n",
+                "storage.s3.secret_access_key",
+            ),
         ] {
             let err = load(yaml).unwrap_err().to_string();
             assert!(err.contains(key), "{yaml}: {err}");
         }
+        // The s3 backend is accepted, its secrets from the environment.
+        let env = vec![
+            ("OXCELIZE_STORAGE__S3__ACCESS_KEY_ID".to_string(), "key".to_string()),
+            ("OXCELIZE_STORAGE__S3__SECRET_ACCESS_KEY".to_string(), "secret".to_string()),
+        ];
+        let s3 = Config::from_yaml_with_env("storage:\n  backend: s3\n  s3:\n    bucket: b\n", "test", env)
+            .expect("the s3 backend loads");
+        assert_eq!(s3.config.storage.s3.access_key_id, "key");
+        assert_eq!(s3.config.storage.s3.secret_access_key, "secret");
         let env = vec![
             ("OXCELIZE_CLUSTER__NODE_ID".to_string(), "node-a".to_string()),
             // The test services' variables share the prefix but are no config keys.

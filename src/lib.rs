@@ -10,6 +10,7 @@ pub mod engine;
 pub mod envelope;
 pub mod error;
 pub mod events;
+pub mod files;
 pub mod http;
 pub mod leftovers;
 #[cfg(feature = "loadgen")]
@@ -48,6 +49,8 @@ pub struct AppState {
     pub upload_slots: Arc<http::body_guard::UploadSlots>,
     /// Slots, queue and memory budget of heavy work, shared by REST processing and workflow steps.
     pub admission: Arc<admission::Admission>,
+    /// Where REST outputs are kept (`storage.backend`).
+    pub files: Arc<files::Files>,
 }
 
 /// A dependency whose health decides readiness.
@@ -111,10 +114,18 @@ impl App {
         if removed > 0 {
             log::info!("removed {removed} temporary file(s) left by an earlier run");
         }
+        // An unusable store stops the start with the key to fix, before anything is served.
+        let files = Arc::new(files::Files::from_config(&config).map_err(std::io::Error::other)?);
+        if config.storage.backend == config::StorageBackend::S3 {
+            files.check().await.map_err(std::io::Error::other)?;
+        }
         let config = Arc::new(config);
         let hub = Arc::new(Hub::new(config.clone()));
         let admission = admission::Admission::new(admission::Limits::from_config(&config.limits));
         let mut readiness_probes: Vec<Arc<dyn ReadinessProbe>> = Vec::new();
+        if !files.outputs.is_local() {
+            readiness_probes.push(Arc::new(files::StoreProbe(files.outputs.clone())));
+        }
         if config.cluster.enabled && config.chat_workflows.enabled {
             // Unreachable Redis stops start-up; the message names `cluster.redis_url`.
             let bus = events::bus::Bus::connect(&config).await.map_err(std::io::Error::other)?;
@@ -151,6 +162,7 @@ impl App {
             chat: chat.clone(),
             upload_slots: Arc::default(),
             admission,
+            files,
         });
 
         let workers = if config.app.workers == 0 {

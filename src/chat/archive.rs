@@ -308,7 +308,7 @@ impl Chat {
                     format!("{chat_id}_{stamp}_{i}.tar.gz")
                 }
             })
-            .find(|n| !dir.join(n).exists())
+            .find(|n| !self.storage.dump_exists(n))
             .unwrap_or_default();
         let temp = tempfile::Builder::new().prefix(crate::leftovers::DUMP_PREFIX).tempfile_in(dir)?;
         {
@@ -316,7 +316,9 @@ impl Chat {
             let mut tar = tar::Builder::new(gz);
             let mut manifest = Vec::new();
             tar.append_data(&mut tar_header(0, true), format!("{chat_id}/"), std::io::empty())?;
-            let conv_dir = self.storage.conv_dir(&row);
+            // With a file store the conversation's files are fetched to a temporary copy first.
+            let copy = self.storage.conversation_copy(&row)?;
+            let conv_dir = copy.dir.clone();
             let mut files: Vec<(String, PathBuf)> = Vec::new();
             if conv_dir.join("metadata.json").is_file() {
                 files.push(("metadata.json".into(), conv_dir.join("metadata.json")));
@@ -384,6 +386,7 @@ impl Chat {
         }
         temp.as_file().sync_all()?;
         temp.persist(dir.join(&name)).map_err(|e| ChatError::Io(e.error))?;
+        self.storage.publish_dump(&name)?;
         Ok(name)
     }
 
@@ -475,6 +478,20 @@ impl Chat {
                 staging.join("metadata.json"),
                 serde_json::to_string_pretty(&meta).map_err(|e| ChatError::Internal(e.to_string()))?,
             )?;
+            let bot = safe.doc("bot_context.json").and_then(|b| serde_json::from_slice::<Value>(b).ok());
+            if !self.storage.is_local() {
+                // The store has no rename: an overwritten conversation's objects are replaced, and the new
+                // ones are removed again when the rows cannot be written.
+                if let Some(old) = &existing {
+                    self.storage.remove_objects(old)?;
+                }
+                let written = self.storage.publish_tree(&row, &staging)?;
+                if let Err(e) = self.store.insert_full(&conv, overwrite, bot.as_ref()) {
+                    self.storage.remove_keys(&written);
+                    return Err(e);
+                }
+                return Ok(());
+            }
             let final_dir = self.storage.conv_dir(&row);
             let aside = existing.as_ref().map(|old| {
                 let dir = self.storage.conv_dir(old);
@@ -489,7 +506,6 @@ impl Chat {
                 std::fs::create_dir_all(parent)?;
             }
             std::fs::rename(&staging, &final_dir)?;
-            let bot = safe.doc("bot_context.json").and_then(|b| serde_json::from_slice::<Value>(b).ok());
             if let Err(e) = self.store.insert_full(&conv, overwrite, bot.as_ref()) {
                 let _ = std::fs::rename(&final_dir, &staging);
                 if let Some((dir, aside)) = &aside {
@@ -519,6 +535,10 @@ impl Chat {
         std::fs::create_dir_all(&staging)?;
         let result = (|| -> Result<(), ChatError> {
             safe.unpack_conversation_files(&staging, limits)?;
+            if !self.storage.is_local() {
+                self.storage.publish_tree(row, &staging)?;
+                return Ok(());
+            }
             let dir = self.storage.conv_dir(row);
             for folder in FOLDERS {
                 let mut files = Vec::new();

@@ -683,7 +683,7 @@ impl Chat {
         *lock(&ctl.step_control) = None;
         let remove_output = |out: &StepOutput| {
             if let Some(o) = &out.output {
-                let _ = std::fs::remove_file(&o.path);
+                self.storage.remove_stored(&ctl.plan.row, &o.stored);
             }
         };
         let timeout_text = || format!("Step timed out after {}s", timeout.as_secs());
@@ -770,9 +770,7 @@ impl Chat {
                         let path = f["file_path"].as_str().unwrap_or("");
                         let intermediate = path.contains("/intermediate/");
                         if intermediate {
-                            if let Some((_, p)) = self.storage.resolve_stored(&ctl.plan.row, path) {
-                                let _ = std::fs::remove_file(p);
-                            }
+                            self.storage.remove_stored(&ctl.plan.row, path);
                             let _ = self.store.remove_file_record(chat_id, path, "output");
                         }
                         !intermediate

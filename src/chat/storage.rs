@@ -1,5 +1,10 @@
-//! Conversation files on disk (chat-workflows.md §5, §7, §8.10–8.11): partition keys, the per-conversation
+//! Conversation files (chat-workflows.md §5, §7, §8.10–8.11): partition keys, the per-conversation
 //! folder tree, stored-path strings, uploads, safe look-ups for downloads, and URLs.
+//!
+//! The files live in a [`FileStore`] (`storage.backend`): with `local` they are the folders on disk, as in
+//! the single-process service; with `s3` the same tree is kept as keys in the bucket and the local folder is
+//! only a working copy (an upload passes through it, a step's inputs are fetched into it and removed after,
+//! a step's output is written there, put into the store and removed).
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -14,6 +19,7 @@ use super::model::ConversationRow;
 use super::ChatError;
 use crate::config::{Config, PartitionConfig, PartitionStrategy};
 use crate::envelope::{encode_segment, public_origin};
+use crate::files::{Area, FileStore, FileStoreError};
 use crate::table::names::sanitize_filename;
 use crate::table::write::make_durable;
 
@@ -46,6 +52,38 @@ pub struct Storage {
     dumps: PathBuf,
     partition: PartitionConfig,
     prefix: String,
+    /// Conversation files (keys `{partition_key}/{chat_id}/{folder}/{name}`).
+    files: FileStore,
+    /// Dump archives (keys `{name}`).
+    dump_files: FileStore,
+}
+
+/// Where a file to download is: a local file (served in place) or an object of a store.
+pub enum Located {
+    Path(PathBuf),
+    Object { store: FileStore, key: String },
+}
+
+impl From<FileStoreError> for ChatError {
+    fn from(e: FileStoreError) -> ChatError {
+        match e {
+            FileStoreError::NotFound => ChatError::NotFound("File not found".into()),
+            FileStoreError::Io(io) => ChatError::Io(io),
+            other => ChatError::Internal(other.to_string()),
+        }
+    }
+}
+
+/// Local copies of stored files fetched for one step; removed when dropped.
+#[derive(Default)]
+pub struct Spool(Vec<PathBuf>);
+
+impl Drop for Spool {
+    fn drop(&mut self) {
+        for path in &self.0 {
+            let _ = std::fs::remove_file(path);
+        }
+    }
 }
 
 impl Storage {
@@ -64,6 +102,8 @@ impl Storage {
             dumps: cw.storage.dumps_path.clone(),
             partition: cw.partition.clone(),
             prefix: config.api.prefix.clone(),
+            files: FileStore::for_area(config, Area::Workflows)?,
+            dump_files: FileStore::for_area(config, Area::Dumps)?,
         };
         if cw.partition.enabled && cw.partition.strategy == PartitionStrategy::TimeBased {
             let sample = strftime(&cw.partition.subfolder_format, Utc::now());
@@ -139,7 +179,40 @@ impl Storage {
         format!("{}/{folder}/{name}", self.conv_dir_text_for(row.partition_key.as_deref(), &row.chat_id))
     }
 
-    /// Creates the folder tree and writes `metadata.json` once (§5.1).
+    /// The store key of the conversation folder (`{partition_key}/{chat_id}`).
+    fn conv_key(&self, row: &ConversationRow) -> String {
+        match row.partition_key.as_deref().filter(|k| !k.is_empty()) {
+            Some(pk) => format!("{pk}/{}", row.chat_id),
+            None => row.chat_id.clone(),
+        }
+    }
+
+    /// The store key of a stored-path string of this conversation.
+    fn stored_key(&self, row: &ConversationRow, stored: &str) -> Option<String> {
+        let prefix = format!("{}/", self.conv_dir_text_for(row.partition_key.as_deref(), &row.chat_id));
+        let rest = stored.strip_prefix(&prefix)?;
+        let (folder, name) = rest.split_once('/')?;
+        (FOLDERS.contains(&folder) && !name.is_empty() && !name.contains('/'))
+            .then(|| format!("{}/{folder}/{name}", self.conv_key(row)))
+    }
+
+    /// True with the local backend (files are the folders on disk).
+    pub fn is_local(&self) -> bool {
+        self.files.is_local()
+    }
+
+    /// Where a multipart upload is received before [`Storage::place_upload`]: the conversation's folder
+    /// (local backend: the final rename stays on one file system), else the shared upload spool.
+    pub fn upload_dir(&self, row: &ConversationRow, spool: &Path) -> PathBuf {
+        if self.is_local() {
+            self.conv_dir(row)
+        } else {
+            spool.to_path_buf()
+        }
+    }
+
+    /// Creates the folder tree and writes `metadata.json` once (§5.1). With a store, the local tree is the
+    /// working copy and `metadata.json` goes to the store.
     pub fn create_layout(&self, row: &ConversationRow) -> Result<(), ChatError> {
         let dir = self.conv_dir(row);
         for folder in FOLDERS {
@@ -151,6 +224,11 @@ impl Storage {
             "partition_key": row.partition_key.clone().unwrap_or_default(),
         });
         let text = serde_json::to_string_pretty(&meta).map_err(|e| ChatError::Internal(e.to_string()))?;
+        if !self.is_local() {
+            self.files
+                .put_bytes_blocking(&format!("{}/metadata.json", self.conv_key(row)), text.into_bytes())?;
+            return Ok(());
+        }
         match std::fs::OpenOptions::new().write(true).create_new(true).open(dir.join("metadata.json")) {
             Ok(mut f) => std::io::Write::write_all(&mut f, text.as_bytes())?,
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
@@ -161,6 +239,9 @@ impl Storage {
 
     /// Removes the conversation folder (always, flat layout included: §5.2 IMPROVE).
     pub fn remove_conversation(&self, row: &ConversationRow) -> Result<(), ChatError> {
+        if !self.is_local() {
+            self.files.delete_prefix_blocking(&format!("{}/", self.conv_key(row)))?;
+        }
         match std::fs::remove_dir_all(self.conv_dir(row)) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
@@ -182,6 +263,12 @@ impl Storage {
 
     /// Moves a completed upload into `uploads/{name}` (overwriting, §5.4) and returns its stored path.
     pub fn place_upload(&self, row: &ConversationRow, temp: &Path, name: &str) -> Result<String, ChatError> {
+        if !self.is_local() {
+            let put = self.files.put_file_blocking(&format!("{}/uploads/{name}", self.conv_key(row)), temp);
+            let _ = std::fs::remove_file(temp);
+            put?;
+            return Ok(self.stored_path(row, "uploads", name));
+        }
         let dir = self.conv_dir(row).join("uploads");
         std::fs::create_dir_all(&dir)?;
         let path = dir.join(name);
@@ -199,7 +286,7 @@ impl Storage {
         row: &ConversationRow,
         requested: &str,
         folder: Option<&str>,
-    ) -> Result<(PathBuf, String), ChatError> {
+    ) -> Result<(Located, String), ChatError> {
         let name = checked_request_name(requested)?;
         let dir = self.conv_dir(row);
         let folders: Vec<&str> = match folder {
@@ -209,6 +296,15 @@ impl Storage {
             }
             None => FOLDERS.to_vec(),
         };
+        if !self.is_local() {
+            for f in folders {
+                let key = format!("{}/{f}/{name}", self.conv_key(row));
+                if self.files.head_blocking(&key)?.is_some() {
+                    return Ok((Located::Object { store: self.files.clone(), key }, name));
+                }
+            }
+            return Err(ChatError::NotFound("File not found".into()));
+        }
         let base = std::fs::canonicalize(&dir).map_err(|_| ChatError::NotFound("File not found".into()))?;
         for f in folders {
             let candidate = dir.join(f).join(&name);
@@ -217,7 +313,7 @@ impl Storage {
                 continue;
             }
             match std::fs::canonicalize(&candidate) {
-                Ok(real) if real.starts_with(&base) => return Ok((real, name)),
+                Ok(real) if real.starts_with(&base) => return Ok((Located::Path(real), name)),
                 _ => continue,
             }
         }
@@ -225,8 +321,14 @@ impl Storage {
     }
 
     /// A dump archive in `dumps_path` (§8.10), same rules as [`Storage::find_download`].
-    pub fn find_dump(&self, requested: &str) -> Result<(PathBuf, String), ChatError> {
+    pub fn find_dump(&self, requested: &str) -> Result<(Located, String), ChatError> {
         let name = checked_request_name(requested)?;
+        if !self.is_local() {
+            return match self.dump_files.head_blocking(&name)? {
+                Some(_) => Ok((Located::Object { store: self.dump_files.clone(), key: name.clone() }, name)),
+                None => Err(ChatError::NotFound("File not found".into())),
+            };
+        }
         let candidate = self.dumps.join(&name);
         let not_found = || ChatError::NotFound("File not found".into());
         let meta = std::fs::symlink_metadata(&candidate).map_err(|_| not_found())?;
@@ -235,8 +337,175 @@ impl Storage {
         }
         let base = std::fs::canonicalize(&self.dumps).map_err(|_| not_found())?;
         match std::fs::canonicalize(&candidate) {
-            Ok(real) if real.starts_with(&base) => Ok((real, name)),
+            Ok(real) if real.starts_with(&base) => Ok((Located::Path(real), name)),
             _ => Err(not_found()),
+        }
+    }
+
+    /// `name`, or `name_1`, `name_2`, … when the conversation's `folder` already holds it (in the store
+    /// too, with the s3 backend).
+    pub fn unique_name(&self, row: &ConversationRow, folder: &str, name: &str) -> String {
+        let local = self.conv_dir(row).join(folder);
+        if self.is_local() {
+            return super::names::unique_in(&local, name);
+        }
+        let taken = |candidate: &str| {
+            local.join(candidate).exists()
+                || !matches!(
+                    self.files.head_blocking(&format!("{}/{folder}/{candidate}", self.conv_key(row))),
+                    Ok(None)
+                )
+        };
+        if !taken(name) {
+            return name.to_string();
+        }
+        let (stem, ext) = super::names::split_ext(name);
+        (1..1000)
+            .map(|i| format!("{stem}_{i}{ext}"))
+            .find(|candidate| !taken(candidate))
+            .unwrap_or_else(|| name.to_string())
+    }
+
+    /// True when the conversation's `folder` holds `name` (a regular local file, or an object).
+    pub fn holds(&self, row: &ConversationRow, folder: &str, name: &str, local: &Path) -> bool {
+        if self.is_local() {
+            return local.is_file();
+        }
+        matches!(self.files.head_blocking(&format!("{}/{folder}/{name}", self.conv_key(row))), Ok(Some(_)))
+    }
+
+    /// Makes the stored files a step reads available at their local paths: with a store, each one missing
+    /// locally is fetched (streamed) into the working copy; the returned spool removes them when dropped.
+    pub fn fetch_inputs<'a>(
+        &self,
+        row: &ConversationRow,
+        inputs: impl IntoIterator<Item = (&'a str, &'a Path)>,
+    ) -> Result<Spool, ChatError> {
+        let mut spool = Spool::default();
+        if self.is_local() {
+            return Ok(spool);
+        }
+        // This node's working copy of the conversation (another node may have created it).
+        let dir = self.conv_dir(row);
+        for folder in FOLDERS {
+            std::fs::create_dir_all(dir.join(folder))?;
+        }
+        for (stored, path) in inputs {
+            if path.exists() || spool.0.iter().any(|p| p == path) {
+                continue;
+            }
+            let key =
+                self.stored_key(row, stored).ok_or_else(|| ChatError::NotFound("File not found".into()))?;
+            self.files.fetch_blocking(&key, path)?;
+            spool.0.push(path.to_path_buf());
+        }
+        Ok(spool)
+    }
+
+    /// Puts a step's output, written at `path`, into the store under its stored path and removes the local
+    /// copy (nothing to do with the local backend: the file is in place).
+    pub fn publish(&self, row: &ConversationRow, stored: &str, path: &Path) -> Result<(), ChatError> {
+        if self.is_local() {
+            return Ok(());
+        }
+        let key = self
+            .stored_key(row, stored)
+            .ok_or_else(|| ChatError::Internal(format!("not a stored path: {stored}")))?;
+        // A conversation deleted during the run (on any node) gets no file back.
+        if self.files.head_blocking(&format!("{}/metadata.json", self.conv_key(row)))?.is_none() {
+            let _ = std::fs::remove_file(path);
+            return Err(ChatError::NotFound("the conversation folder no longer exists".into()));
+        }
+        let put = self.files.put_file_blocking(&key, path);
+        let _ = std::fs::remove_file(path);
+        Ok(put?)
+    }
+
+    /// Removes a file of the conversation by its stored path (local file and, with a store, the object).
+    pub fn remove_stored(&self, row: &ConversationRow, stored: &str) {
+        if let Some((_, path)) = self.resolve_stored(row, stored) {
+            let _ = std::fs::remove_file(path);
+        }
+        if !self.is_local() {
+            if let Some(key) = self.stored_key(row, stored) {
+                if let Err(e) = self.files.delete_blocking(&key) {
+                    log::warn!("cannot delete {key} from the file store: {e}");
+                }
+            }
+        }
+    }
+
+    /// A local copy of the conversation's files for a dump: the folder itself with the local backend, else
+    /// a temporary folder under the working root filled from the store (removed when dropped).
+    pub fn conversation_copy(&self, row: &ConversationRow) -> Result<ConversationCopy, ChatError> {
+        if self.is_local() {
+            return Ok(ConversationCopy { dir: self.conv_dir(row), _temp: None });
+        }
+        let temp = tempfile::Builder::new().prefix(".dump-src-").tempdir_in(&self.root)?;
+        let prefix = format!("{}/", self.conv_key(row));
+        for object in self.files.list_blocking(&prefix)? {
+            let key = object.location.to_string();
+            let Some(rel) = key.strip_prefix(&prefix) else { continue };
+            let target = rel.split('/').fold(temp.path().to_path_buf(), |p, s| p.join(s));
+            self.files.fetch_blocking(&key, &target)?;
+        }
+        Ok(ConversationCopy { dir: temp.path().to_path_buf(), _temp: Some(temp) })
+    }
+
+    /// True when a dump named `name` exists (locally, or in the store).
+    pub fn dump_exists(&self, name: &str) -> bool {
+        self.dumps.join(name).exists()
+            || (!self.is_local() && !matches!(self.dump_files.head_blocking(name), Ok(None)))
+    }
+
+    /// Puts a dump written to `dumps_path/{name}` into the store and removes the local file (nothing to do
+    /// with the local backend).
+    pub fn publish_dump(&self, name: &str) -> Result<(), ChatError> {
+        if self.is_local() {
+            return Ok(());
+        }
+        let path = self.dumps.join(name);
+        let put = self.dump_files.put_file_blocking(name, &path);
+        let _ = std::fs::remove_file(&path);
+        Ok(put?)
+    }
+
+    /// Puts the files of a restored conversation, unpacked in `staging` (the folder layout), into the store
+    /// under the conversation `row`. Returns the keys written (to undo).
+    pub fn publish_tree(&self, row: &ConversationRow, staging: &Path) -> Result<Vec<String>, ChatError> {
+        let mut written = Vec::new();
+        let prefix = self.conv_key(row);
+        let mut pending = vec![(staging.to_path_buf(), String::new())];
+        while let Some((dir, rel)) = pending.pop() {
+            for entry in std::fs::read_dir(&dir)? {
+                let entry = entry?;
+                let name = entry.file_name().to_string_lossy().into_owned();
+                let kind = entry.file_type()?;
+                let rel = if rel.is_empty() { name } else { format!("{rel}/{name}") };
+                if kind.is_dir() {
+                    pending.push((entry.path(), rel));
+                } else if kind.is_file() {
+                    let key = format!("{prefix}/{rel}");
+                    self.files.put_file_blocking(&key, &entry.path())?;
+                    written.push(key);
+                }
+            }
+        }
+        Ok(written)
+    }
+
+    /// Removes the objects of a conversation (the store side of [`Storage::remove_conversation`]).
+    pub fn remove_objects(&self, row: &ConversationRow) -> Result<(), ChatError> {
+        if !self.is_local() {
+            self.files.delete_prefix_blocking(&format!("{}/", self.conv_key(row)))?;
+        }
+        Ok(())
+    }
+
+    /// Removes the given objects (undo of [`Storage::publish_tree`]).
+    pub fn remove_keys(&self, keys: &[String]) {
+        for key in keys {
+            let _ = self.files.delete_blocking(key);
         }
     }
 
@@ -255,6 +524,13 @@ impl Storage {
     pub fn dump_url(&self, base: &str, dump_file: &str) -> String {
         format!("{base}{}/chat/downloads/{}", self.prefix, encode_segment(dump_file))
     }
+}
+
+/// A conversation's files on local disk for as long as this lives (see [`Storage::conversation_copy`]).
+pub struct ConversationCopy {
+    pub dir: PathBuf,
+    /// Held only to remove the fetched copy when dropped.
+    _temp: Option<tempfile::TempDir>,
 }
 
 /// The origin for URLs built from this request (§7 rules, shared with the rest of the API).

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use serde_json::{json, Map, Value};
 
 use super::model::{new_uuid, ConversationRow};
-use super::names::{extension_of, split_ext, step_output_name, unique_in, user_output_name};
+use super::names::{extension_of, split_ext, step_output_name, user_output_name};
 use super::{Chat, ChatError};
 use crate::config::Config;
 use crate::engine::{Phase, StepControl};
@@ -347,7 +347,7 @@ fn resolve_bind_file(chat: &Chat, row: &ConversationRow, value: &str) -> Result<
     let dir = chat.storage.conv_dir(row);
     for folder in super::storage::FOLDERS {
         if let Some(path) = crate::table::names::resolve_in_folder(&dir.join(folder), value) {
-            if path.is_file() {
+            if chat.storage.holds(row, folder, value, &path) {
                 return Ok(Some(FileRef { stored: chat.storage.stored_path(row, folder, value), path }));
             }
         }
@@ -995,12 +995,22 @@ impl StepContext<'_> {
                 .as_deref()
                 .and_then(|n| user_output_name(n, ext))
                 .unwrap_or_else(|| step_output_name(input.name(), suffix, ext));
-            let name = unique_in(&folder, &name);
+            let name = self.chat.storage.unique_name(self.row, folder_name, &name);
             FileRef {
                 stored: self.chat.storage.stored_path(self.row, folder_name, &name),
                 path: folder.join(name),
             }
         });
+        // Inputs kept in a file store are fetched to the local working copy for this step only.
+        let bind = match &step.op {
+            StepOp::BindSingle { bind, .. } | StepOp::BindMulti { bind, .. } => Some(bind),
+            _ => None,
+        };
+        let files = std::iter::once(input).chain(bind).map(|f| (f.stored.as_str(), f.path.as_path()));
+        let _spool = match self.chat.storage.fetch_inputs(self.row, files) {
+            Ok(spool) => spool,
+            Err(e) => return Err(format!("{}cannot read the input file: {e}", family_prefix(operation))),
+        };
         let result = match &target {
             Some(t) => {
                 // Never re-create the folder of a conversation deleted during the run.
@@ -1017,6 +1027,17 @@ impl StepContext<'_> {
         // Conversation files are recorded in SQLite after this returns: their content is made durable first.
         let result = result.and_then(|r| match &target {
             Some(t) => make_durable(&t.path).map(|()| r).map_err(|e| Err(OpError::from(e))),
+            None => Ok(r),
+        });
+        // With a file store the output is put there (and its local copy removed) before it is recorded.
+        let result = result.and_then(|r| match &target {
+            Some(t) => self.chat.storage.publish(self.row, &t.stored, &t.path).map(|()| r).map_err(|e| {
+                let prefix = family_prefix(operation);
+                Ok(match e {
+                    ChatError::NotFound(_) => format!("{prefix}the conversation folder no longer exists"),
+                    other => format!("{prefix}cannot store the output file: {other}"),
+                })
+            }),
             None => Ok(r),
         });
         match result {

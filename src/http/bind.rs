@@ -152,6 +152,7 @@ async fn bind_by_keys(
         Ok((name, outcome.stats))
     })
     .await?;
+    crate::http::files::publish_output(&state, &name).await?;
     Ok(ApiResponse::ok("Excel binding completed successfully", bound_data(&req, &state.config, &name, stats)))
 }
 
@@ -181,6 +182,7 @@ async fn files_bind(req: HttpRequest, state: web::Data<AppState>, form: Form) ->
         Ok((name, outcome.stats))
     })
     .await?;
+    crate::http::files::publish_output(&state, &name).await?;
     Ok(ApiResponse::ok("Converted to Excel file successfully", bound_data(&req, &state.config, &name, stats)))
 }
 

@@ -10,6 +10,7 @@ use serde_json::{json, Map, Value};
 
 use crate::chat::jobs::JobKind;
 use crate::chat::model::ConversationRow;
+use crate::chat::storage::Located;
 use crate::chat::{workflow, Chat, ChatError};
 use crate::envelope::{public_origin, ApiResponse};
 use crate::error::{blocking, ApiError};
@@ -94,7 +95,7 @@ pub(crate) async fn receive_upload(
     let chat = chat_of(state)?;
     let c = chat.clone();
     let row = run("Failed to upload file", move || c.require_row(&chat_id)).await?;
-    let dir = chat.storage.conv_dir(&row);
+    let dir = chat.storage.upload_dir(&row, &state.config.file.upload_folder);
     let mut form = read_chat_form(req, payload, state, &dir).await?;
     let Some(file) = form.take_file("file") else {
         return Err(ApiError::validation(if form.has_empty_file("file") {
@@ -289,12 +290,12 @@ async fn file(
     let chat = chat_of(&state)?;
     let (id, name) = path.into_inner();
     let folder = query.get("folder").cloned();
-    let (path, name) = run("Failed to download file", move || {
+    let (located, name) = run("Failed to download file", move || {
         let row = chat.require_row(&id)?;
         chat.storage.find_download(&row, &name, folder.as_deref())
     })
     .await?;
-    crate::http::files::serve_attachment(&req, &path, &name)
+    serve_located(&req, located, &name).await
 }
 
 #[utoipa::path(get, path = "/chat/workflows/{chat_id}/jobs", tag = "chat", params(("chat_id" = String, Path, description = "Conversation id")), responses((status = 200, description = "Success", body = crate::http::schemas::Envelope<crate::http::schemas::JobListData>)))]
@@ -403,6 +404,14 @@ async fn download_dump(
 ) -> Result<HttpResponse, ApiError> {
     let chat = chat_of(&state)?;
     let name = path.into_inner();
-    let (path, name) = run("Failed to download file", move || chat.storage.find_dump(&name)).await?;
-    crate::http::files::serve_attachment(&req, &path, &name)
+    let (located, name) = run("Failed to download file", move || chat.storage.find_dump(&name)).await?;
+    serve_located(&req, located, &name).await
+}
+
+/// Serves a conversation file or dump: in place when local, streamed from the store otherwise.
+async fn serve_located(req: &HttpRequest, located: Located, name: &str) -> Result<HttpResponse, ApiError> {
+    match located {
+        Located::Path(path) => crate::http::files::serve_attachment(req, &path, name),
+        Located::Object { store, key } => crate::http::files::serve_object(req, &store, &key, name).await,
+    }
 }

@@ -63,6 +63,7 @@ async fn convert(req: HttpRequest, state: web::Data<AppState>, form: Form) -> Ap
         Ok(target.name)
     })
     .await?;
+    crate::http::files::publish_output(&state, &name).await?;
     let url = download_url(&req, &state.config, &name);
     Ok(ApiResponse::ok("Converted to Excel file successfully", json!({ "download_url": url })))
 }
@@ -79,6 +80,7 @@ async fn search(req: HttpRequest, state: web::Data<AppState>, form: Form) -> Api
         Ok((target.name, outcome))
     })
     .await?;
+    crate::http::files::publish_output(&state, &name).await?;
     Ok(search_response(&req, &state.config, &name, &outcome))
 }
 

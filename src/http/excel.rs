@@ -105,6 +105,7 @@ async fn extract_to_file(req: HttpRequest, state: web::Data<AppState>, form: For
         Ok(target.name)
     })
     .await?;
+    crate::http::files::publish_output(&state, &name).await?;
     let url = download_url(&req, &state.config, &name);
     Ok(ApiResponse::ok("Extracted Excel file generated successfully", json!({ "download_url": url })))
 }
@@ -135,6 +136,7 @@ async fn map(req: HttpRequest, state: web::Data<AppState>, form: Form) -> ApiRes
         Ok((target.name, warnings))
     })
     .await?;
+    crate::http::files::publish_output(&state, &name).await?;
     let url = download_url(&req, &state.config, &name);
     // The reference's message for this endpoint is the extraction one (sic).
     Ok(ApiResponse::ok(
@@ -166,6 +168,7 @@ async fn search(req: HttpRequest, state: web::Data<AppState>, form: Form) -> Api
         Ok((target.name, outcome))
     })
     .await?;
+    crate::http::files::publish_output(&state, &name).await?;
     Ok(search_response(&req, &state.config, &name, &outcome))
 }
 

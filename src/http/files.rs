@@ -1,14 +1,17 @@
 //! `GET {prefix}/files/downloads/{filename}` (streamed, Range/ETag aware, never outside the output folder)
-//! and the background sweeper that deletes outputs older than `file.output_retention_hours`.
+//! and the background sweeper that deletes outputs older than `file.output_retention_hours`, on either
+//! storage backend (see `crate::files`): local files are served in place, objects streamed from the store.
 
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
-use actix_files::NamedFile;
+use actix_files::{HttpRange, NamedFile};
 use actix_web::http::header::{self, ContentDisposition, DispositionParam, DispositionType};
+use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 
 use crate::error::ApiError;
+use crate::files::{FileStore, FileStoreError};
 use crate::http::get;
 use crate::http::routes::{errors, Endpoint};
 use crate::table::names::sanitize_filename;
@@ -57,6 +60,83 @@ pub fn serve_attachment(req: &HttpRequest, path: &Path, name: &str) -> Result<Ht
     Ok(res)
 }
 
+fn attachment(name: &str) -> ContentDisposition {
+    ContentDisposition {
+        disposition: DispositionType::Attachment,
+        parameters: vec![DispositionParam::Filename(name.to_string())],
+    }
+}
+
+/// Serves the object `key` of a store as an attachment named `name`, with the headers and statuses of
+/// [`serve_attachment`]: Content-Length, the first byte range of a `Range` header (206, or 416 with
+/// `Content-Range: bytes */len`), ETag with `If-None-Match` (304) and Last-Modified. The body streams from
+/// the store; nothing is buffered whole.
+pub async fn serve_object(
+    req: &HttpRequest,
+    store: &FileStore,
+    key: &str,
+    name: &str,
+) -> Result<HttpResponse, ApiError> {
+    let failed = |e: FileStoreError| ApiError::internal("Failed to read file", e);
+    let meta = store.head(key).await.map_err(failed)?.ok_or_else(|| ApiError::not_found("File not found"))?;
+    let size = meta.size;
+    let mut res = HttpResponse::Ok();
+    res.insert_header((header::CONTENT_TYPE, content_type_for(name)))
+        .insert_header(attachment(name))
+        .insert_header((header::ACCEPT_RANGES, "bytes"))
+        .insert_header((header::CACHE_CONTROL, "no-cache"))
+        .insert_header((
+            header::LAST_MODIFIED,
+            meta.last_modified.format("%a, %d %b %Y %H:%M:%S GMT").to_string(),
+        ));
+    if let Some(tag) = &meta.e_tag {
+        res.insert_header((header::ETAG, tag.as_str()));
+        let if_none_match = req.headers().get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok());
+        if if_none_match.is_some_and(|v| v.split(',').any(|t| t.trim() == tag || t.trim() == "*")) {
+            return Ok(res.status(StatusCode::NOT_MODIFIED).finish());
+        }
+    }
+    let mut range = None;
+    if let Some(value) = req.headers().get(header::RANGE) {
+        let Ok(text) = value.to_str() else { return Ok(res.status(StatusCode::BAD_REQUEST).finish()) };
+        match HttpRange::parse(text, size).ok().and_then(|r| r.first().copied()) {
+            Some(r) => {
+                res.status(StatusCode::PARTIAL_CONTENT).insert_header((
+                    header::CONTENT_RANGE,
+                    format!("bytes {}-{}/{size}", r.start, r.start + r.length - 1),
+                ));
+                range = Some(r.start..r.start + r.length);
+            }
+            None => {
+                res.insert_header((header::CONTENT_RANGE, format!("bytes */{size}")));
+                return Ok(res.status(StatusCode::RANGE_NOT_SATISFIABLE).finish());
+            }
+        }
+    }
+    let length = range.as_ref().map_or(size, |r| r.end - r.start);
+    if length == 0 {
+        return Ok(res.no_chunking(0).finish());
+    }
+    let body = store.get_stream(key, range).await.map_err(|e| match e {
+        FileStoreError::NotFound => ApiError::not_found("File not found"),
+        other => failed(other),
+    })?;
+    Ok(res.no_chunking(length).streaming(body))
+}
+
+/// Puts a REST output, written to `file.output_folder/{name}`, into the store (streamed up, then removed
+/// locally). With the local backend the file already is the object.
+pub async fn publish_output(state: &AppState, name: &str) -> Result<(), ApiError> {
+    let store = &state.files.outputs;
+    if store.is_local() {
+        return Ok(());
+    }
+    let path = state.config.file.output_folder.join(name);
+    let put = store.put_file(name, &path).await;
+    let _ = tokio::fs::remove_file(&path).await;
+    put.map_err(|e| ApiError::internal("Failed to store output file", e))
+}
+
 #[utoipa::path(get, path = "/files/downloads/{filename}", tag = "files", params(("filename" = String, Path, description = "Name of a generated output")), responses((status = 200, description = "The file (Range and ETag aware)", content_type = "application/octet-stream", body = String), (status = 206, description = "Requested byte range", content_type = "application/octet-stream", body = String)))]
 async fn download(
     req: HttpRequest,
@@ -66,6 +146,9 @@ async fn download(
     let name = sanitize_filename(&filename);
     if name.is_empty() {
         return Err(ApiError::file_processing("Invalid file path"));
+    }
+    if !state.files.outputs.is_local() {
+        return serve_object(&req, &state.files.outputs, &name, &name).await;
     }
     let folder = state.config.file.output_folder.clone();
     let path = folder.join(&name);
@@ -94,15 +177,24 @@ pub fn spawn_output_sweeper(state: web::Data<AppState>) {
     let retention = Duration::from_secs(hours * 3600);
     let period = (retention / 10).clamp(Duration::from_secs(60), Duration::from_secs(600));
     let folder = state.config.file.output_folder.clone();
+    let store = state.files.outputs.clone();
     tokio::spawn(async move {
         let mut ticker = tokio::time::interval(period);
         loop {
             ticker.tick().await;
-            let folder = folder.clone();
-            let removed = tokio::task::spawn_blocking(move || sweep_folder(&folder, retention)).await;
+            // Every node sweeps a shared bucket; deleting an object twice is harmless.
+            let removed = if store.is_local() {
+                let folder = folder.clone();
+                tokio::task::spawn_blocking(move || sweep_folder(&folder, retention))
+                    .await
+                    .map_err(std::io::Error::other)
+                    .and_then(|r| r)
+            } else {
+                store.sweep_older_than(retention).await.map_err(std::io::Error::from)
+            };
             match removed {
-                Ok(Ok(n)) if n > 0 => log::info!("output sweeper removed {n} expired file(s)"),
-                Ok(Err(e)) => log::warn!("output sweeper: {e}"),
+                Ok(n) if n > 0 => log::info!("output sweeper removed {n} expired file(s)"),
+                Err(e) => log::warn!("output sweeper: {e}"),
                 _ => {}
             }
         }

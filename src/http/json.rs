@@ -69,6 +69,7 @@ async fn generate(req: HttpRequest, state: web::Data<AppState>, form: Form) -> A
         Ok((target.name, summary))
     })
     .await?;
+    crate::http::files::publish_output(&state, &name).await?;
     Ok(ApiResponse::ok("JSON file generated successfully", summary_data(&req, &state, &name, summary)))
 }
 
@@ -114,6 +115,7 @@ async fn generate_with_template(req: HttpRequest, state: web::Data<AppState>, fo
         Ok((target.name, summary))
     })
     .await?;
+    crate::http::files::publish_output(&state, &name).await?;
     Ok(ApiResponse::ok(
         "JSON file generated successfully with template",
         summary_data(&req, &state, &name, summary),

@@ -87,6 +87,7 @@ async fn apply(req: HttpRequest, state: web::Data<AppState>, form: Form) -> ApiR
     })
     .await?;
 
+    crate::http::files::publish_output(&state, &name).await?;
     let url = download_url(&req, &state.config, &name);
     if return_report {
         let data = json!({ "output_file": name, "report": report, "download_url": url });

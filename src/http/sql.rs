@@ -139,6 +139,7 @@ async fn generate(req: HttpRequest, state: web::Data<AppState>, form: Form) -> A
             Ok(target.name)
         })
         .await?;
+        crate::http::files::publish_output(&state, &name).await?;
         let url = download_url(&req, &state.config, &name);
         return Ok(ApiResponse::ok(
             "Generate Standard SQL file successfully",
@@ -204,6 +205,7 @@ async fn generate_to_text(req: HttpRequest, state: web::Data<AppState>, form: Fo
         Ok(target.name)
     })
     .await?;
+    crate::http::files::publish_output(&state, &name).await?;
     let url = download_url(&req, &state.config, &name);
     Ok(ApiResponse::ok("SQL text file generated successfully", json!({ "download_url": url })))
 }
@@ -234,6 +236,7 @@ async fn generate_custom_to_text(req: HttpRequest, state: web::Data<AppState>, f
         Ok(target.name)
     })
     .await?;
+    crate::http::files::publish_output(&state, &name).await?;
     let url = download_url(&req, &state.config, &name);
     Ok(ApiResponse::ok("Custom SQL text file generated successfully", json!({ "download_url": url })))
 }

@@ -26,6 +26,7 @@ mod json;
 mod normalization;
 mod pg;
 mod refusals;
+mod s3_storage;
 mod sql;
 mod step_engine;
 mod store_conformance;
