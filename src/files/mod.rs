@@ -428,14 +428,17 @@ async fn upload(store: Arc<dyn ObjectStore>, key: Key, source: &Path) -> FileRes
 /// The S3 client of `storage.s3.*`: path-style requests, bounded retries, a connect timeout and no request
 /// timeout (a large download streams for as long as it takes).
 fn s3_bucket(s3: &S3Config) -> FileResult<Arc<dyn ObjectStore>> {
+    // `allow_http` belongs to the client options: set on the builder before `with_client_options`, it was
+    // replaced by these options' default (https only), and reqwest refused every http:// request.
+    let client = ClientOptions::new()
+        .with_allow_http(s3.allow_http)
+        .with_connect_timeout(Duration::from_secs(5))
+        .with_timeout_disabled();
     let mut builder = AmazonS3Builder::new()
         .with_bucket_name(&s3.bucket)
         .with_region(&s3.region)
-        .with_allow_http(s3.allow_http)
         .with_virtual_hosted_style_request(false)
-        .with_client_options(
-            ClientOptions::new().with_connect_timeout(Duration::from_secs(5)).with_timeout_disabled(),
-        )
+        .with_client_options(client)
         .with_retry(RetryConfig {
             max_retries: 3,
             retry_timeout: Duration::from_secs(30),
@@ -471,7 +474,7 @@ fn s3_bucket(s3: &S3Config) -> FileResult<Arc<dyn ObjectStore>> {
 
 /// A start-up/readiness failure with the key most likely to fix it.
 fn describe_check_failure(label: &str, e: &FileStoreError) -> String {
-    let text = e.to_string();
+    let text = with_causes(e);
     let lower = text.to_ascii_lowercase();
     let key = if lower.contains("nosuchbucket") || lower.contains("not found") || lower.contains("404") {
         "storage.s3.bucket"
@@ -484,4 +487,20 @@ fn describe_check_failure(label: &str, e: &FileStoreError) -> String {
         "storage.s3.endpoint"
     };
     format!("file store {label} is not usable (check {key}): {text}")
+}
+
+/// `e` followed by each of its causes not already in the text: an HTTP client's own message is often only
+/// "builder error" or "error sending request", and the reason is in its source.
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let part = c.to_string();
+        if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        cause = c.source();
+    }
+    text
 }

@@ -89,12 +89,16 @@ pub async fn serve_object(
             header::LAST_MODIFIED,
             meta.last_modified.format("%a, %d %b %Y %H:%M:%S GMT").to_string(),
         ));
-    if let Some(tag) = &meta.e_tag {
-        res.insert_header((header::ETAG, tag.as_str()));
-        let if_none_match = req.headers().get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok());
-        if if_none_match.is_some_and(|v| v.split(',').any(|t| t.trim() == tag || t.trim() == "*")) {
-            return Ok(res.status(StatusCode::NOT_MODIFIED).finish());
-        }
+    // Some S3-compatible servers answer HEAD without an ETag: a weak one from size and modification time
+    // (the same on every node) still lets clients revalidate.
+    let tag = meta
+        .e_tag
+        .clone()
+        .unwrap_or_else(|| format!("W/\"{:x}-{:x}\"", meta.size, meta.last_modified.timestamp_micros()));
+    res.insert_header((header::ETAG, tag.as_str()));
+    let if_none_match = req.headers().get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok());
+    if if_none_match.is_some_and(|v| v.split(',').any(|t| t.trim() == tag || t.trim() == "*")) {
+        return Ok(res.status(StatusCode::NOT_MODIFIED).finish());
     }
     let mut range = None;
     if let Some(value) = req.headers().get(header::RANGE) {
