@@ -187,13 +187,28 @@ impl Storage {
         }
     }
 
+    /// `(folder, name)` of a stored-path string of this conversation. With a file store the path may have
+    /// been recorded by another node under its own `workflows_path`: only the conversation's part
+    /// (`…/{partition_key}/{chat_id}/{folder}/{name}`) has to match.
+    fn stored_parts<'a>(&self, row: &ConversationRow, stored: &'a str) -> Option<(&'a str, &'a str)> {
+        let prefix = format!("{}/", self.conv_dir_text_for(row.partition_key.as_deref(), &row.chat_id));
+        let rest = match stored.strip_prefix(&prefix) {
+            Some(rest) => rest,
+            None if !self.is_local() => {
+                let conversation = format!("/{}/", self.conv_key(row));
+                let at = stored.rfind(&conversation)?;
+                &stored[at + conversation.len()..]
+            }
+            None => return None,
+        };
+        let (folder, name) = rest.split_once('/')?;
+        FOLDERS.contains(&folder).then_some((folder, name))
+    }
+
     /// The store key of a stored-path string of this conversation.
     fn stored_key(&self, row: &ConversationRow, stored: &str) -> Option<String> {
-        let prefix = format!("{}/", self.conv_dir_text_for(row.partition_key.as_deref(), &row.chat_id));
-        let rest = stored.strip_prefix(&prefix)?;
-        let (folder, name) = rest.split_once('/')?;
-        (FOLDERS.contains(&folder) && !name.is_empty() && !name.contains('/'))
-            .then(|| format!("{}/{folder}/{name}", self.conv_key(row)))
+        let (folder, name) = self.stored_parts(row, stored)?;
+        (!name.is_empty() && !name.contains('/')).then(|| format!("{}/{folder}/{name}", self.conv_key(row)))
     }
 
     /// True with the local backend (files are the folders on disk).
@@ -251,12 +266,7 @@ impl Storage {
 
     /// The file behind a stored-path string of this conversation (`…/{folder}/{name}`), if it is one.
     pub fn resolve_stored(&self, row: &ConversationRow, stored: &str) -> Option<(String, PathBuf)> {
-        let prefix = format!("{}/", self.conv_dir_text_for(row.partition_key.as_deref(), &row.chat_id));
-        let rest = stored.strip_prefix(&prefix)?;
-        let (folder, name) = rest.split_once('/')?;
-        if !FOLDERS.contains(&folder) {
-            return None;
-        }
+        let (folder, name) = self.stored_parts(row, stored)?;
         let path = crate::table::names::resolve_in_folder(&self.conv_dir(row).join(folder), name)?;
         Some((folder.to_string(), path))
     }

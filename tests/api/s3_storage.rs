@@ -13,6 +13,7 @@ use serde_json::{json, Value};
 use crate::chat_support::*;
 use crate::common::{envelope, file_part, spawn_app_in, test_config, TestApp};
 use crate::fixtures::{form, post_ok};
+use crate::pg::fresh_schema;
 
 const BUCKET: &str = "oxcelize-test";
 const ACCESS_KEY: &str = "test-access-key";
@@ -43,13 +44,16 @@ impl S3Server {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind s3");
         let endpoint = format!("http://{}", listener.local_addr().unwrap());
         let task = tokio::spawn(async move {
+            // Held here so that stopping the server also closes the connections clients keep alive.
+            let mut connections = tokio::task::JoinSet::new();
             while let Ok((socket, _)) = listener.accept().await {
                 let service = service.clone();
-                tokio::spawn(async move {
+                connections.spawn(async move {
                     let _ = ConnBuilder::new(TokioExecutor::new())
                         .serve_connection(TokioIo::new(socket), service)
                         .await;
                 });
+                while connections.try_join_next().is_some() {}
             }
         });
         S3Server { endpoint, root, task }
@@ -335,4 +339,122 @@ async fn an_unusable_store_stops_start_up_naming_the_key() {
 
     // Nothing was written to the bucket by the failed starts.
     assert!(s3.keys("").is_empty(), "{:?}", s3.keys(""));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_reports_a_store_that_went_away() {
+    let s3 = S3Server::start().await;
+    let app = s3_app(&s3).await;
+    let (status, body) = envelope(app.get("/health/ready").await).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"]["checks"]["file_store"], json!({"ok": true}), "{body}");
+
+    drop(s3);
+    let (status, body) = envelope(app.get("/health/ready").await).await;
+    assert_eq!((status, body["status_code"].as_u64()), (503, Some(503)), "{body}");
+    assert_eq!(body["data"]["ready"], false, "{body}");
+    let check = &body["data"]["checks"]["file_store"];
+    assert_eq!(check["ok"], false, "{body}");
+    let reason = check["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("storage.s3.endpoint") && reason.contains(BUCKET), "{reason}");
+    // The local checks still pass: only the store is named.
+    assert_eq!(body["data"]["checks"]["upload_folder"]["ok"], true, "{body}");
+    app.stop().await;
+}
+
+/// A cluster node on the shared PostgreSQL schema, Redis and bucket, with local folders of its own.
+async fn cluster_node(s3: &S3Server, postgres_url: &str, redis_url: &str, node: &str) -> TestApp {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut config = s3_config(dir.path(), s3);
+    config.cluster.enabled = true;
+    config.cluster.node_id = node.into();
+    config.cluster.postgres_url = postgres_url.into();
+    config.cluster.redis_url = redis_url.into();
+    spawn_app_in(dir, config).await
+}
+
+/// Files a node keeps locally under its conversation folders (its working copy only).
+fn working_copy(app: &TestApp) -> Vec<String> {
+    local_files(&app.config.chat_workflows.storage.workflows_path)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_share_files_created_uploaded_downloaded_dumped_and_restored_on_different_nodes() {
+    let test = "s3_storage::three_nodes";
+    let Ok(redis_url) = std::env::var("OXCELIZE_TEST_REDIS_URL") else {
+        eprintln!("SKIPPED {test}: set OXCELIZE_TEST_REDIS_URL (e.g. eval \"$(.ci/services.sh start DIR)\")");
+        return;
+    };
+    let Some(schema) = fresh_schema(test) else { return };
+    let s3 = S3Server::start().await;
+    let a = cluster_node(&s3, &schema.url, &redis_url, "node-a").await;
+    let b = cluster_node(&s3, &schema.url, &redis_url, "node-b").await;
+    let c = cluster_node(&s3, &schema.url, &redis_url, "node-c").await;
+    for node in [&a, &b, &c] {
+        let (status, ready) = envelope(node.get("/health/ready").await).await;
+        assert_eq!(status, 200, "{ready}");
+        for check in ["file_store", "postgresql", "redis"] {
+            assert_eq!(ready["data"]["checks"][check]["ok"], true, "{check}: {ready}");
+        }
+    }
+
+    // Created on A, uploaded through B: the file is an object of the bucket, on no node's disk.
+    let chat = create_chat(&a).await;
+    let (status, body) = upload(&b, &chat, "sales.csv", SAMPLE_CSV.as_bytes().to_vec()).await;
+    assert_eq!(status, 200, "{body}");
+    let prefix = conv_key(&get_chat(&c, &chat).await);
+    assert_eq!(s3.object(&format!("{prefix}/uploads/sales.csv")), SAMPLE_CSV.as_bytes());
+    for node in [&a, &b, &c] {
+        assert!(working_copy(node).is_empty(), "{:?}", working_copy(node));
+    }
+
+    // Downloaded from C, with the same URL shape as any node's.
+    let csv = c.download(&format!("{}/chat/workflows/{chat}/files/sales.csv", c.api)).await;
+    assert_eq!(csv, SAMPLE_CSV.as_bytes());
+
+    // Processed on C (its input fetched from the bucket), the result downloaded from A.
+    let mut run = three_steps();
+    run["input_file"] = json!("sales.csv");
+    let (status, result) = execute(&c, &chat, &run).await;
+    assert_eq!(status, 200, "{result}");
+    let outputs = result["data"]["output_files"].as_array().expect("output_files").clone();
+    let last_url = outputs.last().expect("an output")["download_url"].as_str().unwrap().to_string();
+    let last_name = last_url.rsplit('/').next().unwrap().to_string();
+    let from_a = a.download(&format!("{}/chat/workflows/{chat}/files/{last_name}", a.api)).await;
+    let ids: Vec<String> = xlsx_rows(&from_a).into_iter().map(|r| r[0].clone()).collect();
+    assert_eq!(ids, ["customer_id", "cust001", "cust003"]);
+    let objects_before = s3.keys(&format!("{prefix}/"));
+
+    // Dumped on A; the archive is served by C from the bucket.
+    let res = a.client.post(format!("{}/chat/workflows/{chat}/dump", a.api)).send().await.unwrap();
+    let (status, dumped) = envelope(res).await;
+    assert_eq!(status, 200, "{dumped}");
+    let dump_name = dumped["data"]["dump_file"].as_str().unwrap().to_string();
+    let archive = c.download(&format!("{}/chat/downloads/{dump_name}", c.api)).await;
+    assert_eq!(archive, s3.object(&format!("{PREFIX}/dumps/{dump_name}")));
+
+    // Deleted on B: gone for every node and from the bucket.
+    let res = b.client.delete(format!("{}/chat/workflows/{chat}", b.api)).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(s3.keys(&format!("{prefix}/")).is_empty(), "{:?}", s3.keys(&format!("{prefix}/")));
+    let (status, _) = envelope(c.get(&format!("/chat/workflows/{chat}/files/sales.csv")).await).await;
+    assert_eq!(status, 404);
+
+    // Restored on B: the same objects come back, C serves them, and B runs a workflow on them.
+    let form = reqwest::multipart::Form::new().part("dump_file", file_part("dump.tar.gz", archive));
+    let (status, restored) = envelope(b.post_form("/chat/workflows/restore", form).await).await;
+    assert_eq!(status, 200, "{restored}");
+    assert_eq!(s3.keys(&format!("{prefix}/")), objects_before);
+    let csv = c.download(&format!("{}/chat/workflows/{chat}/files/sales.csv", c.api)).await;
+    assert_eq!(csv, SAMPLE_CSV.as_bytes());
+    let again = c.download(&format!("{}/chat/workflows/{chat}/files/{last_name}", c.api)).await;
+    assert_eq!(again, from_a);
+    let (status, result) = execute(&b, &chat, &run).await;
+    assert_eq!(status, 200, "{result}");
+    for node in [&a, &b, &c] {
+        assert!(working_copy(node).is_empty(), "{:?}", working_copy(node));
+    }
+    c.stop().await;
+    b.stop().await;
+    a.stop().await;
 }
