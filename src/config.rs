@@ -661,6 +661,7 @@ impl Config {
         if tree.is_null() {
             tree = Value::Mapping(Default::default());
         }
+        let defaults = serde_yaml::to_value(Config::default()).unwrap_or(Value::Null);
         for (var, raw) in env {
             let Some(rest) = var.strip_prefix(ENV_PREFIX) else { continue };
             // `OXCELIZE_TEST_*` name the test services (.ci/services.sh), not config keys.
@@ -671,7 +672,13 @@ impl Config {
             if segments.iter().any(|s| s.is_empty()) {
                 return Err(ConfigError::Env { var, message: "empty key segment".into() });
             }
-            let value: Value = serde_yaml::from_str(&raw).unwrap_or(Value::String(raw.clone()));
+            // A text key takes the variable verbatim: read as YAML, a secret such as `12345` or `ab #cd`
+            // would become a number or lose its end.
+            let value: Value = if matches!(value_at(&defaults, &segments), Some(Value::String(_))) {
+                Value::String(raw)
+            } else {
+                serde_yaml::from_str(&raw).unwrap_or(Value::String(raw.clone()))
+            };
             set_path(&mut tree, &segments, value).map_err(|message| ConfigError::Env { var, message })?;
         }
         // Reference rule: without a `chat_workflows` section the feature is off.
@@ -959,6 +966,11 @@ pub fn is_known_encoding(name: &str) -> bool {
         || matches!(n.as_str(), "latin1" | "latin-1" | "iso-8859-1" | "iso8859-1" | "cp1252")
 }
 
+/// The value at `segments` (lower-case keys) of `tree`, if any.
+fn value_at<'a>(tree: &'a Value, segments: &[String]) -> Option<&'a Value> {
+    segments.iter().try_fold(tree, |node, key| node.as_mapping()?.get(key.as_str()))
+}
+
 fn set_path(tree: &mut Value, segments: &[String], value: Value) -> Result<(), String> {
     let Value::Mapping(map) = tree else { return Err("parent key is not a mapping".into()) };
     let key = Value::String(segments[0].clone());
@@ -1138,14 +1150,17 @@ mod tests {
             assert!(err.contains(key), "{yaml}: {err}");
         }
         // The s3 backend is accepted, its secrets from the environment.
+        // Verbatim, even when the text would read as another YAML value or as a comment.
         let env = vec![
-            ("OXCELIZE_STORAGE__S3__ACCESS_KEY_ID".to_string(), "key".to_string()),
-            ("OXCELIZE_STORAGE__S3__SECRET_ACCESS_KEY".to_string(), "secret".to_string()),
+            ("OXCELIZE_STORAGE__S3__ACCESS_KEY_ID".to_string(), "12345".to_string()),
+            ("OXCELIZE_STORAGE__S3__SECRET_ACCESS_KEY".to_string(), "se/cr+et #tail".to_string()),
+            ("OXCELIZE_STORAGE__S3__ALLOW_HTTP".to_string(), "true".to_string()),
         ];
         let s3 = Config::from_yaml_with_env("storage:\n  backend: s3\n  s3:\n    bucket: b\n", "test", env)
             .expect("the s3 backend loads");
-        assert_eq!(s3.config.storage.s3.access_key_id, "key");
-        assert_eq!(s3.config.storage.s3.secret_access_key, "secret");
+        assert_eq!(s3.config.storage.s3.access_key_id, "12345");
+        assert_eq!(s3.config.storage.s3.secret_access_key, "se/cr+et #tail");
+        assert!(s3.config.storage.s3.allow_http);
         let env = vec![
             ("OXCELIZE_CLUSTER__NODE_ID".to_string(), "node-a".to_string()),
             // The test services' variables share the prefix but are no config keys.
