@@ -9,7 +9,7 @@
 //!   after another; every chat event's `seq` is checked (a gap is a lost event).
 //!
 //! It reports per class the requests done, errors by status, p50/p99 latency (the light class also per
-//! kind and the worst p99 of any 10 s window), the server's peak RSS (VmHWM and the highest VmRSS
+//! kind, the p99 of every 10 s window and the worst of them), the server's peak RSS (VmHWM and the highest VmRSS
 //! sampled) and CPU. Refused heavy clients wait the `Retry-After` the server sends before they retry.
 //! `--light-reference-secs S` (default 30) first runs the light clients alone for S seconds: their
 //! latency then is the reference the mix is compared with ("flat" under heavy load).
@@ -28,7 +28,7 @@
 //!  [--duration-secs 300] [--light 40] [--heavy 16] [--chat 8] [--light-interval-ms 500]
 //!  [--light-reference-secs 30] [--workdir DIR] [--skip-1m] [--sequential-baseline] [--burst N [--warm]]`
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -534,21 +534,20 @@ fn light_kinds(s: &ClassStats) {
     }
 }
 
-/// The highest p99 of any 10 s window (light latency "throughout", not only on average).
-fn worst_window_p99(timeline: &[(f64, f64)]) -> (f64, usize) {
-    let mut windows: HashMap<u64, Vec<f64>> = HashMap::new();
+/// The p99 of every 10 s window in time order, as (window start in seconds, p99): light latency
+/// "throughout", not only on average.
+fn window_p99s(timeline: &[(f64, f64)]) -> Vec<(usize, f64)> {
+    let mut windows: BTreeMap<u64, Vec<f64>> = BTreeMap::new();
     for (at, took) in timeline {
         windows.entry((*at / 10.0) as u64).or_default().push(*took);
     }
-    let mut worst = (0.0, 0);
-    for (w, mut v) in windows {
-        v.sort_by(|a, b| a.total_cmp(b));
-        let p = percentile(&v, 99.0);
-        if p > worst.0 {
-            worst = (p, w as usize * 10);
-        }
-    }
-    worst
+    windows
+        .into_iter()
+        .map(|(w, mut v)| {
+            v.sort_by(|a, b| a.total_cmp(b));
+            (w as usize * 10, percentile(&v, 99.0))
+        })
+        .collect()
 }
 
 /// Samples the server's RSS every 200 ms until stopped; returns the highest VmRSS seen (KiB).
@@ -718,8 +717,16 @@ async fn soak(a: &Args, f: Arc<Fixtures>) {
     }
     summary("light", &light, load_wall);
     light_kinds(&light);
-    let (worst, at) = worst_window_p99(&light.timeline);
+    let windows = window_p99s(&light.timeline);
+    let (at, worst) = windows.iter().copied().max_by(|a, b| a.1.total_cmp(&b.1)).unwrap_or((0, 0.0));
     println!("light  worst 10 s window p99 {:.1} ms (window starting at {at} s)", worst * 1000.0);
+    let over = windows.iter().filter(|(_, p)| *p >= 0.050).count();
+    let listed: Vec<String> = windows.iter().map(|(at, p)| format!("{at}s:{:.0}", p * 1000.0)).collect();
+    println!(
+        "light  p99 per 10 s window (ms), {over} of {} at or over 50 ms: {}",
+        windows.len(),
+        listed.join(" ")
+    );
     summary("heavy", &heavy, load_wall);
     for (kind, (n, secs)) in &heavy.by_kind {
         println!("  {kind:<18} done {n:>4}  mean {:>7.2} s", secs / *n as f64);

@@ -5,6 +5,10 @@
 //!
 //! `ws_load --rest http://127.0.0.1:15050/api/v1 --ws ws://127.0.0.1:15051 --clients 1000 [--chats 1]
 //!  [--runs 3] [--pid SERVER_PID] [--connect-concurrency 200] [--timeout-secs 300] [--per-event] [--threads 1]`
+//!
+//! Cluster runs: `--rest`, `--ws` and `--pid` take comma-separated lists, one entry per node. Client `i`
+//! listens on node `i % nodes`, workflow run `r` is submitted through node `r % nodes`, and RSS and CPU are
+//! reported per node.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -22,12 +26,12 @@ CUST002,500,inactive,2026-01-16\nCUST003,2000,active,2026-01-17\nCUST004,800,act
 CUST005,300,inactive,2026-01-19\n";
 
 struct Args {
-    rest: String,
-    ws: String,
+    rest: Vec<String>,
+    ws: Vec<String>,
     clients: usize,
     chats: usize,
     runs: usize,
-    pid: Option<u32>,
+    pids: Vec<u32>,
     connect_concurrency: usize,
     timeout: Duration,
     per_event: bool,
@@ -36,12 +40,12 @@ struct Args {
 
 fn parse_args() -> Result<Args, String> {
     let mut a = Args {
-        rest: "http://127.0.0.1:15050/api/v1".into(),
-        ws: "ws://127.0.0.1:15051".into(),
+        rest: vec!["http://127.0.0.1:15050/api/v1".into()],
+        ws: vec!["ws://127.0.0.1:15051".into()],
         clients: 100,
         chats: 1,
         runs: 3,
-        pid: None,
+        pids: Vec::new(),
         connect_concurrency: 200,
         timeout: Duration::from_secs(300),
         per_event: false,
@@ -51,12 +55,17 @@ fn parse_args() -> Result<Args, String> {
     while let Some(flag) = it.next() {
         let mut value = || it.next().ok_or(format!("{flag} needs a value"));
         match flag.as_str() {
-            "--rest" => a.rest = value()?,
-            "--ws" => a.ws = value()?,
+            "--rest" => a.rest = list(&value()?),
+            "--ws" => a.ws = list(&value()?),
             "--clients" => a.clients = value()?.parse().map_err(|e| format!("--clients: {e}"))?,
             "--chats" => a.chats = value()?.parse().map_err(|e| format!("--chats: {e}"))?,
             "--runs" => a.runs = value()?.parse().map_err(|e| format!("--runs: {e}"))?,
-            "--pid" => a.pid = Some(value()?.parse().map_err(|e| format!("--pid: {e}"))?),
+            "--pid" => {
+                a.pids = list(&value()?)
+                    .iter()
+                    .map(|p| p.parse().map_err(|e| format!("--pid: {e}")))
+                    .collect::<Result<_, _>>()?
+            }
             "--connect-concurrency" => {
                 a.connect_concurrency = value()?.parse().map_err(|e| format!("--connect-concurrency: {e}"))?
             }
@@ -69,11 +78,14 @@ fn parse_args() -> Result<Args, String> {
             other => return Err(format!("unknown argument {other}")),
         }
     }
-    for url in [&a.rest, &a.ws] {
+    for url in a.rest.iter().chain(&a.ws) {
         let host = url.split("://").nth(1).unwrap_or("").split(['/', ':']).next().unwrap_or("");
         if host != "127.0.0.1" && host != "localhost" {
             return Err(format!("{url}: only 127.0.0.1 is allowed"));
         }
+    }
+    if a.rest.is_empty() || a.ws.is_empty() {
+        return Err("--rest and --ws need at least one URL".into());
     }
     if a.threads == 0 || a.threads > 64 {
         return Err("--threads must be 1..=64".into());
@@ -82,6 +94,11 @@ fn parse_args() -> Result<Args, String> {
         return Err("clients (1..=100000), chats and runs (1..=1000) must be positive".into());
     }
     Ok(a)
+}
+
+/// The non-empty entries of a comma-separated list.
+fn list(value: &str) -> Vec<String> {
+    value.split(',').map(str::trim).filter(|v| !v.is_empty()).map(String::from).collect()
 }
 
 /// Raises the soft open-file limit to the hard limit (each client is one socket).
@@ -227,14 +244,16 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
 
     let mut chats = Vec::new();
     for _ in 0..args.chats {
-        let v: Value = http.post(format!("{}/chat/workflows", args.rest)).send().await?.json().await?;
+        let v: Value = http.post(format!("{}/chat/workflows", args.rest[0])).send().await?.json().await?;
         let id = v["data"]["chat_id"].as_str().ok_or("create failed")?.to_string();
         let part = reqwest::multipart::Part::bytes(SAMPLE_CSV.as_bytes().to_vec()).file_name("sales.csv");
         let form = reqwest::multipart::Form::new().part("file", part);
-        http.post(format!("{}/chat/workflows/{id}/upload", args.rest)).multipart(form).send().await?;
+        http.post(format!("{}/chat/workflows/{id}/upload", args.rest[0])).multipart(form).send().await?;
         chats.push(id);
     }
-    let rss_before = args.pid.and_then(rss_kib);
+    let rss_all = |pids: &[u32]| pids.iter().map(|p| rss_kib(*p)).collect::<Vec<_>>();
+    let cpu_all = |pids: &[u32]| pids.iter().map(|p| cpu_secs(*p)).collect::<Vec<_>>();
+    let rss_before = rss_all(&args.pids);
 
     let gate = Arc::new(Semaphore::new(args.connect_concurrency.max(1)));
     type Target = (watch::Sender<Option<u64>>, watch::Receiver<Option<u64>>);
@@ -244,7 +263,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let mut handles = Vec::with_capacity(args.clients);
     for i in 0..args.clients {
         let chat = i % args.chats;
-        let url = format!("{}/chat/{}", args.ws, chats[chat]);
+        let url = format!("{}/chat/{}", args.ws[i % args.ws.len()], chats[chat]);
         handles.push(tokio::spawn(run_client(
             url,
             chat,
@@ -264,7 +283,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     let connect_secs = started_connecting.elapsed().as_secs_f64();
-    let rss_connected = args.pid.and_then(rss_kib);
+    let rss_connected = rss_all(&args.pids);
     println!("connections held: {held}/{} (connected in {connect_secs:.2}s)", args.clients);
 
     // Run the workflows: chats in parallel, runs of one chat one after another.
@@ -274,13 +293,14 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         {"operation": "normalization/apply", "arguments": {"normalizations": [{"column": "customer_id", "type": "lowercase"}]}}
     ]});
     let runs_started = Instant::now();
-    let cpu_before = args.pid.and_then(cpu_secs);
+    let cpu_before = cpu_all(&args.pids);
     let own_cpu_before = cpu_secs(std::process::id());
     let mut run_tasks = Vec::new();
     for id in chats.clone() {
-        let (http, rest, body, runs) = (http.clone(), args.rest.clone(), body.clone(), args.runs);
+        let (http, rests, body, runs) = (http.clone(), args.rest.clone(), body.clone(), args.runs);
         run_tasks.push(tokio::spawn(async move {
-            for _ in 0..runs {
+            for run in 0..runs {
+                let rest = &rests[run % rests.len()];
                 let res = http.post(format!("{rest}/chat/workflows/{id}/execute")).json(&body).send().await;
                 if !res.map(|r| r.status().is_success()).unwrap_or(false) {
                     return false;
@@ -302,7 +322,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         let mut seqs = Vec::new();
         for _ in 0..10_000 {
             let v: Value = http
-                .get(format!("{}/chat/workflows/{id}/events?after_seq={after}&limit=1000", args.rest))
+                .get(format!("{}/chat/workflows/{id}/events?after_seq={after}&limit=1000", args.rest[0]))
                 .send()
                 .await?
                 .json()
@@ -325,8 +345,9 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             logs.push(log);
         }
     }
-    let rss_after = args.pid.and_then(rss_kib);
-    let server_cpu = args.pid.and_then(cpu_secs).zip(cpu_before).map(|(a, b)| a - b);
+    let rss_after = rss_all(&args.pids);
+    let server_cpu: Vec<Option<f64>> =
+        cpu_all(&args.pids).into_iter().zip(cpu_before).map(|(a, b)| a.zip(b).map(|(a, b)| a - b)).collect();
     let own_cpu = cpu_secs(std::process::id()).zip(own_cpu_before).map(|(a, b)| a - b);
 
     // Delivery per client and receipt spread per event.
@@ -380,17 +401,21 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     );
     let kib =
         |v: Option<u64>| v.map(|k| format!("{:.1} MiB", k as f64 / 1024.0)).unwrap_or_else(|| "n/a".into());
-    if let Some(cpu) = server_cpu {
-        println!("server CPU during runs and delivery: {cpu:.2}s");
+    for (node, cpu) in server_cpu.iter().enumerate() {
+        if let Some(cpu) = cpu {
+            println!("server {node} CPU during runs and delivery: {cpu:.2}s");
+        }
     }
     if let Some(cpu) = own_cpu {
         println!("generator CPU during runs and delivery: {cpu:.2}s");
     }
-    println!(
-        "server RSS: before connecting {}, connected {}, after the runs {}",
-        kib(rss_before),
-        kib(rss_connected),
-        kib(rss_after)
-    );
+    for node in 0..args.pids.len() {
+        println!(
+            "server {node} RSS: before connecting {}, connected {}, after the runs {}",
+            kib(rss_before[node]),
+            kib(rss_connected[node]),
+            kib(rss_after[node])
+        );
+    }
     Ok(())
 }
