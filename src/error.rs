@@ -31,6 +31,8 @@ pub enum ErrorKind {
     RequestTimeout,
     /// 413: body, upload or decompressed content over its limit.
     PayloadTooLarge,
+    /// 416: a download's `Range` lies outside the file (the answer keeps `Content-Range: bytes */len`).
+    RangeNotSatisfiable,
     /// 429: request rate limit.
     RateLimited,
     /// 500: unexpected failure; the message is generic, the cause goes to the log.
@@ -49,6 +51,7 @@ impl ErrorKind {
             408 => ErrorKind::RequestTimeout,
             409 => ErrorKind::Conflict,
             413 => ErrorKind::PayloadTooLarge,
+            416 => ErrorKind::RangeNotSatisfiable,
             415 => ErrorKind::UnsupportedFileType,
             422 => ErrorKind::Validation,
             429 => ErrorKind::RateLimited,
@@ -69,6 +72,7 @@ impl ErrorKind {
             ErrorKind::Conflict => StatusCode::CONFLICT,
             ErrorKind::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ErrorKind::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorKind::RangeNotSatisfiable => StatusCode::RANGE_NOT_SATISFIABLE,
             ErrorKind::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
@@ -88,6 +92,7 @@ impl ErrorKind {
             ErrorKind::Conflict => "Conflict",
             ErrorKind::RequestTimeout => "RequestTimeout",
             ErrorKind::PayloadTooLarge => "PayloadTooLarge",
+            ErrorKind::RangeNotSatisfiable => "RangeNotSatisfiable",
             ErrorKind::RateLimited => "RateLimited",
             ErrorKind::Internal => "InternalError",
             ErrorKind::Unavailable => "ServiceUnavailable",

@@ -319,6 +319,9 @@ fn framework_status_error(status: StatusCode) -> ApiError {
         StatusCode::NOT_FOUND => ApiError::not_found("Resource not found"),
         StatusCode::METHOD_NOT_ALLOWED => ApiError::new(ErrorKind::MethodNotAllowed, "Method not allowed"),
         StatusCode::PAYLOAD_TOO_LARGE => ApiError::payload_too_large("Request body too large"),
+        StatusCode::RANGE_NOT_SATISFIABLE => {
+            ApiError::new(ErrorKind::RangeNotSatisfiable, "Range not satisfiable: the file is shorter")
+        }
         StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::unsupported_file_type("Unsupported media type"),
         StatusCode::TOO_MANY_REQUESTS => ApiError::new(ErrorKind::RateLimited, "Too many requests"),
         StatusCode::UNAUTHORIZED => ApiError::unauthorized("Unauthorized"),

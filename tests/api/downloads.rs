@@ -3,7 +3,7 @@
 
 use serde_json::json;
 
-use crate::common::{spawn_app, spawn_app_with, TestApp};
+use crate::common::{envelope, spawn_app, spawn_app_with, TestApp};
 use crate::fixtures::*;
 
 /// Produces one xlsx output through `csv/convert-to-excel`; returns its download URL and name.
@@ -70,6 +70,15 @@ async fn range_request_gets_206_with_the_slice() {
         app.client.get(&url).header("Range", format!("bytes={}-", whole.len() - 10)).send().await.unwrap();
     assert_eq!(res.status(), 206);
     assert_eq!(res.bytes().await.unwrap().as_ref(), &whole[whole.len() - 10..]);
+    // A range past the end is 416 (as the route documents), in the envelope, with the file's size.
+    let res =
+        app.client.get(&url).header("Range", format!("bytes={}-", whole.len() + 5)).send().await.unwrap();
+    assert_eq!(res.status(), 416);
+    assert_eq!(res.headers()["content-range"], format!("bytes */{}", whole.len()).as_str());
+    let (status, body) = envelope(res).await;
+    assert_eq!(status, 416);
+    assert_eq!(body["status_code"], 416, "{body}");
+    assert_eq!(body["data"]["error_type"], "RangeNotSatisfiable", "{body}");
 }
 
 #[tokio::test]
