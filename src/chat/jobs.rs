@@ -307,6 +307,10 @@ impl JobRunner {
     /// Removes a job from its chat queue; returns the next job of that chat to dispatch, if it became head.
     fn remove(&self, ctl: &JobCtl) -> Option<Arc<JobCtl>> {
         let mut st = lock(&self.state);
+        if st.jobs.get(&ctl.job_id).is_some_and(|c| !std::ptr::eq(c.as_ref(), ctl)) {
+            // Cluster mode: this node claimed the job again meanwhile; the newer claim stays.
+            return None;
+        }
         st.jobs.remove(&ctl.job_id);
         let queue = st.chats.get_mut(&ctl.chat_id)?;
         let was_head = queue.front() == Some(&ctl.job_id);
@@ -1612,10 +1616,18 @@ impl Chat {
             }),
             resume,
         });
-        {
+        let earlier = {
             let mut st = lock(&self.runner.state);
-            st.jobs.insert(ctl.job_id.clone(), ctl.clone());
-            st.chats.entry(ctl.chat_id.clone()).or_default().push_back(ctl.job_id.clone());
+            let earlier = st.jobs.insert(ctl.job_id.clone(), ctl.clone());
+            let queue = st.chats.entry(ctl.chat_id.clone()).or_default();
+            if !queue.contains(&ctl.job_id) {
+                queue.push_back(ctl.job_id.clone());
+            }
+            earlier
+        };
+        if let Some(earlier) = earlier {
+            // An earlier claim of this node that lost its lease and has not wound down yet.
+            self.lose_lease(&earlier, "claimed again");
         }
         Ok(Some((ctl, what)))
     }

@@ -459,3 +459,159 @@ async fn a_bot_run_started_on_a_is_seen_by_a_listener_on_c() {
         n.stop().await;
     }
 }
+
+/// Runs `sql` on the test's schema (test-side surgery on the queue: a lease stolen, as after a partition).
+async fn pg_execute(schema: &TestSchema, sql: &str) {
+    let (client, connection) = tokio_postgres::connect(&schema.url, tokio_postgres::NoTls).await.unwrap();
+    let driver = tokio::spawn(connection);
+    client.batch_execute(sql).await.unwrap();
+    drop(client);
+    let _ = driver.await;
+}
+
+/// Node A is alive but its lease is no longer its own (expired and re-owned, as when A was cut off from
+/// the database for longer than a lease). A's next renewal is refused: it stops its step at once and
+/// records nothing more; a node (B, or A itself with a new attempt) takes the job over and completes it.
+/// No event is duplicated.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_node_that_lost_its_lease_stops_and_records_nothing_more() {
+    let Some((redis, schema)) = services("cluster_jobs::lost_lease") else { return };
+    let shared = tempfile::tempdir().unwrap();
+    let a = node(node_config(&shared, &redis, &schema, "node-a")).await;
+    chat_of(&a).runner.set_test_step_delay(Duration::from_secs(20));
+    let chat = chat_with_csv(&a).await;
+    let mut on_a = subscriber(&a, &chat).await;
+    let job_id = submit(&a, &chat, &three_steps()).await;
+    events_until_match(&mut on_a, |e| e["type"] == "progress", LONG).await;
+    let b = node(node_config(&shared, &redis, &schema, "node-b")).await;
+    pg_execute(
+        &schema,
+        &format!(
+            "UPDATE jobs SET lease_owner = 'node-elsewhere', lease_until = now() - interval '1 second' \
+             WHERE job_id = '{job_id}'"
+        ),
+    )
+    .await;
+    // Whichever node takes it over runs it at full speed (A's first run keeps its own 20-s delay).
+    chat_of(&a).runner.set_test_step_delay(Duration::ZERO);
+
+    let events = events_until_match(&mut on_a, |e| e["type"] == "workflow_completed", LONG).await;
+    assert_gapless(&events);
+    let results: Vec<u64> = events
+        .iter()
+        .filter(|e| e["type"] == "step_result")
+        .map(|e| e["step_index"].as_u64().unwrap())
+        .collect();
+    assert_eq!(results, [1, 2, 3], "{:?}", types(&events));
+    assert!(events.iter().all(|e| e["type"] != "workflow_failed"), "{:?}", types(&events));
+    // A's first run noticed at its next renewal and ended (it would otherwise sit in its 20-s step).
+    use oxcelize::events::ActiveJobs;
+    let deadline = Instant::now() + Duration::from_secs(LEASE_SECONDS);
+    while chat_of(&a).runner.active_job(&chat).is_some() {
+        assert!(Instant::now() < deadline, "node A still runs the job");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Nothing of it arrives late.
+    assert!(recv_json_within(&mut on_a, Duration::from_millis(1500)).await.is_none());
+    let a_took_over = metric(&a, "oxcelize_cluster_lease_takeovers_total").await;
+    let b_took_over = metric(&b, "oxcelize_cluster_lease_takeovers_total").await;
+    assert_eq!(a_took_over + b_took_over, 1.0);
+    if b_took_over == 1.0 {
+        // Unless A claimed the job again first, its renewal told it the lease was gone.
+        assert!(metric(&a, "oxcelize_cluster_lease_renewals_failed_total").await >= 1.0);
+    }
+    let done = job(&a, &chat, &job_id).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    a.stop().await;
+    b.stop().await;
+}
+
+/// The queue itself, on two stores of two nodes: a chat's second job is not claimable while its first is
+/// unfinished; a fence or renewal of a lease that was taken over is refused; a cancel request makes a
+/// queued job claimable at once (to be cancelled).
+#[test]
+fn the_queue_serialises_a_chat_and_fences_a_lost_lease() {
+    use oxcelize::chat::model::{ConversationRow, Job};
+    use oxcelize::chat::pg_store::{PgOptions, PgStore};
+    use oxcelize::chat::queue::JobQueue;
+    use oxcelize::chat::store_api::Store;
+
+    let Some((_, schema)) = services("cluster_jobs::queue") else { return };
+    let open = |node: &str| {
+        PgStore::connect(&PgOptions {
+            url: schema.url.clone(),
+            pool_size: 4,
+            node_id: node.into(),
+            max_events_per_chat: 100,
+        })
+        .unwrap()
+    };
+    let (a, b) = (open("node-a"), open("node-b"));
+    let now = "2026-12-03T10:00:00.000000+00:00".to_string();
+    a.insert_conversation(&ConversationRow {
+        chat_id: "c1".into(),
+        participant_name: "p".into(),
+        status: "active".into(),
+        partition_key: None,
+        metadata: json!({}),
+        created_at: now.clone(),
+        updated_at: now.clone(),
+    })
+    .unwrap();
+    let job = |id: &str| Job {
+        job_id: id.into(),
+        chat_id: "c1".into(),
+        kind: "execute".into(),
+        status: "pending".into(),
+        submitted_at: now.clone(),
+        started_at: None,
+        completed_at: None,
+        result: None,
+        error: None,
+        cancel_requested: false,
+        base_url: None,
+    };
+    let request = json!({"steps": []});
+    assert_eq!(a.enqueue(&job("j1"), &[], &request).unwrap(), 0);
+    assert_eq!(b.enqueue(&job("j2"), &[], &request).unwrap(), 1, "one job ahead");
+    let lease = Duration::from_secs(30);
+
+    // Only the chat's oldest job is claimable, by one node.
+    let claimed = b.claim(lease, 3, 10).unwrap();
+    assert_eq!(claimed.iter().map(|c| c.job.job_id.as_str()).collect::<Vec<_>>(), ["j1"]);
+    assert_eq!((claimed[0].attempt, claimed[0].takeover), (1, false));
+    assert!(a.claim(lease, 3, 10).unwrap().is_empty(), "j2 waits for j1, j1 is leased");
+    assert_eq!(b.renew("j1", 1, lease).unwrap(), Some(false));
+    assert!(a.renew("j1", 1, lease).unwrap().is_none(), "not node A's lease");
+    assert!(a.fence("j1", 1).unwrap().is_none());
+
+    // B's lease expires (B died): A takes j1 over as attempt 2; B can no longer renew or write.
+    let b_fence = b.fence("j1", 1).unwrap().expect("B holds the lease");
+    b_fence.commit().unwrap();
+    drop(b);
+    let b = open("node-b");
+    assert_eq!(b.release(None).unwrap(), 1, "a restarted node gives its leases back");
+    let taken = a.claim(lease, 3, 10).unwrap();
+    assert_eq!(
+        taken.iter().map(|c| (c.job.job_id.as_str(), c.attempt, c.takeover)).collect::<Vec<_>>(),
+        [("j1", 2, true)]
+    );
+    assert!(b.renew("j1", 1, lease).unwrap().is_none());
+    assert!(b.fence("j1", 1).unwrap().is_none(), "B's writes are fenced off");
+    assert!(a.fence("j1", 1).unwrap().is_none(), "the attempt is part of the fence");
+
+    // A cancel request makes the queued j2 claimable at once (to be cancelled), j1 still running.
+    b.request_cancel("j2").unwrap();
+    let cancel = b.claim(lease, 3, 10).unwrap();
+    assert_eq!(
+        cancel.iter().map(|c| (c.job.job_id.as_str(), c.job.cancel_requested)).collect::<Vec<_>>(),
+        [("j2", true)]
+    );
+
+    // A finished job frees its chat and its lease.
+    let mut fence = a.fence("j1", 2).unwrap().expect("A holds attempt 2");
+    fence.finish_job("completed", None, None).unwrap();
+    fence.commit().unwrap();
+    assert!(a.renew("j1", 2, lease).unwrap().is_none());
+    assert_eq!(a.job("j1").unwrap().unwrap().status, "completed");
+}
