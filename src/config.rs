@@ -183,7 +183,8 @@ pub struct ClusterConfig {
     pub redis_url: String,
     /// A job's lease lasts this long unless its node renews it (every third of it).
     pub job_lease_seconds: u64,
-    /// A job taken over this many times (its node died each time) fails with a clear error.
+    /// A job is claimed at most this many times; when its node dies during the last attempt, the node that
+    /// finds the expired lease fails it with a clear error.
     pub max_job_attempts: u32,
 }
 
