@@ -508,6 +508,10 @@ impl Chat {
                     chat.store.mark_job_running(&ctl.job_id, &now_ts())?;
                 }
                 chat.store.set_status(&ctl.chat_id, "processing")?;
+                // Cluster mode: "announced, no step done yet" (committed after `workflow_started` went
+                // out, so a node taking the job over announces it again only if that may not have happened).
+                let announced = Resume::to_json(0, &[], &[], &ctl.plan.input.stored);
+                ctl.fenced(|f| f.save_progress(&announced)).transpose()?;
                 if let Some(o) = &ctl.observer {
                     o.on_start(chat, &ctl.job_id);
                 }
@@ -1015,6 +1019,14 @@ impl Chat {
             // Recorded for every node; the one running it stops it (notified, or at its next poll).
             cluster.queue.request_cancel(job_id)?;
             self.cancel_local(job_id);
+            if job.status == "pending" {
+                // A queued job is cancelled by the first node that claims it, at once: answer after that,
+                // as on one node (bounded: the answer says `pending` if it takes longer).
+                let deadline = Instant::now() + PENDING_CANCEL_WAIT;
+                while Instant::now() < deadline && !self.store.job(job_id)?.is_none_or(|j| j.is_finished()) {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            }
             return Ok(());
         }
         match self.runner.ctl(job_id) {
@@ -1274,6 +1286,9 @@ impl Chat {
 /// How often the workers of a cluster node look at the queue besides the notifications (also how soon an
 /// expired lease is noticed, and a cancel request when its notification was missed).
 const QUEUE_POLL_INTERVAL: Duration = Duration::from_secs(1);
+
+/// How long a cancel of a queued cluster job waits for the node that cancels it.
+const PENDING_CANCEL_WAIT: Duration = Duration::from_secs(2);
 
 /// What a claimed job is to become.
 enum ClaimedRun {
@@ -1569,8 +1584,8 @@ impl Chat {
                 cancelled: false,
             };
         }
-        let resume = claimed.takeover.then(|| {
-            let p = claimed.progress.unwrap_or(Value::Null);
+        // A takeover of a run that was never announced starts it afresh.
+        let resume = claimed.progress.filter(|_| claimed.takeover).map(|p| {
             let strings = |v: &Value| -> Vec<String> {
                 v.as_array()
                     .map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_string)).collect())

@@ -385,6 +385,18 @@ async fn a_cancel_on_another_node_stops_the_running_job() {
     // Cancel through the node that did not claim it.
     let runs_on_a = metric(&a, "oxcelize_cluster_jobs_claimed_total").await == 1.0;
     let other = if runs_on_a { &b } else { &a };
+    // A run queued behind it is cancelled at once, from either node.
+    let queued = submit(&a, &chat, &three_steps()).await;
+    let res =
+        b.client.post(format!("{}/chat/workflows/{chat}/jobs/{queued}/cancel", b.api)).send().await.unwrap();
+    let (status, body) = envelope(res).await;
+    assert_eq!((status, body["data"]["status"].as_str()), (200, Some("cancelled")), "{body}");
+    let events =
+        events_until_match(&mut on_a, |e| e["type"] == "workflow_failed", Duration::from_secs(10)).await;
+    let dropped = events.last().unwrap();
+    assert_eq!((dropped["job_id"].as_str(), &dropped["cancelled"]), (Some(queued.as_str()), &json!(true)));
+    assert_eq!(dropped["skipped_steps"], 3, "{dropped}");
+    assert_eq!(job(&a, &chat, &job_id).await["status"], "running", "the running job goes on");
     let asked = Instant::now();
     let res = other
         .client
