@@ -243,6 +243,7 @@ async fn a_node_dead_mid_step_loses_its_job_to_another_node_which_resumes_it() {
     )
     .await;
     let taken_over_after = died.elapsed();
+    eprintln!("cluster_jobs::takeover: node killed, workflow_completed from the other node after {taken_over_after:?}");
     let all: Vec<Value> = first.iter().chain(rest.iter()).cloned().collect();
     assert_gapless(&all);
     assert_eq!(all.last().unwrap()["type"], "workflow_completed", "{:?}", types(&all));
