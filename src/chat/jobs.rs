@@ -1473,6 +1473,14 @@ impl Chat {
             Ok(Err(e)) => return log::warn!("job queue: claim failed: {e}"),
             Err(e) => return log::error!("job queue: claim task failed: {e}"),
         };
+        if self.runner.shutting_down.load(Ordering::SeqCst) {
+            // Claimed while this node began to stop: given back at once.
+            let leases: Vec<(String, i64)> =
+                claimed.iter().map(|c| (c.job.job_id.clone(), c.attempt)).collect();
+            let queue = cluster.queue.clone();
+            let _ = tokio::task::spawn_blocking(move || queue.release(Some(&leases))).await;
+            return;
+        }
         for job in claimed {
             cluster.stats.claimed.inc();
             if job.takeover {

@@ -628,3 +628,40 @@ fn the_queue_serialises_a_chat_and_fences_a_lost_lease() {
     assert!(a.renew("j1", 2, lease).unwrap().is_none());
     assert_eq!(a.job("j1").unwrap().unwrap().status, "completed");
 }
+
+/// A node stopped gracefully while it runs a job gives the job back: another node resumes it at once, long
+/// before the lease would have expired.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_gracefully_stopped_node_gives_its_running_job_back() {
+    let Some((redis, schema)) = services("cluster_jobs::graceful") else { return };
+    let shared = tempfile::tempdir().unwrap();
+    let config = |node: &str| {
+        let mut c = node_config(&shared, &redis, &schema, node);
+        c.cluster.job_lease_seconds = 60;
+        c.chat_workflows.execution.shutdown_grace_seconds = 0;
+        c
+    };
+    let a = node(config("node-a")).await;
+    chat_of(&a).runner.set_test_step_delay(Duration::from_secs(30));
+    let chat = chat_with_csv(&a).await;
+    let mut on_a = subscriber(&a, &chat).await;
+    let job_id = submit(&a, &chat, &three_steps()).await;
+    events_until_match(&mut on_a, |e| e["type"] == "progress", LONG).await;
+    let b = node(config("node-b")).await;
+    let mut on_b = listener_from_start(&b, &chat).await;
+    let stopped = Instant::now();
+    a.stop().await;
+
+    let events = events_until_match(
+        &mut on_b,
+        |e| e["type"] == "workflow_completed" || e["type"] == "workflow_failed",
+        Duration::from_secs(20),
+    )
+    .await;
+    assert_gapless(&events);
+    assert_eq!(events.last().unwrap()["type"], "workflow_completed", "{:?}", types(&events));
+    assert!(stopped.elapsed() < Duration::from_secs(20), "resumed long before the 60-s lease");
+    assert_eq!(metric(&b, "oxcelize_cluster_lease_takeovers_total").await, 1.0);
+    assert_eq!(job(&b, &chat, &job_id).await["status"], "completed");
+    b.stop().await;
+}
