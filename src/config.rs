@@ -183,7 +183,8 @@ pub struct ClusterConfig {
     pub redis_url: String,
     /// A job's lease lasts this long unless its node renews it (every third of it).
     pub job_lease_seconds: u64,
-    /// A job taken over this many times (its node died each time) fails with a clear error.
+    /// A job is claimed at most this many times; when its node dies during the last attempt, the node that
+    /// finds the expired lease fails it with a clear error.
     pub max_job_attempts: u32,
 }
 
@@ -722,6 +723,17 @@ impl Config {
                     "must be a redis:// or rediss:// URL when cluster.enabled",
                 ));
             }
+            // A running job holds a connection while it records a step and needs another one meanwhile
+            // (its events); two spare for requests.
+            let needed = 2 * self.chat_workflows.execution.max_concurrent_jobs + 2;
+            if cluster.postgres_pool_size < needed {
+                return Err(invalid(
+                    "cluster.postgres_pool_size",
+                    format!(
+                        "must be at least 2 × chat_workflows.execution.max_concurrent_jobs + 2 ({needed})"
+                    ),
+                ));
+            }
         }
         if !(2..=1000).contains(&cluster.postgres_pool_size) {
             return Err(invalid("cluster.postgres_pool_size", "must be between 2 and 1000"));
@@ -1134,6 +1146,11 @@ mod tests {
             ("cluster:\n  postgres_pool_size: 1\n", "cluster.postgres_pool_size"),
             ("cluster:\n  enabled: true\n", "cluster.postgres_url"),
             ("cluster:\n  enabled: true\n  postgres_url: postgres://h/db\n", "cluster.redis_url"),
+            (
+                "cluster:\n  enabled: true\n  postgres_url: postgres://h/db\n  redis_url: redis://h/\n  \
+                 postgres_pool_size: 11\n",
+                "cluster.postgres_pool_size",
+            ),
             ("storage:\n  backend: s3\n", "storage.s3.bucket"),
             ("storage:\n  backend: s3\n  s3:\n    bucket: b\n    endpoint: ftp://x\n", "storage.s3.endpoint"),
             (

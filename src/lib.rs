@@ -145,8 +145,9 @@ impl App {
                 .map_err(std::io::Error::other)?
                 .map_err(|e| std::io::Error::other(format!("job recovery: {e}")))?;
             if recovered > 0 {
-                log::warn!("{recovered} job(s) interrupted by the last stop were marked failed");
+                log::warn!("{recovered} job(s) interrupted by the last stop were failed (or, in cluster mode, given back)");
             }
+            chat.start_job_workers();
             readiness_probes.push(Arc::new(chat::store_api::StoreProbe(chat.store.clone())));
             Some(chat)
         } else {
@@ -155,7 +156,11 @@ impl App {
         let state = web::Data::new(AppState {
             meta: EnvelopeMeta::from_config(&config),
             config: config.clone(),
-            metrics: Arc::new(metrics::Metrics::new(hub.clone(), admission.clone())),
+            metrics: Arc::new(metrics::Metrics::new(
+                hub.clone(),
+                admission.clone(),
+                chat.as_ref().and_then(|c| c.runner.queue_stats()),
+            )),
             hub,
             started_at: Instant::now(),
             readiness_probes,

@@ -53,7 +53,12 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    pub fn new(hub: Arc<Hub>, admission: Arc<Admission>) -> Metrics {
+    /// `job_queue`: the cluster job queue's counters of this node (cluster mode only).
+    pub fn new(
+        hub: Arc<Hub>,
+        admission: Arc<Admission>,
+        job_queue: Option<Arc<crate::chat::queue::QueueStats>>,
+    ) -> Metrics {
         let mut registry = Registry::with_prefix("oxcelize");
         let requests = Family::<RequestLabels, Counter>::default();
         let latency: HistogramFamily = Family::new_with_constructor(latency_histogram);
@@ -66,6 +71,9 @@ impl Metrics {
         );
         if let Some(bus) = hub.bus() {
             bus.register_metrics(&mut registry);
+        }
+        if let Some(stats) = job_queue {
+            stats.register(&mut registry);
         }
         registry.register_collector(Box::new(HubCollector(hub)));
         registry.register_with_unit(

@@ -449,6 +449,11 @@ fn outcome_of(status: &str) -> JobOutcome {
     }
 }
 
+/// The bot's hooks for a run of `chat_id` (cluster mode: the node that claims a bot job builds them).
+pub fn job_observer(chat_id: &str, base: &str) -> Arc<dyn JobObserver> {
+    Arc::new(BotObserver { chat_id: chat_id.to_string(), base: base.to_string() })
+}
+
 impl JobObserver for BotObserver {
     fn on_start(&self, chat: &Chat, _job_id: &str) {
         self.settle(chat, |ctx| ctx.on_job_started(&now_ts()));

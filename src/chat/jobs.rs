@@ -6,13 +6,14 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Map, Value};
 use tokio::sync::{watch, Semaphore};
 
 use super::model::{new_job_id, now_ts, Job, WorkflowStep};
+use super::queue::{ClaimedJob, JobFence, JobQueue, QueueSignal, QueueStats};
 use super::workflow::{event_result, FileRef, Plan, StepContext, StepOutput};
 use super::{Chat, ChatError};
 use crate::engine::{Phase, ProgressSnapshot, StepControl, StopReason};
@@ -156,6 +157,36 @@ struct JobCtl {
     /// The running step's control (stopped by a cancel, the step timeout or shutdown).
     step_control: Mutex<Option<StepControl>>,
     done: watch::Sender<Option<Arc<RunOutcome>>>,
+    /// Cluster mode: this node's lease on the job (`None` in the embedded mode).
+    lease: Option<Lease>,
+    /// Cluster mode: where a taken-over job resumes.
+    resume: Option<Resume>,
+}
+
+/// This node's claim on a cluster job.
+struct Lease {
+    attempt: i64,
+    /// Renewal failed or shutdown gave the job back: nothing more is written for this claim.
+    lost: AtomicBool,
+    /// Open while a write section of the run holds the job's row (see [`Chat::under_lease`]).
+    fence: Mutex<Option<Box<dyn JobFence>>>,
+}
+
+/// The steps a taken-over job already completed (the job row's `progress`, written with each step).
+struct Resume {
+    /// Steps `1..=done` completed; their outputs are reused.
+    done: usize,
+    results: Vec<Value>,
+    produced: Vec<String>,
+    /// The next step's default input.
+    current: FileRef,
+}
+
+impl Resume {
+    /// The row's `progress` JSON for a run that completed `done` steps.
+    fn to_json(done: usize, results: &[Value], produced: &[String], current: &str) -> Value {
+        json!({"done": done, "results": results, "produced": produced, "current": current})
+    }
 }
 
 impl JobCtl {
@@ -165,6 +196,23 @@ impl JobCtl {
             control.stop(reason);
         }
     }
+
+    /// Runs `write` on the open fence of this job's lease; `None` without one (embedded mode).
+    fn fenced<T>(&self, write: impl FnOnce(&mut dyn JobFence) -> T) -> Option<T> {
+        let lease = self.lease.as_ref()?;
+        let mut fence = lock(&lease.fence);
+        fence.as_mut().map(|f| write(f.as_mut()))
+    }
+}
+
+/// Cluster mode's part of the runner: the queue, the lease settings and the submitters waiting here.
+struct ClusterJobs {
+    queue: Arc<dyn JobQueue>,
+    lease: Duration,
+    max_attempts: u32,
+    stats: Arc<QueueStats>,
+    /// Submitters on this node waiting for the end of a job, wherever it runs.
+    waiters: Mutex<HashMap<String, watch::Sender<Option<Arc<RunOutcome>>>>>,
 }
 
 #[derive(Default)]
@@ -182,6 +230,7 @@ pub struct JobRunner {
     stopping_steps: AtomicBool,
     runtime: tokio::runtime::Handle,
     test_step_delay: Mutex<Duration>,
+    cluster: OnceLock<ClusterJobs>,
 }
 
 fn overall(step_index: usize, progress: u64, total: usize) -> u64 {
@@ -201,6 +250,32 @@ impl JobRunner {
             stopping_steps: AtomicBool::new(false),
             runtime: tokio::runtime::Handle::current(),
             test_step_delay: Mutex::new(Duration::ZERO),
+            cluster: OnceLock::new(),
+        }
+    }
+
+    /// Cluster mode: jobs go through `queue` and run on whichever node claims them.
+    pub fn enable_cluster(&self, queue: Arc<dyn JobQueue>, config: &crate::config::ClusterConfig) {
+        let _ = self.cluster.set(ClusterJobs {
+            queue,
+            lease: Duration::from_secs(config.job_lease_seconds.max(1)),
+            max_attempts: config.max_job_attempts.max(1),
+            stats: Arc::default(),
+            waiters: Mutex::default(),
+        });
+    }
+
+    /// The queue counters of this node (cluster mode), for `/metrics`.
+    pub fn queue_stats(&self) -> Option<Arc<QueueStats>> {
+        self.cluster.get().map(|c| c.stats.clone())
+    }
+
+    /// Hands `outcome` to a submitter on this node waiting for it (cluster mode).
+    fn resolve_waiter(&self, outcome: &Arc<RunOutcome>) {
+        if let Some(cluster) = self.cluster.get() {
+            if let Some(waiter) = lock(&cluster.waiters).remove(&outcome.job_id) {
+                let _ = waiter.send(Some(outcome.clone()));
+            }
         }
     }
 
@@ -232,6 +307,10 @@ impl JobRunner {
     /// Removes a job from its chat queue; returns the next job of that chat to dispatch, if it became head.
     fn remove(&self, ctl: &JobCtl) -> Option<Arc<JobCtl>> {
         let mut st = lock(&self.state);
+        if st.jobs.get(&ctl.job_id).is_some_and(|c| !std::ptr::eq(c.as_ref(), ctl)) {
+            // Cluster mode: this node claimed the job again meanwhile; the newer claim stays.
+            return None;
+        }
         st.jobs.remove(&ctl.job_id);
         let queue = st.chats.get_mut(&ctl.chat_id)?;
         let was_head = queue.front() == Some(&ctl.job_id);
@@ -320,6 +399,9 @@ impl Chat {
                 step_index: Some(s.index as i64),
             })
             .collect();
+        if let Some(cluster) = self.runner.cluster.get() {
+            return self.submit_to_queue(cluster, &plan, &job, &steps);
+        }
         self.store.create_job(&job, &steps)?;
         let (done, rx) = watch::channel(None);
         let ctl = Arc::new(JobCtl {
@@ -335,6 +417,8 @@ impl Chat {
             progress: Mutex::new((0, 0, 0)),
             step_control: Mutex::new(None),
             done,
+            lease: None,
+            resume: None,
         });
         let position = {
             let mut st = lock(&self.runner.state);
@@ -400,7 +484,7 @@ impl Chat {
             if *finalized {
                 return None;
             }
-            let out = work(&chat, &ctl);
+            let out = chat.under_lease(&ctl, || work(&chat, &ctl))?;
             *finalized = finalize;
             Some(out)
         })
@@ -414,9 +498,20 @@ impl Chat {
         let total = ctl.plan.steps.len();
         let ok = self
             .guarded(ctl, move |chat, ctl| -> Result<(), ChatError> {
-                chat.store.mark_job_running(&ctl.job_id, &now_ts())?;
-                chat.store.set_status(&ctl.chat_id, "processing")?;
                 ctl.running.store(true, Ordering::SeqCst);
+                if ctl.resume.is_some() {
+                    // Taken over: the run was announced by the node that started it.
+                    return Ok(());
+                }
+                if ctl.lease.is_none() {
+                    // A cluster job was marked running by its claim.
+                    chat.store.mark_job_running(&ctl.job_id, &now_ts())?;
+                }
+                chat.store.set_status(&ctl.chat_id, "processing")?;
+                // Cluster mode: "announced, no step done yet" (committed after `workflow_started` went
+                // out, so a node taking the job over announces it again only if that may not have happened).
+                let announced = Resume::to_json(0, &[], &[], &ctl.plan.input.stored);
+                ctl.fenced(|f| f.save_progress(&announced)).transpose()?;
                 if let Some(o) = &ctl.observer {
                     o.on_start(chat, &ctl.job_id);
                 }
@@ -450,13 +545,17 @@ impl Chat {
             Some(Ok(())) => {}
         }
 
-        let mut current = ctl.plan.input.clone();
-        let mut results: Vec<Value> = Vec::new();
-        let mut produced: Vec<String> = Vec::new();
+        let (done, mut current, mut results, mut produced) = match &ctl.resume {
+            Some(r) => (r.done, r.current.clone(), r.results.clone(), r.produced.clone()),
+            None => (0, ctl.plan.input.clone(), Vec::new(), Vec::new()),
+        };
         let mut failure: Option<FailedStep> = None;
         let mut cancelled = false;
         let timeout = Duration::from_secs(self.config.chat_workflows.execution.step_timeout_seconds.max(1));
         for (i, step) in ctl.plan.steps.iter().enumerate() {
+            if step.index <= done {
+                continue; // completed before the takeover: its output is reused
+            }
             if ctl.cancel.load(Ordering::SeqCst) {
                 cancelled = true;
                 break;
@@ -466,31 +565,33 @@ impl Chat {
             let (step_c, input_c) = (step.clone(), input.clone());
             let started_at = now_ts();
             let started_c = started_at.clone();
+            let start_text = match (&ctl.resume, &ctl.lease) {
+                (Some(_), Some(lease)) if step.index == done + 1 => {
+                    format!("Restarting step execution on another node (attempt {})", lease.attempt)
+                }
+                _ => "Starting step execution".to_string(),
+            };
             let began = self
                 .guarded(ctl, move |chat, ctl| -> Result<(), ChatError> {
-                    chat.store.update_step(&step_record(
-                        &step_c,
-                        ctl,
-                        "running",
-                        0,
-                        Some(&input_c),
-                        None,
-                        None,
-                        Some(started_c),
-                        None,
-                    ))?;
+                    chat.write_step(
+                        Some(ctl),
+                        &step_record(
+                            &step_c,
+                            ctl,
+                            "running",
+                            0,
+                            Some(&input_c),
+                            None,
+                            None,
+                            Some(started_c),
+                            None,
+                        ),
+                    )?;
+                    chat.seal(ctl)?;
                     *lock(&ctl.progress) = (step_index, overall(step_index, 0, total), 0);
                     chat.publish_progress(
                         &ctl.chat_id,
-                        &progress_event(
-                            ctl,
-                            &step_c,
-                            total,
-                            0,
-                            StepStatus::Running,
-                            "Starting step execution",
-                            None,
-                        ),
+                        &progress_event(ctl, &step_c, total, 0, StepStatus::Running, &start_text, None),
                     );
                     Ok(())
                 })
@@ -510,23 +611,50 @@ impl Chat {
                     let (step_c, input_c, out_c, started_c) =
                         (step.clone(), input.clone(), out.clone(), started_at.clone());
                     let base = ctl.base_url.clone();
+                    let (results_c, produced_c, current_c) =
+                        (results.clone(), produced.clone(), current.stored.clone());
                     let result = self
                         .guarded(ctl, move |chat, ctl| -> Result<Value, ChatError> {
                             let stored = out_c.output.as_ref().map(|o| o.stored.clone());
                             if let Some(s) = &stored {
                                 chat.store.record_file(&ctl.chat_id, s, "output")?;
                             }
-                            chat.store.update_step(&step_record(
-                                &step_c,
-                                ctl,
-                                "completed",
-                                100,
-                                Some(&input_c),
-                                stored.clone(),
-                                None,
-                                Some(started_c),
-                                Some(now_ts()),
-                            ))?;
+                            chat.write_step(
+                                Some(ctl),
+                                &step_record(
+                                    &step_c,
+                                    ctl,
+                                    "completed",
+                                    100,
+                                    Some(&input_c),
+                                    stored.clone(),
+                                    None,
+                                    Some(started_c),
+                                    Some(now_ts()),
+                                ),
+                            )?;
+                            let mut result = Map::new();
+                            result.insert("output_file_path".into(), json!(stored));
+                            if let Some(s) = &stored {
+                                result.insert(
+                                    "download_url".into(),
+                                    json!(chat.storage.file_url(&base, &ctl.chat_id, s)),
+                                );
+                            }
+                            result.extend(out_c.result.clone());
+                            let event = event_result(&result);
+                            result.insert("step_id".into(), json!(step_c.step_id));
+                            result.insert("operation".into(), json!(step_c.operation));
+                            result.insert("status".into(), json!("completed"));
+                            let result = Value::Object(result);
+                            // Cluster mode: the steps done so far, in the same transaction as the step.
+                            let (mut results, mut produced) = (results_c, produced_c);
+                            results.push(result.clone());
+                            produced.extend(stored.clone());
+                            let current = stored.unwrap_or(current_c);
+                            let progress = Resume::to_json(step_c.index, &results, &produced, &current);
+                            ctl.fenced(|f| f.save_progress(&progress)).transpose()?;
+                            chat.seal(ctl)?;
                             *lock(&ctl.progress) = (step_index, overall(step_index, 100, total), 100);
                             chat.publish_progress(
                                 &ctl.chat_id,
@@ -540,15 +668,6 @@ impl Chat {
                                     rows,
                                 ),
                             );
-                            let mut result = Map::new();
-                            result.insert("output_file_path".into(), json!(stored));
-                            if let Some(s) = &stored {
-                                result.insert(
-                                    "download_url".into(),
-                                    json!(chat.storage.file_url(&base, &ctl.chat_id, s)),
-                                );
-                            }
-                            result.extend(out_c.result.clone());
                             chat.publish(
                                 &ctl.chat_id,
                                 &StepResult {
@@ -557,13 +676,10 @@ impl Chat {
                                     step_index: step_c.index,
                                     total_steps: total,
                                     operation: step_c.operation.clone(),
-                                    result: event_result(&result),
+                                    result: event,
                                 },
                             );
-                            result.insert("step_id".into(), json!(step_c.step_id));
-                            result.insert("operation".into(), json!(step_c.operation));
-                            result.insert("status".into(), json!("completed"));
-                            Ok(Value::Object(result))
+                            Ok(result)
                         })
                         .await;
                     match result {
@@ -615,9 +731,12 @@ impl Chat {
             // Leave the chat queue before the submitter hears the outcome, so a run submitted right after
             // it is not reported as queued behind a finished one. (The dispatcher's later remove is a no-op.)
             if let Some(next) = self.runner.remove(ctl) {
-                self.dispatch(next);
+                // (Cluster jobs are claimed, never dispatched from here.)
+                if ctl.lease.is_none() {
+                    self.dispatch(next);
+                }
             }
-            let _ = ctl.done.send(Some(outcome));
+            self.deliver(ctl, outcome);
         }
     }
 
@@ -643,7 +762,12 @@ impl Chat {
         let deadline = tokio::time::Instant::now() + timeout;
         let delay = *lock(&self.runner.test_step_delay);
         if !delay.is_zero() {
-            tokio::time::sleep_until(deadline.min(tokio::time::Instant::now() + delay)).await;
+            // A stop (cancel, shutdown, lost lease) ends the wait early, as it would end a real step.
+            let until = deadline.min(tokio::time::Instant::now() + delay);
+            while control.stop_reason().is_none() && tokio::time::Instant::now() < until {
+                tokio::time::sleep_until(until.min(tokio::time::Instant::now() + Duration::from_millis(20)))
+                    .await;
+            }
         }
         let (chat, ctl_c, input_c, control_c) = (self.clone(), ctl.clone(), input.clone(), control.clone());
         // On the heavy lane when the step holds an admission permit (see `admission::run_blocking`).
@@ -754,10 +878,10 @@ impl Chat {
                     s.status = "failed".into();
                     s.error_message = Some(f.error.clone());
                     s.completed_at = Some(now_ts());
-                    self.store.update_step(&s)?;
+                    self.write_step(Some(ctl), &s)?;
                 } else if s.status == "pending" || s.status == "running" {
                     s.status = "skipped".into();
-                    self.store.update_step(&s)?;
+                    self.write_step(Some(ctl), &s)?;
                     skipped += 1;
                 }
             }
@@ -794,12 +918,14 @@ impl Chat {
             outcome.result = Value::Object(result);
             let conv_status = if outcome.status == "completed" { "completed" } else { "failed" };
             self.store.set_status(chat_id, conv_status)?;
-            self.store.finish_job(
+            self.write_finish(
+                Some(ctl),
                 &ctl.job_id,
                 outcome.status,
                 Some(&outcome.result),
                 outcome.error.as_deref(),
             )?;
+            self.seal(ctl)?;
 
             if let Some(f) = &outcome.failed_step {
                 let step = ctl.plan.steps.iter().find(|s| s.step_id == f.step_id);
@@ -887,6 +1013,20 @@ impl Chat {
         if job.is_finished() {
             return Err(ChatError::Conflict("Job already finished".into()));
         }
+        if let Some(cluster) = self.runner.cluster.get() {
+            // Recorded for every node; the one running it stops it (notified, or at its next poll).
+            cluster.queue.request_cancel(job_id)?;
+            self.cancel_local(job_id);
+            if job.status == "pending" {
+                // A queued job is cancelled by the first node that claims it, at once: answer after that,
+                // as on one node (bounded: the answer says `pending` if it takes longer).
+                let deadline = Instant::now() + PENDING_CANCEL_WAIT;
+                while Instant::now() < deadline && !self.store.job(job_id)?.is_none_or(|j| j.is_finished()) {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            }
+            return Ok(());
+        }
         match self.runner.ctl(job_id) {
             Some(ctl) if ctl.running.load(Ordering::SeqCst) => {
                 ctl.cancel.store(true, Ordering::SeqCst);
@@ -944,12 +1084,12 @@ impl Chat {
                     s.status = "failed".into();
                     s.error_message = Some(error.to_string());
                     s.completed_at = Some(now_ts());
-                    self.store.update_step(&s)?;
+                    self.write_step(ctl.map(|c| &**c), &s)?;
                     failed = Some(s);
                 }
                 "pending" => {
                     s.status = "skipped".into();
-                    self.store.update_step(&s)?;
+                    self.write_step(ctl.map(|c| &**c), &s)?;
                     skipped += 1;
                 }
                 _ => {}
@@ -957,7 +1097,10 @@ impl Chat {
         }
         let status = if cancelled { "cancelled" } else { "failed" };
         let result = json!({"success": false, "error": error, "results": [], "output_files": []});
-        self.store.finish_job(job_id, status, Some(&result), Some(error))?;
+        self.write_finish(ctl.map(|c| &**c), job_id, status, Some(&result), Some(error))?;
+        if let Some(ctl) = ctl {
+            self.seal(ctl)?;
+        }
         if started || !cancelled {
             self.store.set_status(chat_id, "failed")?;
         }
@@ -1000,7 +1143,7 @@ impl Chat {
             if let Some(o) = &ctl.observer {
                 o.on_finish(self, &outcome);
             }
-            let _ = ctl.done.send(Some(outcome));
+            self.deliver(ctl, outcome);
         }
         Ok(())
     }
@@ -1025,7 +1168,7 @@ impl Chat {
                 *g = true;
                 drop(g);
                 let outcome = self.build_outcome(&ctl, Vec::new(), Vec::new(), None, true);
-                let _ = ctl.done.send(Some(Arc::new(outcome)));
+                self.deliver(&ctl, Arc::new(outcome));
             }
         }
     }
@@ -1033,6 +1176,10 @@ impl Chat {
     /// Restart recovery (§9.8): jobs left pending or running are failed and their `workflow_failed` is
     /// appended to the chat's event log. Blocking; call after the store is installed in the hub.
     pub fn recover_interrupted(&self) -> Result<usize, ChatError> {
+        if let Some(cluster) = self.runner.cluster.get() {
+            // Cluster mode: the jobs this node held are given back to the queue (resumed by any node).
+            return cluster.queue.release(None);
+        }
         let jobs = self.store.unfinished_jobs()?;
         for job in &jobs {
             self.interrupt(
@@ -1054,9 +1201,11 @@ impl Chat {
             return;
         }
         const TEXT: &str = SHUTDOWN_TEXT;
+        let cluster = self.runner.cluster.get().is_some();
         let chat = self.clone();
         let _ = tokio::task::spawn_blocking(move || {
-            for ctl in chat.runner.running_ctls() {
+            // Cluster mode: nothing waits in this node's memory (queued jobs are in the shared queue).
+            for ctl in chat.runner.running_ctls().into_iter().filter(|_| !cluster) {
                 if !ctl.running.load(Ordering::SeqCst) {
                     if let Err(e) =
                         chat.interrupt(&ctl.job_id, &ctl.chat_id, ctl.kind, TEXT, false, Some(&ctl))
@@ -1078,10 +1227,26 @@ impl Chat {
         // The steps still running are stopped (they return between two batches of rows), then failed.
         self.runner.stopping_steps.store(true, Ordering::SeqCst);
         for ctl in self.runner.running_ctls() {
+            if cluster {
+                self.lose_lease(&ctl, "shutdown");
+            }
             ctl.stop_running_step(StopReason::Shutdown);
         }
         let chat = self.clone();
         let _ = tokio::task::spawn_blocking(move || {
+            if let Some(cluster) = chat.runner.cluster.get() {
+                // Cluster mode: the jobs still running here are given back, and another node resumes them.
+                let leases: Vec<(String, i64)> = chat
+                    .runner
+                    .running_ctls()
+                    .iter()
+                    .filter_map(|c| c.lease.as_ref().map(|l| (c.job_id.clone(), l.attempt)))
+                    .collect();
+                if let Err(e) = cluster.queue.release(Some(&leases)) {
+                    log::error!("shutdown: cannot give back {} job lease(s): {e}", leases.len());
+                }
+                return;
+            }
             for ctl in chat.runner.running_ctls() {
                 if let Err(e) = chat.interrupt(&ctl.job_id, &ctl.chat_id, ctl.kind, TEXT, false, Some(&ctl)) {
                     log::error!("shutdown: job {}: {e}", ctl.job_id);
@@ -1114,6 +1279,520 @@ impl Chat {
             Ok(())
         });
     }
+}
+
+/// How often the workers of a cluster node look at the queue besides the notifications (also how soon an
+/// expired lease is noticed, and a cancel request when its notification was missed).
+const QUEUE_POLL_INTERVAL: Duration = Duration::from_secs(1);
+
+/// How long a cancel of a queued cluster job waits for the node that cancels it.
+const PENDING_CANCEL_WAIT: Duration = Duration::from_secs(2);
+
+/// What a claimed job is to become.
+enum ClaimedRun {
+    Run,
+    /// Ended without running (cancel requested while pending, attempts exhausted, cannot be planned).
+    End {
+        error: String,
+        cancelled: bool,
+    },
+}
+
+// --- cluster mode: the queue in PostgreSQL, leases, takeover
+impl Chat {
+    /// Cluster mode: records the job in the shared queue (any node may claim it) and registers the caller
+    /// as a waiter for its end.
+    fn submit_to_queue(
+        self: &Arc<Self>,
+        cluster: &ClusterJobs,
+        plan: &Plan,
+        job: &Job,
+        steps: &[WorkflowStep],
+    ) -> Result<Submitted, ChatError> {
+        let (done, rx) = watch::channel(None);
+        lock(&cluster.waiters).insert(job.job_id.clone(), done);
+        let position = match cluster.queue.enqueue(job, steps, &plan_request(plan)) {
+            Ok(p) => p,
+            Err(e) => {
+                lock(&cluster.waiters).remove(&job.job_id);
+                return Err(e);
+            }
+        };
+        if position > 0 {
+            self.publish(
+                &job.chat_id,
+                &WorkflowQueued { job_id: job.job_id.clone(), total_steps: plan.steps.len(), position },
+            );
+        }
+        Ok(Submitted { job_id: job.job_id.clone(), position, done: rx })
+    }
+
+    /// Runs `work` while this node provably holds the job (cluster mode): the job's row is locked after
+    /// checking owner and attempt, the writes of `work` that touch the job go through that transaction,
+    /// and it commits after `work`. `None` (nothing done) when the lease is lost. Embedded: runs `work`.
+    fn under_lease<T>(&self, ctl: &JobCtl, work: impl FnOnce() -> T) -> Option<T> {
+        let (Some(lease), Some(cluster)) = (&ctl.lease, self.runner.cluster.get()) else {
+            return Some(work());
+        };
+        if lease.lost.load(Ordering::SeqCst) {
+            return None;
+        }
+        match cluster.queue.fence(&ctl.job_id, lease.attempt) {
+            Ok(Some(fence)) => *lock(&lease.fence) = Some(fence),
+            Ok(None) => {
+                self.lose_lease(ctl, "taken over by another node");
+                return None;
+            }
+            Err(e) => {
+                log::warn!("job {}: cannot lock the job: {e}", ctl.job_id);
+                self.lose_lease(ctl, "database unavailable");
+                return None;
+            }
+        }
+        let out = work();
+        if let Err(e) = self.seal(ctl) {
+            log::warn!("job {}: cannot commit: {e}", ctl.job_id);
+        }
+        // Lost meanwhile (a failed commit): the run stops here.
+        (!lease.lost.load(Ordering::SeqCst)).then_some(out)
+    }
+
+    /// Cluster mode: commits the open fence of the job, so the writes so far are visible before the events
+    /// that report them are published (as in the embedded mode). After it the section only publishes:
+    /// what it reports was committed under this node's lease. An error when the commit failed.
+    fn seal(&self, ctl: &JobCtl) -> Result<(), ChatError> {
+        let Some(lease) = &ctl.lease else { return Ok(()) };
+        let fence = lock(&lease.fence).take();
+        match fence.map(|f| f.commit()) {
+            Some(Err(e)) => {
+                self.lose_lease(ctl, "commit failed");
+                Err(e)
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Cluster mode: this node must not write for the job any more; its step stops at the next batch.
+    fn lose_lease(&self, ctl: &JobCtl, why: &str) {
+        let Some(lease) = &ctl.lease else { return };
+        if !lease.lost.swap(true, Ordering::SeqCst) {
+            log::warn!("job {}: lease of attempt {} given up ({why})", ctl.job_id, lease.attempt);
+        }
+        ctl.cancel.store(true, Ordering::SeqCst);
+        ctl.stop_running_step(StopReason::Shutdown);
+    }
+
+    /// A step row write: inside the job's fence in cluster mode.
+    fn write_step(&self, ctl: Option<&JobCtl>, step: &WorkflowStep) -> Result<(), ChatError> {
+        match ctl.and_then(|c| c.fenced(|f| f.update_step(step))) {
+            Some(written) => written,
+            None => self.store.update_step(step),
+        }
+    }
+
+    /// The job's terminal state: inside the job's fence in cluster mode (which also frees the chat).
+    fn write_finish(
+        &self,
+        ctl: Option<&JobCtl>,
+        job_id: &str,
+        status: &str,
+        result: Option<&Value>,
+        error: Option<&str>,
+    ) -> Result<(), ChatError> {
+        match ctl.and_then(|c| c.fenced(|f| f.finish_job(status, result, error))) {
+            Some(written) => written,
+            None => self.store.finish_job(job_id, status, result, error),
+        }
+    }
+
+    /// Hands the outcome to whoever waits for it on this node.
+    fn deliver(&self, ctl: &JobCtl, outcome: Arc<RunOutcome>) {
+        self.runner.resolve_waiter(&outcome);
+        let _ = ctl.done.send(Some(outcome));
+    }
+
+    /// Stops a job running on this node because a cancel was requested (cluster mode).
+    fn cancel_local(&self, job_id: &str) {
+        if let Some(ctl) = self.runner.ctl(job_id) {
+            ctl.cancel.store(true, Ordering::SeqCst);
+            ctl.stop_running_step(StopReason::Cancelled);
+        }
+    }
+
+    /// Cluster mode: starts this node's workers. They claim jobs when PostgreSQL notifies them and every
+    /// [`QUEUE_POLL_INTERVAL`], as many as `execution.max_concurrent_jobs` allows; they also pass cancel
+    /// requests to the runs of this node and the ends of remote runs to the submitters waiting here.
+    pub fn start_job_workers(self: &Arc<Self>) {
+        let Some(cluster) = self.runner.cluster.get() else { return };
+        let (tx, mut signals) = tokio::sync::mpsc::channel(256);
+        cluster.queue.listen(tx);
+        let chat = self.clone();
+        self.runner.runtime.spawn(async move {
+            let mut ticker = tokio::time::interval(QUEUE_POLL_INTERVAL);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut listening = true;
+            loop {
+                let signal = tokio::select! {
+                    s = signals.recv(), if listening => match s {
+                        Some(s) => Some(s),
+                        None => {
+                            listening = false;
+                            continue;
+                        }
+                    },
+                    _ = ticker.tick() => None,
+                };
+                if chat.runner.shutting_down.load(Ordering::SeqCst) {
+                    break;
+                }
+                match signal {
+                    Some(QueueSignal::Work) => chat.claim_jobs().await,
+                    Some(QueueSignal::Cancel(job_id)) => chat.cancel_local(&job_id),
+                    Some(QueueSignal::Finished(job_id)) => chat.check_waiters(Some(job_id)).await,
+                    None => {
+                        chat.claim_jobs().await;
+                        chat.poll_cancels().await;
+                        chat.check_waiters(None).await;
+                    }
+                }
+            }
+        });
+    }
+
+    async fn claim_jobs(self: &Arc<Self>) {
+        let Some(cluster) = self.runner.cluster.get() else { return };
+        let free = self.runner.permits.available_permits();
+        if free == 0 {
+            return;
+        }
+        let (queue, lease, max) = (cluster.queue.clone(), cluster.lease, cluster.max_attempts);
+        let claimed = match tokio::task::spawn_blocking(move || queue.claim(lease, max, free)).await {
+            Ok(Ok(claimed)) => claimed,
+            Ok(Err(e)) => return log::warn!("job queue: claim failed: {e}"),
+            Err(e) => return log::error!("job queue: claim task failed: {e}"),
+        };
+        if self.runner.shutting_down.load(Ordering::SeqCst) {
+            // Claimed while this node began to stop: given back at once.
+            let leases: Vec<(String, i64)> =
+                claimed.iter().map(|c| (c.job.job_id.clone(), c.attempt)).collect();
+            let queue = cluster.queue.clone();
+            let _ = tokio::task::spawn_blocking(move || queue.release(Some(&leases))).await;
+            return;
+        }
+        for job in claimed {
+            cluster.stats.claimed.inc();
+            if job.takeover {
+                cluster.stats.takeovers.inc();
+                log::warn!("job {}: taken over (attempt {})", job.job.job_id, job.attempt);
+            }
+            // Held for the whole run: the claim took no more jobs than there are free permits.
+            let Ok(permit) = self.runner.permits.clone().try_acquire_owned() else {
+                log::error!("job {}: no worker free after the claim; its lease will expire", job.job.job_id);
+                continue;
+            };
+            let chat = self.clone();
+            self.runner.runtime.spawn(async move {
+                chat.run_claimed(job).await;
+                drop(permit);
+            });
+        }
+    }
+
+    /// Runs (or ends) a job this node claimed, renewing its lease meanwhile; a run that stopped without
+    /// writing its end gives the job back so another node resumes it at once.
+    async fn run_claimed(self: &Arc<Self>, claimed: ClaimedJob) {
+        let chat = self.clone();
+        let prepared = tokio::task::spawn_blocking(move || chat.prepare_claimed(claimed)).await;
+        let (ctl, what) = match prepared {
+            Ok(Ok(Some(p))) => p,
+            Ok(Ok(None)) => return,
+            Ok(Err(e)) => return log::error!("job queue: cannot prepare a claimed job: {e}"),
+            Err(e) => return log::error!("job queue: prepare task failed: {e}"),
+        };
+        match what {
+            ClaimedRun::Run => {
+                tokio::select! {
+                    _ = self.run_job(&ctl) => {}
+                    _ = self.keep_lease(&ctl) => {}
+                }
+            }
+            ClaimedRun::End { error, cancelled } => {
+                let (chat, ctl_c) = (self.clone(), ctl.clone());
+                let _ = tokio::task::spawn_blocking(move || {
+                    let ctl = &ctl_c;
+                    chat.under_lease(ctl, || {
+                        chat.interrupt(&ctl.job_id, &ctl.chat_id, ctl.kind, &error, cancelled, Some(ctl))
+                    })
+                })
+                .await;
+            }
+        }
+        let unfinished = !*lock(&ctl.finalized);
+        self.runner.remove(&ctl);
+        if let (true, Some(cluster), Some(lease)) = (unfinished, self.runner.cluster.get(), &ctl.lease) {
+            let (queue, leases) = (cluster.queue.clone(), [(ctl.job_id.clone(), lease.attempt)]);
+            let _ = tokio::task::spawn_blocking(move || queue.release(Some(&leases))).await;
+        }
+    }
+
+    /// Builds the control block of a claimed job (its plan again from the stored request, its progress
+    /// when taken over) and registers it as running here. `None` when its conversation is gone.
+    fn prepare_claimed(
+        self: &Arc<Self>,
+        claimed: ClaimedJob,
+    ) -> Result<Option<(Arc<JobCtl>, ClaimedRun)>, ChatError> {
+        let Some(cluster) = self.runner.cluster.get() else { return Ok(None) };
+        let job = claimed.job;
+        let Some(row) = self.store.conversation_row(&job.chat_id)? else { return Ok(None) };
+        let kind = JobKind::parse(&job.kind);
+        let base = job.base_url.clone().unwrap_or_default();
+        let planned = claimed
+            .request
+            .as_ref()
+            .and_then(Value::as_object)
+            .ok_or_else(|| ChatError::validation("the job has no stored request"))
+            .and_then(|body| super::workflow::plan(self, &row, body));
+        let mut what = ClaimedRun::Run;
+        let plan = match planned {
+            Ok(mut plan) => {
+                // The steps keep the ids recorded at submission.
+                let ids: HashMap<i64, String> = self
+                    .store
+                    .job_steps(&job.job_id)?
+                    .into_iter()
+                    .filter_map(|s| s.step_index.map(|i| (i, s.step_id)))
+                    .collect();
+                for step in &mut plan.steps {
+                    if let Some(id) = ids.get(&(step.index as i64)) {
+                        step.step_id = id.clone();
+                    }
+                }
+                plan
+            }
+            Err(e) => {
+                what =
+                    ClaimedRun::End { error: format!("Workflow cannot be resumed: {e}"), cancelled: false };
+                Plan {
+                    row: row.clone(),
+                    input: FileRef { stored: String::new(), path: Default::default() },
+                    steps: Vec::new(),
+                }
+            }
+        };
+        if job.cancel_requested {
+            what = ClaimedRun::End { error: CANCELLED_TEXT.into(), cancelled: true };
+        } else if claimed.exhausted {
+            let n = cluster.max_attempts;
+            what = ClaimedRun::End {
+                error: format!(
+                    "Workflow failed: its node stopped during each of its {n} attempt(s)                      (cluster.max_job_attempts = {n})"
+                ),
+                cancelled: false,
+            };
+        }
+        // A takeover of a run that was never announced starts it afresh.
+        let resume = claimed.progress.filter(|_| claimed.takeover).map(|p| {
+            let strings = |v: &Value| -> Vec<String> {
+                v.as_array()
+                    .map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_string)).collect())
+                    .unwrap_or_default()
+            };
+            let current = p["current"]
+                .as_str()
+                .and_then(|stored| {
+                    self.storage
+                        .resolve_stored(&row, stored)
+                        .map(|(_, path)| FileRef { stored: stored.to_string(), path })
+                })
+                .unwrap_or_else(|| plan.input.clone());
+            Resume {
+                done: p["done"].as_u64().unwrap_or(0) as usize,
+                results: p["results"].as_array().cloned().unwrap_or_default(),
+                produced: strings(&p["produced"]),
+                current,
+            }
+        });
+        let observer = match kind {
+            JobKind::Bot => Some(crate::bot::service::job_observer(&job.chat_id, &base)),
+            JobKind::Execute => None,
+        };
+        let (done, _) = watch::channel(None);
+        let ctl = Arc::new(JobCtl {
+            job_id: job.job_id.clone(),
+            chat_id: job.chat_id.clone(),
+            kind,
+            base_url: base,
+            plan,
+            observer,
+            cancel: AtomicBool::new(false),
+            running: AtomicBool::new(false),
+            finalized: Mutex::new(false),
+            progress: Mutex::new((0, 0, 0)),
+            step_control: Mutex::new(None),
+            done,
+            lease: Some(Lease {
+                attempt: claimed.attempt,
+                lost: AtomicBool::new(false),
+                fence: Mutex::new(None),
+            }),
+            resume,
+        });
+        let earlier = {
+            let mut st = lock(&self.runner.state);
+            let earlier = st.jobs.insert(ctl.job_id.clone(), ctl.clone());
+            let queue = st.chats.entry(ctl.chat_id.clone()).or_default();
+            if !queue.contains(&ctl.job_id) {
+                queue.push_back(ctl.job_id.clone());
+            }
+            earlier
+        };
+        if let Some(earlier) = earlier {
+            // An earlier claim of this node that lost its lease and has not wound down yet.
+            self.lose_lease(&earlier, "claimed again");
+        }
+        Ok(Some((ctl, what)))
+    }
+
+    /// Renews the job's lease every third of `cluster.job_lease_seconds` (a renewal also reports a cancel
+    /// request). When the lease is lost, or cannot be renewed for a whole lease, the run is stopped and
+    /// writes nothing more. Never returns.
+    async fn keep_lease(self: &Arc<Self>, ctl: &Arc<JobCtl>) {
+        let (Some(cluster), Some(lease)) = (self.runner.cluster.get(), &ctl.lease) else {
+            return std::future::pending().await;
+        };
+        let mut renewed_at = Instant::now();
+        loop {
+            tokio::time::sleep(cluster.lease / 3).await;
+            let (queue, job_id, attempt, length) =
+                (cluster.queue.clone(), ctl.job_id.clone(), lease.attempt, cluster.lease);
+            match tokio::task::spawn_blocking(move || queue.renew(&job_id, attempt, length)).await {
+                Ok(Ok(Some(cancel))) => {
+                    renewed_at = Instant::now();
+                    if cancel {
+                        self.cancel_local(&ctl.job_id);
+                    }
+                }
+                Ok(Ok(None)) => {
+                    cluster.stats.renewals_failed.inc();
+                    self.lose_lease(ctl, "renewal refused: the lease is no longer this node's");
+                    break;
+                }
+                Ok(Err(e)) => {
+                    cluster.stats.renewals_failed.inc();
+                    log::warn!("job {}: lease renewal failed: {e}", ctl.job_id);
+                    if renewed_at.elapsed() >= cluster.lease {
+                        self.lose_lease(ctl, "no renewal for a whole lease");
+                        break;
+                    }
+                }
+                Err(e) => log::error!("job {}: renewal task failed: {e}", ctl.job_id),
+            }
+        }
+        std::future::pending().await
+    }
+
+    /// Passes cancel requests whose notification was missed to the runs of this node.
+    async fn poll_cancels(self: &Arc<Self>) {
+        let Some(cluster) = self.runner.cluster.get() else { return };
+        let ids: Vec<String> = self.runner.running_ctls().iter().map(|c| c.job_id.clone()).collect();
+        if ids.is_empty() {
+            return;
+        }
+        let queue = cluster.queue.clone();
+        if let Ok(Ok(cancelled)) = tokio::task::spawn_blocking(move || queue.cancel_requested(&ids)).await {
+            for id in cancelled {
+                self.cancel_local(&id);
+            }
+        }
+    }
+
+    /// Answers the submitters waiting on this node whose job ended elsewhere (`job_id`, or all of them).
+    async fn check_waiters(self: &Arc<Self>, job_id: Option<String>) {
+        let Some(cluster) = self.runner.cluster.get() else { return };
+        let ids: Vec<String> = {
+            let mut waiters = lock(&cluster.waiters);
+            // Nobody listens any more (asynchronous submissions): forget them.
+            waiters.retain(|_, w| w.receiver_count() > 0);
+            waiters.keys().filter(|id| job_id.as_ref().is_none_or(|j| j == *id)).cloned().collect()
+        };
+        if ids.is_empty() {
+            return;
+        }
+        let chat = self.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            for id in ids {
+                match chat.outcome_from_store(&id) {
+                    Ok(Some(outcome)) => chat.runner.resolve_waiter(&Arc::new(outcome)),
+                    Ok(None) => {}
+                    Err(e) => log::warn!("job {id}: cannot read its end: {e}"),
+                }
+            }
+        })
+        .await;
+    }
+
+    /// The outcome of a job that ended (on any node), from the store; `None` while it runs. A job whose
+    /// conversation was deleted ends as cancelled.
+    fn outcome_from_store(&self, job_id: &str) -> Result<Option<RunOutcome>, ChatError> {
+        let Some(job) = self.store.job(job_id)? else {
+            return Ok(Some(RunOutcome {
+                job_id: job_id.to_string(),
+                chat_id: String::new(),
+                kind: JobKind::Execute,
+                status: "cancelled",
+                results: Vec::new(),
+                output_files: Vec::new(),
+                error: Some(CANCELLED_TEXT.into()),
+                failed_step: None,
+                result: Value::Null,
+            }));
+        };
+        if !job.is_finished() {
+            return Ok(None);
+        }
+        let status = match job.status.as_str() {
+            "completed" => "completed",
+            "cancelled" => "cancelled",
+            _ => "failed",
+        };
+        let result = job.result.clone().unwrap_or(Value::Null);
+        let list = |key: &str| result[key].as_array().cloned().unwrap_or_default();
+        let failed_step =
+            self.store.job_steps(job_id)?.into_iter().find(|s| s.status == "failed").map(|s| FailedStep {
+                index: s.step_index.unwrap_or(0).max(0) as usize,
+                step_id: s.step_id,
+                operation: s.operation,
+                error: s.error_message.unwrap_or_default(),
+            });
+        Ok(Some(RunOutcome {
+            job_id: job.job_id,
+            chat_id: job.chat_id,
+            kind: JobKind::parse(&job.kind),
+            status,
+            results: list("results"),
+            output_files: list("output_files"),
+            error: job.error,
+            failed_step,
+            result,
+        }))
+    }
+}
+
+/// The resolved request a cluster job is stored with: any node plans it again from this (stored paths,
+/// so a later upload does not change its input).
+fn plan_request(plan: &Plan) -> Value {
+    let steps: Vec<Value> = plan
+        .steps
+        .iter()
+        .map(|s| {
+            let mut step = json!({"operation": s.operation, "arguments": s.arguments});
+            if let Some(input) = &s.input_override {
+                step["input_file"] = json!(input.stored);
+            }
+            step
+        })
+        .collect();
+    json!({"input_file": plan.input.stored, "steps": steps})
 }
 
 #[allow(clippy::too_many_arguments)]

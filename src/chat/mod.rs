@@ -9,6 +9,7 @@ pub mod jobs;
 pub mod model;
 pub mod names;
 pub mod pg_store;
+pub mod queue;
 pub mod storage;
 pub mod store;
 pub mod store_api;
@@ -133,8 +134,12 @@ impl Chat {
     ) -> Result<Chat, ChatError> {
         let cw = &config.chat_workflows;
         let storage = Arc::new(storage::Storage::new(&config)?);
+        let runner = Arc::new(jobs::JobRunner::new(cw.execution.max_concurrent_jobs));
         let store: Arc<dyn store_api::Store> = if config.cluster.enabled {
-            Arc::new(pg_store::PgStore::connect(&pg_store::PgOptions::from_config(&config))?)
+            let pg = Arc::new(pg_store::PgStore::connect(&pg_store::PgOptions::from_config(&config))?);
+            // PostgreSQL is the job queue too.
+            runner.enable_cluster(pg.clone(), &config.cluster);
+            pg
         } else {
             Arc::new(store::ChatStore::open(
                 &cw.storage.sqlite_path,
@@ -142,7 +147,6 @@ impl Chat {
             )?)
         };
         hub.set_log(store.clone());
-        let runner = Arc::new(jobs::JobRunner::new(cw.execution.max_concurrent_jobs));
         hub.set_active_jobs(runner.clone());
         Ok(Chat { config, store, storage, hub, runner, admission })
     }

@@ -21,13 +21,14 @@ use tokio_postgres::{NoTls, Row};
 use super::model::{
     json_object, new_uuid, normalize_ts, now_ts, Conversation, ConversationRow, Job, Message, WorkflowStep,
 };
+use super::queue::{ClaimedJob, JobFence, JobQueue, QueueSignal};
 use super::store::{ChatStore, ListRow};
 use super::store_api::Store;
 use super::ChatError;
 use crate::events::EventLog;
 
 /// Bumped when the schema below changes; a database migrated by a newer build is refused.
-pub const PG_SCHEMA_VERSION: i64 = 1;
+pub const PG_SCHEMA_VERSION: i64 = 2;
 /// `pg_advisory_xact_lock` key serialising migrations of nodes that start together ("oxcz-mig").
 const MIGRATION_LOCK: i64 = 0x6f78_637a_2d6d_6967;
 /// How long start-up waits for the first connection, unless the URL sets `connect_timeout`.
@@ -129,6 +130,12 @@ CREATE INDEX IF NOT EXISTS idx_steps_job     ON workflow_steps(job_id);
 CREATE INDEX IF NOT EXISTS idx_jobs_chat     ON jobs(chat_id, submitted_at);
 CREATE INDEX IF NOT EXISTS idx_jobs_status   ON jobs(status);
 CREATE INDEX IF NOT EXISTS idx_ws_events_created ON ws_events(created_at);
+-- Version 2: the job queue (the resolved request, the lease, attempts, the steps done so far).
+ALTER TABLE jobs ADD COLUMN IF NOT EXISTS request TEXT;
+ALTER TABLE jobs ADD COLUMN IF NOT EXISTS lease_owner TEXT;
+ALTER TABLE jobs ADD COLUMN IF NOT EXISTS lease_until TIMESTAMPTZ;
+ALTER TABLE jobs ADD COLUMN IF NOT EXISTS attempt INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE jobs ADD COLUMN IF NOT EXISTS progress TEXT;
 ";
 
 /// What `PgStore::connect` needs from the config.
@@ -158,6 +165,8 @@ pub struct PgStore {
     runtime: Option<tokio::runtime::Runtime>,
     handle: tokio::runtime::Handle,
     pool: Pool,
+    /// For the job queue's LISTEN connection (outside the pool: it stays open).
+    pg_config: tokio_postgres::Config,
     node_id: String,
     epoch: String,
     max_events_per_chat: u64,
@@ -242,8 +251,11 @@ impl PgStore {
             .enable_all()
             .build()
             .map_err(ChatError::Io)?;
-        let manager =
-            Manager::from_config(pg_config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+        let manager = Manager::from_config(
+            pg_config.clone(),
+            NoTls,
+            ManagerConfig { recycling_method: RecyclingMethod::Fast },
+        );
         let pool = Pool::builder(manager)
             .max_size(options.pool_size.max(2))
             .runtime(deadpool_postgres::Runtime::Tokio1)
@@ -254,6 +266,7 @@ impl PgStore {
             handle: runtime.handle().clone(),
             runtime: Some(runtime),
             pool,
+            pg_config,
             node_id: options.node_id.clone(),
             epoch: String::new(),
             max_events_per_chat: options.max_events_per_chat.max(1),
@@ -282,11 +295,7 @@ impl PgStore {
         T: Send + 'static,
         F: Future<Output = Result<T, ChatError>> + Send + 'static,
     {
-        let (tx, rx) = std::sync::mpsc::sync_channel(1);
-        self.handle.spawn(async move {
-            let _ = tx.send(work.await);
-        });
-        rx.recv().map_err(|_| ChatError::Unavailable("The database client has stopped".into()))?
+        run_on(&self.handle, work)
     }
 
     /// Runs `work` with a pooled connection.
@@ -321,6 +330,19 @@ impl PgStore {
     pub fn node_id(&self) -> &str {
         &self.node_id
     }
+}
+
+/// Runs `work` on the store's runtime `handle` and blocks until it answers.
+fn run_on<T, F>(handle: &tokio::runtime::Handle, work: F) -> Result<T, ChatError>
+where
+    T: Send + 'static,
+    F: Future<Output = Result<T, ChatError>> + Send + 'static,
+{
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    handle.spawn(async move {
+        let _ = tx.send(work.await);
+    });
+    rx.recv().map_err(|_| ChatError::Unavailable("The database client has stopped".into()))?
 }
 
 /// The transaction handed to an `in_tx` closure (shared so the closure's future can own it).
@@ -367,7 +389,9 @@ async fn migrate(client: &mut Object) -> Result<String, String> {
     let pg = |e: tokio_postgres::Error| e.to_string();
     let tx = client.transaction().await.map_err(pg)?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK]).await.map_err(pg)?;
-    tx.batch_execute(SCHEMA).await.map_err(pg)?;
+    tx.batch_execute("CREATE TABLE IF NOT EXISTS service_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+        .await
+        .map_err(pg)?;
     let found: Option<String> = tx
         .query_opt("SELECT value FROM service_meta WHERE key = 'schema_version'", &[])
         .await
@@ -378,6 +402,11 @@ async fn migrate(client: &mut Object) -> Result<String, String> {
         return Err(format!(
             "the database schema (version {v}) is newer than this build's ({PG_SCHEMA_VERSION})"
         ));
+    }
+    // A database at this version is left alone: DDL on tables in use would wait for (and block) the
+    // transactions of running nodes.
+    if found.as_deref() != Some(PG_SCHEMA_VERSION.to_string().as_str()) {
+        tx.batch_execute(SCHEMA).await.map_err(pg)?;
     }
     tx.execute(
         "INSERT INTO service_meta(key, value) VALUES ('schema_version', $1) \
@@ -494,6 +523,59 @@ async fn insert_step(tx: &OpenTxRef, chat_id: &str, s: &WorkflowStep) -> Result<
     )
     .await?;
     Ok(())
+}
+
+/// Inserts a job (with the resolved request when it goes to the cluster queue) and its steps.
+async fn insert_job(
+    tx: &OpenTxRef,
+    job: &Job,
+    steps: &[WorkflowStep],
+    node: &str,
+    request: Option<String>,
+) -> Result<(), ChatError> {
+    tx.execute(
+        &format!(
+            "INSERT INTO jobs ({JOB_COLUMNS}, node_id, request) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+        ),
+        &[
+            &job.job_id,
+            &job.chat_id,
+            &job.kind,
+            &job.status,
+            &job.submitted_at,
+            &job.started_at,
+            &job.completed_at,
+            &job.result.as_ref().map(Value::to_string),
+            &job.error,
+            &job.cancel_requested,
+            &job.base_url,
+            &node,
+            &request,
+        ],
+    )
+    .await?;
+    for step in steps {
+        insert_step(tx, &job.chat_id, step).await?;
+    }
+    Ok(())
+}
+
+const UPDATE_STEP: &str = "UPDATE workflow_steps SET status = $1, progress = $2, output_file = $3, \
+     error_message = $4, completed_at = $5, started_at = $6, input_file = $7 WHERE step_id = $8";
+
+/// The parameters of [`UPDATE_STEP`].
+fn step_update_params(s: &WorkflowStep) -> [&(dyn ToSql + Sync); 8] {
+    [
+        &s.status,
+        &s.progress,
+        &s.output_file,
+        &s.error_message,
+        &s.completed_at,
+        &s.started_at,
+        &s.input_file,
+        &s.step_id,
+    ]
 }
 
 async fn query_files(client: &Object, chat_id: &str, file_type: &str) -> Result<Vec<String>, ChatError> {
@@ -806,51 +888,13 @@ impl Store for PgStore {
 
     fn create_job(&self, job: &Job, steps: &[WorkflowStep]) -> Result<(), ChatError> {
         let (job, steps, node) = (job.clone(), steps.to_vec(), self.node_id.clone());
-        self.in_tx(move |tx| async move {
-            tx.execute(
-                &format!("INSERT INTO jobs ({JOB_COLUMNS}, node_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"),
-                &[
-                    &job.job_id,
-                    &job.chat_id,
-                    &job.kind,
-                    &job.status,
-                    &job.submitted_at,
-                    &job.started_at,
-                    &job.completed_at,
-                    &job.result.as_ref().map(Value::to_string),
-                    &job.error,
-                    &job.cancel_requested,
-                    &job.base_url,
-                    &node,
-                ],
-            )
-            .await?;
-            for step in &steps {
-                insert_step(&tx, &job.chat_id, step).await?;
-            }
-            Ok(())
-        })
+        self.in_tx(move |tx| async move { insert_job(&tx, &job, &steps, &node, None).await })
     }
 
     fn update_step(&self, step: &WorkflowStep) -> Result<(), ChatError> {
         let s = step.clone();
         self.with(move |c| async move {
-            execute(
-                &c,
-                "UPDATE workflow_steps SET status = $1, progress = $2, output_file = $3, error_message = $4, \
-                 completed_at = $5, started_at = $6, input_file = $7 WHERE step_id = $8",
-                &[
-                    &s.status,
-                    &s.progress,
-                    &s.output_file,
-                    &s.error_message,
-                    &s.completed_at,
-                    &s.started_at,
-                    &s.input_file,
-                    &s.step_id,
-                ],
-            )
-            .await?;
+            execute(&c, UPDATE_STEP, &step_update_params(&s)).await?;
             Ok(())
         })
     }
@@ -1273,5 +1317,302 @@ impl EventLog for PgStore {
 
     fn epoch(&self) -> String {
         self.epoch.clone()
+    }
+}
+
+/// `NOTIFY` channels of the job queue (per database: nodes of other databases never hear them).
+const WORK_CHANNEL: &str = "oxcelize_jobs";
+const CANCEL_CHANNEL: &str = "oxcelize_job_cancel";
+const DONE_CHANNEL: &str = "oxcelize_job_done";
+/// Pause before the LISTEN connection is opened again after it failed.
+const LISTEN_RETRY: Duration = Duration::from_secs(1);
+
+const CLAIM_CANDIDATES: &str = "SELECT j.job_id, j.status, j.attempt FROM jobs j \
+     WHERE (j.status = 'running' AND j.lease_until < now()) \
+        OR (j.status = 'pending' AND (j.cancel_requested OR NOT EXISTS (\
+             SELECT 1 FROM jobs e WHERE e.chat_id = j.chat_id AND e.status IN ('pending', 'running') \
+             AND e.ord < j.ord))) \
+     ORDER BY j.ord LIMIT $1 FOR UPDATE OF j SKIP LOCKED";
+
+fn lease_secs(lease: Duration) -> f64 {
+    lease.as_secs_f64()
+}
+
+impl JobQueue for PgStore {
+    fn enqueue(&self, job: &Job, steps: &[WorkflowStep], request: &Value) -> Result<usize, ChatError> {
+        let (job, steps, node) = (job.clone(), steps.to_vec(), self.node_id.clone());
+        let request = request.to_string();
+        self.in_tx(move |tx| async move {
+            let ahead: i64 = tx
+                .query_opt(
+                    "SELECT COUNT(*) FROM jobs WHERE chat_id = $1 AND status IN ('pending', 'running')",
+                    &[&job.chat_id],
+                )
+                .await?
+                .map(|r| r.get(0))
+                .unwrap_or(0);
+            insert_job(&tx, &job, &steps, &node, Some(request)).await?;
+            tx.execute("SELECT pg_notify($1, '')", &[&WORK_CHANNEL]).await?;
+            Ok(ahead.max(0) as usize)
+        })
+    }
+
+    fn claim(&self, lease: Duration, max_attempts: u32, limit: usize) -> Result<Vec<ClaimedJob>, ChatError> {
+        let node = self.node_id.clone();
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let max_attempts = i64::from(max_attempts);
+        self.in_tx(move |tx| async move {
+            let candidates = {
+                let guard = tx.0.lock().await;
+                let client = guard.as_ref().expect("transaction still open").client();
+                let stmt = client.prepare_cached(CLAIM_CANDIDATES).await?;
+                client.query(&stmt, &[&limit]).await?
+            };
+            let mut claimed = Vec::with_capacity(candidates.len());
+            for c in candidates {
+                let (job_id, status, attempt): (String, String, i32) = (c.get(0), c.get(1), c.get(2));
+                let takeover = status == "running";
+                let exhausted = takeover && i64::from(attempt) >= max_attempts;
+                let sql = format!(
+                    "UPDATE jobs SET status = 'running', started_at = COALESCE(started_at, $1), \
+                     lease_owner = $2, lease_until = now() + make_interval(secs => $3), \
+                     attempt = attempt + $4 WHERE job_id = $5 \
+                     RETURNING {JOB_COLUMNS}, request, attempt, progress"
+                );
+                let bump: i32 = if exhausted { 0 } else { 1 };
+                let Some(row) =
+                    tx.query_opt(&sql, &[&now_ts(), &node, &lease_secs(lease), &bump, &job_id]).await?
+                else {
+                    continue;
+                };
+                let parse =
+                    |i: usize| row.get::<_, Option<String>>(i).and_then(|t| serde_json::from_str(&t).ok());
+                claimed.push(ClaimedJob {
+                    job: row_job(&row),
+                    request: parse(11),
+                    attempt: i64::from(row.get::<_, i32>(12)),
+                    takeover,
+                    exhausted,
+                    progress: parse(13),
+                });
+            }
+            Ok(claimed)
+        })
+    }
+
+    fn renew(&self, job_id: &str, attempt: i64, lease: Duration) -> Result<Option<bool>, ChatError> {
+        let (job_id, node) = (job_id.to_string(), self.node_id.clone());
+        let attempt = i32::try_from(attempt).unwrap_or(i32::MAX);
+        self.with(move |c| async move {
+            let row = query_opt(
+                &c,
+                "UPDATE jobs SET lease_until = now() + make_interval(secs => $1) \
+                 WHERE job_id = $2 AND lease_owner = $3 AND attempt = $4 AND status = 'running' \
+                 RETURNING cancel_requested",
+                &[&lease_secs(lease), &job_id, &node, &attempt],
+            )
+            .await?;
+            Ok(row.map(|r| r.get::<_, bool>(0)))
+        })
+    }
+
+    fn fence(&self, job_id: &str, attempt: i64) -> Result<Option<Box<dyn JobFence>>, ChatError> {
+        let (job_id, node, pool) = (job_id.to_string(), self.node_id.clone(), self.pool.clone());
+        let attempt = i32::try_from(attempt).unwrap_or(i32::MAX);
+        let owned_id = job_id.clone();
+        let tx = self.run(async move {
+            let tx = OpenTx::begin(pool.get().await?).await?;
+            let held = query_opt(
+                tx.client(),
+                "SELECT 1 FROM jobs WHERE job_id = $1 AND lease_owner = $2 AND attempt = $3 \
+                 AND status = 'running' FOR NO KEY UPDATE",
+                &[&owned_id, &node, &attempt],
+            )
+            .await?
+            .is_some();
+            // Not held: dropping `tx` closes the connection, which rolls back.
+            Ok(held.then_some(tx))
+        })?;
+        Ok(tx.map(|tx| {
+            Box::new(PgFence { handle: self.handle.clone(), tx: Some(tx), job_id }) as Box<dyn JobFence>
+        }))
+    }
+
+    fn request_cancel(&self, job_id: &str) -> Result<(), ChatError> {
+        let job_id = job_id.to_string();
+        self.in_tx(move |tx| async move {
+            tx.execute("UPDATE jobs SET cancel_requested = TRUE WHERE job_id = $1", &[&job_id]).await?;
+            tx.execute("SELECT pg_notify($1, $2)", &[&CANCEL_CHANNEL, &job_id]).await?;
+            // A pending job is cancelled by whichever node claims it first.
+            tx.execute("SELECT pg_notify($1, '')", &[&WORK_CHANNEL]).await?;
+            Ok(())
+        })
+    }
+
+    fn release(&self, leases: Option<&[(String, i64)]>) -> Result<usize, ChatError> {
+        let node = self.node_id.clone();
+        let leases: Option<Vec<(String, i32)>> = leases
+            .map(|l| l.iter().map(|(id, a)| (id.clone(), i32::try_from(*a).unwrap_or(i32::MAX))).collect());
+        self.in_tx(move |tx| async move {
+            const RELEASE: &str =
+                "UPDATE jobs SET lease_owner = NULL, lease_until = now() - interval '1 second' \
+                 WHERE lease_owner = $1 AND status = 'running'";
+            let mut n = 0;
+            match leases {
+                None => n += tx.execute(RELEASE, &[&node]).await?,
+                Some(leases) => {
+                    let sql = format!("{RELEASE} AND job_id = $2 AND attempt = $3");
+                    for (job_id, attempt) in &leases {
+                        n += tx.execute(&sql, &[&node, job_id, attempt]).await?;
+                    }
+                }
+            }
+            if n > 0 {
+                tx.execute("SELECT pg_notify($1, '')", &[&WORK_CHANNEL]).await?;
+            }
+            Ok(n as usize)
+        })
+    }
+
+    fn cancel_requested(&self, job_ids: &[String]) -> Result<Vec<String>, ChatError> {
+        let ids = job_ids.to_vec();
+        self.with(move |c| async move {
+            let rows =
+                query(&c, "SELECT job_id FROM jobs WHERE job_id = ANY($1) AND cancel_requested", &[&ids])
+                    .await?;
+            Ok(rows.iter().map(|r| r.get(0)).collect())
+        })
+    }
+
+    fn listen(&self, signals: tokio::sync::mpsc::Sender<QueueSignal>) {
+        let config = self.pg_config.clone();
+        self.handle.spawn(async move {
+            while !signals.is_closed() {
+                match config.connect(NoTls).await {
+                    Ok((client, mut connection)) => {
+                        let forward = signals.clone();
+                        let driver = tokio::spawn(async move {
+                            let mut messages =
+                                futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+                            while let Some(Ok(message)) = futures_util::StreamExt::next(&mut messages).await {
+                                let tokio_postgres::AsyncMessage::Notification(n) = message else { continue };
+                                let signal = match n.channel() {
+                                    CANCEL_CHANNEL => QueueSignal::Cancel(n.payload().to_string()),
+                                    DONE_CHANNEL => QueueSignal::Finished(n.payload().to_string()),
+                                    _ => QueueSignal::Work,
+                                };
+                                // A full inbox only delays: the workers also poll.
+                                if let Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) =
+                                    forward.try_send(signal)
+                                {
+                                    break;
+                                }
+                            }
+                        });
+                        let sql =
+                            format!("LISTEN {WORK_CHANNEL}; LISTEN {CANCEL_CHANNEL}; LISTEN {DONE_CHANNEL}");
+                        match client.batch_execute(&sql).await {
+                            // Anything missed while not listening is picked up by this wake-up.
+                            Ok(()) => drop(signals.try_send(QueueSignal::Work)),
+                            Err(e) => log::warn!("job queue: LISTEN failed: {e}"),
+                        }
+                        let _ = driver.await;
+                        drop(client);
+                    }
+                    Err(e) => log::warn!("job queue: cannot open the LISTEN connection: {e}"),
+                }
+                tokio::time::sleep(LISTEN_RETRY).await;
+            }
+        });
+    }
+
+    fn node_id(&self) -> &str {
+        &self.node_id
+    }
+}
+
+/// The lease holder's transaction on one job row (see [`JobFence`]); each call runs on the store's
+/// runtime and blocks the caller.
+struct PgFence {
+    handle: tokio::runtime::Handle,
+    /// `None` only after a call lost it (the runtime stopped): later calls fail.
+    tx: Option<OpenTx>,
+    job_id: String,
+}
+
+impl PgFence {
+    fn step<T, W, Fut>(&mut self, work: W) -> Result<T, ChatError>
+    where
+        T: Send + 'static,
+        W: FnOnce(OpenTx) -> Fut,
+        Fut: Future<Output = (OpenTx, Result<T, ChatError>)> + Send + 'static,
+    {
+        let tx =
+            self.tx.take().ok_or_else(|| ChatError::Unavailable("The job's transaction was lost".into()))?;
+        let work = work(tx);
+        let (tx, out) = run_on(&self.handle, async move { Ok(work.await) })?;
+        self.tx = Some(tx);
+        out
+    }
+}
+
+impl JobFence for PgFence {
+    fn update_step(&mut self, step: &WorkflowStep) -> Result<(), ChatError> {
+        let s = step.clone();
+        self.step(move |tx| async move {
+            let out = execute(tx.client(), UPDATE_STEP, &step_update_params(&s)).await.map(|_| ());
+            (tx, out)
+        })
+    }
+
+    fn save_progress(&mut self, progress: &Value) -> Result<(), ChatError> {
+        let (progress, job_id) = (progress.to_string(), self.job_id.clone());
+        self.step(move |tx| async move {
+            let out = execute(
+                tx.client(),
+                "UPDATE jobs SET progress = $1 WHERE job_id = $2",
+                &[&progress, &job_id],
+            )
+            .await
+            .map(|_| ());
+            (tx, out)
+        })
+    }
+
+    fn finish_job(
+        &mut self,
+        status: &str,
+        result: Option<&Value>,
+        error: Option<&str>,
+    ) -> Result<(), ChatError> {
+        let (job_id, status) = (self.job_id.clone(), status.to_string());
+        let (result, error) = (result.map(Value::to_string), error.map(str::to_string));
+        self.step(move |tx| async move {
+            let out = async {
+                let c = tx.client();
+                execute(
+                    c,
+                    "UPDATE jobs SET status = $1, result = $2, error = $3, completed_at = $4, \
+                     lease_owner = NULL, lease_until = NULL WHERE job_id = $5",
+                    &[&status, &result, &error, &now_ts(), &job_id],
+                )
+                .await?;
+                execute(
+                    c,
+                    "SELECT pg_notify($1, ''), pg_notify($2, $3)",
+                    &[&WORK_CHANNEL, &DONE_CHANNEL, &job_id],
+                )
+                .await?;
+                Ok(())
+            }
+            .await;
+            (tx, out)
+        })
+    }
+
+    fn commit(mut self: Box<Self>) -> Result<(), ChatError> {
+        let tx =
+            self.tx.take().ok_or_else(|| ChatError::Unavailable("The job's transaction was lost".into()))?;
+        run_on(&self.handle, tx.commit())
     }
 }

@@ -76,8 +76,9 @@ pub trait Store: EventLog + Send + Sync {
         error: Option<&str>,
     ) -> Result<(), ChatError>;
     fn set_cancel_requested(&self, job_id: &str) -> Result<(), ChatError>;
-    /// Jobs left `pending` or `running` that this process must recover at start (in cluster mode only
-    /// the ones this node submitted: other nodes' jobs are theirs).
+    /// Jobs left `pending` or `running` that this process must recover at start (the embedded mode; in
+    /// PostgreSQL only the ones this node submitted. Cluster mode recovers through the job queue instead:
+    /// see `queue::JobQueue::release`).
     fn unfinished_jobs(&self) -> Result<Vec<Job>, ChatError>;
     /// Deletes finished jobs completed before `before`; returns how many.
     fn purge_jobs(&self, before: &str) -> Result<usize, ChatError>;

@@ -12,6 +12,7 @@ mod chat_socket;
 mod chat_support;
 mod chat_workflows;
 mod cluster_bus;
+mod cluster_jobs;
 mod cluster_pg;
 mod common;
 mod console;
