@@ -15,7 +15,7 @@ use crate::engine::{Phase, StepControl};
 use crate::ops::json_gen::{plan_json, write_json_rows, JsonGenRequest, NullHandling};
 use crate::ops::json_template::{write_template_rows, AggregationMode, JsonTemplate};
 use crate::ops::normalize::{
-    normalize_checked_tracked, normalize_rows_to_xlsx, parse_steps, streams_by_chunk, NormalizationStep,
+    normalize_rows_to_xlsx, normalize_spooled_to_xlsx, parse_steps, streams_by_chunk, NormalizationStep,
 };
 use crate::ops::params::ColumnMapping;
 use crate::ops::search::{search_rows_to_file, search_to_file, Logic, SearchRequest};
@@ -1053,11 +1053,9 @@ impl StepContext<'_> {
             StepOp::ExtractColumns { params } => {
                 control.plan(&[Phase::Reading, Phase::Processing]);
                 let table = self.spooled(input, None)?;
-                let rows = table.rows.len() as u64;
-                control.begin(Phase::Processing, Some(rows)).map_err(stopped)?;
-                let data = extract::extract_spooled_columns(table, params, crate::ops::clock::now_iso())
-                    .map_err(Err)?;
-                control.advance_to(rows).map_err(stopped)?;
+                let data: extract::Extraction =
+                    extract::extract_spooled_columns(table, params, crate::ops::clock::now_iso(), control)
+                        .map_err(Err)?;
                 result.insert("data".into(), serde_json::to_value(&data).unwrap_or(Value::Null));
             }
             StepOp::ExtractToFile { columns, remove_duplicates } => {
@@ -1066,13 +1064,15 @@ impl StepContext<'_> {
                     .map_err(Err)?;
             }
             StepOp::MapColumns { mapping: m, rename, keep_unmapped } => {
-                let table = self.table(input, None)?;
+                // Rows stream from the spool through the mapping into the writer.
+                control.plan(&[Phase::Reading, Phase::Writing]);
+                let table = self.spooled(input, None)?;
                 let mapping = match m {
                     Some(m) => m.clone(),
                     None => rename_mapping(&table.columns, rename, *keep_unmapped),
                 };
-                let warnings = mapping::map_columns_to_file_tracked(&table, &mapping, out, &style, control)
-                    .map_err(Err)?;
+                let warnings =
+                    mapping::map_spooled_to_file(table, &mapping, out, &style, control).map_err(Err)?;
                 if !warnings.is_empty() {
                     result.insert("warnings".into(), json!(warnings));
                 }
@@ -1153,14 +1153,22 @@ impl StepContext<'_> {
                 result.insert("report".into(), if *return_report { report } else { Value::Null });
             }
             StepOp::Normalize { steps, return_report } => {
-                let table = self.table(input, None)?;
+                // Rules over whole columns: only the columns they touch are held, the rest streams.
+                let table = self.spooled(input, None)?;
                 let backup = self.config.normalization.backup_original;
                 let max_output = self.config.max_output_bytes();
-                let outcome =
-                    normalize_checked_tracked(table, steps, backup, *return_report, max_output, control)
-                        .map_err(Err)?;
-                write_table_xlsx_tracked(out, &outcome.table, &style, control).map_err(|e| Err(e.into()))?;
-                result.insert("report".into(), if *return_report { outcome.report } else { Value::Null });
+                let report = normalize_spooled_to_xlsx(
+                    table,
+                    steps,
+                    backup,
+                    *return_report,
+                    max_output,
+                    out,
+                    &style,
+                    control,
+                )
+                .map_err(Err)?;
+                result.insert("report".into(), if *return_report { report } else { Value::Null });
             }
             StepOp::SqlGenerate { request, columns } | StepOp::SqlText { request, columns, .. } => {
                 let remove_duplicates = matches!(op, StepOp::SqlText { remove_duplicates: true, .. });
