@@ -27,9 +27,7 @@ use crate::table::read::{
     ReadLimits,
 };
 use crate::table::spool::{SpoolWriter, SpooledTable};
-use crate::table::write::{
-    make_durable, write_table_xlsx_tracked, write_text_atomically, OutputFormat, WorkbookStyle,
-};
+use crate::table::write::{make_durable, write_text_atomically, OutputFormat, WorkbookStyle};
 use crate::table::{Cell, Table};
 
 /// The 14 operations of §9.4.
@@ -1030,10 +1028,6 @@ impl StepContext<'_> {
         }
     }
 
-    fn table(&self, file: &FileRef, sheet: Option<&str>) -> Result<Table, Result<String, OpError>> {
-        read_table(self.config, file, sheet, self.control)
-    }
-
     /// The input's rows in a spool (see [`spool_table`]).
     fn spooled(&self, file: &FileRef, sheet: Option<&str>) -> Result<SpooledTable, Result<String, OpError>> {
         spool_table(self.config, file, sheet, self.control)
@@ -1079,17 +1073,17 @@ impl StepContext<'_> {
             }
             StepOp::BindSingle { bind: b, key, columns, source_sheet, bind_sheet } => {
                 let (source, other) = self.bind_inputs(input, b, source_sheet, bind_sheet)?;
-                let outcome = bind::bind_single_key(&source, &other, key, columns).map_err(Err)?;
-                control.advance_to(source.row_count() as u64).map_err(stopped)?;
-                write_table_xlsx_tracked(out, &outcome.table, &style, control).map_err(|e| Err(e.into()))?;
-                result.insert("statistics".into(), outcome.stats);
+                let keys = bind::BindKeys::Single(key.clone());
+                let stats = bind::bind_spooled_to_file(source, other, &keys, columns, out, &style, control)
+                    .map_err(Err)?;
+                result.insert("statistics".into(), stats);
             }
             StepOp::BindMulti { bind: b, keys, columns, source_sheet, bind_sheet } => {
                 let (source, other) = self.bind_inputs(input, b, source_sheet, bind_sheet)?;
-                let outcome = bind::bind_multi_key(&source, &other, keys, columns).map_err(Err)?;
-                control.advance_to(source.row_count() as u64).map_err(stopped)?;
-                write_table_xlsx_tracked(out, &outcome.table, &style, control).map_err(|e| Err(e.into()))?;
-                result.insert("statistics".into(), outcome.stats);
+                let keys = bind::BindKeys::Multi(keys.clone());
+                let stats = bind::bind_spooled_to_file(source, other, &keys, columns, out, &style, control)
+                    .map_err(Err)?;
+                result.insert("statistics".into(), stats);
             }
             StepOp::Search { request } => {
                 let outcome = if extension_of(input.name()) == ".csv" {
@@ -1237,14 +1231,11 @@ impl StepContext<'_> {
         bind_file: &FileRef,
         source_sheet: &Option<String>,
         bind_sheet: &Option<String>,
-    ) -> Result<(Table, Table), Result<String, OpError>> {
-        let source = self.table(input, source_sheet.as_deref())?;
-        let other = self.table(bind_file, bind_sheet.as_deref())?;
+    ) -> Result<(SpooledTable, SpooledTable), Result<String, OpError>> {
+        let source = self.spooled(input, source_sheet.as_deref())?;
+        let other = self.spooled(bind_file, bind_sheet.as_deref())?;
         // The step's input is the source, whatever the bind file's size.
-        self.control.set_input_rows(source.row_count() as u64);
-        self.control
-            .begin(Phase::Processing, Some(source.row_count() as u64))
-            .map_err(|e| Err(OpError::from(e)))?;
+        self.control.set_input_rows(source.rows.len() as u64);
         Ok((source, other))
     }
 }

@@ -10,6 +10,7 @@ use actix_web::http::StatusCode;
 use rust_xlsxwriter::Workbook;
 use serde_json::{json, Value};
 
+use super::bind::{bind_multi_key, bind_single_key, bind_spooled_to_file, BindKeys};
 use super::extract::{
     extract_columns, extract_columns_to_file, extract_spooled_columns, extract_spooled_to_file,
     ExtractParams, Extraction, JsonArrayText,
@@ -563,6 +564,113 @@ fn a_stop_request_ends_the_streamed_mapping_with_nothing_left() {
     assert!(rows.handed <= checked_every + 1, "stopped at the next check ({} rows)", rows.handed);
     assert!((rows.handed as u64) < total);
     assert_eq!(std::fs::read_dir(&out_dir).unwrap().count(), 0, "no output or temporary file is left");
+}
+
+/// A bind file for the fixture: keys on `city` (`city-0` … `city-96`) and `flag`, with duplicates, blank and
+/// absent keys, keys no source row has, and a first bound cell that is sometimes empty.
+fn bind_fixture(dir: &Path) -> PathBuf {
+    let path = dir.join("bind.xlsx");
+    let mut workbook = Workbook::new();
+    let sheet = workbook.add_worksheet();
+    for (c, h) in ["code", "city", "region", "flag", "size"].iter().enumerate() {
+        sheet.write_string(0, c as u16, *h).unwrap();
+    }
+    for r in 1..=400u32 {
+        sheet.write_string(r, 0, format!("C{r}")).unwrap();
+        match r % 10 {
+            // No key at all, or an empty one.
+            3 => {}
+            7 => {
+                sheet.write_string(r, 1, "").unwrap();
+            }
+            _ => {
+                sheet.write_string(r, 1, format!("city-{}", r % 130)).unwrap();
+            }
+        }
+        if r % 6 != 0 {
+            sheet.write_string(r, 2, format!("region {}", r % 9)).unwrap();
+        }
+        sheet.write_string(r, 3, ["Yes", "no", "TRUE"][r as usize % 3]).unwrap();
+        sheet.write_number(r, 4, f64::from(r) * 1.5).unwrap();
+    }
+    workbook.save(&path).unwrap();
+    path
+}
+
+#[test]
+fn streamed_binds_write_what_the_whole_table_binds_wrote() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = fixture(dir.path());
+    let bind_path = bind_fixture(dir.path());
+    let (source, bind) = (whole(&input), whole(&bind_path));
+    let style = WorkbookStyle::default();
+    let columns = |names: &[&str]| names.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let cases = [
+        (BindKeys::Single("city".into()), columns(&["region", "size", "city", "region"])),
+        (BindKeys::Multi(columns(&["city", "flag"])), columns(&["size", "code"])),
+    ];
+    for (i, (keys, bind_columns)) in cases.iter().enumerate() {
+        let expected = dir.path().join(format!("expected_{i}.xlsx"));
+        let got = dir.path().join(format!("got_{i}.xlsx"));
+        let reference = match keys {
+            BindKeys::Single(key) => bind_single_key(&source, &bind, key, bind_columns),
+            BindKeys::Multi(keys) => bind_multi_key(&source, &bind, keys, bind_columns),
+        }
+        .unwrap();
+        write_table_xlsx(&expected, &reference.table, &style).unwrap();
+        let stats = bind_spooled_to_file(
+            spooled(&input, dir.path()),
+            spooled(&bind_path, dir.path()),
+            keys,
+            bind_columns,
+            &got,
+            &style,
+            &StepControl::NONE,
+        )
+        .unwrap();
+        assert_same_workbook(&expected, &got);
+        assert_eq!(stats, reference.stats, "{keys:?}");
+        assert!(stats["matched_rows"].as_u64().unwrap() > 100, "{stats}");
+        assert!(stats["statistics"]["duplicate_keys_removed"].as_u64().unwrap() > 5, "{stats}");
+    }
+    // Every refusal is the whole-table one, with nothing written; so is a stop request.
+    let out = dir.path().join("refused.xlsx");
+    let refusals = [
+        (BindKeys::Single("nope".into()), columns(&["region"])),
+        (BindKeys::Single("code".into()), columns(&["region"])),
+        (BindKeys::Multi(columns(&["city", "nope", "gone"])), columns(&["region"])),
+        (BindKeys::Single("city".into()), columns(&["region", "missing"])),
+        (BindKeys::Single("city".into()), columns(&["flag"])),
+        (BindKeys::Single("city".into()), columns(&["city"])),
+    ];
+    for (keys, bind_columns) in &refusals {
+        let reference = match keys {
+            BindKeys::Single(key) => bind_single_key(&source, &bind, key, bind_columns),
+            BindKeys::Multi(keys) => bind_multi_key(&source, &bind, keys, bind_columns),
+        }
+        .map(|_| ())
+        .unwrap_err();
+        let got = bind_spooled_to_file(
+            spooled(&input, dir.path()),
+            spooled(&bind_path, dir.path()),
+            keys,
+            bind_columns,
+            &out,
+            &style,
+            &StepControl::NONE,
+        )
+        .unwrap_err();
+        assert_eq!(format!("{reference:?}"), format!("{got:?}"));
+        assert!(!out.exists());
+    }
+    let control = StepControl::new();
+    control.stop(crate::engine::StopReason::Cancelled);
+    let (keys, bind_columns) = &cases[0];
+    let spools = (spooled(&input, dir.path()), spooled(&bind_path, dir.path()));
+    let err =
+        bind_spooled_to_file(spools.0, spools.1, keys, bind_columns, &out, &style, &control).unwrap_err();
+    assert!(matches!(err, super::OpError::Table(crate::table::TableError::Cancelled)), "{err}");
+    assert!(!out.exists());
 }
 
 /// Hands out rows, asking the step to stop once `left` rows are out; counts what it handed out.
