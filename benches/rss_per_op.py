@@ -33,6 +33,11 @@ RULES = [("name", "lowercase"), ("email", "lowercase"), ("note", "trim_whitespac
 CONCURRENT_ENV = {"OXCELIZE_LIMITS__MAX_CONCURRENT_PROCESSING": "4",
                   "OXCELIZE_LIMITS__MAX_PROCESSING_MEMORY_MB": "100000"}
 SEARCH = [{"column": "status", "operator": "equals", "value": "active"}]
+# Rules that need a whole column (statistics) before they can change a cell, plus one cell-by-cell rule.
+WHOLE_COLUMN_RULES = [("amount", "z_score", {}), ("score", "fill_null_values", {"method": "median"}),
+                      ("name", "lowercase", {})]
+MAPPING = {"Identifier": "id", "Full name": "name", "Town": {"source": "city", "default": "Unknown"},
+           "Amount": "amount", "Region": {"default": "EU"}}
 
 
 class Server:
@@ -90,6 +95,11 @@ def normalization_form():
     return {"normalizations": json.dumps(rules)}
 
 
+def whole_column_form():
+    rules = [{"column_name": c, "normalization_type": t, "parameters": p} for c, t, p in WHOLE_COLUMN_RULES]
+    return {"normalizations": json.dumps(rules)}
+
+
 def workflow(server, workbook):
     chat = requests.post(f"{server.api}/chat/workflows").json()["data"]["chat_id"]
     with open(workbook, "rb") as f:
@@ -110,7 +120,15 @@ def run_workflow(server, chat, report=True):
         raise RuntimeError(f"workflow: {r.status_code} {r.text[:500]}")
 
 
-def operations(csv_path, xlsx_path):
+def write_bind_csv(path, rows):
+    """A bind file for the bench workbook (made a workbook like it): every tenth `id` with two new columns."""
+    with open(path, "w") as f:
+        f.write("id,segment,tier\n")
+        for i in range(0, rows, 10):
+            f.write(f"ID{i:07},segment {i % 17},tier {i % 3}\n")
+
+
+def operations(csv_path, xlsx_path, bind_path):
     """name → (prepare(server) → state, run(server, state)); the peak covers `run` only."""
     def rest(path, file_path, name, data=None):
         return (lambda s: None, lambda s, _: s.post_file(path, file_path, name, data))
@@ -131,6 +149,14 @@ def operations(csv_path, xlsx_path):
         if errors:
             raise errors[0]
 
+    def bind(s, _):
+        with open(xlsx_path, "rb") as source, open(bind_path, "rb") as other:
+            r = requests.post(f"{s.api}/excel/bind-single-key", timeout=3600,
+                              files={"source_file": ("big.xlsx", source), "bind_file": ("bind.xlsx", other)},
+                              data={"comparison_column": "id", "bind_columns": json.dumps(["segment", "tier"])})
+        if r.status_code != 200:
+            raise RuntimeError(f"bind: {r.status_code} {r.text[:300]}")
+
     cols = json.dumps(["id", "name", "email"])
     return {
         "excel/extract-columns (JSON)": rest("/excel/extract-columns", xlsx_path, "big.xlsx", {"columns": cols}),
@@ -138,6 +164,10 @@ def operations(csv_path, xlsx_path):
             "/excel/extract-columns-to-file", xlsx_path, "big.xlsx", {"columns": cols}),
         "normalization/apply (4 rules)": rest(
             "/normalization/apply", xlsx_path, "big.xlsx", normalization_form()),
+        "normalization/apply (whole-column rules)": rest(
+            "/normalization/apply", xlsx_path, "big.xlsx", whole_column_form()),
+        "excel/map-columns": rest("/excel/map-columns", xlsx_path, "big.xlsx", {"mapping": json.dumps(MAPPING)}),
+        "excel/bind-single-key (1/10 of the ids)": (lambda s: None, bind),
         "excel/search": rest("/excel/search", xlsx_path, "big.xlsx", {"conditions": json.dumps(SEARCH)}),
         # A workflow's normalization returns its report (with statistics) unless told not to.
         "3-step workflow (search → normalize → sql)": (lambda s: workflow(s, xlsx_path), run_workflow),
@@ -162,13 +192,19 @@ def main():
     os.makedirs(data, exist_ok=True)
     csv_path = os.path.join(data, f"big_{args.rows}.csv")
     xlsx_path = os.path.join(data, f"big_{args.rows}.xlsx")
+    bind_csv = os.path.join(data, f"bind_{args.rows}.csv")
+    bind_path = os.path.join(data, f"bind_{args.rows}.xlsx")
     if not os.path.exists(csv_path):
         write_csv(csv_path, args.rows)
-    if not os.path.exists(xlsx_path):
+    if not os.path.exists(bind_csv):
+        write_bind_csv(bind_csv, args.rows)
+    for source, target in [(csv_path, xlsx_path), (bind_csv, bind_path)]:
+        if os.path.exists(target):
+            continue
         with Server(args.binary) as s:
-            r = s.post_file("/csv/convert-to-excel", csv_path, "big.csv")
+            r = s.post_file("/csv/convert-to-excel", source, "big.csv")
             url = r.json()["data"]["download_url"]
-            with requests.get(url, stream=True, timeout=3600) as d, open(xlsx_path, "wb") as out:
+            with requests.get(url, stream=True, timeout=3600) as d, open(target, "wb") as out:
                 for chunk in d.iter_content(1 << 20):
                     out.write(chunk)
     mb = lambda path: round(os.path.getsize(path) / 2**20, 1)  # noqa: E731
@@ -176,7 +212,7 @@ def main():
 
     results = []
     wanted = [p for p in args.only.split(",") if p]
-    for name, (prepare, run) in operations(csv_path, xlsx_path).items():
+    for name, (prepare, run) in operations(csv_path, xlsx_path, bind_path).items():
         if wanted and not any(name.startswith(p) for p in wanted):
             continue
         # Four at once means four running: admission (2 slots by default on 2 cores) would queue two.

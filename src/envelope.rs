@@ -1,10 +1,11 @@
 //! The response envelope every JSON answer goes through (rest-api.md §3), and the service-wide rules for
 //! building absolute download URLs (rest-api.md §6.3, chat-workflows.md §7).
 
-use actix_web::body::BoxBody;
+use actix_web::body::{BoxBody, SizedStream};
 use actix_web::http::header::{HeaderValue, CONTENT_TYPE};
 use actix_web::http::StatusCode;
 use actix_web::{HttpMessage, HttpRequest, HttpResponse, Responder};
+use bytes::Bytes;
 use chrono::Utc;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use serde::Serialize;
@@ -61,6 +62,19 @@ pub fn envelope_body(
     request_id: &str,
     meta: &EnvelopeMeta,
 ) -> Value {
+    envelope_body_at(status, message, data, total, request_id, meta, now_rfc3339())
+}
+
+/// [`envelope_body`] requested at `requested_time`.
+pub fn envelope_body_at(
+    status: StatusCode,
+    message: &str,
+    data: Value,
+    total: u64,
+    request_id: &str,
+    meta: &EnvelopeMeta,
+    requested_time: String,
+) -> Value {
     sort_keys(json!({
         "data": data,
         "message": message,
@@ -68,11 +82,35 @@ pub fn envelope_body(
             "api_version": meta.api_version,
             "locale": meta.locale,
             "request_id": request_id,
-            "requested_time": now_rfc3339(),
+            "requested_time": requested_time,
         },
         "status_code": status.as_u16(),
         "total": total,
     }))
+}
+
+/// The bytes of [`envelope_body_at`] with `data` given as JSON text in pieces (its keys already sorted):
+/// the pieces are spliced in where `data` belongs instead of being parsed into a value, so a large answer
+/// leaves as it was built.
+pub fn envelope_pieces_at(
+    status: StatusCode,
+    message: &str,
+    data: Vec<Bytes>,
+    total: u64,
+    request_id: &str,
+    meta: &EnvelopeMeta,
+    requested_time: String,
+) -> Vec<Bytes> {
+    let body = envelope_body_at(status, message, Value::Null, total, request_id, meta, requested_time);
+    let text = serde_json::to_vec(&body).unwrap_or_else(|_| b"{}".to_vec());
+    // `data` is the first key in sorted order.
+    const HEAD: &[u8] = b"{\"data\":";
+    let rest = text.strip_prefix(b"{\"data\":null".as_slice()).expect("the envelope starts with its data");
+    let mut pieces = Vec::with_capacity(data.len() + 2);
+    pieces.push(Bytes::from_static(HEAD));
+    pieces.extend(data);
+    pieces.push(Bytes::copy_from_slice(rest));
+    pieces
 }
 
 pub fn envelope_response(status: StatusCode, body: &Value) -> HttpResponse {
@@ -134,6 +172,40 @@ impl Responder for ApiResponse {
         let body =
             envelope_body(self.status, &self.message, self.data, self.total, &request_id_of(req), &meta);
         envelope_response(self.status, &body)
+    }
+}
+
+/// A successful envelope answer whose `data` is JSON text in pieces, keys sorted (see
+/// [`envelope_pieces_at`]); sent piece by piece with its length announced, as [`ApiResponse`] would be.
+#[derive(Debug)]
+pub struct ApiPieces {
+    pub message: String,
+    pub data: Vec<Bytes>,
+}
+
+impl Responder for ApiPieces {
+    type Body = BoxBody;
+
+    fn respond_to(self, req: &HttpRequest) -> HttpResponse {
+        let meta = req
+            .app_data::<actix_web::web::Data<crate::AppState>>()
+            .map(|s| s.meta.clone())
+            .unwrap_or_else(|| EnvelopeMeta::from_config(&Config::default()));
+        let status = StatusCode::OK;
+        let pieces = envelope_pieces_at(
+            status,
+            &self.message,
+            self.data,
+            0,
+            &request_id_of(req),
+            &meta,
+            now_rfc3339(),
+        );
+        let len = pieces.iter().map(|p| p.len() as u64).sum();
+        let stream = futures_util::stream::iter(pieces.into_iter().map(Ok::<_, std::convert::Infallible>));
+        let mut res = HttpResponse::build(status).body(SizedStream::new(len, stream));
+        res.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        res
     }
 }
 

@@ -15,7 +15,7 @@ use crate::engine::{Phase, StepControl};
 use crate::ops::json_gen::{plan_json, write_json_rows, JsonGenRequest, NullHandling};
 use crate::ops::json_template::{write_template_rows, AggregationMode, JsonTemplate};
 use crate::ops::normalize::{
-    normalize_checked_tracked, normalize_rows_to_xlsx, parse_steps, streams_by_chunk, NormalizationStep,
+    normalize_rows_to_xlsx, normalize_spooled_to_xlsx, parse_steps, streams_by_chunk, NormalizationStep,
 };
 use crate::ops::params::ColumnMapping;
 use crate::ops::search::{search_rows_to_file, search_to_file, Logic, SearchRequest};
@@ -27,9 +27,7 @@ use crate::table::read::{
     ReadLimits,
 };
 use crate::table::spool::{SpoolWriter, SpooledTable};
-use crate::table::write::{
-    make_durable, write_table_xlsx_tracked, write_text_atomically, OutputFormat, WorkbookStyle,
-};
+use crate::table::write::{make_durable, write_text_atomically, OutputFormat, WorkbookStyle};
 use crate::table::{Cell, Table};
 
 /// The 14 operations of §9.4.
@@ -1051,10 +1049,6 @@ impl StepContext<'_> {
         }
     }
 
-    fn table(&self, file: &FileRef, sheet: Option<&str>) -> Result<Table, Result<String, OpError>> {
-        read_table(self.config, file, sheet, self.control)
-    }
-
     /// The input's rows in a spool (see [`spool_table`]).
     fn spooled(&self, file: &FileRef, sheet: Option<&str>) -> Result<SpooledTable, Result<String, OpError>> {
         spool_table(self.config, file, sheet, self.control)
@@ -1074,11 +1068,9 @@ impl StepContext<'_> {
             StepOp::ExtractColumns { params } => {
                 control.plan(&[Phase::Reading, Phase::Processing]);
                 let table = self.spooled(input, None)?;
-                let rows = table.rows.len() as u64;
-                control.begin(Phase::Processing, Some(rows)).map_err(stopped)?;
-                let data = extract::extract_spooled_columns(table, params, crate::ops::clock::now_iso())
-                    .map_err(Err)?;
-                control.advance_to(rows).map_err(stopped)?;
+                let data: extract::Extraction =
+                    extract::extract_spooled_columns(table, params, crate::ops::clock::now_iso(), control)
+                        .map_err(Err)?;
                 result.insert("data".into(), serde_json::to_value(&data).unwrap_or(Value::Null));
             }
             StepOp::ExtractToFile { columns, remove_duplicates } => {
@@ -1087,30 +1079,32 @@ impl StepContext<'_> {
                     .map_err(Err)?;
             }
             StepOp::MapColumns { mapping: m, rename, keep_unmapped } => {
-                let table = self.table(input, None)?;
+                // Rows stream from the spool through the mapping into the writer.
+                control.plan(&[Phase::Reading, Phase::Writing]);
+                let table = self.spooled(input, None)?;
                 let mapping = match m {
                     Some(m) => m.clone(),
                     None => rename_mapping(&table.columns, rename, *keep_unmapped),
                 };
-                let warnings = mapping::map_columns_to_file_tracked(&table, &mapping, out, &style, control)
-                    .map_err(Err)?;
+                let warnings =
+                    mapping::map_spooled_to_file(table, &mapping, out, &style, control).map_err(Err)?;
                 if !warnings.is_empty() {
                     result.insert("warnings".into(), json!(warnings));
                 }
             }
             StepOp::BindSingle { bind: b, key, columns, source_sheet, bind_sheet } => {
                 let (source, other) = self.bind_inputs(input, b, source_sheet, bind_sheet)?;
-                let outcome = bind::bind_single_key(&source, &other, key, columns).map_err(Err)?;
-                control.advance_to(source.row_count() as u64).map_err(stopped)?;
-                write_table_xlsx_tracked(out, &outcome.table, &style, control).map_err(|e| Err(e.into()))?;
-                result.insert("statistics".into(), outcome.stats);
+                let keys = bind::BindKeys::Single(key.clone());
+                let stats = bind::bind_spooled_to_file(source, other, &keys, columns, out, &style, control)
+                    .map_err(Err)?;
+                result.insert("statistics".into(), stats);
             }
             StepOp::BindMulti { bind: b, keys, columns, source_sheet, bind_sheet } => {
                 let (source, other) = self.bind_inputs(input, b, source_sheet, bind_sheet)?;
-                let outcome = bind::bind_multi_key(&source, &other, keys, columns).map_err(Err)?;
-                control.advance_to(source.row_count() as u64).map_err(stopped)?;
-                write_table_xlsx_tracked(out, &outcome.table, &style, control).map_err(|e| Err(e.into()))?;
-                result.insert("statistics".into(), outcome.stats);
+                let keys = bind::BindKeys::Multi(keys.clone());
+                let stats = bind::bind_spooled_to_file(source, other, &keys, columns, out, &style, control)
+                    .map_err(Err)?;
+                result.insert("statistics".into(), stats);
             }
             StepOp::Search { request } => {
                 let outcome = if extension_of(input.name()) == ".csv" {
@@ -1174,14 +1168,22 @@ impl StepContext<'_> {
                 result.insert("report".into(), if *return_report { report } else { Value::Null });
             }
             StepOp::Normalize { steps, return_report } => {
-                let table = self.table(input, None)?;
+                // Rules over whole columns: only the columns they touch are held, the rest streams.
+                let table = self.spooled(input, None)?;
                 let backup = self.config.normalization.backup_original;
                 let max_output = self.config.max_output_bytes();
-                let outcome =
-                    normalize_checked_tracked(table, steps, backup, *return_report, max_output, control)
-                        .map_err(Err)?;
-                write_table_xlsx_tracked(out, &outcome.table, &style, control).map_err(|e| Err(e.into()))?;
-                result.insert("report".into(), if *return_report { outcome.report } else { Value::Null });
+                let report = normalize_spooled_to_xlsx(
+                    table,
+                    steps,
+                    backup,
+                    *return_report,
+                    max_output,
+                    out,
+                    &style,
+                    control,
+                )
+                .map_err(Err)?;
+                result.insert("report".into(), if *return_report { report } else { Value::Null });
             }
             StepOp::SqlGenerate { request, columns } | StepOp::SqlText { request, columns, .. } => {
                 let remove_duplicates = matches!(op, StepOp::SqlText { remove_duplicates: true, .. });
@@ -1250,14 +1252,11 @@ impl StepContext<'_> {
         bind_file: &FileRef,
         source_sheet: &Option<String>,
         bind_sheet: &Option<String>,
-    ) -> Result<(Table, Table), Result<String, OpError>> {
-        let source = self.table(input, source_sheet.as_deref())?;
-        let other = self.table(bind_file, bind_sheet.as_deref())?;
+    ) -> Result<(SpooledTable, SpooledTable), Result<String, OpError>> {
+        let source = self.spooled(input, source_sheet.as_deref())?;
+        let other = self.spooled(bind_file, bind_sheet.as_deref())?;
         // The step's input is the source, whatever the bind file's size.
-        self.control.set_input_rows(source.row_count() as u64);
-        self.control
-            .begin(Phase::Processing, Some(source.row_count() as u64))
-            .map_err(|e| Err(OpError::from(e)))?;
+        self.control.set_input_rows(source.rows.len() as u64);
         Ok((source, other))
     }
 }

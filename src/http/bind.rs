@@ -8,14 +8,15 @@ use actix_web::{web, HttpRequest};
 use serde_json::{json, Value};
 
 use crate::config::Config;
+use crate::engine::StepControl;
 use crate::envelope::{download_url, ApiResponse};
 use crate::error::{blocking, ApiError};
 use crate::http::routes::{errors, Endpoint};
-use crate::http::tables::{output_target, read_upload, workbook_style};
+use crate::http::tables::{output_target, read_upload, spool_upload, workbook_style};
 use crate::http::upload::Form;
 use crate::http::ApiResult;
 use crate::ops::bind::{
-    bind_multi_key, bind_positional, bind_preview, bind_single_key, parse_column_list, BindOutcome,
+    bind_positional, bind_preview, bind_spooled_to_file, parse_column_list, BindKeys, BindOutcome,
 };
 use crate::ops::params::{mapping_from_json, ColumnMapping};
 use crate::table::names::base_name;
@@ -120,12 +121,6 @@ async fn bind_multi(req: HttpRequest, state: web::Data<AppState>, form: Form) ->
     bind_by_keys(req, state, &form, files, BindKeys::Multi(keys), bind_columns).await
 }
 
-/// The comparison key(s) of a key-based bind.
-enum BindKeys {
-    Single(String),
-    Multi(Vec<String>),
-}
-
 /// The shared tail of the single- and multi-key binds: checks the bind columns, binds, writes the output.
 async fn bind_by_keys(
     req: HttpRequest,
@@ -142,14 +137,19 @@ async fn bind_by_keys(
     let user_name = form.text("output_filename").map(str::to_string);
     let config = state.config.clone();
     let (name, stats) = blocking(move || {
-        let (source, bind) = read_pair(&files.first, &files.second, &config)?;
-        let (outcome, suffix) = match &keys {
-            BindKeys::Single(key) => (bind_single_key(&source, &bind, key, &bind_columns)?, "bound_single"),
-            BindKeys::Multi(keys) => (bind_multi_key(&source, &bind, keys, &bind_columns)?, "bound_multi"),
+        // Both files spooled, the first one first so its errors win; the bind holds only its lookup index.
+        let source = spool_upload(&files.first, None, &config)?;
+        let bind = spool_upload(&files.second, None, &config)?;
+        let suffix = match &keys {
+            BindKeys::Single(_) => "bound_single",
+            BindKeys::Multi(_) => "bound_multi",
         };
         let base = base_name(&files.first_name);
-        let name = write_bound(&config, &outcome, user_name.as_deref(), &[&base, suffix])?;
-        Ok((name, outcome.stats))
+        let target = output_target(&config, user_name.as_deref(), &[&base, suffix], "xlsx")?;
+        let style = workbook_style(&config, &config.excel.default_sheet_name);
+        let none = StepControl::NONE;
+        let stats = bind_spooled_to_file(source, bind, &keys, &bind_columns, &target.path, &style, &none)?;
+        Ok((target.name, stats))
     })
     .await?;
     crate::http::files::publish_output(&state, &name).await?;

@@ -6,19 +6,21 @@ use actix_web::{web, HttpRequest};
 use serde_json::json;
 
 use crate::engine::StepControl;
-use crate::envelope::{download_url, ApiResponse};
+use crate::envelope::{download_url, ApiPieces, ApiResponse};
 use crate::error::{blocking, ApiError};
 use crate::http::routes::{errors, Endpoint};
 use crate::http::tables::{
-    object_field, output_filename, output_target, read_uploaded_workbook, search_request, search_response,
-    search_target, spool_uploaded_workbook, string_list_field, summarize_uploaded_workbook, workbook_style,
+    object_field, output_filename, output_target, search_request, search_response, search_target,
+    spool_uploaded_workbook, string_list_field, summarize_uploaded_workbook, workbook_style,
     INFO_ERROR_PREFIX,
 };
 use crate::http::upload::Form;
 use crate::http::ApiResult;
-use crate::ops::extract::{extract_spooled_columns, extract_spooled_to_file, ExtractParams};
+use crate::ops::extract::{
+    extract_spooled_columns, extract_spooled_to_file, ExtractParams, Extraction, JsonArrayText,
+};
 use crate::ops::info::excel_info;
-use crate::ops::mapping::map_columns_to_file;
+use crate::ops::mapping::map_spooled_to_file;
 use crate::ops::search::{search_rows_to_file, suggest_operators};
 use crate::ops::{clock, require_columns, OpError};
 use crate::table::names::base_name;
@@ -63,7 +65,7 @@ async fn info(state: web::Data<AppState>, form: Form) -> ApiResult {
 /// §7.2.2: the requested columns' values (and statistics) as JSON; every requested column must exist
 /// (422 naming the missing and the available ones), unlike the workflow step, which skips unknown names.
 #[utoipa::path(post, path = "/excel/extract-columns", tag = "excel", request_body(content = crate::http::schemas::ExtractColumnsForm, content_type = "multipart/form-data"), responses((status = 200, description = "Success", body = crate::http::schemas::Envelope<crate::http::schemas::ExtractionData>)))]
-async fn extract(state: web::Data<AppState>, form: Form) -> ApiResult {
+async fn extract(state: web::Data<AppState>, form: Form) -> ApiResult<ApiPieces> {
     form.require_file("file")?;
     let columns = string_list_field(form.text("columns"), "columns")?;
     if columns.is_empty() {
@@ -75,13 +77,14 @@ async fn extract(state: web::Data<AppState>, form: Form) -> ApiResult {
         include_statistics: form.bool("include_statistics", true),
     };
     let config = state.config.clone();
-    let extraction = blocking(move || {
+    blocking(move || {
         let table = spool_uploaded_workbook(form.require_file("file")?, &config)?;
         require_columns(&table.columns, params.columns.iter().map(String::as_str))?;
-        Ok(extract_spooled_columns(table, &params, clock::now_iso())?)
+        let extraction: Extraction<JsonArrayText> =
+            extract_spooled_columns(table, &params, clock::now_iso(), &StepControl::NONE)?;
+        Ok(ApiPieces { message: extraction.message(), data: extraction.into_sorted_json() })
     })
-    .await?;
-    Ok(ApiResponse::ok_value(extraction.message(), extraction.into_value()))
+    .await
 }
 
 /// §7.2.3: the requested columns (all must exist) written to `extracted_columns_{ts}_{hex}.xlsx`.
@@ -123,7 +126,7 @@ async fn map(req: HttpRequest, state: web::Data<AppState>, form: Form) -> ApiRes
     let config = state.config.clone();
     let (name, warnings) = blocking(move || {
         let file = form.require_file("file")?;
-        let workbook = read_uploaded_workbook(file, &config)?;
+        let table = spool_uploaded_workbook(file, &config)?;
         let base = base_name(&file.client_name);
         let target = output_target(
             &config,
@@ -132,7 +135,7 @@ async fn map(req: HttpRequest, state: web::Data<AppState>, form: Form) -> ApiRes
             "xlsx",
         )?;
         let style = workbook_style(&config, &config.excel.default_sheet_name);
-        let warnings = map_columns_to_file(&workbook.table, &mapping, &target.path, &style)?;
+        let warnings = map_spooled_to_file(table, &mapping, &target.path, &style, &StepControl::NONE)?;
         Ok((target.name, warnings))
     })
     .await?;

@@ -7,15 +7,14 @@ use crate::engine::StepControl;
 use crate::envelope::{download_url, ApiResponse};
 use crate::error::blocking;
 use crate::http::routes::{errors, Endpoint};
-use crate::http::tables::{output_target, read_upload, spool_upload, workbook_style};
+use crate::http::tables::{output_target, spool_upload, workbook_style};
 use crate::http::upload::Form;
 use crate::http::{get, ApiResult};
 use crate::ops::normalize::{
-    normalization_types, normalize_checked, normalize_rows_to_xlsx, parse_steps, streams_by_chunk,
+    normalization_types, normalize_rows_to_xlsx, normalize_spooled_to_xlsx, parse_steps, streams_by_chunk,
     validate_steps,
 };
 use crate::table::names::base_name;
-use crate::table::write::write_table_xlsx;
 use crate::AppState;
 
 pub const ENDPOINTS: &[Endpoint] = &[
@@ -72,18 +71,24 @@ async fn apply(req: HttpRequest, state: web::Data<AppState>, form: Form) -> ApiR
             )?;
             return Ok((target.name, report));
         }
-        let table = read_upload(&path, None, &config)?.table;
+        // Rules over whole columns: only the columns they touch are held (see normalize_spooled_to_xlsx).
+        let table = spool_upload(&path, None, &config)?;
         // Every step is checked before anything is transformed or written (422 listing the bad ones).
-        // Column statistics are only computed when the report is returned.
-        let backup = config.normalization.backup_original;
-        let outcome = normalize_checked(table, &steps, backup, return_report, config.max_output_bytes())?;
+        validate_steps(&table.columns, &steps, backup)?;
         let target = output_target(&config, user_name.as_deref(), &[&base, "normalized"], "xlsx")?;
-        write_table_xlsx(
+        let max_output = config.max_output_bytes();
+        // Column statistics are only computed when the report is returned.
+        let report = normalize_spooled_to_xlsx(
+            table,
+            &steps,
+            backup,
+            return_report,
+            max_output,
             &target.path,
-            &outcome.table,
-            &workbook_style(&config, &config.excel.default_sheet_name),
+            &style,
+            &StepControl::NONE,
         )?;
-        Ok((target.name, outcome.report))
+        Ok((target.name, report))
     })
     .await?;
 

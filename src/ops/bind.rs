@@ -3,9 +3,14 @@
 
 use super::params::{py_list, ColumnMapping};
 use super::OpError;
-use crate::table::{Cell, Table};
+use crate::engine::{Phase, StepControl, CHECK_EVERY_ROWS};
+use crate::table::rows::assign;
+use crate::table::spool::{RowDigest, SpooledTable};
+use crate::table::write::{write_rows_xlsx_tracked, WorkbookStyle};
+use crate::table::{Cell, RowSource, Table, TableError};
 use serde_json::{json, Value};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
 
 /// A bound table plus the statistics object returned next to `download_url`.
 #[derive(Debug, Clone)]
@@ -25,8 +30,8 @@ pub fn parse_column_list(text: &str, field: &str, invalid_message: &str) -> Resu
     items.into_iter().map(|v| v.as_str().map(str::to_owned).ok_or_else(err)).collect()
 }
 
-fn missing_in<'a>(names: &'a [String], table: &Table) -> Vec<&'a str> {
-    names.iter().map(String::as_str).filter(|n| table.column_index(n).is_none()).collect()
+fn missing_in<'a>(names: &'a [String], columns: &[String]) -> Vec<&'a str> {
+    names.iter().map(String::as_str).filter(|n| !columns.iter().any(|c| c == n)).collect()
 }
 
 /// A key part that can match: non-empty text (IMPROVE: blank keys never match).
@@ -47,8 +52,8 @@ fn dedup_part(cell: &Cell) -> Option<String> {
 }
 
 fn validate_bind_columns(
-    source: &Table,
-    bind: &Table,
+    source: &[String],
+    bind: &[String],
     keys: &[String],
     bind_columns: &[String],
 ) -> Result<Vec<String>, OpError> {
@@ -56,7 +61,7 @@ fn validate_bind_columns(
     if !missing.is_empty() {
         return Err(OpError::validation_with(
             format!("Bind columns not found in bind file: {}", py_list(&missing)),
-            json!({ "missing_columns": missing, "available_columns": bind.columns }),
+            json!({ "missing_columns": missing, "available_columns": bind }),
         ));
     }
     // Key columns listed as bind columns are ignored (IMPROVE: the reference crashed).
@@ -67,14 +72,14 @@ fn validate_bind_columns(
         }
     }
     let conflicting: Vec<&str> =
-        effective.iter().map(String::as_str).filter(|c| source.column_index(c).is_some()).collect();
+        effective.iter().map(String::as_str).filter(|c| source.iter().any(|s| s == c)).collect();
     if !conflicting.is_empty() {
         return Err(OpError::validation_with(
             format!(
                 "Bind columns already exist in source file: {}. This would overwrite existing data.",
                 py_list(&conflicting)
             ),
-            json!({ "conflicting_columns": conflicting, "source_columns": source.columns }),
+            json!({ "conflicting_columns": conflicting, "source_columns": source }),
         ));
     }
     if effective.is_empty() {
@@ -136,29 +141,87 @@ fn round2(x: f64) -> f64 {
 }
 
 fn join_stats(
-    source: &Table,
-    bind: &Table,
+    source_rows: usize,
+    bind_rows: usize,
     matched: usize,
     unique: usize,
     columns: &[String],
-    key_field: (&str, Value),
+    keys: &BindKeys,
 ) -> Value {
-    let source_rows = source.row_count();
     let pct = if source_rows == 0 { 0.0 } else { round2(matched as f64 / source_rows as f64 * 100.0) };
     let mut statistics = serde_json::Map::new();
-    statistics.insert(key_field.0.to_string(), key_field.1);
+    match keys {
+        BindKeys::Single(key) => statistics.insert("comparison_column".into(), json!(key)),
+        BindKeys::Multi(keys) => statistics.insert("comparison_columns".into(), json!(keys)),
+    };
     statistics.insert("bind_columns".into(), json!(columns));
     statistics.insert("unique_keys_in_bind".into(), json!(unique));
-    statistics.insert("duplicate_keys_removed".into(), json!(bind.row_count() - unique));
+    statistics.insert("duplicate_keys_removed".into(), json!(bind_rows - unique));
     statistics.insert("match_percentage".into(), json!(pct));
     json!({
         "source_rows": source_rows,
-        "bind_rows": bind.row_count(),
+        "bind_rows": bind_rows,
         "matched_rows": matched,
         "unmatched_rows": source_rows - matched,
         "columns_bound": columns,
         "statistics": Value::Object(statistics),
     })
+}
+
+/// The comparison key(s) of a key-based bind (`excel/bind-single-key`, `excel/bind-multi-key`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BindKeys {
+    Single(String),
+    Multi(Vec<String>),
+}
+
+impl BindKeys {
+    fn names(&self) -> Vec<String> {
+        match self {
+            BindKeys::Single(key) => vec![key.clone()],
+            BindKeys::Multi(keys) => keys.clone(),
+        }
+    }
+
+    /// The key columns must be in both files; the source file's absence is reported first.
+    fn check(&self, source: &[String], bind: &[String]) -> Result<(), OpError> {
+        for (columns, which) in [(source, "source file"), (bind, "bind file")] {
+            let error = match self {
+                BindKeys::Single(key) if !columns.contains(key) => {
+                    format!("Comparison column '{key}' not found in {which}")
+                }
+                BindKeys::Multi(keys) if !missing_in(keys, columns).is_empty() => {
+                    format!(
+                        "Comparison columns not found in {which}: {}",
+                        py_list(&missing_in(keys, columns))
+                    )
+                }
+                _ => continue,
+            };
+            let missing =
+                missing_in(&self.names(), columns).iter().map(|s| s.to_string()).collect::<Vec<_>>();
+            return Err(OpError::validation_with(
+                error,
+                json!({ "missing_columns": missing, "available_columns": columns }),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A key-based bind after both files were read (checks from "key in source" on).
+fn bind_by_keys(
+    source: &Table,
+    bind: &Table,
+    keys: &BindKeys,
+    bind_columns: &[String],
+) -> Result<BindOutcome, OpError> {
+    keys.check(&source.columns, &bind.columns)?;
+    let names = keys.names();
+    let columns = validate_bind_columns(&source.columns, &bind.columns, &names, bind_columns)?;
+    let (table, matched, unique) = left_join(source, bind, &names, &columns);
+    let stats = join_stats(source.row_count(), bind.row_count(), matched, unique, &columns, keys);
+    Ok(BindOutcome { table, stats })
 }
 
 /// `excel/bind-single-key` after both files were read (checks from "key in source" on).
@@ -168,20 +231,7 @@ pub fn bind_single_key(
     comparison_column: &str,
     bind_columns: &[String],
 ) -> Result<BindOutcome, OpError> {
-    for (table, which) in [(source, "source file"), (bind, "bind file")] {
-        if table.column_index(comparison_column).is_none() {
-            return Err(OpError::validation_with(
-                format!("Comparison column '{comparison_column}' not found in {which}"),
-                json!({ "missing_columns": [comparison_column], "available_columns": table.columns }),
-            ));
-        }
-    }
-    let keys = vec![comparison_column.to_string()];
-    let columns = validate_bind_columns(source, bind, &keys, bind_columns)?;
-    let (table, matched, unique) = left_join(source, bind, &keys, &columns);
-    let stats =
-        join_stats(source, bind, matched, unique, &columns, ("comparison_column", json!(comparison_column)));
-    Ok(BindOutcome { table, stats })
+    bind_by_keys(source, bind, &BindKeys::Single(comparison_column.to_string()), bind_columns)
 }
 
 /// `excel/bind-multi-key` after both files were read.
@@ -191,26 +241,116 @@ pub fn bind_multi_key(
     comparison_columns: &[String],
     bind_columns: &[String],
 ) -> Result<BindOutcome, OpError> {
-    for (table, which) in [(source, "source file"), (bind, "bind file")] {
-        let missing = missing_in(comparison_columns, table);
-        if !missing.is_empty() {
-            return Err(OpError::validation_with(
-                format!("Comparison columns not found in {which}: {}", py_list(&missing)),
-                json!({ "missing_columns": missing, "available_columns": table.columns }),
-            ));
+    bind_by_keys(source, bind, &BindKeys::Multi(comparison_columns.to_vec()), bind_columns)
+}
+
+/// A key-based bind as a stream (design.md "Execution engine"): the bind file's rows are read once into a
+/// lookup index (per distinct key: its text and the first matching row's bound cells, plus a 16-byte
+/// digest per distinct key tuple for `unique_keys_in_bind`, collision odds as in `SpooledTable::dedupe`),
+/// then the source rows stream from their spool, each extended with its match, into the standard workbook
+/// writer at `path`. Memory: the index, never either table. The same file and statistics as the
+/// whole-table bind, the same errors (422 before anything is written); a failure mid-way leaves nothing at
+/// `path`. Progress on `control`: the processing phase (the index), then the writing phase over the source
+/// rows; a stop request ends the run between two batches of rows.
+pub fn bind_spooled_to_file(
+    mut source: SpooledTable,
+    mut bind: SpooledTable,
+    keys: &BindKeys,
+    bind_columns: &[String],
+    path: &Path,
+    style: &WorkbookStyle,
+    control: &StepControl,
+) -> Result<Value, OpError> {
+    keys.check(&source.columns, &bind.columns)?;
+    let names = keys.names();
+    let columns = validate_bind_columns(&source.columns, &bind.columns, &names, bind_columns)?;
+    let position = |columns: &[String], name: &String| columns.iter().position(|c| c == name);
+    let bind_keys: Vec<usize> = names.iter().filter_map(|k| position(&bind.columns, k)).collect();
+    let bind_cols: Vec<usize> = columns.iter().filter_map(|c| position(&bind.columns, c)).collect();
+    let source_rows = source.rows.len();
+    let bind_rows = bind.rows.len();
+
+    control.begin(Phase::Processing, Some(source_rows as u64))?;
+    let digest = RowDigest::new();
+    let mut seen: HashSet<u128> = HashSet::new();
+    let mut lookup: HashMap<Vec<String>, Vec<Cell>> = HashMap::new();
+    let mut key_cells: Vec<Cell> = Vec::new();
+    let mut rows = bind.rows.reader()?;
+    let mut read = 0usize;
+    while let Some(row) = rows.next_row()? {
+        read += 1;
+        if read.is_multiple_of(CHECK_EVERY_ROWS as usize) {
+            control.check()?;
+        }
+        key_cells.clear();
+        key_cells.extend(bind_keys.iter().map(|&k| row.get(k).cloned().unwrap_or(Cell::Missing)));
+        // B′: the first row per key tuple, counted with blank tuples included.
+        if !seen.insert(digest.of(&key_cells)) {
+            continue;
+        }
+        let parts: Option<Vec<String>> =
+            key_cells.iter().map(|c| key_text(c).map(|t| t.into_owned())).collect();
+        if let Some(parts) = parts {
+            lookup.entry(parts).or_insert_with(|| {
+                bind_cols.iter().map(|&c| row.get(c).cloned().unwrap_or(Cell::Missing)).collect()
+            });
         }
     }
-    let columns = validate_bind_columns(source, bind, comparison_columns, bind_columns)?;
-    let (table, matched, unique) = left_join(source, bind, comparison_columns, &columns);
-    let stats = join_stats(
-        source,
-        bind,
-        matched,
-        unique,
-        &columns,
-        ("comparison_columns", json!(comparison_columns)),
-    );
-    Ok(BindOutcome { table, stats })
+    drop(rows);
+    control.advance_to(source_rows as u64)?;
+
+    let source_keys: Vec<usize> = names.iter().filter_map(|k| position(&source.columns, k)).collect();
+    let mut out_columns = source.columns.clone();
+    out_columns.extend(columns.iter().cloned());
+    let mut joined = JoinedRows {
+        source: source.rows.reader()?,
+        keys: &source_keys,
+        lookup: &lookup,
+        width: source.columns.len(),
+        bound: bind_cols.len(),
+        row: Vec::new(),
+        matched: 0,
+    };
+    write_rows_xlsx_tracked(path, &out_columns, &mut joined, source_rows as u64, style, control)?;
+    let matched = joined.matched;
+    Ok(join_stats(source_rows, bind_rows, matched, seen.len(), &columns, keys))
+}
+
+/// The source rows of [`bind_spooled_to_file`], each extended with its match (or Missing cells).
+struct JoinedRows<'a, S> {
+    source: S,
+    keys: &'a [usize],
+    lookup: &'a HashMap<Vec<String>, Vec<Cell>>,
+    /// Cells of a source row.
+    width: usize,
+    bound: usize,
+    row: Vec<Cell>,
+    /// Rows whose first bound cell has a value.
+    matched: usize,
+}
+
+impl<S: RowSource> RowSource for JoinedRows<'_, S> {
+    fn next_row(&mut self) -> Result<Option<&[Cell]>, TableError> {
+        let Some(row) = self.source.next_row()? else { return Ok(None) };
+        let parts: Option<Vec<String>> = self
+            .keys
+            .iter()
+            .map(|&k| key_text(row.get(k).unwrap_or(&Cell::Missing)).map(|t| t.into_owned()))
+            .collect();
+        let hit = parts.and_then(|p| self.lookup.get(&p));
+        let width = self.width;
+        self.row.resize(width + self.bound, Cell::Missing);
+        for (i, slot) in self.row[..width].iter_mut().enumerate() {
+            assign(slot, row.get(i).unwrap_or(&Cell::Missing));
+        }
+        for (i, slot) in self.row[width..].iter_mut().enumerate() {
+            assign(slot, hit.and_then(|cells| cells.get(i)).unwrap_or(&Cell::Missing));
+        }
+        if self.row.get(width).is_some_and(|c| !c.is_missing()) {
+            self.matched += 1;
+        }
+        Ok(Some(&self.row))
+    }
 }
 
 /// `files/bind`: copies source columns into target columns by row position (§8.3).

@@ -4,9 +4,10 @@
 use std::collections::HashSet;
 use std::path::Path;
 
+use bytes::Bytes;
 use indexmap::IndexMap;
 use serde::Serialize;
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 
 use super::{require_columns, OpError};
 use crate::engine::{Phase, StepControl};
@@ -27,11 +28,12 @@ pub struct ExtractParams {
     pub include_statistics: bool,
 }
 
-/// The `data` of `excel/extract-columns`.
+/// The `data` of `excel/extract-columns`; each column's `values` held as `V`: JSON values (the whole-table
+/// code, the workflow step) or [`JsonArrayText`] (the REST answer, written out as it is held).
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Extraction {
+pub struct Extraction<V = Vec<Value>> {
     pub extraction_info: ExtractionInfo,
-    pub columns: IndexMap<String, ColumnExtract>,
+    pub columns: IndexMap<String, ColumnExtract<V>>,
     pub total_rows: usize,
     pub rows_extracted: usize,
 }
@@ -46,8 +48,8 @@ pub struct ExtractionInfo {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ColumnExtract {
-    pub values: Vec<Value>,
+pub struct ColumnExtract<V = Vec<Value>> {
+    pub values: V,
     pub value_count: usize,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub total_count: Option<usize>,
@@ -65,15 +67,15 @@ pub struct ColumnExtract {
     pub statistics: Option<Value>,
 }
 
-impl Extraction {
+impl<V: ColumnValues> Extraction<V> {
     /// The answer for `columns` extracted from `total_rows` rows; `rows_extracted` is its longest column.
     fn new(
         params: &ExtractParams,
         timestamp: String,
         total_rows: usize,
         missing_columns: Vec<String>,
-        columns: IndexMap<String, ColumnExtract>,
-    ) -> Extraction {
+        columns: IndexMap<String, ColumnExtract<V>>,
+    ) -> Extraction<V> {
         let rows_extracted = columns.values().map(|c| c.value_count).max().unwrap_or(0);
         Extraction {
             extraction_info: ExtractionInfo {
@@ -93,29 +95,211 @@ impl Extraction {
     pub fn message(&self) -> String {
         format!("Successfully extracted {} columns", self.extraction_info.extracted_columns.len())
     }
+}
 
-    /// The same JSON as serializing it, with each column's `values` moved in rather than copied: the
-    /// answer of a million-row extraction is not held twice on its way out.
-    pub fn into_value(self) -> Value {
+impl Extraction<JsonArrayText> {
+    /// The answer as JSON text with the keys of every object sorted (the order the response envelope
+    /// writes), in pieces: each column's `values` is handed on as the blocks it was written in, not
+    /// copied, so the answer is not held twice on its way out.
+    pub fn into_sorted_json(self) -> Vec<Bytes> {
         let Extraction { extraction_info, columns, total_rows, rows_extracted } = self;
-        let columns: serde_json::Map<String, Value> = columns
-            .into_iter()
-            .map(|(name, mut column)| {
-                let values = std::mem::take(&mut column.values);
-                let mut value = serde_json::to_value(&column).unwrap_or(Value::Null);
-                if let Value::Object(fields) = &mut value {
-                    // Back in its place (the first field), so the order matches the serialized struct.
-                    fields.shift_insert(0, "values".to_string(), Value::Array(values));
-                }
-                (name, value)
-            })
-            .collect();
-        json!({
+        let mut values = std::collections::HashMap::with_capacity(columns.len());
+        let mut heads = Map::new();
+        for (name, column) in columns {
+            let (text, head) = column.split_values();
+            values.insert(name.clone(), text.blocks);
+            heads.insert(name, serde_json::to_value(head).unwrap_or(Value::Null));
+        }
+        let mut data = json!({
             "extraction_info": extraction_info,
-            "columns": columns,
+            "columns": heads,
             "total_rows": total_rows,
             "rows_extracted": rows_extracted,
-        })
+        });
+        data.sort_all_objects();
+        // The objects in `data` written field by field, a column's `values` (a placeholder in `data`) as
+        // the text it was written as.
+        let mut out = JsonPieces::default();
+        out.object(&data, |out, key, value| match (key, value) {
+            ("columns", Value::Object(_)) => out.object(value, |out, name, head| {
+                out.object(head, |out, field, value| match field {
+                    "values" => out.blocks(values.remove(name).unwrap_or_default()),
+                    _ => out.json(value),
+                })
+            }),
+            _ => out.json(value),
+        });
+        out.finish()
+    }
+}
+
+/// JSON text in pieces: small parts gathered in one buffer, large blocks passed on as they are.
+#[derive(Default)]
+struct JsonPieces {
+    done: Vec<Bytes>,
+    current: Vec<u8>,
+}
+
+impl JsonPieces {
+    fn text(&mut self, text: &[u8]) {
+        self.current.extend_from_slice(text);
+    }
+
+    fn json(&mut self, value: &(impl Serialize + ?Sized)) {
+        // Writing to a Vec fails only for a value that cannot be JSON, which these are not.
+        serde_json::to_writer(&mut self.current, value).expect("JSON to a buffer");
+    }
+
+    /// `value` (an object) with each field's value written by `field`, keys in their order.
+    fn object(&mut self, value: &Value, mut field: impl FnMut(&mut Self, &str, &Value)) {
+        let Value::Object(fields) = value else { return self.json(value) };
+        self.text(b"{");
+        for (i, (key, value)) in fields.iter().enumerate() {
+            if i > 0 {
+                self.text(b",");
+            }
+            self.json(key);
+            self.text(b":");
+            field(self, key, value);
+        }
+        self.text(b"}");
+    }
+
+    fn blocks(&mut self, blocks: Vec<Bytes>) {
+        if !self.current.is_empty() {
+            self.done.push(Bytes::from(std::mem::take(&mut self.current)));
+        }
+        self.done.extend(blocks);
+    }
+
+    fn finish(mut self) -> Vec<Bytes> {
+        self.blocks(Vec::new());
+        self.done
+    }
+}
+
+/// Where a column's values go as they are extracted.
+pub trait ColumnValues: Sized {
+    fn new(rows: usize) -> Self;
+    fn push(&mut self, cell: &Cell);
+    fn count(&self) -> usize;
+    /// The values once the last one was pushed.
+    fn finish(self) -> Self {
+        self
+    }
+}
+
+impl ColumnValues for Vec<Value> {
+    fn new(rows: usize) -> Self {
+        Vec::with_capacity(rows)
+    }
+
+    fn push(&mut self, cell: &Cell) {
+        Vec::push(self, cell.to_json());
+    }
+
+    fn count(&self) -> usize {
+        self.len()
+    }
+}
+
+/// Bytes per block of [`JsonArrayText`]: large enough that the list of blocks stays short, small enough
+/// that the last, partly filled one wastes little.
+const TEXT_BLOCK_BYTES: usize = 64 * 1024;
+
+/// A column's values as the text of a JSON array (`["a",null,3]`), exactly as serializing
+/// [`Cell::to_json`] values writes them, in blocks of about [`TEXT_BLOCK_BYTES`]: the memory is the
+/// answer's own size (plus at most one block), not a JSON value per cell, and no block is copied again
+/// when the array grows or when the answer is sent.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct JsonArrayText {
+    blocks: Vec<Bytes>,
+    current: Vec<u8>,
+    count: usize,
+    /// One value's text, before it goes into the current block.
+    scratch: Vec<u8>,
+}
+
+impl JsonArrayText {
+    /// The whole text (tests and small answers).
+    pub fn to_text(&self) -> String {
+        let mut text = Vec::new();
+        for block in &self.blocks {
+            text.extend_from_slice(block);
+        }
+        text.extend_from_slice(&self.current);
+        String::from_utf8(text).expect("JSON text is UTF-8")
+    }
+}
+
+impl ColumnValues for JsonArrayText {
+    fn new(_rows: usize) -> Self {
+        JsonArrayText { current: b"[".to_vec(), ..JsonArrayText::default() }
+    }
+
+    fn push(&mut self, cell: &Cell) {
+        self.scratch.clear();
+        if self.count > 0 {
+            self.scratch.push(b',');
+        }
+        let written = match cell {
+            Cell::Text(s) => serde_json::to_writer(&mut self.scratch, s),
+            Cell::Missing => serde_json::to_writer(&mut self.scratch, &()),
+            Cell::Int(i) => serde_json::to_writer(&mut self.scratch, i),
+            // Non-finite floats are written as null, as `to_json` makes them.
+            Cell::Float(f) => serde_json::to_writer(&mut self.scratch, f),
+            Cell::Bool(b) => serde_json::to_writer(&mut self.scratch, b),
+        };
+        written.expect("JSON to a buffer");
+        if !self.current.is_empty() && self.current.len() + self.scratch.len() > TEXT_BLOCK_BYTES {
+            let full = std::mem::replace(&mut self.current, Vec::with_capacity(TEXT_BLOCK_BYTES));
+            self.blocks.push(Bytes::from(full));
+        }
+        self.current.extend_from_slice(&self.scratch);
+        self.count += 1;
+    }
+
+    fn count(&self) -> usize {
+        self.count
+    }
+
+    fn finish(mut self) -> Self {
+        self.current.push(b']');
+        self.current.shrink_to_fit();
+        self.blocks.push(Bytes::from(std::mem::take(&mut self.current)));
+        self.scratch = Vec::new();
+        self
+    }
+}
+
+impl<V> ColumnExtract<V> {
+    /// The values, and the column with `null` in their place (the small part of the answer).
+    fn split_values(self) -> (V, ColumnExtract<Value>) {
+        let ColumnExtract {
+            values,
+            value_count,
+            total_count,
+            non_null_count,
+            null_count,
+            unique_count,
+            data_type,
+            count,
+            sample_values,
+            statistics,
+        } = self;
+        let head = ColumnExtract {
+            values: Value::Null,
+            value_count,
+            total_count,
+            non_null_count,
+            null_count,
+            unique_count,
+            data_type,
+            count,
+            sample_values,
+            statistics,
+        };
+        (values, head)
     }
 }
 
@@ -312,14 +496,17 @@ pub fn select_spooled(
 }
 
 /// [`extract_columns`] on a spooled sheet, in one pass over the rows without building a table: per
-/// requested column only its answer (the JSON values) and what the statistics need grow. Distinct values
+/// requested column only its answer (the values as `V`) and what the statistics need grow. Distinct values
 /// (for `remove_duplicates` and `unique_count`) are remembered by a 128-bit keyed digest of their text, 16
-/// bytes each, rather than by the text (collision odds as in [`SpooledTable::dedupe`]).
-pub fn extract_spooled_columns(
+/// bytes each (about 35 in the hash set), rather than by the text (collision odds as in
+/// [`SpooledTable::dedupe`]); the numbers of a numeric column take 8 bytes each for the statistics.
+/// The rows are counted on `control` (processing phase), which can stop the pass between two batches.
+pub fn extract_spooled_columns<V: ColumnValues>(
     mut table: SpooledTable,
     params: &ExtractParams,
     timestamp: String,
-) -> Result<Extraction, OpError> {
+    control: &StepControl,
+) -> Result<Extraction<V>, OpError> {
     if params.columns.is_empty() {
         return Err(OpError::validation("No columns specified for extraction"));
     }
@@ -336,15 +523,17 @@ pub fn extract_spooled_columns(
     let indices = names.iter().filter_map(|c| table.columns.iter().position(|name| name == c)).collect();
     table.select(names.clone(), indices);
     let digest = TextDigest::new();
-    let mut columns: Vec<ColumnAccumulator> =
+    let mut columns: Vec<ColumnAccumulator<V>> =
         names.iter().map(|_| ColumnAccumulator::new(params, total_rows)).collect();
-    let mut rows = table.rows.reader()?;
+    control.begin(Phase::Processing, Some(total_rows as u64))?;
+    let mut rows = control.track(table.rows.reader()?);
     while let Some(row) = rows.next_row()? {
         for (column, cell) in columns.iter_mut().zip(row) {
             column.push(cell, &digest);
         }
     }
-    let columns: IndexMap<String, ColumnExtract> =
+    drop(rows);
+    let columns: IndexMap<String, ColumnExtract<V>> =
         names.into_iter().zip(columns).map(|(name, c)| (name, c.finish())).collect();
     Ok(Extraction::new(params, timestamp, total_rows, missing_columns, columns))
 }
@@ -371,10 +560,12 @@ impl TextDigest {
 }
 
 /// One column of [`extract_spooled_columns`], fed cell by cell with what [`extract_one`] computes.
-struct ColumnAccumulator {
+struct ColumnAccumulator<V> {
     remove_duplicates: bool,
     include_statistics: bool,
-    values: Vec<Value>,
+    values: V,
+    /// The first answered values (the studio's sample).
+    sample: Vec<Value>,
     /// Digests of the non-empty values seen (the answered ones when duplicates are removed).
     distinct: HashSet<u128>,
     cells: usize,
@@ -383,12 +574,13 @@ struct ColumnAccumulator {
     numbers: Option<Vec<f64>>,
 }
 
-impl ColumnAccumulator {
-    fn new(params: &ExtractParams, rows: usize) -> ColumnAccumulator {
+impl<V: ColumnValues> ColumnAccumulator<V> {
+    fn new(params: &ExtractParams, rows: usize) -> ColumnAccumulator<V> {
         ColumnAccumulator {
             remove_duplicates: params.remove_duplicates,
             include_statistics: params.include_statistics,
-            values: Vec::with_capacity(if params.remove_duplicates { 0 } else { rows }),
+            values: V::new(if params.remove_duplicates { 0 } else { rows }),
+            sample: Vec::new(),
             distinct: HashSet::new(),
             cells: 0,
             nulls: 0,
@@ -402,7 +594,10 @@ impl ColumnAccumulator {
         let first = key
             .is_some_and(|k| (self.remove_duplicates || self.include_statistics) && self.distinct.insert(k));
         if !self.remove_duplicates || first {
-            self.values.push(cell.to_json());
+            self.values.push(cell);
+            if self.sample.len() < SAMPLE_SIZE {
+                self.sample.push(cell.to_json());
+            }
         }
         if key.is_none() {
             self.nulls += 1;
@@ -414,13 +609,13 @@ impl ColumnAccumulator {
         }
     }
 
-    fn finish(self) -> ColumnExtract {
-        let values = self.values;
+    fn finish(self) -> ColumnExtract<V> {
+        let values = self.values.finish();
         let stats = self.include_statistics;
         ColumnExtract {
-            value_count: values.len(),
-            count: values.len(),
-            sample_values: values.iter().take(SAMPLE_SIZE).cloned().collect(),
+            value_count: values.count(),
+            count: values.count(),
+            sample_values: self.sample,
             values,
             total_count: stats.then_some(self.cells),
             non_null_count: stats.then_some(self.cells - self.nulls),
@@ -624,6 +819,72 @@ mod tests {
                 vec![Cell::text("b"), Cell::text("")],
             ]
         );
+    }
+
+    #[test]
+    fn json_text_values_are_the_serialized_json_values() {
+        let mut cells = vec![
+            Cell::text("plain"),
+            Cell::text("quote \" back \\ tab \t nul \u{0} Zürich 😀"),
+            Cell::text(""),
+            Cell::Missing,
+            Cell::Int(-42),
+            Cell::Int(i64::MAX),
+            Cell::Float(1.25),
+            Cell::Float(1e300),
+            Cell::Float(0.1 + 0.2),
+            Cell::Float(f64::NAN),
+            Cell::Float(f64::NEG_INFINITY),
+            Cell::Bool(true),
+            Cell::Bool(false),
+        ];
+        // Past one block, so the text is split and joined again.
+        cells.extend((0..20_000).map(|i| Cell::text(format!("value {i}"))));
+        let mut text = <JsonArrayText as ColumnValues>::new(cells.len());
+        let mut values = <Vec<Value> as ColumnValues>::new(cells.len());
+        for cell in &cells {
+            ColumnValues::push(&mut text, cell);
+            ColumnValues::push(&mut values, cell);
+        }
+        let text = text.finish();
+        assert!(text.blocks.len() > 2, "{} blocks", text.blocks.len());
+        assert!(text.blocks.iter().all(|b| b.len() <= TEXT_BLOCK_BYTES + 1));
+        assert_eq!((text.count(), values.count()), (cells.len(), cells.len()));
+        assert_eq!(text.to_text(), serde_json::to_string(&values).unwrap());
+        let empty = <JsonArrayText as ColumnValues>::new(0).finish();
+        assert_eq!((empty.to_text().as_str(), empty.count()), ("[]", 0));
+    }
+
+    #[test]
+    fn the_sorted_json_answer_is_the_answer_with_sorted_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let names = ["zeta", "a\"b", "Ärger", "values", "count"];
+        let mut t = Table::new(names.map(String::from).to_vec());
+        for i in 0..3000 {
+            let row: Vec<Cell> = (0..names.len())
+                .map(|c| match (i + c) % 4 {
+                    0 => Cell::Missing,
+                    1 => Cell::text(format!("{}", i % 7)),
+                    2 => Cell::text(""),
+                    _ => Cell::text(format!("v{i}")),
+                })
+                .collect();
+            t.rows.push(row);
+        }
+        for (dedupe, stats) in [(false, true), (true, false), (true, true)] {
+            let p = params(&["values", "zeta", "nope", "count", "a\"b", "Ärger"], dedupe, stats);
+            let mut table = crate::table::spool::SpoolWriter::create_in(dir.path()).unwrap();
+            for row in &t.rows {
+                table.push(row).unwrap();
+            }
+            let table = table.finish(t.columns.clone()).unwrap();
+            let got: Extraction<JsonArrayText> =
+                extract_spooled_columns(table, &p, "T".into(), &StepControl::NONE).unwrap();
+            let mut expected = serde_json::to_value(extract_columns(&t, &p, "T".into()).unwrap()).unwrap();
+            expected.sort_all_objects();
+            let got = got.into_sorted_json().concat();
+            assert_eq!(String::from_utf8(got).unwrap(), serde_json::to_string(&expected).unwrap());
+        }
     }
 
     #[test]

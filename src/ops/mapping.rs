@@ -7,8 +7,10 @@ use serde_json::{Map, Value};
 
 use super::OpError;
 use crate::engine::{Phase, StepControl};
-use crate::table::write::{write_table_xlsx_tracked, WorkbookStyle};
-use crate::table::{Cell, Table};
+use crate::table::rows::assign;
+use crate::table::spool::SpooledTable;
+use crate::table::write::{write_rows_xlsx_tracked, write_table_xlsx_tracked, WorkbookStyle};
+use crate::table::{Cell, RowSource, Table, TableError};
 
 /// The mapped table plus the source names that did not exist (additive `warnings`).
 #[derive(Debug, Clone, PartialEq)]
@@ -23,10 +25,11 @@ enum Rule {
     Constant(Cell),
 }
 
-fn resolve_rule(table: &Table, rule: &Value, warnings: &mut Vec<String>) -> Rule {
+fn resolve_rule(columns: &[String], rule: &Value, warnings: &mut Vec<String>) -> Rule {
     let mut not_found = |name: &str| warnings.push(format!("Source column '{name}' not found"));
+    let index_of = |name: &str| columns.iter().position(|c| c == name);
     match rule {
-        Value::String(source) => match table.column_index(source) {
+        Value::String(source) => match index_of(source) {
             Some(index) => Rule::Copy { index, default: None },
             None => {
                 not_found(source);
@@ -36,7 +39,7 @@ fn resolve_rule(table: &Table, rule: &Value, warnings: &mut Vec<String>) -> Rule
         Value::Object(obj) => {
             let default = obj.get("default").filter(|d| !d.is_null()).map(Cell::from_json);
             let source = obj.get("source").and_then(Value::as_str).unwrap_or("");
-            match table.column_index(source).filter(|_| !source.is_empty()) {
+            match index_of(source).filter(|_| !source.is_empty()) {
                 Some(index) => Rule::Copy { index, default },
                 None => {
                     if !source.is_empty() {
@@ -50,34 +53,99 @@ fn resolve_rule(table: &Table, rule: &Value, warnings: &mut Vec<String>) -> Rule
     }
 }
 
-/// §5: one output column per mapping key, in mapping order, with the input's row count. IMPROVE: a
-/// `default` fills both Missing and empty cells of a copied column.
-pub fn map_columns(table: &Table, mapping: &Map<String, Value>) -> Result<Mapped, OpError> {
+/// The rules of `mapping` against the input's `columns`, with the warnings for absent sources.
+fn resolve_rules(
+    columns: &[String],
+    mapping: &Map<String, Value>,
+) -> Result<(Vec<Rule>, Vec<String>), OpError> {
     if mapping.is_empty() {
         return Err(OpError::validation("No column mapping provided"));
     }
     let mut warnings = Vec::new();
-    let rules: Vec<Rule> = mapping.values().map(|rule| resolve_rule(table, rule, &mut warnings)).collect();
+    let rules = mapping.values().map(|rule| resolve_rule(columns, rule, &mut warnings)).collect();
+    Ok((rules, warnings))
+}
+
+/// One output row: each rule applied to the input `row`, into `out` (its cells reused).
+fn map_row(rules: &[Rule], row: &[Cell], out: &mut Vec<Cell>) {
+    out.resize(rules.len(), Cell::Missing);
+    for (slot, rule) in out.iter_mut().zip(rules) {
+        let cell = match rule {
+            Rule::Constant(cell) => cell,
+            Rule::Copy { index, default } => {
+                let cell = row.get(*index).unwrap_or(&Cell::Missing);
+                match default {
+                    Some(d) if cell.is_blank() => d,
+                    _ => cell,
+                }
+            }
+        };
+        assign(slot, cell);
+    }
+}
+
+/// §5: one output column per mapping key, in mapping order, with the input's row count. IMPROVE: a
+/// `default` fills both Missing and empty cells of a copied column.
+pub fn map_columns(table: &Table, mapping: &Map<String, Value>) -> Result<Mapped, OpError> {
+    let (rules, warnings) = resolve_rules(&table.columns, mapping)?;
     let rows = table
         .rows
         .iter()
         .map(|row| {
-            rules
-                .iter()
-                .map(|rule| match rule {
-                    Rule::Constant(cell) => cell.clone(),
-                    Rule::Copy { index, default } => {
-                        let cell = row.get(*index).cloned().unwrap_or(Cell::Missing);
-                        match default {
-                            Some(d) if cell.is_blank() => d.clone(),
-                            _ => cell,
-                        }
-                    }
-                })
-                .collect()
+            let mut out = Vec::with_capacity(rules.len());
+            map_row(&rules, row, &mut out);
+            out
         })
         .collect();
     Ok(Mapped { table: Table { columns: mapping.keys().cloned().collect(), rows }, warnings })
+}
+
+/// The rows of a source, mapped one at a time through one reused row.
+struct MappedRows<'r, S> {
+    source: S,
+    rules: &'r [Rule],
+    row: Vec<Cell>,
+}
+
+impl<S: RowSource> RowSource for MappedRows<'_, S> {
+    fn next_row(&mut self) -> Result<Option<&[Cell]>, TableError> {
+        let Some(row) = self.source.next_row()? else { return Ok(None) };
+        map_row(self.rules, row, &mut self.row);
+        Ok(Some(&self.row))
+    }
+}
+
+/// [`map_columns_to_file_tracked`] on a spooled sheet, as a stream (design.md "Execution engine"): each
+/// row is mapped as it is read back and goes straight into the standard workbook writer, so memory holds
+/// one row whatever the row count. The same file and warnings as the whole-table mapping; progress is the
+/// writing phase over the input's rows on `control`, which can stop the run between two batches (nothing
+/// is left at `path`).
+pub fn map_spooled_to_file(
+    mut table: SpooledTable,
+    mapping: &Map<String, Value>,
+    path: &Path,
+    style: &WorkbookStyle,
+    control: &StepControl,
+) -> Result<Vec<String>, OpError> {
+    let total = table.rows.len() as u64;
+    map_rows_to_file(&table.columns, &mut table.rows.reader()?, total, mapping, path, style, control)
+}
+
+/// [`map_spooled_to_file`] on any source of the input's `total_rows` rows under `columns`.
+pub fn map_rows_to_file(
+    columns: &[String],
+    rows: &mut dyn RowSource,
+    total_rows: u64,
+    mapping: &Map<String, Value>,
+    path: &Path,
+    style: &WorkbookStyle,
+    control: &StepControl,
+) -> Result<Vec<String>, OpError> {
+    let (rules, warnings) = resolve_rules(columns, mapping)?;
+    let names: Vec<String> = mapping.keys().cloned().collect();
+    let mut mapped = MappedRows { source: rows, rules: &rules, row: Vec::new() };
+    write_rows_xlsx_tracked(path, &names, &mut mapped, total_rows, style, control)?;
+    Ok(warnings)
 }
 
 /// `excel/map-columns` end to end: maps and writes with the standard writer. Returns the warnings.

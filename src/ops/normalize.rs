@@ -8,6 +8,8 @@ use super::OpError;
 use crate::engine::{Phase, StepControl};
 use crate::table::parse::{parse_datetime, parse_number, python_strftime};
 use crate::table::read::{exceeds_cell_limit, EXCEL_MAX_CELL_CHARS};
+use crate::table::rows::assign;
+use crate::table::spool::SpooledTable;
 use crate::table::write::{RowSink, WorkbookSink, WorkbookStyle};
 use crate::table::{Cell, RowSource, Table, TableError};
 use regex::Regex;
@@ -724,6 +726,110 @@ pub fn normalize_rows_to_xlsx(
         }
     }
     Ok(report)
+}
+
+/// `normalization/apply` for any plan, including the rules whose output for a cell depends on the whole
+/// column (min_max_scale, z_score, fill_null_values, outlier_removal; see [`CELL_BY_CELL`]), as far as a
+/// stream can go (design.md "Execution engine"): only the columns the steps touch (their columns and the
+/// `{c}_original` backups that already exist) are read from the spool into memory and run through the
+/// whole-table pipeline, so their cells, types and the report are exactly its own; then every row is put
+/// back together from the spool and those columns and streams into the standard workbook writer at
+/// `path`. Memory: the touched columns (about 100 bytes per row and column plus the text, and the
+/// pipeline's working copy of the column a rule transforms), never the other columns. Steps are checked
+/// first (422, nothing written); a failure mid-way leaves nothing at `path`. Progress on `control`: the
+/// pipeline's processing phase rule by rule, then the writing phase over the rows; a stop request ends the
+/// run between two rules or two batches of rows.
+#[allow(clippy::too_many_arguments)]
+pub fn normalize_spooled_to_xlsx(
+    mut table: SpooledTable,
+    steps: &[NormalizationStep],
+    backup_original: bool,
+    with_stats: bool,
+    max_output_bytes: u64,
+    path: &Path,
+    style: &WorkbookStyle,
+    control: &StepControl,
+) -> Result<Value, OpError> {
+    validate_steps(&table.columns, steps, backup_original)?;
+    let touched = touched_columns(&table.columns, steps, backup_original);
+    let mut narrow = Table::new(touched.iter().map(|&i| table.columns[i].clone()).collect());
+    let total = table.rows.len();
+    narrow.rows.reserve_exact(total);
+    {
+        // Part of reading the input: the counters stay where the reader left them.
+        let mut rows = table.rows.reader()?;
+        while let Some(row) = rows.next_row()? {
+            narrow.rows.push(touched.iter().map(|&i| row[i].clone()).collect());
+            if narrow.rows.len().is_multiple_of(CHUNK_ROWS) {
+                control.check()?;
+            }
+        }
+    }
+    let outcome = normalize_tracked(narrow, steps, backup_original, with_stats, max_output_bytes, control)?;
+    let narrow = outcome.table;
+    // Each output column: an untouched input column, or one of the pipeline's (whose extra columns,
+    // the backups it created, come after the input's as in the whole-table output).
+    let mut sources: Vec<ColumnSource> = table
+        .columns
+        .iter()
+        .enumerate()
+        .map(|(i, name)| match touched.contains(&i) {
+            true => ColumnSource::Pipeline(narrow.column_index(name).unwrap_or(usize::MAX)),
+            false => ColumnSource::Input(i),
+        })
+        .collect();
+    sources.extend((touched.len()..narrow.columns.len()).map(ColumnSource::Pipeline));
+    let mut columns = table.columns.clone();
+    columns.extend(narrow.columns[touched.len()..].iter().cloned());
+    let mut rows =
+        MergedRows { input: table.rows.reader()?, pipeline: narrow.rows.iter(), sources, row: Vec::new() };
+    crate::table::write::write_rows_xlsx_tracked(path, &columns, &mut rows, total as u64, style, control)?;
+    Ok(outcome.report)
+}
+
+/// The input columns a plan reads or writes: the steps' columns and the backups that exist already.
+fn touched_columns(columns: &[String], steps: &[NormalizationStep], backup_original: bool) -> Vec<usize> {
+    let mut names: Vec<String> = Vec::new();
+    for step in steps {
+        names.push(step.column_name.clone());
+        if step.backup_original || backup_original {
+            names.push(format!("{}_original", step.column_name));
+        }
+    }
+    (0..columns.len()).filter(|&i| names.contains(&columns[i])).collect()
+}
+
+/// Where a column of [`normalize_spooled_to_xlsx`]'s output comes from.
+enum ColumnSource {
+    /// The input column at this index, as it is.
+    Input(usize),
+    /// The pipeline's column at this index.
+    Pipeline(usize),
+}
+
+/// The output rows of [`normalize_spooled_to_xlsx`], put together one at a time in one reused row.
+struct MergedRows<'a, S> {
+    input: S,
+    pipeline: std::slice::Iter<'a, Vec<Cell>>,
+    sources: Vec<ColumnSource>,
+    row: Vec<Cell>,
+}
+
+impl<S: RowSource> RowSource for MergedRows<'_, S> {
+    fn next_row(&mut self) -> Result<Option<&[Cell]>, TableError> {
+        let (Some(input), Some(pipeline)) = (self.input.next_row()?, self.pipeline.next()) else {
+            return Ok(None);
+        };
+        self.row.resize(self.sources.len(), Cell::Missing);
+        for (slot, source) in self.row.iter_mut().zip(&self.sources) {
+            let cell = match source {
+                ColumnSource::Input(i) => input.get(*i),
+                ColumnSource::Pipeline(i) => pipeline.get(*i),
+            };
+            assign(slot, cell.unwrap_or(&Cell::Missing));
+        }
+        Ok(Some(&self.row))
+    }
 }
 
 /// Parameters (at any depth) whose text is longer than Excel's cell limit: (key, characters).

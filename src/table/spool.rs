@@ -314,14 +314,14 @@ fn read_varint(input: &mut impl Read) -> io::Result<u64> {
 
 /// A 128-bit digest of a row's §1.4 comparison key: two SipHash runs under one random key, told apart by
 /// a leading byte. Cells are length-prefixed, so different rows never feed a hasher the same bytes.
-struct RowDigest(RandomState);
+pub(crate) struct RowDigest(RandomState);
 
 impl RowDigest {
-    fn new() -> RowDigest {
+    pub(crate) fn new() -> RowDigest {
         RowDigest(RandomState::new())
     }
 
-    fn of(&self, row: &[Cell]) -> u128 {
+    pub(crate) fn of(&self, row: &[Cell]) -> u128 {
         let mut halves = [self.0.build_hasher(), self.0.build_hasher()];
         for (domain, h) in halves.iter_mut().enumerate() {
             h.write_u8(domain as u8);

@@ -335,3 +335,86 @@ async fn shutdown_stops_the_running_step_and_leaves_no_output_behind() {
     assert_eq!(j["data"]["steps"][0]["status"], "failed");
     assert_eq!(produced_files(&app), Vec::<String>::new());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mapping_whole_column_normalization_and_extraction_report_row_progress() {
+    const RUN_ROWS: usize = 60_000;
+    let app = engine_app(|_| {}).await;
+    let chat = chat_with_big_csv(&app, RUN_ROWS).await;
+    let mut ws = subscriber(&app, &chat).await;
+    let body = json!({"async": true, "steps": [
+        {"operation": "csv/convert-to-excel", "arguments": {}},
+        {"operation": "excel/map-columns", "arguments": {"mapping": {
+            "Name": "name", "Amount": "amount", "Score": {"source": "score", "default": 0}}}},
+        {"operation": "normalization/apply", "arguments": {"normalizations": [
+            {"column": "Amount", "type": "z_score"},
+            {"column": "Score", "type": "fill_null_values", "parameters": {"method": "median"}},
+            {"column": "Name", "type": "lowercase"}]}},
+        {"operation": "excel/extract-columns", "arguments": {"columns": ["Name", "Amount"]}}
+    ]});
+    let (status, res) = execute(&app, &chat, &body).await;
+    assert_eq!(status, 202, "{res}");
+    let job = res["data"]["job_id"].as_str().unwrap().to_string();
+    let events = events_until(&mut ws, &["workflow_completed", "workflow_failed"], LONG).await;
+    assert_eq!(events.last().unwrap()["type"], "workflow_completed", "{:?}", events.last());
+    let rows = RUN_ROWS as u64;
+    for step_index in 1..=4u64 {
+        let step = progress_of(&events, step_index);
+        assert_eq!(step[0]["progress"], 0, "{:?}", step[0]);
+        let last = step.last().unwrap();
+        assert_eq!((last["progress"].as_u64(), last["status"].as_str()), (Some(100), Some("completed")));
+        assert_eq!(
+            (last["rows_processed"].as_u64(), last["rows_total"].as_u64()),
+            (Some(rows), Some(rows)),
+            "step {step_index}: the last event covers every input row: {last}"
+        );
+        let middle = &step[1..step.len() - 1];
+        assert!(!middle.is_empty(), "step {step_index} reported no intermediate progress");
+        let mut previous = 0;
+        for e in middle {
+            check_intermediate(e, rows);
+            let p = e["progress"].as_u64().unwrap();
+            assert!(p >= previous, "step {step_index} percentages never go down: {middle:?}");
+            previous = p;
+        }
+    }
+    let (_, j) = envelope(app.get(&format!("/chat/workflows/{chat}/jobs/{job}")).await).await;
+    let extraction = &j["data"]["result"]["results"][3]["data"];
+    assert_eq!(extraction["total_rows"], rows, "{extraction}");
+    let name = &extraction["columns"]["Name"];
+    assert_eq!((name["value_count"].as_u64(), name["values"][7].as_str()), (Some(rows), Some("name 7")));
+    // z_score made every amount a number around 0 (amount = i % 1000, so the mean is 499.5).
+    let amount = &extraction["columns"]["Amount"];
+    let first = amount["values"][0].as_str().unwrap().parse::<f64>().unwrap();
+    assert!((first + 1.73).abs() < 0.01, "{first}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_stops_a_whole_column_normalization_while_it_writes() {
+    let app = engine_app(|c| c.chat_workflows.execution.max_concurrent_jobs = 1).await;
+    let chat = chat_with_big_csv(&app, ROWS).await;
+    let mut ws = subscriber(&app, &chat).await;
+    let body = json!({"async": true, "steps": [
+        {"operation": "normalization/apply", "arguments": {"normalizations": [
+            {"column": "amount", "type": "min_max_scale"}, {"column": "name", "type": "lowercase"}]}},
+        {"operation": "json/generate", "arguments": {}}
+    ]});
+    let (status, res) = execute(&app, &chat, &body).await;
+    assert_eq!(status, 202, "{res}");
+    let job = res["data"]["job_id"].as_str().unwrap().to_string();
+    loop {
+        let last = wait_mid_step(&mut ws, 1).await.pop().unwrap();
+        if last["phase"] == "writing" {
+            break;
+        }
+    }
+    let (status, body) = cancel(&app, &chat, &job).await;
+    assert_eq!(status, 200, "{body}");
+    let events = events_until(&mut ws, &["workflow_failed"], LONG).await;
+    let failed = events.last().unwrap();
+    assert_eq!((failed["cancelled"].as_bool(), failed["failed_step"].as_u64()), (Some(true), Some(1)));
+    assert!(!events.iter().any(|e| e["progress"] == 100), "the step was stopped, not finished: {events:?}");
+    let (_, j) = envelope(app.get(&format!("/chat/workflows/{chat}/jobs/{job}")).await).await;
+    assert_eq!(j["data"]["status"], "cancelled");
+    assert_eq!(produced_files(&app), Vec::<String>::new(), "the partial output is removed");
+}
