@@ -161,14 +161,18 @@ impl ApiResponse {
     }
 }
 
+/// The envelope `meta` of the app serving `req` (defaults when the request carries no app state).
+fn meta_of(req: &HttpRequest) -> EnvelopeMeta {
+    req.app_data::<actix_web::web::Data<crate::AppState>>()
+        .map(|s| s.meta.clone())
+        .unwrap_or_else(|| EnvelopeMeta::from_config(&Config::default()))
+}
+
 impl Responder for ApiResponse {
     type Body = BoxBody;
 
     fn respond_to(self, req: &HttpRequest) -> HttpResponse {
-        let meta = req
-            .app_data::<actix_web::web::Data<crate::AppState>>()
-            .map(|s| s.meta.clone())
-            .unwrap_or_else(|| EnvelopeMeta::from_config(&Config::default()));
+        let meta = meta_of(req);
         let body =
             envelope_body(self.status, &self.message, self.data, self.total, &request_id_of(req), &meta);
         envelope_response(self.status, &body)
@@ -187,10 +191,7 @@ impl Responder for ApiPieces {
     type Body = BoxBody;
 
     fn respond_to(self, req: &HttpRequest) -> HttpResponse {
-        let meta = req
-            .app_data::<actix_web::web::Data<crate::AppState>>()
-            .map(|s| s.meta.clone())
-            .unwrap_or_else(|| EnvelopeMeta::from_config(&Config::default()));
+        let meta = meta_of(req);
         let status = StatusCode::OK;
         let pieces = envelope_pieces_at(
             status,

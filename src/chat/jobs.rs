@@ -172,6 +172,42 @@ struct Lease {
     fence: Mutex<Option<Box<dyn JobFence>>>,
 }
 
+/// What identifies a job's run; [`JobCtl::new`] adds the fresh run state (not cancelled, not running).
+struct JobIdentity {
+    job_id: String,
+    chat_id: String,
+    kind: JobKind,
+    base_url: String,
+    plan: Plan,
+    observer: Option<Arc<dyn JobObserver>>,
+}
+
+impl JobCtl {
+    fn new(
+        id: JobIdentity,
+        done: watch::Sender<Option<Arc<RunOutcome>>>,
+        lease: Option<Lease>,
+        resume: Option<Resume>,
+    ) -> Arc<JobCtl> {
+        Arc::new(JobCtl {
+            job_id: id.job_id,
+            chat_id: id.chat_id,
+            kind: id.kind,
+            base_url: id.base_url,
+            plan: id.plan,
+            observer: id.observer,
+            cancel: AtomicBool::new(false),
+            running: AtomicBool::new(false),
+            finalized: Mutex::new(false),
+            progress: Mutex::new((0, 0, 0)),
+            step_control: Mutex::new(None),
+            done,
+            lease,
+            resume,
+        })
+    }
+}
+
 /// The steps a taken-over job already completed (the job row's `progress`, written with each step).
 struct Resume {
     /// Steps `1..=done` completed; their outputs are reused.
@@ -404,22 +440,15 @@ impl Chat {
         }
         self.store.create_job(&job, &steps)?;
         let (done, rx) = watch::channel(None);
-        let ctl = Arc::new(JobCtl {
+        let identity = JobIdentity {
             job_id: job.job_id.clone(),
             chat_id: chat_id.clone(),
             kind,
             base_url: base_url.to_string(),
             plan,
             observer,
-            cancel: AtomicBool::new(false),
-            running: AtomicBool::new(false),
-            finalized: Mutex::new(false),
-            progress: Mutex::new((0, 0, 0)),
-            step_control: Mutex::new(None),
-            done,
-            lease: None,
-            resume: None,
-        });
+        };
+        let ctl = JobCtl::new(identity, done, None, None);
         let position = {
             let mut st = lock(&self.runner.state);
             st.jobs.insert(ctl.job_id.clone(), ctl.clone());
@@ -1617,26 +1646,16 @@ impl Chat {
             JobKind::Execute => None,
         };
         let (done, _) = watch::channel(None);
-        let ctl = Arc::new(JobCtl {
+        let identity = JobIdentity {
             job_id: job.job_id.clone(),
             chat_id: job.chat_id.clone(),
             kind,
             base_url: base,
             plan,
             observer,
-            cancel: AtomicBool::new(false),
-            running: AtomicBool::new(false),
-            finalized: Mutex::new(false),
-            progress: Mutex::new((0, 0, 0)),
-            step_control: Mutex::new(None),
-            done,
-            lease: Some(Lease {
-                attempt: claimed.attempt,
-                lost: AtomicBool::new(false),
-                fence: Mutex::new(None),
-            }),
-            resume,
-        });
+        };
+        let lease = Lease { attempt: claimed.attempt, lost: AtomicBool::new(false), fence: Mutex::new(None) };
+        let ctl = JobCtl::new(identity, done, Some(lease), resume);
         let earlier = {
             let mut st = lock(&self.runner.state);
             let earlier = st.jobs.insert(ctl.job_id.clone(), ctl.clone());
