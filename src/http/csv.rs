@@ -93,16 +93,15 @@ async fn convert(req: HttpRequest, state: web::Data<AppState>, payload: web::Pay
     let name = match read.early {
         Some(early) => early?,
         None => {
-            let form = read.form;
-            form.require_file("file")?;
+            let (form, superseded) = (read.form, read.superseded);
             let config = state.config.clone();
-            let sheet_name = resolve_sheet_name(form.text("sheet_name"), &config.excel.default_sheet_name)?;
-            let superseded = read.superseded;
             blocking(move || {
                 if let Some(name) = superseded {
                     remove_output(&config, &name);
                 }
                 let file = form.require_file("file")?;
+                let sheet_name =
+                    resolve_sheet_name(form.text("sheet_name"), &config.excel.default_sheet_name)?;
                 convert_csv(&config, &form, &file.client_name, file.path(), &sheet_name)
             })
             .await?
@@ -141,14 +140,13 @@ async fn search(req: HttpRequest, state: web::Data<AppState>, payload: web::Payl
     let (name, outcome) = match read.early {
         Some(early) => early?,
         None => {
-            let form = read.form;
-            let request = search_request(&form, OutputFormat::Csv)?;
+            let (form, superseded) = (read.form, read.superseded);
             let config = state.config.clone();
-            let superseded = read.superseded;
             blocking(move || {
                 if let Some((name, _)) = superseded {
                     remove_output(&config, &name);
                 }
+                let request = search_request(&form, OutputFormat::Csv)?;
                 let file = form.require_file("file")?;
                 search_csv(&config, &request, file.path())
             })
