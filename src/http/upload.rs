@@ -33,7 +33,7 @@ const MAX_PARTS: usize = 256;
 /// File parts are written in batches of at least this size, one blocking-pool call per batch.
 const WRITE_BATCH_BYTES: usize = 1024 * 1024;
 /// Chunks of a streamed file part in flight between the receiving task and the work that parses it
-/// (actix hands out chunks of at most its 32 KiB payload buffer: at most ~2 MiB queued).
+/// (each chunk is what one read of the connection brought, tens of KiB: a few MiB at most).
 const STREAM_CHANNEL_CHUNKS: usize = 64;
 
 /// Blocking work that reads a file part as it arrives: it gets the text fields received before the part,

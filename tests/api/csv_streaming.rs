@@ -348,3 +348,63 @@ async fn a_client_gone_mid_upload_leaves_nothing() {
     }
     app.stop().await;
 }
+
+/// A small tmpfs mounted for one test (needs root; `None` otherwise), unmounted when dropped.
+struct TinyDisk {
+    path: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl TinyDisk {
+    fn mount(size_kb: u64) -> Option<TinyDisk> {
+        let dir = tempfile::tempdir().ok()?;
+        let path = dir.path().join("disk");
+        std::fs::create_dir(&path).ok()?;
+        let mounted = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size_kb}k"), "tmpfs"])
+            .arg(&path)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        mounted.then_some(TinyDisk { path, _dir: dir })
+    }
+}
+
+impl Drop for TinyDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.path).status();
+    }
+}
+
+/// The disk fills up while a workbook is written (the writer spills its rows to a temporary file in
+/// the output folder, here a 1 MB filesystem): 507 `InsufficientStorage`, not a 500, and nothing is
+/// left in the output folder. Skipped, saying so, where no small filesystem can be mounted (not root).
+#[tokio::test]
+async fn a_full_disk_during_a_workbook_write_is_507_and_leaves_nothing() {
+    let Some(disk) = TinyDisk::mount(1024) else {
+        eprintln!("skipping a_full_disk_during_a_workbook_write: cannot mount a tmpfs here (needs root)");
+        return;
+    };
+    let outputs = disk.path.clone();
+    let app = spawn_app_with(|c| c.file.output_folder = outputs).await;
+    let csv = generated_csv(60_000);
+    for parts in [
+        vec![Part::File("big.csv", &csv[..])],
+        vec![
+            Part::Text("output_format", "xlsx"),
+            Part::Text("conditions", r#"[{"column": "status", "operator": "is_not_empty", "value": ""}]"#),
+            Part::File("big.csv", &csv[..]),
+        ],
+    ] {
+        let path = if parts.len() == 1 { "/csv/convert-to-excel" } else { "/csv/search" };
+        let (status, body) = post_parts(&app, path, &parts).await;
+        assert_eq!(status, 507, "{path}: {body}");
+        assert_eq!(body["data"]["error_type"], "InsufficientStorage", "{body}");
+        assert_eq!(
+            body["message"], "Insufficient storage: the disk is full, the output file could not be written",
+            "{body}"
+        );
+        assert!(app.output_files().is_empty(), "{path}: {:?}", app.output_files());
+    }
+    app.stop().await;
+}
