@@ -250,7 +250,8 @@ async fn streamed_errors_are_the_stored_file_errors() {
     let app = spawn_app().await;
     let csv = generated_csv(100);
     let missing = json!([{"column": "nope", "operator": "equals", "value": "x"}]).to_string();
-    let cases: Vec<(&str, Vec<(&str, &str)>, Vec<u8>)> = vec![
+    type Case<'a> = (&'a str, Vec<(&'a str, &'a str)>, Vec<u8>);
+    let cases: Vec<Case<'_>> = vec![
         ("/csv/search", vec![("conditions", "not json")], csv.clone()),
         ("/csv/search", vec![("conditions", &missing)], csv.clone()),
         ("/csv/convert-to-excel", vec![("sheet_name", "a/b")], csv.clone()),
