@@ -972,7 +972,7 @@ mod tests {
         for operation in crate::chat::workflow::OPERATIONS {
             assert!(memory_factor(operation).is_some(), "workflow step {operation} has no memory factor");
         }
-        assert_eq!(estimate_bytes("csv/info", 1000 * MIB), TASK_BASE_BYTES + 32 * MIB);
+        assert_eq!(estimate_bytes("csv/info", 1000 * MIB), TASK_BASE_BYTES + 64 * MIB);
         assert_eq!(estimate_bytes("normalization/apply", 10 * MIB), TASK_BASE_BYTES + 30 * MIB);
         assert_eq!(estimate_bytes("excel/map-columns", 10 * MIB), TASK_BASE_BYTES + 240 * MIB);
         assert_eq!(estimate_bytes("excel/map-columns", u64::MAX), u64::MAX, "saturates");
