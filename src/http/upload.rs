@@ -151,7 +151,7 @@ impl Form {
         max_body_bytes: u64,
         write_batch_bytes: usize,
     ) -> Result<Form, ApiError> {
-        let none = &mut None::<Streaming<()>>;
+        let none = None::<&mut Streaming<()>>;
         Self::read_checked(req, payload, upload_dir, max_body_bytes, write_batch_bytes, None, none).await
     }
 
@@ -173,13 +173,8 @@ impl Form {
         let limit = state.config.max_body_bytes();
         let allowed = state.config.file.allowed_extensions.as_slice();
         let upload_dir = &state.config.file.upload_folder;
-        let mut streaming = Some(Streaming {
-            field,
-            reads,
-            work: Some(Box::new(work)),
-            task: None,
-            known_at_start: Vec::new(),
-        });
+        let mut streaming =
+            Streaming { field, reads, work: Some(Box::new(work)), task: None, known_at_start: Vec::new() };
         let read = Form::read_checked(
             req,
             payload,
@@ -187,12 +182,9 @@ impl Form {
             limit,
             WRITE_BATCH_BYTES,
             Some(allowed),
-            &mut streaming,
+            Some(&mut streaming),
         )
         .await;
-        let Some(mut streaming) = streaming else {
-            return Err(ApiError::internal("Internal server error", "streaming state lost"));
-        };
         // Wait for the work in every case, so that a failed request leaves nothing behind when answered.
         let outcome = streaming.outcome().await;
         let form = read?;
@@ -215,7 +207,7 @@ impl Form {
         max_body_bytes: u64,
         write_batch_bytes: usize,
         allowed_extensions: Option<&[String]>,
-        streaming: &mut Option<Streaming<T>>,
+        mut streaming: Option<&mut Streaming<T>>,
     ) -> Result<Form, ApiError> {
         let too_large = || {
             ApiError::payload_too_large(format!(
@@ -263,7 +255,7 @@ impl Form {
                         .tempfile_in(upload_dir)
                         .map_err(|e| ApiError::internal("Failed to store upload", e))?;
                     let (file, temp_path) = temp.into_parts();
-                    let streamed = match streaming.as_mut() {
+                    let streamed = match streaming.as_deref_mut() {
                         Some(s)
                             if s.field == name && !client_name.is_empty() && form.file(&name).is_none() =>
                         {
@@ -484,7 +476,7 @@ impl FromRequest for Form {
             let allowed = state.config.file.allowed_extensions.as_slice();
             let upload_dir = &state.config.file.upload_folder;
             // A refusal drops the form, which deletes every file it had received.
-            let none = &mut None::<Streaming<()>>;
+            let none = None::<&mut Streaming<()>>;
             Form::read_checked(&req, payload, upload_dir, limit, WRITE_BATCH_BYTES, Some(allowed), none).await
         })
     }
