@@ -142,11 +142,13 @@ async fn call(
     fields: &[(&str, String)],
     out: &Path,
 ) {
-    let part = upload.part().await;
-    let mut form = reqwest::multipart::Form::new().part("file", part);
+    // Text fields first, then the file, as Python `requests` sends a form: the CSV endpoints then parse
+    // the file while it uploads with every field they read already known.
+    let mut form = reqwest::multipart::Form::new();
     for (k, v) in fields {
         form = form.text(k.to_string(), v.clone());
     }
+    let form = form.part("file", upload.part().await);
     let res = client.post(format!("{api}{route}")).multipart(form).send().await.unwrap();
     let status = res.status();
     let body: Value = res.json().await.unwrap();

@@ -39,6 +39,8 @@ pub enum ErrorKind {
     Internal,
     /// 503: not ready (storage not writable, database unreachable).
     Unavailable,
+    /// 507: an output could not be written because the disk is full (the partial output is removed).
+    InsufficientStorage,
 }
 
 impl ErrorKind {
@@ -56,6 +58,7 @@ impl ErrorKind {
             422 => ErrorKind::Validation,
             429 => ErrorKind::RateLimited,
             503 => ErrorKind::Unavailable,
+            507 => ErrorKind::InsufficientStorage,
             s if s >= 500 => ErrorKind::Internal,
             _ => ErrorKind::BadRequest,
         }
@@ -76,6 +79,7 @@ impl ErrorKind {
             ErrorKind::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorKind::InsufficientStorage => StatusCode::INSUFFICIENT_STORAGE,
         }
     }
 
@@ -96,6 +100,7 @@ impl ErrorKind {
             ErrorKind::RateLimited => "RateLimited",
             ErrorKind::Internal => "InternalError",
             ErrorKind::Unavailable => "ServiceUnavailable",
+            ErrorKind::InsufficientStorage => "InsufficientStorage",
         }
     }
 }
@@ -192,12 +197,18 @@ impl From<actix_web::error::BlockingError> for ApiError {
 }
 
 impl ApiError {
-    /// An I/O failure is a 500, except a text output stopped at `file.max_output_mb` (413).
+    /// An I/O failure is a 500, except a text output stopped at `file.max_output_mb` (413) and a full
+    /// disk (507).
     pub fn from_io(err: &std::io::Error) -> ApiError {
-        match crate::table::write::output_cap_reached(err) {
-            Some(max_mb) => ApiError::from_table(&TableError::OutputTooLarge { max_mb }),
-            None => ApiError::internal("Internal server error", err),
+        if let Some(max_mb) = crate::table::write::output_cap_reached(err) {
+            return ApiError::from_table(&TableError::OutputTooLarge { max_mb });
         }
+        if crate::table::error::is_storage_full(err) {
+            let mut e = ApiError::from_table(&TableError::StorageFull);
+            e.cause = Some(err.to_string());
+            return e;
+        }
+        ApiError::internal("Internal server error", err)
     }
 
     /// The single mapping of table-layer errors to statuses (the variants document the same).
@@ -238,6 +249,7 @@ impl ApiError {
             TableError::InvalidSheetName { name, reason } => ApiError::validation(message)
                 .with_details(json!({"field": "sheet_name", "sheet_name": name, "reason": reason})),
             TableError::Cancelled => ApiError::new(ErrorKind::Unavailable, message),
+            TableError::StorageFull => ApiError::new(ErrorKind::InsufficientStorage, message),
             TableError::Io(e) => ApiError::from_io(e),
         }
     }

@@ -247,8 +247,9 @@ mod tests {
                 }
             }
         }
-        for (operation, _) in HEAVY_OPERATIONS {
-            assert!(posts.contains(format!("/{operation}").as_str()), "no route for heavy {operation}");
+        for operation in HEAVY_OPERATIONS {
+            let path = format!("/{}", operation.name);
+            assert!(posts.contains(path.as_str()), "no route for heavy {}", operation.name);
         }
         for path in LIGHT_POSTS {
             assert!(posts.contains(path), "LIGHT_POSTS names {path}, which is no POST route");

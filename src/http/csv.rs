@@ -1,23 +1,26 @@
 //! `POST {prefix}/csv/...` endpoints (rest-api.md §7.3): info, conversion to a workbook, search and
-//! operator suggestions. CSV rows are streamed from the upload straight into the output in one pass, so
-//! memory does not grow with the file.
+//! operator suggestions. The CSV is parsed while it uploads (`Form::read_streaming`) and its rows go
+//! straight into the output in one pass, so memory does not grow with the file. When text fields arrive
+//! after the file (the work saw the request without them), the operation runs again on the stored file.
 
 use actix_web::{web, HttpRequest};
 use serde_json::json;
 
+use crate::config::Config;
 use crate::envelope::{download_url, ApiResponse};
-use crate::error::blocking;
+use crate::error::{blocking, ApiError};
 use crate::http::routes::{errors, Endpoint};
 use crate::http::tables::{
-    output_filename, output_target, search_request, search_response, search_target, workbook_style,
-    INFO_ERROR_PREFIX,
+    output_filename, output_target, search_params, search_request, search_response, search_target,
+    workbook_style, INFO_ERROR_PREFIX,
 };
 use crate::http::upload::Form;
 use crate::http::ApiResult;
 use crate::ops::convert::{csv_file_to_xlsx, resolve_sheet_name};
 use crate::ops::info::{csv_file_inferred_types, csv_file_info};
-use crate::ops::search::{search_csv_file, suggest_operators};
+use crate::ops::search::{search_csv_file, suggest_operators, SearchOutcome, SearchRequest};
 use crate::table::names::base_name;
+use crate::table::read::CsvInput;
 use crate::table::write::OutputFormat;
 use crate::AppState;
 
@@ -33,68 +36,163 @@ pub const ENDPOINTS: &[Endpoint] = &[
 #[openapi(paths(info, convert, search, suggest))]
 pub struct Doc;
 
+/// The text fields each streamed operation reads (see `Form::read_streaming`).
+const CONVERT_FIELDS: &[&str] = &["sheet_name", "output_filename"];
+const SEARCH_FIELDS: &[&str] = &["conditions", "logic", "output_format", "output_filename"];
+
+/// Removes the output of a run whose request changed after it started (a field it reads came after the
+/// file); the run on the stored file writes its own.
+fn remove_output(config: &Config, name: &str) {
+    if let Some(path) = crate::table::names::resolve_in_folder(&config.file.output_folder, name) {
+        if let Err(e) = std::fs::remove_file(&path) {
+            log::warn!("cannot remove the superseded output {name}: {e}");
+        }
+    }
+}
+
 /// §7.3.1: size, column names and types, plus the delimiter and encoding the reader chose.
 #[utoipa::path(post, path = "/csv/info", tag = "csv", request_body(content = crate::http::schemas::FileForm, content_type = "multipart/form-data"), responses((status = 200, description = "Success", body = crate::http::schemas::Envelope<crate::http::schemas::FileInfoData>)))]
-async fn info(state: web::Data<AppState>, form: Form) -> ApiResult {
-    form.require_file("file")?;
-    let config = state.config.clone();
-    let info = blocking(move || {
-        let file = form.require_file("file")?;
-        Ok(csv_file_info(&file.client_name, file.path(), &config.file.supported_encodings)?)
+async fn info(req: HttpRequest, state: web::Data<AppState>, payload: web::Payload) -> ApiResult {
+    let encodings = state.config.file.supported_encodings.clone();
+    let read = Form::read_streaming(&req, payload.into_inner(), "file", &[], move |_, client_name, input| {
+        Ok(csv_file_info(client_name, input, &encodings)?)
     })
-    .await
+    .await?;
+    let info = match read.early {
+        Some(early) => early,
+        None => {
+            let form = read.form;
+            form.require_file("file")?;
+            let config = state.config.clone();
+            blocking(move || {
+                let file = form.require_file("file")?;
+                Ok(csv_file_info(&file.client_name, file.path(), &config.file.supported_encodings)?)
+            })
+            .await
+        }
+    }
     .map_err(|e| e.prefixed(INFO_ERROR_PREFIX))?;
     Ok(ApiResponse::ok("CSV file information retrieved successfully", info))
 }
 
 /// §7.3.2: the CSV as a standard workbook whose data sheet is `sheet_name` (validated up front).
 #[utoipa::path(post, path = "/csv/convert-to-excel", tag = "csv", request_body(content = crate::http::schemas::CsvConvertForm, content_type = "multipart/form-data"), responses((status = 200, description = "Success", body = crate::http::schemas::Envelope<crate::http::schemas::DownloadData>)))]
-async fn convert(req: HttpRequest, state: web::Data<AppState>, form: Form) -> ApiResult {
-    form.require_file("file")?;
+async fn convert(req: HttpRequest, state: web::Data<AppState>, payload: web::Payload) -> ApiResult {
     let config = state.config.clone();
-    let sheet_name = resolve_sheet_name(form.text("sheet_name"), &config.excel.default_sheet_name)?;
-    let name = blocking(move || {
-        let file = form.require_file("file")?;
-        let base = base_name(&file.client_name);
-        let user_name = output_filename(form.text("output_filename"));
-        let target = output_target(&config, user_name, &[&base, "converted"], "xlsx")?;
-        let style = workbook_style(&config, &sheet_name);
-        csv_file_to_xlsx(file.path(), &config.file.supported_encodings, &target.path, &style)?;
-        Ok(target.name)
-    })
+    let read = Form::read_streaming(
+        &req,
+        payload.into_inner(),
+        "file",
+        CONVERT_FIELDS,
+        move |form, client_name, input| {
+            let sheet_name = resolve_sheet_name(form.text("sheet_name"), &config.excel.default_sheet_name)?;
+            convert_csv(&config, form, client_name, input, &sheet_name)
+        },
+    )
     .await?;
+    let name = match read.early {
+        Some(early) => early?,
+        None => {
+            let (form, superseded) = (read.form, read.superseded);
+            let config = state.config.clone();
+            blocking(move || {
+                if let Some(name) = superseded {
+                    remove_output(&config, &name);
+                }
+                let file = form.require_file("file")?;
+                let sheet_name =
+                    resolve_sheet_name(form.text("sheet_name"), &config.excel.default_sheet_name)?;
+                convert_csv(&config, &form, &file.client_name, file.path(), &sheet_name)
+            })
+            .await?
+        }
+    };
     crate::http::files::publish_output(&state, &name).await?;
     let url = download_url(&req, &state.config, &name);
     Ok(ApiResponse::ok("Converted to Excel file successfully", json!({ "download_url": url })))
 }
 
+/// The conversion itself, on the stored file or the arriving upload; the output's name.
+fn convert_csv(
+    config: &Config,
+    form: &Form,
+    client_name: &str,
+    input: impl CsvInput,
+    sheet_name: &str,
+) -> Result<String, ApiError> {
+    let base = base_name(client_name);
+    let user_name = output_filename(form.text("output_filename"));
+    let target = output_target(config, user_name, &[&base, "converted"], "xlsx")?;
+    let style = workbook_style(config, sheet_name);
+    csv_file_to_xlsx(input, &config.file.supported_encodings, &target.path, &style)?;
+    Ok(target.name)
+}
+
 /// §7.3.3: as `excel/search`, for a CSV file, with `csv` as the default output format.
 #[utoipa::path(post, path = "/csv/search", tag = "csv", request_body(content = crate::http::schemas::SearchForm, content_type = "multipart/form-data"), responses((status = 200, description = "Success", body = crate::http::schemas::Envelope<crate::http::schemas::SearchData>)))]
-async fn search(req: HttpRequest, state: web::Data<AppState>, form: Form) -> ApiResult {
-    let request = search_request(&form, OutputFormat::Csv)?;
+async fn search(req: HttpRequest, state: web::Data<AppState>, payload: web::Payload) -> ApiResult {
     let config = state.config.clone();
-    let (name, outcome) = blocking(move || {
-        let file = form.require_file("file")?;
-        let target = search_target(&config, &request)?;
-        let outcome = search_csv_file(file.path(), &config.file.supported_encodings, &request, &target.path)?;
-        Ok((target.name, outcome))
-    })
-    .await?;
+    let read =
+        Form::read_streaming(&req, payload.into_inner(), "file", SEARCH_FIELDS, move |form, _, input| {
+            let request = search_params(form, OutputFormat::Csv)?;
+            search_csv(&config, &request, input)
+        })
+        .await?;
+    let (name, outcome) = match read.early {
+        Some(early) => early?,
+        None => {
+            let (form, superseded) = (read.form, read.superseded);
+            let config = state.config.clone();
+            blocking(move || {
+                if let Some((name, _)) = superseded {
+                    remove_output(&config, &name);
+                }
+                let request = search_request(&form, OutputFormat::Csv)?;
+                let file = form.require_file("file")?;
+                search_csv(&config, &request, file.path())
+            })
+            .await?
+        }
+    };
     crate::http::files::publish_output(&state, &name).await?;
     Ok(search_response(&req, &state.config, &name, &outcome))
 }
 
+/// The search itself, on the stored file or the arriving upload; the output's name and the counts.
+fn search_csv(
+    config: &Config,
+    request: &SearchRequest,
+    input: impl CsvInput,
+) -> Result<(String, SearchOutcome), ApiError> {
+    let target = search_target(config, request)?;
+    let outcome = search_csv_file(input, &config.file.supported_encodings, request, &target.path)?;
+    Ok((target.name, outcome))
+}
+
 /// §7.3.4: as `excel/search/suggest-operators`, for a CSV file (types inferred while streaming).
 #[utoipa::path(post, path = "/csv/search/suggest-operators", tag = "csv", request_body(content = crate::http::schemas::FileForm, content_type = "multipart/form-data"), responses((status = 200, description = "Operators per column", body = crate::http::schemas::Envelope<crate::http::schemas::AnyObject>)))]
-async fn suggest(state: web::Data<AppState>, form: Form) -> ApiResult {
-    form.require_file("file")?;
-    let config = state.config.clone();
-    let suggestions = blocking(move || {
-        let file = form.require_file("file")?;
-        let (columns, inferred) = csv_file_inferred_types(file.path(), &config.file.supported_encodings)?;
+async fn suggest(req: HttpRequest, state: web::Data<AppState>, payload: web::Payload) -> ApiResult {
+    let encodings = state.config.file.supported_encodings.clone();
+    let read = Form::read_streaming(&req, payload.into_inner(), "file", &[], move |_, _, input| {
+        let (columns, inferred) = csv_file_inferred_types(input, &encodings)?;
         Ok(suggest_operators(&columns, &inferred))
     })
-    .await
+    .await?;
+    let suggestions = match read.early {
+        Some(early) => early,
+        None => {
+            let form = read.form;
+            form.require_file("file")?;
+            let config = state.config.clone();
+            blocking(move || {
+                let file = form.require_file("file")?;
+                let (columns, inferred) =
+                    csv_file_inferred_types(file.path(), &config.file.supported_encodings)?;
+                Ok(suggest_operators(&columns, &inferred))
+            })
+            .await
+        }
+    }
     .map_err(|e| e.prefixed(INFO_ERROR_PREFIX))?;
     Ok(ApiResponse::ok("Operator suggestions generated successfully", suggestions))
 }

@@ -117,6 +117,11 @@ pub fn write_text_output<T>(
 /// conditions, logic and output fields parse; `default_format` when `output_format` is absent.
 pub fn search_request(form: &Form, default_format: OutputFormat) -> Result<SearchRequest, ApiError> {
     form.require_file("file")?;
+    search_params(form, default_format)
+}
+
+/// [`search_request`]'s parameters alone (the file is known to be there, e.g. arriving).
+pub fn search_params(form: &Form, default_format: OutputFormat) -> Result<SearchRequest, ApiError> {
     Ok(SearchRequest::parse(
         form.text("conditions"),
         form.text("logic"),

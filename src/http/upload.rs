@@ -1,6 +1,10 @@
 //! Streamed `multipart/form-data` parsing: file parts go straight to uniquely named temporary files in the
 //! upload folder (deleted when the request ends), text parts are collected, and the whole body is counted
 //! against the size limit (413) while it streams — nothing is buffered whole in memory.
+//!
+//! [`Form::read_streaming`] also hands one file part to blocking work while it arrives (CSV parsed as it
+//! uploads): its chunks go through a bounded channel to the work, which spools them to the same temporary
+//! file as it reads them, so the form ends up exactly as [`Form::read`] leaves it.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -16,8 +20,10 @@ use actix_web::{web, FromRequest, HttpRequest};
 use futures_util::StreamExt;
 use serde::de::DeserializeOwned;
 
+use crate::admission::{start_blocking, BlockingTask};
 use crate::error::ApiError;
 use crate::table::names::client_extension;
+use crate::table::read::{ArrivingFile, NextChunk};
 use crate::AppState;
 
 /// Largest accepted text part; templates and mappings are far smaller.
@@ -26,6 +32,73 @@ const MAX_TEXT_FIELD_BYTES: usize = 8 * 1024 * 1024;
 const MAX_PARTS: usize = 256;
 /// File parts are written in batches of at least this size, one blocking-pool call per batch.
 const WRITE_BATCH_BYTES: usize = 1024 * 1024;
+/// Chunks of a streamed file part in flight between the receiving task and the work that parses it
+/// (each chunk is what one read of the connection brought, tens of KiB: a few MiB at most).
+const STREAM_CHANNEL_CHUNKS: usize = 64;
+
+/// Blocking work that reads a file part as it arrives: it gets the text fields received before the part,
+/// the client's file name and the arriving bytes.
+pub type StreamWork<T> = Box<dyn FnOnce(&Form, &str, ArrivingFile) -> Result<T, ApiError> + Send>;
+
+/// What [`Form::read_streaming`] returns: the whole form, and the streamed work's result when it is the
+/// answer (the work ran, and none of the fields it reads arrived after the file part).
+pub struct StreamedForm<T> {
+    pub form: Form,
+    pub early: Option<Result<T, ApiError>>,
+    /// The work's result when a field it reads arrived too late: not the answer, its output is the
+    /// caller's to remove before it runs its ordinary path.
+    pub superseded: Option<T>,
+}
+
+/// The streaming of one file part, while the form is read.
+struct Streaming<T> {
+    field: &'static str,
+    /// The text fields the work reads.
+    reads: &'static [&'static str],
+    work: Option<StreamWork<T>>,
+    task: Option<BlockingTask<Result<T, ApiError>>>,
+    /// Those of `reads` received before the part began.
+    known_at_start: Vec<&'static str>,
+}
+
+impl<T: Send + 'static> Streaming<T> {
+    /// Starts the work on the part now beginning; returns the sender of its chunks (`None` ends them).
+    fn start(
+        &mut self,
+        form: &Form,
+        client_name: &str,
+        spool: std::fs::File,
+        spool_path: PathBuf,
+    ) -> Option<tokio::sync::mpsc::Sender<Option<Bytes>>> {
+        let work = self.work.take()?;
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Option<Bytes>>(STREAM_CHANNEL_CHUNKS);
+        let seen =
+            Form { files: Vec::new(), fields: form.fields.clone(), empty_files: form.empty_files.clone() };
+        let client_name = client_name.to_string();
+        self.known_at_start = self.reads.iter().copied().filter(|r| form.fields.contains_key(*r)).collect();
+        self.task = Some(start_blocking(move || {
+            let next_chunk: NextChunk = Box::new(move || match rx.blocking_recv() {
+                Some(chunk) => Ok(chunk),
+                // The receiving side gave up (body error, limit, client gone): never a short file.
+                None => {
+                    Err(std::io::Error::new(std::io::ErrorKind::ConnectionAborted, "the upload ended early"))
+                }
+            });
+            let input = ArrivingFile::new(next_chunk, spool, spool_path);
+            let result = work(&seen, &client_name, input.clone());
+            // The stored file must be whole, for a run on it when later fields change the request.
+            input.receive_rest()?;
+            result
+        }));
+        Some(tx)
+    }
+
+    /// The work's outcome (it has received the whole part, or its sender is gone).
+    async fn outcome(&mut self) -> Option<Result<T, ApiError>> {
+        let task = self.task.take()?;
+        Some(task.await.unwrap_or_else(|e| Err(ApiError::internal("Internal server error", e))))
+    }
+}
 
 /// One uploaded file, on disk under a unique temporary name; the file is removed when this is dropped.
 #[derive(Debug)]
@@ -78,18 +151,63 @@ impl Form {
         max_body_bytes: u64,
         write_batch_bytes: usize,
     ) -> Result<Form, ApiError> {
-        Self::read_checked(req, payload, upload_dir, max_body_bytes, write_batch_bytes, None).await
+        let none = None::<&mut Streaming<()>>;
+        Self::read_checked(req, payload, upload_dir, max_body_bytes, write_batch_bytes, None, none).await
+    }
+
+    /// Reads the form of a processing endpoint (as its extractor does) while `work` reads the file part
+    /// `field` as it arrives, on the heavy lane inside an admitted request. `reads` names the text fields
+    /// the work reads: it sees those sent before the file part (Python `requests` sends its `data`
+    /// first). The form's file is stored as always, so the caller runs its ordinary path on it when
+    /// `early` is `None`: no such part, or one of `reads` arrived after it. A body that fails (413,
+    /// broken multipart, client gone) fails the read, after the work has stopped and removed what it
+    /// wrote.
+    pub async fn read_streaming<T: Send + 'static>(
+        req: &HttpRequest,
+        payload: Payload,
+        field: &'static str,
+        reads: &'static [&'static str],
+        work: impl FnOnce(&Form, &str, ArrivingFile) -> Result<T, ApiError> + Send + 'static,
+    ) -> Result<StreamedForm<T>, ApiError> {
+        let state = app_state(req)?;
+        let limit = state.config.max_body_bytes();
+        let allowed = state.config.file.allowed_extensions.as_slice();
+        let upload_dir = &state.config.file.upload_folder;
+        let mut streaming =
+            Streaming { field, reads, work: Some(Box::new(work)), task: None, known_at_start: Vec::new() };
+        let read = Form::read_checked(
+            req,
+            payload,
+            upload_dir,
+            limit,
+            WRITE_BATCH_BYTES,
+            Some(allowed),
+            Some(&mut streaming),
+        )
+        .await;
+        // Wait for the work in every case, so that a failed request leaves nothing behind when answered.
+        let outcome = streaming.outcome().await;
+        let form = read?;
+        let complete =
+            reads.iter().all(|r| form.fields.contains_key(*r) == streaming.known_at_start.contains(r));
+        Ok(match outcome {
+            Some(early) if complete => StreamedForm { form, early: Some(early), superseded: None },
+            Some(early) => StreamedForm { form, early: None, superseded: early.ok() },
+            None => StreamedForm { form, early: None, superseded: None },
+        })
     }
 
     /// The reading itself. With `allowed_extensions`, a file part whose name has an unlisted extension is
-    /// refused from its part header (415), before any of its bytes are stored.
-    async fn read_checked(
+    /// refused from its part header (415), before any of its bytes are stored. With `streaming`, its file
+    /// part goes to its work as it arrives (see [`Form::read_streaming`]).
+    async fn read_checked<T: Send + 'static>(
         req: &HttpRequest,
         payload: Payload,
         upload_dir: &Path,
         max_body_bytes: u64,
         write_batch_bytes: usize,
         allowed_extensions: Option<&[String]>,
+        mut streaming: Option<&mut Streaming<T>>,
     ) -> Result<Form, ApiError> {
         let too_large = || {
             ApiError::payload_too_large(format!(
@@ -137,31 +255,70 @@ impl Form {
                         .tempfile_in(upload_dir)
                         .map_err(|e| ApiError::internal("Failed to store upload", e))?;
                     let (file, temp_path) = temp.into_parts();
-                    // The received chunks themselves are batched (no copy) and written with std I/O on
-                    // the blocking pool: one copy per byte, into the kernel. One batch is written while
-                    // the next is received, as with an async file.
-                    let mut file = FileWriter::Idle(file);
-                    let mut batch: Vec<Bytes> = Vec::new();
-                    let mut batch_bytes = 0usize;
-                    let mut size: u64 = 0;
-                    while let Some(chunk) = field.next().await {
-                        let chunk = chunk.map_err(|e| multipart_error(&e, too_large))?;
-                        size += chunk.len() as u64;
-                        total += chunk.len() as u64;
-                        if total > max_body_bytes {
-                            return Err(too_large());
+                    let streamed = match streaming.as_deref_mut() {
+                        Some(s)
+                            if s.field == name && !client_name.is_empty() && form.file(&name).is_none() =>
+                        {
+                            s.start(&form, &client_name, file.try_clone()?, temp_path.to_path_buf())
+                                .map(|tx| (s, tx))
                         }
-                        batch_bytes += chunk.len();
-                        batch.push(chunk);
-                        if batch_bytes >= write_batch_bytes {
-                            file = file.write(std::mem::take(&mut batch)).await?;
-                            batch_bytes = 0;
+                        _ => None,
+                    };
+                    let size = match streamed {
+                        Some((s, tx)) => {
+                            drop(file);
+                            let mut size: u64 = 0;
+                            while let Some(chunk) = field.next().await {
+                                let chunk = chunk.map_err(|e| multipart_error(&e, too_large))?;
+                                size += chunk.len() as u64;
+                                total += chunk.len() as u64;
+                                if total > max_body_bytes {
+                                    return Err(too_large());
+                                }
+                                if tx.send(Some(chunk)).await.is_err() {
+                                    // The work stopped before the end of its part: only a failure does.
+                                    return Err(match s.outcome().await {
+                                        Some(Err(e)) => e,
+                                        _ => ApiError::internal(
+                                            "Failed to store upload",
+                                            "the upload's reader stopped",
+                                        ),
+                                    });
+                                }
+                            }
+                            // Ignored if the work already ended (it failed; its outcome says how).
+                            let _ = tx.send(None).await;
+                            size
                         }
-                    }
-                    if !batch.is_empty() {
-                        file = file.write(batch).await?;
-                    }
-                    drop(file.finish().await?);
+                        None => {
+                            // The received chunks themselves are batched (no copy) and written with std
+                            // I/O on the blocking pool: one copy per byte, into the kernel. One batch is
+                            // written while the next is received, as with an async file.
+                            let mut file = FileWriter::Idle(file);
+                            let mut batch: Vec<Bytes> = Vec::new();
+                            let mut batch_bytes = 0usize;
+                            let mut size: u64 = 0;
+                            while let Some(chunk) = field.next().await {
+                                let chunk = chunk.map_err(|e| multipart_error(&e, too_large))?;
+                                size += chunk.len() as u64;
+                                total += chunk.len() as u64;
+                                if total > max_body_bytes {
+                                    return Err(too_large());
+                                }
+                                batch_bytes += chunk.len();
+                                batch.push(chunk);
+                                if batch_bytes >= write_batch_bytes {
+                                    file = file.write(std::mem::take(&mut batch)).await?;
+                                    batch_bytes = 0;
+                                }
+                            }
+                            if !batch.is_empty() {
+                                file = file.write(batch).await?;
+                            }
+                            drop(file.finish().await?);
+                            size
+                        }
+                    };
                     let upload = UploadedFile { field: name, client_name, size, path: temp_path };
                     // An empty filename means "no file" (rest-api.md §1.2); the temp file is dropped here.
                     if !upload.client_name.is_empty() {
@@ -291,6 +448,12 @@ impl FileWriter {
     }
 }
 
+fn app_state(req: &HttpRequest) -> Result<web::Data<AppState>, ApiError> {
+    req.app_data::<web::Data<AppState>>()
+        .cloned()
+        .ok_or_else(|| ApiError::internal("Internal server error", "application state missing"))
+}
+
 fn multipart_error(err: &actix_multipart::MultipartError, too_large: impl Fn() -> ApiError) -> ApiError {
     let text = err.to_string();
     if text.to_ascii_lowercase().contains("overflow") || text.contains("too large") {
@@ -308,15 +471,13 @@ impl FromRequest for Form {
         let req = req.clone();
         let payload = payload.take();
         Box::pin(async move {
-            let state = req
-                .app_data::<web::Data<AppState>>()
-                .cloned()
-                .ok_or_else(|| ApiError::internal("Internal server error", "application state missing"))?;
+            let state = app_state(&req)?;
             let limit = state.config.max_body_bytes();
             let allowed = state.config.file.allowed_extensions.as_slice();
             let upload_dir = &state.config.file.upload_folder;
             // A refusal drops the form, which deletes every file it had received.
-            Form::read_checked(&req, payload, upload_dir, limit, WRITE_BATCH_BYTES, Some(allowed)).await
+            let none = None::<&mut Streaming<()>>;
+            Form::read_checked(&req, payload, upload_dir, limit, WRITE_BATCH_BYTES, Some(allowed), none).await
         })
     }
 }

@@ -6,7 +6,7 @@ use serde_json::json;
 
 use super::OpError;
 use crate::engine::{Phase, StepControl};
-use crate::table::read::{stream_csv, CsvSource};
+use crate::table::read::{stream_csv, CsvInput, CsvSource};
 use crate::table::write::{validate_sheet_name, RowSink, WorkbookSink, WorkbookStyle};
 use crate::table::TableError;
 
@@ -51,7 +51,7 @@ pub fn csv_to_xlsx_tracked(
 /// [`csv_to_xlsx`] in a single streamed pass over the file (`stream_csv`); rows go straight from the
 /// reader's buffers into the constant-memory workbook.
 pub fn csv_file_to_xlsx(
-    input: &Path,
+    input: impl CsvInput,
     encodings: &[String],
     path: &Path,
     style: &WorkbookStyle,

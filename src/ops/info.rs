@@ -6,9 +6,7 @@ use serde::Serialize;
 
 use crate::table::infer::{InferredType, TypeInference, STORAGE_TYPE};
 use crate::table::names::display_file_name;
-use std::path::Path;
-
-use crate::table::read::{stream_csv, CsvCursor, CsvSource, SheetSummary};
+use crate::table::read::{stream_csv, CsvCursor, CsvInput, CsvSource, SheetSummary};
 use crate::table::{Table, TableError};
 
 /// The `data` of the info endpoints.
@@ -98,9 +96,14 @@ fn cursor_inferred_types(width: usize, cursor: &mut CsvCursor) -> Result<Vec<Inf
     Ok(inference.iter().map(TypeInference::finish).collect())
 }
 
-/// `csv/info` in a single streamed pass over the file (`stream_csv`); same result as [`csv_info`].
-pub fn csv_file_info(client_name: &str, path: &Path, encodings: &[String]) -> Result<FileInfo, TableError> {
-    stream_csv(path, encodings, |head, cursor| {
+/// `csv/info` in a single streamed pass over the file or the arriving upload (`stream_csv`); same result
+/// as [`csv_info`].
+pub fn csv_file_info(
+    client_name: &str,
+    input: impl CsvInput,
+    encodings: &[String],
+) -> Result<FileInfo, TableError> {
+    stream_csv(input, encodings, |head, cursor| {
         let inferred = cursor_inferred_types(head.columns.len(), cursor)?;
         let mut info = FileInfo::new(client_name, &head.columns, cursor.rows_read(), &inferred);
         info.delimiter = Some(head.delimiter_text());
@@ -111,10 +114,10 @@ pub fn csv_file_info(client_name: &str, path: &Path, encodings: &[String]) -> Re
 
 /// Column names and §2.2 inferred types of a CSV file, in a single streamed pass.
 pub fn csv_file_inferred_types(
-    path: &Path,
+    input: impl CsvInput,
     encodings: &[String],
 ) -> Result<(Vec<String>, Vec<InferredType>), TableError> {
-    stream_csv(path, encodings, |head, cursor| {
+    stream_csv(input, encodings, |head, cursor| {
         Ok((head.columns.clone(), cursor_inferred_types(head.columns.len(), cursor)?))
     })
 }

@@ -13,7 +13,7 @@ use super::OpError;
 use crate::engine::{Phase, StepControl};
 use crate::table::infer::{suggested_operators, InferredType, STORAGE_TYPE};
 use crate::table::parse::{parse_datetime, parse_number, python_float_text};
-use crate::table::read::{stream_csv, CsvRow};
+use crate::table::read::{stream_csv, CsvInput, CsvRow};
 use crate::table::write::{search_sink, search_sink_stopped_by, OutputFormat};
 use crate::table::{Cell, RowSource, Table, TableError};
 
@@ -507,7 +507,7 @@ pub fn search_rows_to_file(
 /// `csv/search` in a single streamed pass over the file (`stream_csv`): the conditions are checked
 /// against the header, then every row is tested straight from the reader's buffers.
 pub fn search_csv_file(
-    input: &Path,
+    input: impl CsvInput,
     encodings: &[String],
     request: &SearchRequest,
     path: &Path,

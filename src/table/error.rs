@@ -83,9 +83,22 @@ pub enum TableError {
     #[error("Processing was stopped")]
     Cancelled,
 
-    /// 500: an unexpected I/O failure (temp files, disk full, ...); the detail is for the log only.
+    /// 507: the disk filled up while an output (or its temporary files) was written; the partial output
+    /// is removed.
+    #[error("Insufficient storage: the disk is full, the output file could not be written")]
+    StorageFull,
+
+    /// 500: an unexpected I/O failure (temp files, ...); the detail is for the log only (a full disk is
+    /// 507, see [`is_storage_full`]).
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),
+}
+
+/// True when `err` says the disk (or the user's quota) is full.
+pub fn is_storage_full(err: &std::io::Error) -> bool {
+    err.kind() == std::io::ErrorKind::StorageFull
+        || err.kind() == std::io::ErrorKind::QuotaExceeded
+        || err.raw_os_error().is_some_and(|code| code == libc::ENOSPC || code == libc::EDQUOT)
 }
 
 /// Renders names like a Python list repr: `['utf-8', 'latin1']`.

@@ -133,7 +133,37 @@ fn cell_width(cell: &Cell) -> usize {
 }
 
 fn xlsx_err(err: XlsxError) -> TableError {
-    TableError::WriteExcel(err.to_string())
+    match err {
+        XlsxError::IoError(e) if super::error::is_storage_full(&e) => TableError::StorageFull,
+        other => TableError::WriteExcel(other.to_string()),
+    }
+}
+
+/// What rust_xlsxwriter panics with when it cannot write a worksheet's temporary file (constant-memory
+/// mode spills rows to one): on a full disk that write fails, and the crate panics instead of returning
+/// an error.
+const XLSX_TEMP_WRITE_PANIC: &str = "Couldn't write to xml file";
+
+/// Runs one call into the workbook writer, turning its panic on a failed temporary-file write into
+/// [`TableError::StorageFull`] (the only way that failure surfaces). The caller then drops the sink, which
+/// removes the partial output and the writer's temporary files. Any other panic stays a write failure.
+fn xlsx_guarded<T>(call: impl FnOnce() -> Result<T, TableError>) -> Result<T, TableError> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(call)) {
+        Ok(result) => result,
+        Err(payload) => {
+            let text = payload
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| payload.downcast_ref::<&str>().copied())
+                .unwrap_or("");
+            if text.starts_with(XLSX_TEMP_WRITE_PANIC) {
+                log::error!("workbook writer: {text}");
+                Err(TableError::StorageFull)
+            } else {
+                Err(TableError::WriteExcel(format!("the workbook writer failed: {text}")))
+            }
+        }
+    }
 }
 
 /// A temporary file next to the final path, renamed into place by [`AtomicFile::commit`]; dropped
@@ -331,13 +361,23 @@ impl WorkbookSink {
             validate_sheet_name(info)?;
         }
         let widths = Some(columns.iter().map(|c| c.chars().count()).collect());
-        Self::open(path, &style.data_sheet_name, columns, None, widths, style.max_column_width, info_sheet)
+        xlsx_guarded(|| {
+            Self::open(
+                path,
+                &style.data_sheet_name,
+                columns,
+                None,
+                widths,
+                style.max_column_width,
+                info_sheet,
+            )
+        })
     }
 
     /// The search writer (§6.3): sheet `Sheet1`, bold bordered centred header, no widths, no info sheet.
     pub fn create_search(path: &Path, columns: &[String]) -> Result<WorkbookSink, TableError> {
         let header = Format::new().set_bold().set_border(FormatBorder::Thin).set_align(FormatAlign::Center);
-        Self::open(path, "Sheet1", columns, Some(header), None, 0, None)
+        xlsx_guarded(|| Self::open(path, "Sheet1", columns, Some(header), None, 0, None))
     }
 
     fn open(
@@ -412,6 +452,16 @@ impl WorkbookSink {
 
 impl RowSink for WorkbookSink {
     fn push_row(&mut self, row: &[Cell]) -> Result<(), TableError> {
+        xlsx_guarded(|| self.write_row(row))
+    }
+
+    fn finish(self: Box<Self>) -> Result<u64, TableError> {
+        xlsx_guarded(|| self.assemble())
+    }
+}
+
+impl WorkbookSink {
+    fn write_row(&mut self, row: &[Cell]) -> Result<(), TableError> {
         if self.next_row >= MAX_SHEET_ROWS {
             return Err(TableError::WriteExcel(format!(
                 "more than {} data rows do not fit in one worksheet",
@@ -464,7 +514,8 @@ impl RowSink for WorkbookSink {
         Ok(())
     }
 
-    fn finish(mut self: Box<Self>) -> Result<u64, TableError> {
+    /// Widths, info sheet, then the zip assembly into the temporary file, renamed into place.
+    fn assemble(mut self: Box<Self>) -> Result<u64, TableError> {
         let rows = u64::from(self.next_row - 1);
         if let Some(widths) = self.widths.take() {
             let cap = self.max_column_width;

@@ -209,15 +209,17 @@ async fn light_requests_complete_while_the_heavy_slot_and_queue_are_busy() {
 #[tokio::test]
 async fn a_request_whose_estimate_exceeds_the_memory_budget_gets_413_naming_the_limit() {
     let app = tiny_budget_app(30).await;
-    // 4 MiB of CSV × 24 for a normalization: far above the 64 MB budget.
-    let mut csv = String::from("name,amount\n");
-    while csv.len() < 4 * 1024 * 1024 {
-        csv.push_str("somebody with a long name,12345.67\n");
+    // A 4 MiB workbook upload for a JSON extraction, whose answer holds the data itself (16 bytes of
+    // memory per byte of input, measured): 68 MiB, above the 64 MB budget. Refused from the request
+    // head, so the body's content never matters.
+    let mut body = String::from("name,amount\n");
+    while body.len() < 4 * 1024 * 1024 {
+        body.push_str("somebody with a long name,12345.67\n");
     }
-    let steps = json!([{"column": "name", "type": "uppercase"}]).to_string();
+    let columns = json!(["name"]).to_string();
     let started = Instant::now();
     let res = app
-        .post_form("/normalization/apply", form("big.csv", csv.into_bytes(), &[("normalizations", &steps)]))
+        .post_form("/excel/extract-columns", form("big.xlsx", body.into_bytes(), &[("columns", &columns)]))
         .await;
     let (status, body) = envelope(res).await;
     assert!(started.elapsed() < HOLD, "refused without taking the slot");

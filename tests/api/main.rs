@@ -17,6 +17,7 @@ mod cluster_pg;
 mod common;
 mod console;
 mod csv;
+mod csv_streaming;
 mod downloads;
 mod excel;
 mod fixtures;

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use super::decode::{is_decode_failure, DecodingReader, TextEncoding};
 use super::header::unique_header;
-use super::sniff::{detect_kind, FileKind};
+use super::sniff::{detect_kind_from_head, FileKind, SNIFF_BYTES};
 use super::ReadLimits;
 use crate::engine::{Phase, StepControl};
 use crate::table::cell::{Cell, Table};
@@ -18,9 +18,12 @@ use crate::table::spool::{SpoolWriter, SpooledTable};
 const HEADER_SCAN_LIMIT: usize = 1024 * 1024;
 
 mod guard;
+mod input;
 mod stream;
 
 use guard::CsvGuard;
+
+pub use input::{ArrivingFile, CsvInput, NextChunk};
 
 pub use stream::{stream_csv, CsvCursor, CsvHead, CsvRow};
 
@@ -77,8 +80,9 @@ impl CsvSource {
     /// Opens `path`, refusing non-text content (415), trying `encodings` in order (each attempt is one
     /// streaming pass that decodes and parses), then prepares a second streaming pass for the rows.
     pub fn open(path: &Path, encodings: &[String]) -> Result<CsvSource, TableError> {
-        for (name, encoding) in candidate_encodings(path, encodings)? {
-            match scan(path, encoding) {
+        let mut input = path;
+        for (name, encoding) in candidate_encodings(&mut input, encodings)? {
+            match scan(&mut input, encoding) {
                 Ok(scan) => {
                     let columns = column_names(&scan.header, scan.width);
                     let rows = CsvRows::open(path, encoding, scan.delimiter, scan.width)?;
@@ -109,17 +113,20 @@ const UTF16_NAME: &str = "utf-16";
 /// The encodings to try, in order, after refusing content that is not text (415): a UTF-16 byte-order
 /// mark decides alone (the configured 8-bit encodings would read it as garbage), a UTF-32 one is refused
 /// (415 naming it), otherwise the configured names the decoder knows.
-fn candidate_encodings(path: &Path, encodings: &[String]) -> Result<Vec<(String, TextEncoding)>, TableError> {
-    let mut head = [0u8; 4];
-    let n = File::open(path)?.take(4).read(&mut head)?;
-    let head = &head[..n];
+fn candidate_encodings(
+    input: &mut dyn CsvInput,
+    encodings: &[String],
+) -> Result<Vec<(String, TextEncoding)>, TableError> {
+    let mut sniffed = Vec::with_capacity(SNIFF_BYTES);
+    input.reader()?.take(SNIFF_BYTES as u64).read_to_end(&mut sniffed)?;
+    let head = &sniffed[..sniffed.len().min(4)];
     if head.starts_with(b"\xFF\xFE\0\0") {
         return Err(TableError::UnsupportedEncoding("UTF-32LE".to_string()));
     }
     if head.starts_with(b"\0\0\xFE\xFF") {
         return Err(TableError::UnsupportedEncoding("UTF-32BE".to_string()));
     }
-    let kind = detect_kind(path)?;
+    let kind = detect_kind_from_head(&sniffed, || Ok(input.whole_file()?))?;
     if kind != FileKind::Text {
         return Err(TableError::UnsupportedKind { expected: "CSV text file", found: kind.describe() });
     }
@@ -225,14 +232,21 @@ fn csv_reader<R: Read>(input: R, delimiter: u8) -> csv::Reader<R> {
         .from_reader(input)
 }
 
-fn open_decoded(path: &Path, encoding: TextEncoding) -> io::Result<DecodingReader<BufReader<File>>> {
+fn open_decoded_file(path: &Path, encoding: TextEncoding) -> io::Result<DecodingReader<BufReader<File>>> {
     Ok(DecodingReader::new(BufReader::with_capacity(64 * 1024, File::open(path)?), encoding))
+}
+
+fn open_decoded(
+    input: &mut dyn CsvInput,
+    encoding: TextEncoding,
+) -> io::Result<DecodingReader<Box<dyn Read>>> {
+    Ok(DecodingReader::new(input.reader()?, encoding))
 }
 
 /// The scanning pass: decodes with `encoding`, detects the delimiter, parses every record to learn the
 /// header, the final width and the row count.
-fn scan(path: &Path, encoding: TextEncoding) -> Result<Scan, ScanError> {
-    let mut decoded = open_decoded(path, encoding).map_err(|e| ScanError::Fatal(e.into()))?;
+fn scan(input: &mut dyn CsvInput, encoding: TextEncoding) -> Result<Scan, ScanError> {
+    let mut decoded = open_decoded(input, encoding).map_err(|e| ScanError::Fatal(e.into()))?;
     let prefix = read_header_prefix(&mut decoded).map_err(|e| {
         if is_decode_failure(&e) {
             ScanError::Undecodable
@@ -351,7 +365,7 @@ pub struct CsvRows {
 
 impl CsvRows {
     fn open(path: &Path, encoding: TextEncoding, delimiter: u8, width: usize) -> Result<CsvRows, TableError> {
-        let reader = csv_reader(CsvGuard::new(open_decoded(path, encoding)?, delimiter), delimiter);
+        let reader = csv_reader(CsvGuard::new(open_decoded_file(path, encoding)?, delimiter), delimiter);
         Ok(CsvRows { reader, record: csv::StringRecord::new(), width, header_skipped: false, done: false })
     }
 

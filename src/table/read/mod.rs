@@ -11,8 +11,8 @@ use crate::config::FileConfig;
 use crate::table::error::TableError;
 
 pub use self::csv::{
-    read_csv_table, read_csv_table_tracked, spool_csv_tracked, stream_csv, CsvCursor, CsvHead, CsvRow,
-    CsvRows, CsvSource, CsvTable,
+    read_csv_table, read_csv_table_tracked, spool_csv_tracked, stream_csv, ArrivingFile, CsvCursor, CsvHead,
+    CsvInput, CsvRow, CsvRows, CsvSource, CsvTable, NextChunk,
 };
 pub use header::unique_header;
 pub use sniff::{detect_kind, FileKind};

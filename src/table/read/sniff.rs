@@ -3,7 +3,7 @@
 
 use std::fs::File;
 use std::io::{BufReader, Read};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::table::error::TableError;
 
@@ -36,16 +36,26 @@ impl FileKind {
     }
 }
 
-const SNIFF_BYTES: usize = 64 * 1024;
+/// Bytes of a file's start that decide its kind (a zip is then opened whole).
+pub const SNIFF_BYTES: usize = 64 * 1024;
 const OLE2_MAGIC: [u8; 8] = [0xD0, 0xCF, 0x11, 0xE0, 0xA1, 0xB1, 0x1A, 0xE1];
 
 /// Reads the first bytes of `path` and classifies them; zips are opened to look for the workbook part.
 pub fn detect_kind(path: &Path) -> Result<FileKind, TableError> {
     let mut head = Vec::with_capacity(SNIFF_BYTES);
     File::open(path)?.take(SNIFF_BYTES as u64).read_to_end(&mut head)?;
-    Ok(match classify_head(&head) {
+    detect_kind_from_head(&head, || Ok(path.to_path_buf()))
+}
+
+/// [`detect_kind`] from the first [`SNIFF_BYTES`] of a file (fewer if it is shorter); only a zip needs the
+/// whole file, which `whole_file` provides (an upload still arriving is then received to its end).
+pub fn detect_kind_from_head(
+    head: &[u8],
+    whole_file: impl FnOnce() -> Result<PathBuf, TableError>,
+) -> Result<FileKind, TableError> {
+    Ok(match classify_head(head) {
         Some(kind) => kind,
-        None => classify_zip(path),
+        None => classify_zip(&whole_file()?),
     })
 }
 

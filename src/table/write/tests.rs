@@ -381,3 +381,26 @@ fn a_stop_request_ends_the_workbook_assembly_and_leaves_nothing() {
     assert_eq!(sink.finish().unwrap(), 3);
     assert_eq!(dir_entries(dir.path()), ["out.xlsx"]);
 }
+
+/// A full disk while rust_xlsxwriter spills rows to its temporary file: the crate panics with this
+/// message (its `XML_WRITE_ERROR`, then the io error); the writer boundary answers 507 instead of the
+/// panic's 500. Filling a real disk needs a small filesystem (root); this pins the mapping with the
+/// panic the crate raises.
+#[test]
+fn a_full_disk_while_writing_a_workbook_is_insufficient_storage() {
+    let message = "Couldn't write to xml file: Os { code: 28, kind: StorageFull, message: \"No space left on device\" }";
+    let err = xlsx_guarded::<()>(|| panic!("{message}")).unwrap_err();
+    assert!(matches!(err, TableError::StorageFull), "{err}");
+    let api = crate::error::ApiError::from_table(&err);
+    assert_eq!(api.status().as_u16(), 507);
+    assert_eq!(api.kind.error_type(), "InsufficientStorage");
+    assert_eq!(api.message, "Insufficient storage: the disk is full, the output file could not be written");
+    // Another panic of the writer is a write failure (400), not a crash either.
+    let other = xlsx_guarded::<()>(|| panic!("index out of bounds")).unwrap_err();
+    assert!(matches!(other, TableError::WriteExcel(_)), "{other}");
+    // The same failure reported as an error (the final zip assembly writes through std I/O).
+    let io = std::io::Error::from_raw_os_error(libc::ENOSPC);
+    assert!(matches!(xlsx_err(XlsxError::IoError(io)), TableError::StorageFull));
+    let io = std::io::Error::from_raw_os_error(libc::ENOSPC);
+    assert_eq!(crate::error::ApiError::from_io(&io).status().as_u16(), 507);
+}

@@ -4,11 +4,10 @@
 //! facts the two-pass reader ([`CsvSource::open`]) would have used — so results are identical, and the
 //! common file is parsed once instead of twice. Rows are lent from reused buffers (no per-cell allocation).
 
-use std::fs::File;
-use std::io::{BufReader, Chain, Cursor, Read};
-use std::path::Path;
+use std::io::{Chain, Cursor, Read};
 
 use super::guard::{self, CsvGuard};
+use super::input::CsvInput;
 use super::{
     candidate_encodings, column_names, csv_reader, detect_delimiter, effective_width, open_decoded,
     read_header_prefix, scan, ScanError, NO_COLUMNS,
@@ -18,7 +17,7 @@ use crate::table::error::TableError;
 use crate::table::read::decode::{is_decode_failure, DecodingReader, TextEncoding};
 use crate::table::rows::set_text;
 
-type Input = CsvGuard<Chain<Cursor<Vec<u8>>, DecodingReader<BufReader<File>>>>;
+type Input = CsvGuard<Chain<Cursor<Vec<u8>>, DecodingReader<Box<dyn Read>>>>;
 
 /// What a consumer learns before the rows.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -170,12 +169,12 @@ enum Outcome<T, E> {
 /// Opens the file for one attempt: header prefix, delimiter, header record, cursor. `width` is the exact
 /// width (from a full scan) or `None` for the header's.
 fn open_attempt(
-    path: &Path,
+    input: &mut dyn CsvInput,
     name: &str,
     encoding: TextEncoding,
     width: Option<usize>,
 ) -> Result<Result<(CsvHead, CsvCursor), Restart>, TableError> {
-    let mut decoded = open_decoded(path, encoding)?;
+    let mut decoded = open_decoded(input, encoding)?;
     let prefix = match read_header_prefix(&mut decoded) {
         Ok(p) => p,
         Err(e) if is_decode_failure(&e) => return Ok(Err(Restart::Undecodable)),
@@ -223,13 +222,13 @@ fn restart_outcome<T, E>(why: Restart) -> Outcome<T, E> {
 /// One run of the consumer. In the optimistic mode every way the guess could be wrong is checked
 /// before a result (or a consumer error) is accepted.
 fn attempt<T, E: From<TableError>>(
-    path: &Path,
+    input: &mut dyn CsvInput,
     name: &str,
     encoding: TextEncoding,
     exact_width: Option<usize>,
     consume: &mut impl FnMut(&CsvHead, &mut CsvCursor) -> Result<T, E>,
 ) -> Result<Outcome<T, E>, TableError> {
-    let (head, mut cursor) = match open_attempt(path, name, encoding, exact_width)? {
+    let (head, mut cursor) = match open_attempt(input, name, encoding, exact_width)? {
         Ok(opened) => opened,
         Err(why) => return Ok(restart_outcome(why)),
     };
@@ -256,7 +255,7 @@ fn attempt<T, E: From<TableError>>(
         Err(err) => {
             // The error may come from the guess (a column that a wider header would have), and a read
             // failure outranks a validation error: decide with a full scan (error path only).
-            match scan(path, encoding) {
+            match scan(input, encoding) {
                 Err(ScanError::Undecodable) => Ok(Outcome::NextEncoding),
                 Err(ScanError::Fatal(e)) => Err(e),
                 Ok(s) if s.width > head.columns.len() => Ok(Outcome::ExactWidth),
@@ -266,33 +265,35 @@ fn attempt<T, E: From<TableError>>(
     }
 }
 
-/// Streams a CSV file through `consume`, which may be called more than once (each call must start from
-/// scratch; partial outputs of an abandoned call are the caller's to discard, e.g. by dropping an
-/// uncommitted sink). The result equals running `consume` once over [`CsvSource::open`]'s rows.
+/// Streams a CSV file (a path, or an upload as it arrives: see [`CsvInput`]) through `consume`, which
+/// may be called more than once (each call must start from scratch; partial outputs of an abandoned call
+/// are the caller's to discard, e.g. by dropping an uncommitted sink). The result equals running
+/// `consume` once over [`CsvSource::open`]'s rows.
 pub fn stream_csv<T, E: From<TableError>>(
-    path: &Path,
+    mut input: impl CsvInput,
     encodings: &[String],
     mut consume: impl FnMut(&CsvHead, &mut CsvCursor) -> Result<T, E>,
 ) -> Result<T, E> {
+    let input: &mut dyn CsvInput = &mut input;
     // `utf-8` and `utf-8-sig` read alike: an encoding that failed is not tried again under another name.
     let mut failed: Vec<TextEncoding> = Vec::new();
-    for (name, encoding) in candidate_encodings(path, encodings)? {
+    for (name, encoding) in candidate_encodings(input, encodings)? {
         let name = name.as_str();
         if failed.contains(&encoding) {
             continue;
         }
         failed.push(encoding);
-        match attempt(path, name, encoding, None, &mut consume)? {
+        match attempt(input, name, encoding, None, &mut consume)? {
             Outcome::Done(result) => return result,
             Outcome::NextEncoding => continue,
             Outcome::ExactWidth => {}
         }
-        let width = match scan(path, encoding) {
+        let width = match scan(input, encoding) {
             Ok(s) => s.width,
             Err(ScanError::Undecodable) => continue,
             Err(ScanError::Fatal(e)) => return Err(e.into()),
         };
-        match attempt(path, name, encoding, Some(width), &mut consume)? {
+        match attempt(input, name, encoding, Some(width), &mut consume)? {
             Outcome::Done(result) => return result,
             Outcome::NextEncoding => continue,
             Outcome::ExactWidth => unreachable_exact()?,
@@ -308,8 +309,10 @@ fn unreachable_exact() -> Result<(), TableError> {
 
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+
     use super::*;
-    use crate::table::read::CsvSource;
+    use crate::table::read::{ArrivingFile, CsvSource, NextChunk};
 
     const ENCODINGS: [&str; 4] = ["utf-8", "utf-8-sig", "cp1252", "latin1"];
 
@@ -435,5 +438,90 @@ mod tests {
         std::fs::write(&path, b"%PDF-1.4").unwrap();
         let err = stream_csv(&path, &encodings(), |_, _| Ok::<(), TableError>(())).unwrap_err();
         assert!(matches!(err, TableError::UnsupportedKind { .. }), "{err}");
+    }
+
+    /// Everything `stream_csv` yields for `input` (or its error), and the runs it needed.
+    fn outcome(input: impl CsvInput, names: &[String]) -> Result<(CsvHead, Vec<Vec<Cell>>, usize), String> {
+        let mut calls = 0;
+        stream_csv(input, names, |head, cursor| {
+            calls += 1;
+            let mut rows = Vec::new();
+            while let Some(row) = cursor.next_row()? {
+                rows.push(row.to_vec());
+            }
+            Ok::<_, TableError>((head.clone(), rows))
+        })
+        .map(|(head, rows)| (head, rows, calls))
+        .map_err(|e| e.to_string())
+    }
+
+    /// An upload of `bytes` arriving in pieces of `sizes` (cycled), spooled to `spool`.
+    fn arriving(bytes: &[u8], sizes: &[usize], spool: &Path) -> ArrivingFile {
+        let file = std::fs::OpenOptions::new().read(true).write(true).create_new(true).open(spool).unwrap();
+        let (data, sizes) = (bytes.to_vec(), sizes.to_vec());
+        let (mut at, mut i) = (0usize, 0usize);
+        let next: NextChunk = Box::new(move || {
+            if at >= data.len() {
+                return Ok(None);
+            }
+            let n = sizes[i % sizes.len()].min(data.len() - at);
+            i += 1;
+            at += n;
+            Ok(Some(bytes::Bytes::copy_from_slice(&data[at - n..at])))
+        });
+        ArrivingFile::new(next, file, spool.to_path_buf())
+    }
+
+    /// The CSV parsed as it arrives answers exactly as the stored file does (same facts, rows, errors and
+    /// number of runs), however the bytes are cut: pieces that end inside a multi-byte character, inside
+    /// a quoted field, between CR and LF, inside the BOM; restarts for another encoding or a wider row
+    /// re-read what already arrived from the spool.
+    #[test]
+    fn an_arriving_upload_reads_as_the_stored_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut inputs: Vec<Vec<u8>> = vec![
+            "\u{feff}name,note\r\n\"Zoë\",\"multi\r\nline, \"\"quoted\"\"\"\r\nJosé,€ 5\r\n".into(),
+            "id;text\n1;\"a;b\nc\"\n2;日本語テキスト😀\n".into(),
+            b"name,price\nx,1\nCaf\xe9,\x80 5\n".to_vec(),
+            b"a,b\n1,2\n3,4,5\n6\n".to_vec(),
+            b"\xff\xfea\0,\0b\0\n\x001\0,\x002\0\n\0".to_vec(),
+            b"".to_vec(),
+            b"%PDF-1.4 binary".to_vec(),
+            b"PK\x03\x04 not really a zip".to_vec(),
+            b"a,b\n\"unterminated,1\n".to_vec(),
+        ];
+        // Long enough for many chunks, then a late surprise: a non-UTF-8 byte, then a wider row.
+        let mut late = "name,city\n".to_string();
+        for i in 0..30_000 {
+            late.push_str(&format!("\"n{i}\",Zürich 😀 {i}\n"));
+        }
+        let mut late_bytes = late.clone().into_bytes();
+        late_bytes.extend_from_slice(b"caf\xe9,x\n");
+        inputs.push(late_bytes);
+        late.push_str("w,x,wider\n");
+        inputs.push(late.into_bytes());
+        let names = encodings();
+        let utf8_only = vec!["utf-8".to_string()];
+        for (i, bytes) in inputs.iter().enumerate() {
+            let stored = dir.path().join(format!("{i}.csv"));
+            std::fs::write(&stored, bytes).unwrap();
+            for names in [&names, &utf8_only] {
+                let want = outcome(stored.as_path(), names);
+                for (j, sizes) in
+                    [&[1usize][..], &[2, 3], &[7, 1, 4096], &[32 * 1024], &[usize::MAX]].iter().enumerate()
+                {
+                    let spool = dir.path().join(format!("{i}-{j}-{}.spool", names.len()));
+                    let input = arriving(bytes, sizes, &spool);
+                    let got = outcome(input.clone(), names);
+                    assert_eq!(got, want, "input {i}, pieces {sizes:?}, encodings {names:?}");
+                    input.receive_rest().unwrap();
+                    assert_eq!(
+                        std::fs::read(&spool).unwrap(),
+                        *bytes,
+                        "input {i}: the spool is the whole upload"
+                    );
+                }
+            }
+        }
     }
 }
