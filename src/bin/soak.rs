@@ -21,6 +21,9 @@
 //! many were admitted and finished, how fast the refusals came, health latency and RSS. `--warm` first
 //! runs one normalization alone, so the server has measured its service time (as a running one has).
 //!
+//! The light clients and the burst's health poll run on a runtime thread of their own, apart from the
+//! tasks that push the uploads, so their latencies are the server's and not this tool's queueing.
+//!
 //! The server must accept 1M-row uploads and many bodies from one address: start it with
 //! `OXCELIZE_FILE__MAX_FILE_SIZE_MB=200 OXCELIZE_FILE__MAX_CONCURRENT_UPLOADS_PER_IP=0`.
 //!
@@ -38,6 +41,7 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use oxcelize::loadgen::{cpu_secs, percentile, require_loopback, status_kib, write_csv, write_xlsx};
 use serde_json::{json, Value};
+use tokio::runtime::Handle;
 use tokio_tungstenite::tungstenite::Message;
 
 struct Args {
@@ -491,7 +495,7 @@ fn summary(name: &str, s: &ClassStats, wall: f64) {
 }
 
 /// The light clients alone, at the same pace, for `--light-reference-secs`.
-async fn light_reference(a: &Args, f: Arc<Fixtures>) -> ClassStats {
+async fn light_reference(a: &Args, f: Arc<Fixtures>, lane: &Handle) -> ClassStats {
     println!("light reference: {} light clients alone for {} s", a.light, a.light_reference.as_secs());
     let stats = Shared::default();
     let stop = Arc::new(AtomicBool::new(false));
@@ -499,7 +503,7 @@ async fn light_reference(a: &Args, f: Arc<Fixtures>) -> ClassStats {
     let tasks: Vec<_> = (0..a.light)
         .map(|n| {
             let (rest, f, stats, stop) = (a.rest.clone(), f.clone(), stats.clone(), stop.clone());
-            tokio::spawn(light_client(
+            lane.spawn(light_client(
                 rest,
                 f,
                 stats,
@@ -641,12 +645,12 @@ async fn sequential_baseline(
     out
 }
 
-async fn soak(a: &Args, f: Arc<Fixtures>) {
+async fn soak(a: &Args, f: Arc<Fixtures>, lane: &Handle) {
     let kinds = Arc::new(heavy_kinds(&f));
     let baseline =
         if a.baseline { Some(sequential_baseline(&a.rest, &kinds, &f, a.pid).await) } else { None };
     let reference = if a.light > 0 && !a.light_reference.is_zero() {
-        Some(light_reference(a, f.clone()).await)
+        Some(light_reference(a, f.clone(), lane).await)
     } else {
         None
     };
@@ -664,7 +668,7 @@ async fn soak(a: &Args, f: Arc<Fixtures>) {
     let mut tasks = Vec::new();
     for n in 0..a.light {
         let (rest, f, stats, stop) = (a.rest.clone(), f.clone(), light.clone(), stop.clone());
-        tasks.push(tokio::spawn(light_client(
+        tasks.push(lane.spawn(light_client(
             rest,
             f,
             stats,
@@ -761,7 +765,7 @@ async fn soak(a: &Args, f: Arc<Fixtures>) {
     server_report(a.pid, cpu_before, sampled_peak, wall);
 }
 
-async fn burst(a: &Args, f: Arc<Fixtures>, n: usize) {
+async fn burst(a: &Args, f: Arc<Fixtures>, n: usize, lane: &Handle) {
     let Some(csv) = f.xlsx_1m.clone() else {
         eprintln!("--burst needs the 1M-row file (drop --skip-1m)");
         return;
@@ -784,7 +788,7 @@ async fn burst(a: &Args, f: Arc<Fixtures>, n: usize) {
     // Health every 100 ms during the burst.
     let health = {
         let (rest, stop) = (a.rest.clone(), stop.clone());
-        tokio::spawn(async move {
+        lane.spawn(async move {
             let client = reqwest::Client::new();
             let mut lat = Vec::new();
             let mut failures = 0u64;
@@ -874,10 +878,26 @@ fn main() {
             std::process::exit(1);
         }
     };
+    // The measured light clients (and the burst's health poll) get a thread of their own: on the load
+    // runtime they would wait behind the tasks pushing 80 MiB uploads, and their latency would include
+    // this tool's own queueing rather than only the server's.
+    let light_lane = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("soak-light")
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("soak: light runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    let lane = light_lane.handle().clone();
     runtime.block_on(async {
         match args.burst {
-            Some(n) => burst(&args, f, n).await,
-            None => soak(&args, f).await,
+            Some(n) => burst(&args, f, n, &lane).await,
+            None => soak(&args, f, &lane).await,
         }
     });
 }
