@@ -11,8 +11,8 @@ use crate::envelope::{download_url, ApiResponse};
 use crate::error::{blocking, ApiError};
 use crate::http::routes::{errors, Endpoint};
 use crate::http::tables::{
-    output_filename, output_target, search_params, search_request, search_response, search_target,
-    workbook_style, INFO_ERROR_PREFIX,
+    output_filename, output_target, search_params, search_response, search_target, workbook_style,
+    INFO_ERROR_PREFIX,
 };
 use crate::http::upload::Form;
 use crate::http::ApiResult;
@@ -50,27 +50,56 @@ fn remove_output(config: &Config, name: &str) {
     }
 }
 
+/// Runs `work` on the CSV while it uploads or, when a field it reads came after the file (it saw the
+/// request without it), on the stored file once the body is in: `discard` first drops what the early
+/// run wrote. The outer error is the request's (body, form, missing file), the inner one the work's.
+async fn on_csv<T, W>(
+    req: &HttpRequest,
+    payload: web::Payload,
+    reads: &'static [&'static str],
+    work: W,
+    discard: impl FnOnce(T) + Send + 'static,
+) -> Result<Result<T, ApiError>, ApiError>
+where
+    T: Send + 'static,
+    W: Fn(&Form, &str, &mut dyn CsvInput) -> Result<T, ApiError> + Clone + Send + 'static,
+{
+    let early_work = work.clone();
+    let read = Form::read_streaming(
+        req,
+        payload.into_inner(),
+        "file",
+        reads,
+        move |form, client_name, mut input| early_work(form, client_name, &mut input),
+    )
+    .await?;
+    if let Some(early) = read.early {
+        return Ok(early);
+    }
+    let (form, superseded) = (read.form, read.superseded);
+    form.require_file("file")?;
+    Ok(blocking(move || {
+        if let Some(superseded) = superseded {
+            discard(superseded);
+        }
+        let file = form.require_file("file")?;
+        work(&form, &file.client_name, &mut file.path())
+    })
+    .await)
+}
+
 /// §7.3.1: size, column names and types, plus the delimiter and encoding the reader chose.
 #[utoipa::path(post, path = "/csv/info", tag = "csv", request_body(content = crate::http::schemas::FileForm, content_type = "multipart/form-data"), responses((status = 200, description = "Success", body = crate::http::schemas::Envelope<crate::http::schemas::FileInfoData>)))]
 async fn info(req: HttpRequest, state: web::Data<AppState>, payload: web::Payload) -> ApiResult {
     let encodings = state.config.file.supported_encodings.clone();
-    let read = Form::read_streaming(&req, payload.into_inner(), "file", &[], move |_, client_name, input| {
-        Ok(csv_file_info(client_name, input, &encodings)?)
-    })
-    .await?;
-    let info = match read.early {
-        Some(early) => early,
-        None => {
-            let form = read.form;
-            form.require_file("file")?;
-            let config = state.config.clone();
-            blocking(move || {
-                let file = form.require_file("file")?;
-                Ok(csv_file_info(&file.client_name, file.path(), &config.file.supported_encodings)?)
-            })
-            .await
-        }
-    }
+    let info = on_csv(
+        &req,
+        payload,
+        &[],
+        move |_, client_name, input| Ok(csv_file_info(client_name, input, &encodings)?),
+        drop,
+    )
+    .await?
     .map_err(|e| e.prefixed(INFO_ERROR_PREFIX))?;
     Ok(ApiResponse::ok("CSV file information retrieved successfully", info))
 }
@@ -78,35 +107,18 @@ async fn info(req: HttpRequest, state: web::Data<AppState>, payload: web::Payloa
 /// §7.3.2: the CSV as a standard workbook whose data sheet is `sheet_name` (validated up front).
 #[utoipa::path(post, path = "/csv/convert-to-excel", tag = "csv", request_body(content = crate::http::schemas::CsvConvertForm, content_type = "multipart/form-data"), responses((status = 200, description = "Success", body = crate::http::schemas::Envelope<crate::http::schemas::DownloadData>)))]
 async fn convert(req: HttpRequest, state: web::Data<AppState>, payload: web::Payload) -> ApiResult {
-    let config = state.config.clone();
-    let read = Form::read_streaming(
+    let (config, on_superseded) = (state.config.clone(), state.config.clone());
+    let name = on_csv(
         &req,
-        payload.into_inner(),
-        "file",
+        payload,
         CONVERT_FIELDS,
         move |form, client_name, input| {
             let sheet_name = resolve_sheet_name(form.text("sheet_name"), &config.excel.default_sheet_name)?;
             convert_csv(&config, form, client_name, input, &sheet_name)
         },
+        move |name| remove_output(&on_superseded, &name),
     )
-    .await?;
-    let name = match read.early {
-        Some(early) => early?,
-        None => {
-            let (form, superseded) = (read.form, read.superseded);
-            let config = state.config.clone();
-            blocking(move || {
-                if let Some(name) = superseded {
-                    remove_output(&config, &name);
-                }
-                let file = form.require_file("file")?;
-                let sheet_name =
-                    resolve_sheet_name(form.text("sheet_name"), &config.excel.default_sheet_name)?;
-                convert_csv(&config, &form, &file.client_name, file.path(), &sheet_name)
-            })
-            .await?
-        }
-    };
+    .await??;
     crate::http::files::publish_output(&state, &name).await?;
     let url = download_url(&req, &state.config, &name);
     Ok(ApiResponse::ok("Converted to Excel file successfully", json!({ "download_url": url })))
@@ -131,29 +143,18 @@ fn convert_csv(
 /// §7.3.3: as `excel/search`, for a CSV file, with `csv` as the default output format.
 #[utoipa::path(post, path = "/csv/search", tag = "csv", request_body(content = crate::http::schemas::SearchForm, content_type = "multipart/form-data"), responses((status = 200, description = "Success", body = crate::http::schemas::Envelope<crate::http::schemas::SearchData>)))]
 async fn search(req: HttpRequest, state: web::Data<AppState>, payload: web::Payload) -> ApiResult {
-    let config = state.config.clone();
-    let read =
-        Form::read_streaming(&req, payload.into_inner(), "file", SEARCH_FIELDS, move |form, _, input| {
+    let (config, on_superseded) = (state.config.clone(), state.config.clone());
+    let (name, outcome) = on_csv(
+        &req,
+        payload,
+        SEARCH_FIELDS,
+        move |form, _, input| {
             let request = search_params(form, OutputFormat::Csv)?;
             search_csv(&config, &request, input)
-        })
-        .await?;
-    let (name, outcome) = match read.early {
-        Some(early) => early?,
-        None => {
-            let (form, superseded) = (read.form, read.superseded);
-            let config = state.config.clone();
-            blocking(move || {
-                if let Some((name, _)) = superseded {
-                    remove_output(&config, &name);
-                }
-                let request = search_request(&form, OutputFormat::Csv)?;
-                let file = form.require_file("file")?;
-                search_csv(&config, &request, file.path())
-            })
-            .await?
-        }
-    };
+        },
+        move |(name, _)| remove_output(&on_superseded, &name),
+    )
+    .await??;
     crate::http::files::publish_output(&state, &name).await?;
     Ok(search_response(&req, &state.config, &name, &outcome))
 }
@@ -173,26 +174,17 @@ fn search_csv(
 #[utoipa::path(post, path = "/csv/search/suggest-operators", tag = "csv", request_body(content = crate::http::schemas::FileForm, content_type = "multipart/form-data"), responses((status = 200, description = "Operators per column", body = crate::http::schemas::Envelope<crate::http::schemas::AnyObject>)))]
 async fn suggest(req: HttpRequest, state: web::Data<AppState>, payload: web::Payload) -> ApiResult {
     let encodings = state.config.file.supported_encodings.clone();
-    let read = Form::read_streaming(&req, payload.into_inner(), "file", &[], move |_, _, input| {
-        let (columns, inferred) = csv_file_inferred_types(input, &encodings)?;
-        Ok(suggest_operators(&columns, &inferred))
-    })
-    .await?;
-    let suggestions = match read.early {
-        Some(early) => early,
-        None => {
-            let form = read.form;
-            form.require_file("file")?;
-            let config = state.config.clone();
-            blocking(move || {
-                let file = form.require_file("file")?;
-                let (columns, inferred) =
-                    csv_file_inferred_types(file.path(), &config.file.supported_encodings)?;
-                Ok(suggest_operators(&columns, &inferred))
-            })
-            .await
-        }
-    }
+    let suggestions = on_csv(
+        &req,
+        payload,
+        &[],
+        move |_, _, input| {
+            let (columns, inferred) = csv_file_inferred_types(input, &encodings)?;
+            Ok(suggest_operators(&columns, &inferred))
+        },
+        drop,
+    )
+    .await?
     .map_err(|e| e.prefixed(INFO_ERROR_PREFIX))?;
     Ok(ApiResponse::ok("Operator suggestions generated successfully", suggestions))
 }

@@ -26,6 +26,17 @@ pub trait CsvInput {
     fn whole_file(&mut self) -> io::Result<PathBuf>;
 }
 
+/// A borrowed input, so one operation can take an arriving upload or a stored file alike.
+impl<I: CsvInput + ?Sized> CsvInput for &mut I {
+    fn reader(&mut self) -> io::Result<Box<dyn Read>> {
+        (**self).reader()
+    }
+
+    fn whole_file(&mut self) -> io::Result<PathBuf> {
+        (**self).whole_file()
+    }
+}
+
 impl CsvInput for &Path {
     fn reader(&mut self) -> io::Result<Box<dyn Read>> {
         Ok(Box::new(BufReader::with_capacity(FILE_READ_BUFFER, File::open(self)?)))
