@@ -133,12 +133,12 @@ def operations(csv_path, xlsx_path, bind_path):
     def rest(path, file_path, name, data=None):
         return (lambda s: None, lambda s, _: s.post_file(path, file_path, name, data))
 
-    def concurrent(s, _):
+    def concurrent(s, _, form=normalization_form):
         errors = []
 
         def one():
             try:
-                s.post_file("/normalization/apply", xlsx_path, "big.xlsx", normalization_form())
+                s.post_file("/normalization/apply", xlsx_path, "big.xlsx", form())
             except Exception as e:  # noqa: BLE001 - reported below
                 errors.append(e)
         threads = [threading.Thread(target=one) for _ in range(4)]
@@ -174,6 +174,8 @@ def operations(csv_path, xlsx_path, bind_path):
         "3-step workflow, return_report false": (
             lambda s: workflow(s, xlsx_path), lambda s, chat: run_workflow(s, chat, report=False)),
         "4 concurrent normalizations": (lambda s: None, concurrent),
+        "4 concurrent whole-column normalizations": (
+            lambda s: None, lambda s, state: concurrent(s, state, whole_column_form)),
         "csv/info": rest("/csv/info", csv_path, "big.csv"),
         "csv/search": rest("/csv/search", csv_path, "big.csv", {"conditions": json.dumps(SEARCH)}),
         "csv/convert-to-excel": rest("/csv/convert-to-excel", csv_path, "big.csv"),

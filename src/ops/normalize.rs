@@ -9,7 +9,7 @@ use crate::engine::{Phase, StepControl};
 use crate::table::parse::{parse_datetime, parse_number, python_strftime};
 use crate::table::read::{exceeds_cell_limit, EXCEL_MAX_CELL_CHARS};
 use crate::table::rows::assign;
-use crate::table::spool::SpooledTable;
+use crate::table::spool::{SpoolWriter, SpooledTable};
 use crate::table::write::{RowSink, WorkbookSink, WorkbookStyle};
 use crate::table::{Cell, RowSource, Table, TableError};
 use regex::Regex;
@@ -213,36 +213,92 @@ fn entry(message: String) -> Value {
     json!({ "message": message, "timestamp": now_iso() })
 }
 
-fn column_cells(table: &Table, index: usize) -> Vec<Cell> {
-    table.column(index).cloned().collect()
+/// The columns the pipeline works on: a [`Table`] (rows) or a [`ColumnTable`] (one vector per column,
+/// which saves a row vector per row when only a few columns are held).
+trait Columns {
+    fn names(&self) -> &[String];
+    /// Moves one column's cells out, without copying strings; the column must be put back before it is read.
+    fn take(&mut self, index: usize) -> Vec<Cell>;
+    /// Puts `cells` into column `index`, returning the cells it held.
+    fn put(&mut self, index: usize, cells: Vec<Cell>) -> Vec<Cell>;
+    fn copy(&self, index: usize) -> Vec<Cell>;
+    fn append(&mut self, name: String, cells: Vec<Cell>);
+    fn index_of(&self, name: &str) -> Option<usize> {
+        self.names().iter().position(|c| c == name)
+    }
 }
 
-/// Moves one column's cells out of the table (leaving Missing), without copying strings.
-fn take_column(table: &mut Table, index: usize) -> Vec<Cell> {
-    table
-        .rows
-        .iter_mut()
-        .map(|row| {
-            row.get_mut(index).map(|slot| std::mem::replace(slot, Cell::Missing)).unwrap_or(Cell::Missing)
-        })
-        .collect()
+impl Columns for Table {
+    fn names(&self) -> &[String] {
+        &self.columns
+    }
+
+    /// Leaves Missing behind (a row too short gives Missing).
+    fn take(&mut self, index: usize) -> Vec<Cell> {
+        self.rows
+            .iter_mut()
+            .map(|row| {
+                row.get_mut(index).map(|slot| std::mem::replace(slot, Cell::Missing)).unwrap_or(Cell::Missing)
+            })
+            .collect()
+    }
+
+    fn put(&mut self, index: usize, cells: Vec<Cell>) -> Vec<Cell> {
+        self.rows
+            .iter_mut()
+            .zip(cells)
+            .map(|(row, cell)| match row.get_mut(index) {
+                Some(slot) => std::mem::replace(slot, cell),
+                None => Cell::Missing,
+            })
+            .collect()
+    }
+
+    fn copy(&self, index: usize) -> Vec<Cell> {
+        self.column(index).cloned().collect()
+    }
+
+    fn append(&mut self, name: String, cells: Vec<Cell>) {
+        self.columns.push(name);
+        for (row, cell) in self.rows.iter_mut().zip(cells) {
+            row.push(cell);
+        }
+    }
 }
 
-/// Puts `cells` into column `index`, returning the cells it held.
-fn replace_column(table: &mut Table, index: usize, cells: Vec<Cell>) -> Vec<Cell> {
-    table
-        .rows
-        .iter_mut()
-        .zip(cells)
-        .map(|(row, cell)| match row.get_mut(index) {
-            Some(slot) => std::mem::replace(slot, cell),
-            None => Cell::Missing,
-        })
-        .collect()
+/// Columns held one vector each, all `height` long.
+struct ColumnTable {
+    names: Vec<String>,
+    cells: Vec<Vec<Cell>>,
+    height: usize,
 }
 
-/// The uploaded content of the columns the pipeline has overwritten so far (the others are still pristine
-/// in the working table), so backups always copy the uploaded column without cloning the whole table.
+impl Columns for ColumnTable {
+    fn names(&self) -> &[String] {
+        &self.names
+    }
+
+    fn take(&mut self, index: usize) -> Vec<Cell> {
+        std::mem::take(&mut self.cells[index])
+    }
+
+    fn put(&mut self, index: usize, cells: Vec<Cell>) -> Vec<Cell> {
+        std::mem::replace(&mut self.cells[index], cells)
+    }
+
+    fn copy(&self, index: usize) -> Vec<Cell> {
+        self.cells[index].clone()
+    }
+
+    fn append(&mut self, name: String, cells: Vec<Cell>) {
+        self.names.push(name);
+        self.cells.push(cells);
+    }
+}
+
+/// The uploaded content of the columns the pipeline has overwritten so far and that a later step backs up
+/// (the others are still pristine in the working table, or never copied), so backups always copy the
+/// uploaded column without cloning the whole table.
 struct Uploaded {
     width: usize,
     saved: HashMap<usize, Vec<Cell>>,
@@ -261,15 +317,21 @@ impl Uploaded {
     }
 
     /// A copy of the uploaded column `index`; `None` when it was not part of the upload.
-    fn copy(&self, work: &Table, index: usize) -> Option<Vec<Cell>> {
+    fn copy(&self, work: &impl Columns, index: usize) -> Option<Vec<Cell>> {
         if index >= self.width {
             return None;
         }
         Some(match self.saved.get(&index) {
             Some(cells) => cells.clone(),
-            None => column_cells(work, index),
+            None => work.copy(index),
         })
     }
+}
+
+/// Whether a step after the `done`-th backs up column `name`: only then must its uploaded content outlive
+/// the step that overwrites it (else the pipeline would hold two states of the column for nothing).
+fn backed_up_after(steps: &[NormalizationStep], done: usize, backup_original: bool, name: &str) -> bool {
+    steps[done + 1..].iter().any(|s| (s.backup_original || backup_original) && s.column_name == name)
 }
 
 /// The message of the 422 that refuses a request with bad steps (rest-api.md §7.4.2).
@@ -425,46 +487,125 @@ fn normalize_part(
     with_stats: bool,
     budget: &mut OutputBudget,
     first_row: usize,
-    mut collector: Option<&mut StatsCollector>,
+    collector: Option<&mut StatsCollector>,
     control: &StepControl,
 ) -> Result<NormalizationOutcome, OpError> {
-    let stats =
-        |cells: &[Cell], dtype: Dtype| if with_stats { column_stats(cells, dtype) } else { Value::Null };
     let started_at = now_iso();
     let total_rows = table.row_count();
-    let mut uploaded = Uploaded { width: table.columns.len(), saved: HashMap::new() };
     let mut work = table;
-    let mut dtypes = vec![Dtype::Object; work.columns.len()];
-    let mut processed = Vec::new();
-    let mut errors = Vec::new();
-    let mut warnings = Vec::new();
     // Rules work a whole column at a time: progress moves by one column's rows per rule.
     control.begin(Phase::Processing, Some(total_rows as u64))?;
     let per_rule = |done: usize| (total_rows * done / steps.len().max(1)) as u64;
-
-    for (done, step) in steps.iter().enumerate() {
+    let mut before_step = |done: usize| -> Result<(), OpError> {
         control.advance_to(per_rule(done))?;
-        control.check()?;
+        Ok(control.check()?)
+    };
+    let pipeline = PipelineRun { steps, backup_original, with_stats, first_row, control };
+    let run = pipeline.run(&mut work, budget, collector, &mut before_step).map_err(|(_, e)| e)?;
+    let report = report_of(started_at, total_rows, steps, run.outcomes);
+    control.advance_to(total_rows as u64)?;
+    Ok(NormalizationOutcome { table: work, report })
+}
+
+/// What one step left in the report.
+enum StepOutcome {
+    /// Its `columns_processed` entry.
+    Processed(Value),
+    /// Its entry in `errors` (the column kept its previous state).
+    Failed(Value),
+    /// Its entry in `warnings`.
+    NotFound(Value),
+}
+
+/// What [`PipelineRun::run`] did, step by step.
+struct StepsDone {
+    outcomes: Vec<StepOutcome>,
+    /// The step that appended each column the run added (backups), in the order they were added.
+    appended_by: Vec<usize>,
+}
+
+/// The steps of one pipeline and how to run them.
+struct PipelineRun<'a> {
+    steps: &'a [NormalizationStep],
+    backup_original: bool,
+    with_stats: bool,
+    first_row: usize,
+    control: &'a StepControl,
+}
+
+impl PipelineRun<'_> {
+    /// Runs the steps on `work` in order; `before_step(i)` comes before step i (progress, stop). An error
+    /// that ends the run comes with the index of the step it ended in.
+    fn run(
+        &self,
+        work: &mut impl Columns,
+        budget: &mut OutputBudget,
+        mut collector: Option<&mut StatsCollector>,
+        before_step: &mut dyn FnMut(usize) -> Result<(), OpError>,
+    ) -> Result<StepsDone, (usize, OpError)> {
+        let mut done = StepsDone { outcomes: Vec::with_capacity(self.steps.len()), appended_by: Vec::new() };
+        let mut uploaded = Uploaded { width: work.names().len(), saved: HashMap::new() };
+        let mut dtypes = vec![Dtype::Object; work.names().len()];
+        for (i, step) in self.steps.iter().enumerate() {
+            let outcome = self
+                .step(
+                    i,
+                    step,
+                    work,
+                    &mut uploaded,
+                    &mut dtypes,
+                    budget,
+                    collector.as_deref_mut(),
+                    before_step,
+                )
+                .map_err(|e| (i, e))?;
+            if work.names().len() > uploaded.width + done.appended_by.len() {
+                done.appended_by.push(i);
+            }
+            done.outcomes.push(outcome);
+        }
+        Ok(done)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn step(
+        &self,
+        done: usize,
+        step: &NormalizationStep,
+        work: &mut impl Columns,
+        uploaded: &mut Uploaded,
+        dtypes: &mut Vec<Dtype>,
+        budget: &mut OutputBudget,
+        mut collector: Option<&mut StatsCollector>,
+        before_step: &mut dyn FnMut(usize) -> Result<(), OpError>,
+    ) -> Result<StepOutcome, OpError> {
+        let (steps, control, backup_original) = (self.steps, self.control, self.backup_original);
+        let stats = |cells: &[Cell], dtype: Dtype| {
+            if self.with_stats {
+                column_stats(cells, dtype)
+            } else {
+                Value::Null
+            }
+        };
+        before_step(done)?;
         let c = &step.column_name;
-        let Some(index) = work.column_index(c) else {
-            warnings.push(entry(format!("Column '{c}' not found")));
-            continue;
+        let Some(index) = work.index_of(c) else {
+            return Ok(StepOutcome::NotFound(entry(format!("Column '{c}' not found"))));
         };
         if step.backup_original || backup_original {
             // The uploaded column, not the current state (a backup of a backup falls back to the current one).
-            let source = uploaded.copy(&work, index).unwrap_or_else(|| column_cells(&work, index));
+            let source = uploaded.copy(work, index).unwrap_or_else(|| work.copy(index));
             let name = format!("{c}_original");
-            match work.column_index(&name) {
+            match work.index_of(&name) {
                 Some(b) => {
-                    let old = replace_column(&mut work, b, source);
-                    uploaded.overwritten(b, old);
+                    let old = work.put(b, source);
+                    if backed_up_after(steps, done, backup_original, &name) {
+                        uploaded.overwritten(b, old);
+                    }
                     dtypes[b] = Dtype::Object;
                 }
                 None => {
-                    work.columns.push(name);
-                    for (row, cell) in work.rows.iter_mut().zip(source) {
-                        row.push(cell);
-                    }
+                    work.append(name, source);
                     dtypes.push(Dtype::Object);
                 }
             }
@@ -472,7 +613,7 @@ fn normalize_part(
         // A rule over a whole column takes a fraction of a second per million rows at each stage: a stop
         // is looked at between stages, not only between rules.
         control.check()?;
-        let before = take_column(&mut work, index);
+        let before = work.take(index);
         let before_stats = stats(&before, dtypes[index]);
         if let Some(c) = collector.as_deref_mut() {
             c.steps[done].0.add(&before, dtypes[index]);
@@ -499,36 +640,56 @@ fn normalize_part(
         };
         match result {
             Ok((cells, dtype)) => {
+                // The uploaded state is kept only for a later backup; otherwise it goes before the
+                // new column is checked and counted.
+                let keep = uploaded.is_pristine(index) && backed_up_after(steps, done, backup_original, c);
+                let before = if keep { Some(before) } else { None };
                 control.check()?;
-                check_cell_lengths(c, &cells, first_row)?;
+                check_cell_lengths(c, &cells, self.first_row)?;
                 let after_stats = stats(&cells, dtype);
-                if let Some(c) = collector.as_deref_mut() {
+                if let Some(c) = collector {
                     c.steps[done].1.add(&cells, dtype);
                     c.succeeded[done] = true;
                 }
                 control.check()?;
-                replace_column(&mut work, index, cells);
-                if uploaded.is_pristine(index) {
+                work.put(index, cells);
+                if let Some(before) = before {
                     uploaded.overwritten(index, before);
                 }
                 dtypes[index] = dtype;
-                processed.push(json!({
+                Ok(StepOutcome::Processed(json!({
                     "column_name": c,
                     "normalization_type": step.normalization_type,
                     "parameters": Value::Object(step.parameters.clone()),
                     "before_stats": before_stats,
                     "after_stats": after_stats,
                     "success": true,
-                }));
+                })))
             }
             Err(detail) => {
                 // The column keeps its previous state.
-                replace_column(&mut work, index, before);
-                errors.push(entry(format!("Error normalizing '{c}': {detail}")));
+                work.put(index, before);
+                Ok(StepOutcome::Failed(entry(format!("Error normalizing '{c}': {detail}"))))
             }
         }
     }
+}
 
+/// The report of a run whose steps had `outcomes` (in step order).
+fn report_of(
+    started_at: String,
+    total_rows: usize,
+    steps: &[NormalizationStep],
+    outcomes: impl IntoIterator<Item = StepOutcome>,
+) -> Value {
+    let (mut processed, mut errors, mut warnings) = (Vec::new(), Vec::new(), Vec::new());
+    for outcome in outcomes {
+        match outcome {
+            StepOutcome::Processed(v) => processed.push(v),
+            StepOutcome::Failed(v) => errors.push(v),
+            StepOutcome::NotFound(v) => warnings.push(v),
+        }
+    }
     let requested: Vec<Value> = steps
         .iter()
         .map(|s| {
@@ -539,7 +700,7 @@ fn normalize_part(
             })
         })
         .collect();
-    let report = json!({
+    json!({
         "started_at": started_at,
         "completed_at": now_iso(),
         "success": errors.is_empty(),
@@ -548,9 +709,7 @@ fn normalize_part(
         "columns_processed": processed,
         "errors": errors,
         "warnings": warnings,
-    });
-    control.advance_to(total_rows as u64)?;
-    Ok(NormalizationOutcome { table: work, report })
+    })
 }
 
 /// Rows the streamed pipeline transforms at a time: small enough that a chunk costs a few MB and a stop
@@ -730,15 +889,22 @@ pub fn normalize_rows_to_xlsx(
 
 /// `normalization/apply` for any plan, including the rules whose output for a cell depends on the whole
 /// column (min_max_scale, z_score, fill_null_values, outlier_removal; see [`CELL_BY_CELL`]), as far as a
-/// stream can go (design.md "Execution engine"): only the columns the steps touch (their columns and the
-/// `{c}_original` backups that already exist) are read from the spool into memory and run through the
-/// whole-table pipeline, so their cells, types and the report are exactly its own; then every row is put
-/// back together from the spool and those columns and streams into the standard workbook writer at
-/// `path`. Memory: the touched columns (about 100 bytes per row and column plus the text, and the
-/// pipeline's working copy of the column a rule transforms), never the other columns. Steps are checked
-/// first (422, nothing written); a failure mid-way leaves nothing at `path`. Progress on `control`: the
-/// pipeline's processing phase rule by rule, then the writing phase over the rows; a stop request ends the
-/// run between two rules or two batches of rows.
+/// stream can go (design.md "Execution engine"). A step reads and writes only its column and that
+/// column's `{c}_original` backup, so the plan splits into groups of steps that share columns (see
+/// [`step_groups`]) and no group sees another's cells. One group at a time, its input columns are read
+/// from the spool into a narrow column-major table and run through the pipeline (the same code as the
+/// whole-table run, so cells, types and report entries are its own); its resulting columns go to a
+/// temporary spool of their own and leave memory. Then every row is put back together from the input
+/// spool and the groups' spools and streams into the standard workbook writer at `path`; the report
+/// lists the groups' entries in step order.
+///
+/// Memory: one group's columns at a time (about 32 bytes per row and column plus the text, with the
+/// state before and after the rule running), never the other columns. Steps are checked first (422,
+/// nothing written); a failure mid-way leaves nothing at `path`, and the groups' spools are unnamed
+/// temporary files that go when dropped. An error that ends the run is the one of the earliest step, as
+/// in the whole-table run. Progress on `control`: the processing phase rule by rule (counted in the
+/// order the rules run), then the writing phase over the rows; a stop request ends the run between two
+/// batches of rows or two stages of a rule.
 #[allow(clippy::too_many_arguments)]
 pub fn normalize_spooled_to_xlsx(
     mut table: SpooledTable,
@@ -751,82 +917,203 @@ pub fn normalize_spooled_to_xlsx(
     control: &StepControl,
 ) -> Result<Value, OpError> {
     validate_steps(&table.columns, steps, backup_original)?;
-    let touched = touched_columns(&table.columns, steps, backup_original);
-    let mut narrow = Table::new(touched.iter().map(|&i| table.columns[i].clone()).collect());
+    let groups = step_groups(&table.columns, steps, backup_original);
+    let started_at = now_iso();
     let total = table.rows.len();
-    narrow.rows.reserve_exact(total);
-    {
-        // Part of reading the input: the counters stay where the reader left them.
-        let mut rows = table.rows.reader()?;
-        while let Some(row) = rows.next_row()? {
-            narrow.rows.push(touched.iter().map(|&i| row[i].clone()).collect());
-            if narrow.rows.len().is_multiple_of(CHUNK_ROWS) {
-                control.check()?;
+    control.begin(Phase::Processing, Some(total as u64))?;
+    let mut outcomes: Vec<Option<StepOutcome>> = steps.iter().map(|_| None).collect();
+    // Per group: its spool and the columns it appended, each with the step that appended it.
+    let mut results: Vec<(SpooledTable, Vec<usize>)> = Vec::with_capacity(groups.len());
+    // The earliest step whose error ends the run: later groups only run the steps before it.
+    let mut failure: Option<(usize, OpError)> = None;
+    let mut rules_run = 0usize;
+    for group in &groups {
+        let limit = failure.as_ref().map_or(steps.len(), |(at, _)| *at);
+        let indices: Vec<usize> = group.steps.iter().copied().filter(|&k| k < limit).collect();
+        if indices.is_empty() {
+            continue;
+        }
+        control.check()?;
+        let mut work = ColumnTable {
+            names: group.inputs.iter().map(|&i| table.columns[i].clone()).collect(),
+            cells: group.inputs.iter().map(|_| Vec::with_capacity(total)).collect(),
+            height: total,
+        };
+        {
+            let mut rows = table.rows.reader()?;
+            let mut n = 0usize;
+            while let Some(row) = rows.next_row()? {
+                for (column, &i) in work.cells.iter_mut().zip(&group.inputs) {
+                    column.push(row[i].clone());
+                }
+                n += 1;
+                if n.is_multiple_of(CHUNK_ROWS) {
+                    control.check()?;
+                }
             }
         }
+        let group_steps: Vec<NormalizationStep> = indices.iter().map(|&k| steps[k].clone()).collect();
+        let pipeline =
+            PipelineRun { steps: &group_steps, backup_original, with_stats, first_row: 0, control };
+        // Progress counts the rules in the order they run, so it never goes back.
+        let mut before_step = |_: usize| -> Result<(), OpError> {
+            control.advance_to((total * rules_run / steps.len().max(1)) as u64)?;
+            rules_run += 1;
+            Ok(control.check()?)
+        };
+        let mut budget = OutputBudget::new(max_output_bytes, group_steps.len());
+        let done = match pipeline.run(&mut work, &mut budget, None, &mut before_step) {
+            Ok(done) => done,
+            Err((_, e @ OpError::Table(TableError::Cancelled))) => return Err(e),
+            Err((at, e)) => {
+                failure = Some((indices[at], e));
+                continue;
+            }
+        };
+        if failure.is_some() {
+            // Nothing is written after a failure; the run only looks for an earlier one.
+            continue;
+        }
+        for (&k, outcome) in indices.iter().zip(done.outcomes) {
+            outcomes[k] = Some(outcome);
+        }
+        let appended_by = done.appended_by.iter().map(|&at| indices[at]).collect();
+        results.push((spool_columns(work, table.rows.dir(), control)?, appended_by));
     }
-    let outcome = normalize_tracked(narrow, steps, backup_original, with_stats, max_output_bytes, control)?;
-    let narrow = outcome.table;
-    // Each output column: an untouched input column, or one of the pipeline's (whose extra columns,
-    // the backups it created, come after the input's as in the whole-table output).
-    let mut sources: Vec<ColumnSource> = table
-        .columns
-        .iter()
-        .enumerate()
-        .map(|(i, name)| match touched.contains(&i) {
-            true => ColumnSource::Pipeline(narrow.column_index(name).unwrap_or(usize::MAX)),
-            false => ColumnSource::Input(i),
-        })
-        .collect();
-    sources.extend((touched.len()..narrow.columns.len()).map(ColumnSource::Pipeline));
+    if let Some((_, e)) = failure {
+        return Err(e);
+    }
+    // Every group ran all its steps: `results` follows `groups`.
+    debug_assert_eq!(results.len(), groups.len());
+    let report = report_of(started_at, total, steps, outcomes.into_iter().flatten());
+    control.advance_to(total as u64)?;
+
+    // Each output column: an untouched input column, or a group's; the columns the groups appended (the
+    // backups they created) come after the input's in the order of the steps that created them, as in the
+    // whole-table run.
     let mut columns = table.columns.clone();
-    columns.extend(narrow.columns[touched.len()..].iter().cloned());
-    let mut rows =
-        MergedRows { input: table.rows.reader()?, pipeline: narrow.rows.iter(), sources, row: Vec::new() };
+    let mut input = Vec::new();
+    let mut from_groups: Vec<Vec<(usize, usize)>> = results.iter().map(|_| Vec::new()).collect();
+    for out in 0..table.columns.len() {
+        let owner = groups
+            .iter()
+            .enumerate()
+            .find_map(|(r, g)| g.inputs.iter().position(|&i| i == out).map(|at| (r, at)));
+        match owner {
+            Some((r, at)) => from_groups[r].push((out, at)),
+            None => input.push((out, out)),
+        }
+    }
+    let mut appended: Vec<(usize, usize, usize)> = Vec::new();
+    for (r, (spool, appended_by)) in results.iter().enumerate() {
+        let first = spool.columns.len() - appended_by.len();
+        appended.extend(appended_by.iter().enumerate().map(|(j, &k)| (k, r, first + j)));
+    }
+    appended.sort_unstable();
+    for (_, r, at) in appended {
+        from_groups[r].push((columns.len(), at));
+        columns.push(results[r].0.columns[at].clone());
+    }
+    let mut readers = Vec::with_capacity(results.len());
+    for (spool, _) in &mut results {
+        readers.push(spool.rows.reader()?);
+    }
+    let mut rows = MergedRows {
+        input: table.rows.reader()?,
+        input_cells: input,
+        groups: readers.into_iter().zip(from_groups).collect(),
+        row: vec![Cell::Missing; columns.len()],
+    };
     crate::table::write::write_rows_xlsx_tracked(path, &columns, &mut rows, total as u64, style, control)?;
-    Ok(outcome.report)
+    Ok(report)
 }
 
-/// The input columns a plan reads or writes: the steps' columns and the backups that exist already.
-fn touched_columns(columns: &[String], steps: &[NormalizationStep], backup_original: bool) -> Vec<usize> {
-    let mut names: Vec<String> = Vec::new();
-    for step in steps {
-        names.push(step.column_name.clone());
+/// Steps that share columns, and the input columns they read.
+struct Group {
+    /// Indices into the plan, in order.
+    steps: Vec<usize>,
+    /// Indices into the sheet's columns, in sheet order.
+    inputs: Vec<usize>,
+}
+
+/// Splits a plan into groups no step of which reads or writes another group's columns, in the order of
+/// their first steps. A step touches its column and, when it backs it up, `{c}_original`; steps that
+/// touch a common column (directly or through a chain of backups of backups) are in one group. The
+/// pipeline has no other link between steps: a step's failure keeps its own column as it was.
+fn step_groups(columns: &[String], steps: &[NormalizationStep], backup_original: bool) -> Vec<Group> {
+    // (names touched, steps), merged whenever a step touches names of more than one.
+    let mut sets: Vec<(Vec<String>, Vec<usize>)> = Vec::new();
+    for (k, step) in steps.iter().enumerate() {
+        let mut names = vec![step.column_name.clone()];
         if step.backup_original || backup_original {
             names.push(format!("{}_original", step.column_name));
         }
+        let mut merged = (names, vec![k]);
+        let mut at = sets.len();
+        let mut i = 0;
+        while i < sets.len() {
+            if sets[i].0.iter().any(|n| merged.0.contains(n)) {
+                let (names, indices) = sets.remove(i);
+                merged.0.extend(names);
+                merged.1.extend(indices);
+                at = at.min(i);
+            } else {
+                i += 1;
+            }
+        }
+        merged.1.sort_unstable();
+        sets.insert(at.min(sets.len()), merged);
     }
-    (0..columns.len()).filter(|&i| names.contains(&columns[i])).collect()
+    sets.sort_by_key(|(_, indices)| indices[0]);
+    sets.into_iter()
+        .map(|(names, steps)| Group {
+            steps,
+            inputs: (0..columns.len()).filter(|&i| names.contains(&columns[i])).collect(),
+        })
+        .collect()
 }
 
-/// Where a column of [`normalize_spooled_to_xlsx`]'s output comes from.
-enum ColumnSource {
-    /// The input column at this index, as it is.
-    Input(usize),
-    /// The pipeline's column at this index.
-    Pipeline(usize),
+/// Moves a group's columns into a temporary spool next to `dir`'s, row by row (each row's cells leave
+/// memory as they are written).
+fn spool_columns(mut work: ColumnTable, dir: &Path, control: &StepControl) -> Result<SpooledTable, OpError> {
+    let mut out = SpoolWriter::create_in(dir).map_err(TableError::from)?;
+    let mut row = Vec::with_capacity(work.cells.len());
+    for r in 0..work.height {
+        row.extend(work.cells.iter_mut().map(|column| std::mem::replace(&mut column[r], Cell::Missing)));
+        out.push(&row).map_err(TableError::from)?;
+        row.clear();
+        if (r + 1).is_multiple_of(CHUNK_ROWS) {
+            control.check()?;
+        }
+    }
+    drop(work.cells);
+    Ok(out.finish(work.names).map_err(TableError::from)?)
 }
 
-/// The output rows of [`normalize_spooled_to_xlsx`], put together one at a time in one reused row.
-struct MergedRows<'a, S> {
+/// The output rows of [`normalize_spooled_to_xlsx`], put together one at a time in one reused row from
+/// the input and the groups' spools: (output column, column of the source) pairs for each.
+struct MergedRows<S> {
     input: S,
-    pipeline: std::slice::Iter<'a, Vec<Cell>>,
-    sources: Vec<ColumnSource>,
+    input_cells: Vec<(usize, usize)>,
+    groups: Vec<(S, Vec<(usize, usize)>)>,
     row: Vec<Cell>,
 }
 
-impl<S: RowSource> RowSource for MergedRows<'_, S> {
+impl<S: RowSource> RowSource for MergedRows<S> {
     fn next_row(&mut self) -> Result<Option<&[Cell]>, TableError> {
-        let (Some(input), Some(pipeline)) = (self.input.next_row()?, self.pipeline.next()) else {
+        let Some(input) = self.input.next_row()? else {
             return Ok(None);
         };
-        self.row.resize(self.sources.len(), Cell::Missing);
-        for (slot, source) in self.row.iter_mut().zip(&self.sources) {
-            let cell = match source {
-                ColumnSource::Input(i) => input.get(*i),
-                ColumnSource::Pipeline(i) => pipeline.get(*i),
+        for &(out, i) in &self.input_cells {
+            assign(&mut self.row[out], input.get(i).unwrap_or(&Cell::Missing));
+        }
+        for (source, cells) in &mut self.groups {
+            let Some(row) = source.next_row()? else {
+                return Ok(None);
             };
-            assign(slot, cell.unwrap_or(&Cell::Missing));
+            for &(out, i) in cells.iter() {
+                assign(&mut self.row[out], row.get(i).unwrap_or(&Cell::Missing));
+            }
         }
         Ok(Some(&self.row))
     }
@@ -2044,6 +2331,31 @@ mod tests {
             report
         };
         assert_eq!(strip(lean.report), strip(out.report));
+    }
+
+    #[test]
+    fn steps_split_into_groups_by_the_columns_they_touch() {
+        let columns: Vec<String> = ["a", "b", "a_original", "c", "d"].iter().map(|c| c.to_string()).collect();
+        let plan = steps(json!([
+            {"column_name": "b", "normalization_type": "z_score"},
+            {"column_name": "c", "normalization_type": "lowercase", "backup_original": true},
+            {"column_name": "a_original", "normalization_type": "z_score"},
+            {"column_name": "b", "normalization_type": "uppercase"},
+            // Its backup `a_original` is the column step 2 transforms: one group.
+            {"column_name": "a", "normalization_type": "min_max_scale", "backup_original": true},
+            // A backup of the backup step 1 creates: still `c`'s group.
+            {"column_name": "c_original", "normalization_type": "uppercase", "backup_original": true}
+        ]));
+        let shape = |g: Vec<Group>| g.into_iter().map(|g| (g.steps, g.inputs)).collect::<Vec<_>>();
+        assert_eq!(
+            shape(step_groups(&columns, &plan, false)),
+            vec![(vec![0, 3], vec![1]), (vec![1, 5], vec![3]), (vec![2, 4], vec![0, 2])]
+        );
+        // A global backup links every column to its `_original`; `d` is touched by no step.
+        assert_eq!(
+            shape(step_groups(&columns, &plan[..3], true)),
+            vec![(vec![0], vec![1]), (vec![1], vec![3]), (vec![2], vec![2])]
+        );
     }
 
     #[test]

@@ -387,6 +387,74 @@ fn whole_column_normalization_keeps_the_errors_of_the_whole_table_pipeline() {
 }
 
 #[test]
+fn whole_column_normalization_runs_column_groups_apart_and_reassembles_them_in_step_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = fixture(dir.path());
+    let table = whole(&input);
+    // Steps on five columns interleaved, whole-column and cell-by-cell rules on the same columns,
+    // outlier_removal, backups made early and late (the late one must copy the uploaded column although
+    // the column was transformed twice before), a rule on a backup the pipeline made and a backup of it:
+    // the report entries, the order of the created columns and every cell must be the whole-table run's.
+    let plan = json!([
+        {"column_name": "score", "normalization_type": "fill_null_values", "parameters": {"method": "median"}},
+        {"column_name": "name", "normalization_type": "trim_whitespace"},
+        {"column_name": "amount", "normalization_type": "outlier_removal", "parameters": {"multiplier": 0.5},
+         "backup_original": true},
+        {"column_name": "city", "normalization_type": "uppercase"},
+        {"column_name": "score", "normalization_type": "z_score"},
+        {"column_name": "name", "normalization_type": "fill_null_values", "parameters": {"method": "mode"}},
+        {"column_name": "amount_original", "normalization_type": "min_max_scale", "backup_original": true},
+        {"column_name": "flag", "normalization_type": "fill_null_values", "parameters": {"method": "mode"}},
+        {"column_name": "score", "normalization_type": "round_decimal", "parameters": {"decimals": 2},
+         "backup_original": true},
+        {"column_name": "amount", "normalization_type": "fill_null_values", "parameters": {"method": "mean"}},
+        {"column_name": "city", "normalization_type": "min_max_scale"},
+        {"column_name": "name", "normalization_type": "lowercase", "backup_original": true}
+    ]);
+    for (backup, with_stats) in [(false, true), (false, false), (true, true)] {
+        assert_whole_column_plan_matches(&input, &table, &plan, backup, with_stats);
+    }
+}
+
+#[test]
+fn whole_column_normalization_ends_with_the_error_of_the_earliest_step() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = fixture(dir.path());
+    let out_dir = dir.path().join("out");
+    std::fs::create_dir_all(&out_dir).unwrap();
+    let out = out_dir.join("out.xlsx");
+    // `city` (steps 0 and 2) runs as one group before `note` (step 1), and both fail (a value would be
+    // longer than Excel allows): the run must end with step 1's error, as the whole-table run does.
+    let huge = |n: usize| json!({"pattern": ".", "replacement": "y".repeat(n)});
+    let plan = json!([
+        {"column_name": "city", "normalization_type": "fill_null_values", "parameters": {"method": "mode"}},
+        {"column_name": "note", "normalization_type": "regex_replace", "parameters": huge(8000)},
+        {"column_name": "city", "normalization_type": "regex_replace", "parameters": huge(20000)},
+        {"column_name": "amount", "normalization_type": "z_score"}
+    ]);
+    let steps = parse_steps(&plan).unwrap();
+    let reference = normalize_checked(whole(&input), &steps, false, true, u64::MAX).unwrap_err().to_string();
+    assert!(reference.contains("'note'"), "{reference}");
+    let before: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    let spool = spooled(&input, dir.path());
+    let got = normalize_spooled_to_xlsx(
+        spool,
+        &steps,
+        false,
+        true,
+        u64::MAX,
+        &out,
+        &WorkbookStyle::default(),
+        &StepControl::NONE,
+    )
+    .unwrap_err();
+    assert_eq!(got.to_string(), reference);
+    assert_eq!(std::fs::read_dir(&out_dir).unwrap().count(), 0, "a failed run leaves nothing");
+    let after: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(before, after, "no temporary file is left behind");
+}
+
+#[test]
 fn only_cell_by_cell_plans_stream() {
     let steps = |t: &str| parse_steps(&json!([{"column_name": "a", "normalization_type": t}])).unwrap();
     assert!(streams_by_chunk(&steps("Lowercase")));

@@ -150,6 +150,11 @@ impl RowSpool {
         self.len == 0
     }
 
+    /// The folder the spool lives in (where spools derived from it go).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// Reads the rows from the first, through one reused row buffer.
     pub fn reader(&mut self) -> Result<SpoolReader<'_>, TableError> {
         self.file.rewind()?;
