@@ -270,11 +270,7 @@ impl Form {
                             let mut size: u64 = 0;
                             while let Some(chunk) = field.next().await {
                                 let chunk = chunk.map_err(|e| multipart_error(&e, too_large))?;
-                                size += chunk.len() as u64;
-                                total += chunk.len() as u64;
-                                if total > max_body_bytes {
-                                    return Err(too_large());
-                                }
+                                count_chunk(&chunk, &mut size, &mut total, max_body_bytes, too_large)?;
                                 if tx.send(Some(chunk)).await.is_err() {
                                     // The work stopped before the end of its part: only a failure does.
                                     return Err(match s.outcome().await {
@@ -300,11 +296,7 @@ impl Form {
                             let mut size: u64 = 0;
                             while let Some(chunk) = field.next().await {
                                 let chunk = chunk.map_err(|e| multipart_error(&e, too_large))?;
-                                size += chunk.len() as u64;
-                                total += chunk.len() as u64;
-                                if total > max_body_bytes {
-                                    return Err(too_large());
-                                }
+                                count_chunk(&chunk, &mut size, &mut total, max_body_bytes, too_large)?;
                                 batch_bytes += chunk.len();
                                 batch.push(chunk);
                                 if batch_bytes >= write_batch_bytes {
@@ -452,6 +444,22 @@ fn app_state(req: &HttpRequest) -> Result<web::Data<AppState>, ApiError> {
     req.app_data::<web::Data<AppState>>()
         .cloned()
         .ok_or_else(|| ApiError::internal("Internal server error", "application state missing"))
+}
+
+/// Adds a received chunk to its part's size and the body's total; past the body limit, 413.
+fn count_chunk(
+    chunk: &Bytes,
+    size: &mut u64,
+    total: &mut u64,
+    max_body_bytes: u64,
+    too_large: impl Fn() -> ApiError,
+) -> Result<(), ApiError> {
+    *size += chunk.len() as u64;
+    *total += chunk.len() as u64;
+    match *total > max_body_bytes {
+        true => Err(too_large()),
+        false => Ok(()),
+    }
 }
 
 fn multipart_error(err: &actix_multipart::MultipartError, too_large: impl Fn() -> ApiError) -> ApiError {
