@@ -209,11 +209,11 @@ async fn light_requests_complete_while_the_heavy_slot_and_queue_are_busy() {
 #[tokio::test]
 async fn a_request_whose_estimate_exceeds_the_memory_budget_gets_413_naming_the_limit() {
     let app = tiny_budget_app(30).await;
-    // A 4 MiB workbook upload for a JSON extraction, whose answer holds the data itself (16 bytes of
+    // A 16 MiB workbook upload for a JSON extraction, whose answer holds the data itself (4 bytes of
     // memory per byte of input, measured): 68 MiB, above the 64 MB budget. Refused from the request
     // head, so the body's content never matters.
     let mut body = String::from("name,amount\n");
-    while body.len() < 4 * 1024 * 1024 {
+    while body.len() < 16 * 1024 * 1024 {
         body.push_str("somebody with a long name,12345.67\n");
     }
     let columns = json!(["name"]).to_string();
