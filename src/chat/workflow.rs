@@ -14,9 +14,7 @@ use crate::config::Config;
 use crate::engine::{Phase, StepControl};
 use crate::ops::json_gen::{plan_json, write_json_rows, JsonGenRequest, NullHandling};
 use crate::ops::json_template::{write_template_rows, AggregationMode, JsonTemplate};
-use crate::ops::normalize::{
-    normalize_rows_to_xlsx, normalize_spooled_to_xlsx, parse_steps, streams_by_chunk, NormalizationStep,
-};
+use crate::ops::normalize::{normalize_to_xlsx, parse_steps, streams_by_chunk, NormalizationStep};
 use crate::ops::params::ColumnMapping;
 use crate::ops::search::{search_rows_to_file, search_to_file, Logic, SearchRequest};
 use crate::ops::sql::{write_standard_sql_rows, AutoIncrement, Dialect, StandardSqlRequest};
@@ -1144,45 +1142,18 @@ impl StepContext<'_> {
                 let style = WorkbookStyle { data_sheet_name: sheet_name.clone(), ..style };
                 convert::csv_to_xlsx_tracked(source, out, &style, control).map_err(Err)?;
             }
-            StepOp::Normalize { steps, return_report } if streams_by_chunk(steps) => {
-                // Cell-by-cell rules: read ‖ normalize ‖ write, one chunk in memory.
-                control.plan(&[Phase::Reading, Phase::Processing]);
-                let mut table = self.spooled(input, None)?;
-                let backup = self.config.normalization.backup_original;
-                let max_output = self.config.max_output_bytes();
-                let total = table.rows.len() as u64;
-                let rows = &mut table.rows.reader().map_err(|e| Err(e.into()))?;
-                let report = normalize_rows_to_xlsx(
-                    &table.columns,
-                    rows,
-                    total,
-                    steps,
-                    backup,
-                    *return_report,
-                    max_output,
-                    out,
-                    &style,
-                    control,
-                )
-                .map_err(Err)?;
-                result.insert("report".into(), if *return_report { report } else { Value::Null });
-            }
             StepOp::Normalize { steps, return_report } => {
-                // Rules over whole columns: only the columns they touch are held, the rest streams.
+                // Cell-by-cell rules: read ‖ normalize ‖ write, one chunk in memory. Rules over whole
+                // columns: only the columns they touch are held, a column group at a time.
+                if streams_by_chunk(steps) {
+                    control.plan(&[Phase::Reading, Phase::Processing]);
+                }
                 let table = self.spooled(input, None)?;
                 let backup = self.config.normalization.backup_original;
                 let max_output = self.config.max_output_bytes();
-                let report = normalize_spooled_to_xlsx(
-                    table,
-                    steps,
-                    backup,
-                    *return_report,
-                    max_output,
-                    out,
-                    &style,
-                    control,
-                )
-                .map_err(Err)?;
+                let report =
+                    normalize_to_xlsx(table, steps, backup, *return_report, max_output, out, &style, control)
+                        .map_err(Err)?;
                 result.insert("report".into(), if *return_report { report } else { Value::Null });
             }
             StepOp::SqlGenerate { request, columns } | StepOp::SqlText { request, columns, .. } => {

@@ -10,10 +10,7 @@ use crate::http::routes::{errors, Endpoint};
 use crate::http::tables::{output_target, spool_upload, workbook_style};
 use crate::http::upload::Form;
 use crate::http::{get, ApiResult};
-use crate::ops::normalize::{
-    normalization_types, normalize_rows_to_xlsx, normalize_spooled_to_xlsx, parse_steps, streams_by_chunk,
-    validate_steps,
-};
+use crate::ops::normalize::{normalization_types, normalize_to_xlsx, parse_steps, validate_steps};
 use crate::table::names::base_name;
 use crate::AppState;
 
@@ -49,36 +46,15 @@ async fn apply(req: HttpRequest, state: web::Data<AppState>, form: Form) -> ApiR
     let (name, report) = blocking(move || {
         let style = workbook_style(&config, &config.excel.default_sheet_name);
         let backup = config.normalization.backup_original;
-        if streams_by_chunk(&steps) {
-            // The same driver as the workflow step, with nothing to report progress to.
-            let mut table = spool_upload(&path, None, &config)?;
-            validate_steps(&table.columns, &steps, backup)?;
-            let target = output_target(&config, user_name.as_deref(), &[&base, "normalized"], "xlsx")?;
-            let total = table.rows.len() as u64;
-            let rows = &mut table.rows.reader()?;
-            let max_output = config.max_output_bytes();
-            let report = normalize_rows_to_xlsx(
-                &table.columns,
-                rows,
-                total,
-                &steps,
-                backup,
-                return_report,
-                max_output,
-                &target.path,
-                &style,
-                &StepControl::NONE,
-            )?;
-            return Ok((target.name, report));
-        }
-        // Rules over whole columns: only the columns they touch are held (see normalize_spooled_to_xlsx).
+        // Cell-by-cell rules stream one chunk at a time; whole-column rules hold the columns they touch
+        // (see normalize_to_xlsx).
         let table = spool_upload(&path, None, &config)?;
         // Every step is checked before anything is transformed or written (422 listing the bad ones).
         validate_steps(&table.columns, &steps, backup)?;
         let target = output_target(&config, user_name.as_deref(), &[&base, "normalized"], "xlsx")?;
         let max_output = config.max_output_bytes();
         // Column statistics are only computed when the report is returned.
-        let report = normalize_spooled_to_xlsx(
+        let report = normalize_to_xlsx(
             table,
             &steps,
             backup,
