@@ -84,15 +84,6 @@ fn assert_gapless(events: &[Value]) {
     }
 }
 
-/// One `GET /metrics` figure of a node (0 when absent).
-async fn metric(app: &TestApp, name: &str) -> f64 {
-    let text = app.client.get(format!("{}/metrics", app.base)).send().await.unwrap().text().await.unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
-        .map(|v| v.trim().parse().unwrap())
-        .unwrap_or(0.0)
-}
-
 /// Waits until Redis reports at least one subscriber of the chat's channel (the node's SUBSCRIBE is done).
 async fn wait_for_redis_subscriber(redis: &str, chat: &str) {
     let client = redis::Client::open(redis).unwrap();
@@ -149,8 +140,8 @@ async fn a_client_on_node_a_gets_every_event_of_a_run_executed_through_node_b() 
     // were published to Redis by the nodes that ran them and received there by the other nodes.
     let (mut published, mut received) = (0.0, 0.0);
     for node in [a, b, c] {
-        published += metric(node, "oxcelize_bus_events_published_total").await;
-        received += metric(node, "oxcelize_bus_events_received_total").await;
+        published += node.metric("oxcelize_bus_events_published_total").await;
+        received += node.metric("oxcelize_bus_events_received_total").await;
     }
     assert!(published >= 2.0 * RUN_EVENTS as f64, "{published}");
     assert!(received >= 1.0, "{received}");
@@ -205,7 +196,7 @@ async fn a_lost_bus_message_is_repaired_from_the_log_and_counted() {
     let chat = create_chat(b).await;
     let mut on_a = subscriber(a, &chat).await;
     wait_for_redis_subscriber(&redis, &chat).await;
-    let repairs_before = metric(a, "oxcelize_bus_gap_repairs_total").await;
+    let repairs_before = a.metric("oxcelize_bus_gap_repairs_total").await;
     // An event committed to the log whose publish never reached Redis, then an ordinary one.
     let hub = b.state.hub.clone();
     let target = chat.clone();
@@ -227,8 +218,8 @@ async fn a_lost_bus_message_is_repaired_from_the_log_and_counted() {
     assert_eq!((first["seq"].as_u64(), second["seq"].as_u64()), (Some(lost), Some(published)));
     assert_eq!(second["n"], 2);
     assert!(recv_json_within(&mut on_a, Duration::from_millis(500)).await.is_none(), "no duplicate");
-    assert!(metric(a, "oxcelize_bus_gap_repairs_total").await > repairs_before);
-    assert!(metric(a, "oxcelize_bus_events_repaired_total").await >= 1.0);
+    assert!(a.metric("oxcelize_bus_gap_repairs_total").await > repairs_before);
+    assert!(a.metric("oxcelize_bus_events_repaired_total").await >= 1.0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -241,7 +232,7 @@ async fn killing_the_pubsub_connections_during_runs_loses_no_event() {
     let mut on_a = subscriber(a, &chat).await;
     let mut on_b = subscriber(b, &chat).await;
     wait_for_redis_subscriber(&redis, &chat).await;
-    let reconnects_before = metric(a, "oxcelize_bus_reconnects_total").await;
+    let reconnects_before = a.metric("oxcelize_bus_reconnects_total").await;
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let killer = {
         let (stop, redis) = (stop.clone(), redis.clone());
@@ -276,7 +267,7 @@ async fn killing_the_pubsub_connections_during_runs_loses_no_event() {
     assert_gapless(&from_a);
     assert_eq!(from_a, from_b);
     assert!(recv_json_within(&mut on_a, Duration::from_millis(500)).await.is_none(), "no duplicate");
-    assert!(metric(a, "oxcelize_bus_reconnects_total").await > reconnects_before);
+    assert!(a.metric("oxcelize_bus_reconnects_total").await > reconnects_before);
 }
 
 /// A `redis-server` of this test alone (so that it can be restarted), killed when dropped.
@@ -392,7 +383,7 @@ async fn a_redis_restart_during_runs_loses_no_event() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(back, "readiness recovers once Redis is back");
-    assert!(metric(a, "oxcelize_bus_reconnects_total").await >= 1.0);
+    assert!(a.metric("oxcelize_bus_reconnects_total").await >= 1.0);
     // Live delivery through Redis again: a run arrives without waiting for the log poll.
     wait_for_redis_subscriber(&own.url(), &chat).await;
     assert_eq!(execute(b, &chat, &three_steps()).await.0, 200);

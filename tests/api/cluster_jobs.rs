@@ -99,15 +99,6 @@ impl Drop for MortalNode {
     }
 }
 
-/// One `GET /metrics` figure of a node (0 when absent).
-async fn metric(app: &TestApp, name: &str) -> f64 {
-    let text = app.client.get(format!("{}/metrics", app.base)).send().await.unwrap().text().await.unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
-        .map(|v| v.trim().parse().unwrap())
-        .unwrap_or(0.0)
-}
-
 fn assert_gapless(events: &[Value]) {
     let seqs: Vec<u64> = events.iter().map(|e| e["seq"].as_u64().expect("seq")).collect();
     assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "seq must grow by exactly 1: {seqs:?}");
@@ -196,8 +187,8 @@ async fn a_run_submitted_on_a_is_claimed_by_one_node_and_c_sees_every_event_in_o
     // Exactly one claim in the cluster, no takeover.
     let mut claimed = 0.0;
     for n in [&a, &b, &c] {
-        claimed += metric(n, "oxcelize_cluster_jobs_claimed_total").await;
-        assert_eq!(metric(n, "oxcelize_cluster_lease_takeovers_total").await, 0.0);
+        claimed += n.metric("oxcelize_cluster_jobs_claimed_total").await;
+        assert_eq!(n.metric("oxcelize_cluster_lease_takeovers_total").await, 0.0);
     }
     assert_eq!(claimed, 1.0);
     assert_eq!(job(&c, &chat, &job_id).await["status"], "completed");
@@ -276,8 +267,8 @@ async fn a_node_dead_mid_step_loses_its_job_to_another_node_which_resumes_it() {
     assert_eq!(done["result"]["results"].as_array().unwrap().len(), 3, "{done}");
     let steps = get_chat(&b, &chat).await["workflow_steps"].clone();
     assert!(steps.as_array().unwrap().iter().all(|s| s["status"] == "completed"), "{steps}");
-    assert_eq!(metric(&b, "oxcelize_cluster_lease_takeovers_total").await, 1.0);
-    assert_eq!(metric(&b, "oxcelize_cluster_jobs_claimed_total").await, 1.0);
+    assert_eq!(b.metric("oxcelize_cluster_lease_takeovers_total").await, 1.0);
+    assert_eq!(b.metric("oxcelize_cluster_jobs_claimed_total").await, 1.0);
     b.stop().await;
 }
 
@@ -322,7 +313,7 @@ async fn a_job_whose_attempts_are_exhausted_fails_with_a_clear_error() {
     assert_eq!(record["status"], "failed", "{record}");
     assert_eq!(record["error"], error);
     assert_eq!(get_chat(&b, &chat).await["status"], "failed");
-    assert_eq!(metric(&b, "oxcelize_cluster_lease_takeovers_total").await, 1.0);
+    assert_eq!(b.metric("oxcelize_cluster_lease_takeovers_total").await, 1.0);
     b.stop().await;
 }
 
@@ -384,7 +375,7 @@ async fn a_cancel_on_another_node_stops_the_running_job() {
     let job_id = submit(&a, &chat, &three_steps()).await;
     events_until_match(&mut on_a, |e| e["type"] == "progress", LONG).await;
     // Cancel through the node that did not claim it.
-    let runs_on_a = metric(&a, "oxcelize_cluster_jobs_claimed_total").await == 1.0;
+    let runs_on_a = a.metric("oxcelize_cluster_jobs_claimed_total").await == 1.0;
     let other = if runs_on_a { &b } else { &a };
     // A run queued behind it is cancelled at once, from either node.
     let queued = submit(&a, &chat, &three_steps()).await;
@@ -526,12 +517,12 @@ async fn a_node_that_lost_its_lease_stops_and_records_nothing_more() {
     }
     // Nothing of it arrives late.
     assert!(recv_json_within(&mut on_a, Duration::from_millis(1500)).await.is_none());
-    let a_took_over = metric(&a, "oxcelize_cluster_lease_takeovers_total").await;
-    let b_took_over = metric(&b, "oxcelize_cluster_lease_takeovers_total").await;
+    let a_took_over = a.metric("oxcelize_cluster_lease_takeovers_total").await;
+    let b_took_over = b.metric("oxcelize_cluster_lease_takeovers_total").await;
     assert_eq!(a_took_over + b_took_over, 1.0);
     if b_took_over == 1.0 {
         // Unless A claimed the job again first, its renewal told it the lease was gone.
-        assert!(metric(&a, "oxcelize_cluster_lease_renewals_failed_total").await >= 1.0);
+        assert!(a.metric("oxcelize_cluster_lease_renewals_failed_total").await >= 1.0);
     }
     let done = job(&a, &chat, &job_id).await;
     assert_eq!(done["status"], "completed", "{done}");
@@ -661,7 +652,7 @@ async fn a_gracefully_stopped_node_gives_its_running_job_back() {
     assert_gapless(&events);
     assert_eq!(events.last().unwrap()["type"], "workflow_completed", "{:?}", types(&events));
     assert!(stopped.elapsed() < Duration::from_secs(20), "resumed long before the 60-s lease");
-    assert_eq!(metric(&b, "oxcelize_cluster_lease_takeovers_total").await, 1.0);
+    assert_eq!(b.metric("oxcelize_cluster_lease_takeovers_total").await, 1.0);
     assert_eq!(job(&b, &chat, &job_id).await["status"], "completed");
     b.stop().await;
 }

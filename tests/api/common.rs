@@ -110,6 +110,16 @@ impl TestApp {
         res.bytes().await.expect("body").to_vec()
     }
 
+    /// One `GET /metrics` figure without labels (0 when absent).
+    pub async fn metric(&self, name: &str) -> f64 {
+        let res = self.client.get(format!("{}/metrics", self.base)).send().await.expect("request");
+        let text = res.text().await.unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
+            .map(|v| v.trim().parse().unwrap())
+            .unwrap_or(0.0)
+    }
+
     pub async fn stop(&self) {
         self.handle.stop().await;
     }
