@@ -14,7 +14,7 @@ use crate::config::Config;
 use crate::engine::{Phase, StepControl};
 use crate::ops::json_gen::{plan_json, write_json_rows, JsonGenRequest, NullHandling};
 use crate::ops::json_template::{write_template_rows, AggregationMode, JsonTemplate};
-use crate::ops::normalize::{normalize_to_xlsx, parse_steps, streams_by_chunk, NormalizationStep};
+use crate::ops::normalize::{normalize_spooled_to_xlsx, parse_steps, streams_by_chunk, NormalizationStep};
 use crate::ops::params::ColumnMapping;
 use crate::ops::search::{search_rows_to_file, search_to_file, Logic, SearchRequest};
 use crate::ops::sql::{write_standard_sql_rows, AutoIncrement, Dialect, StandardSqlRequest};
@@ -1151,9 +1151,17 @@ impl StepContext<'_> {
                 let table = self.spooled(input, None)?;
                 let backup = self.config.normalization.backup_original;
                 let max_output = self.config.max_output_bytes();
-                let report =
-                    normalize_to_xlsx(table, steps, backup, *return_report, max_output, out, &style, control)
-                        .map_err(Err)?;
+                let report = normalize_spooled_to_xlsx(
+                    table,
+                    steps,
+                    backup,
+                    *return_report,
+                    max_output,
+                    out,
+                    &style,
+                    control,
+                )
+                .map_err(Err)?;
                 result.insert("report".into(), if *return_report { report } else { Value::Null });
             }
             StepOp::SqlGenerate { request, columns } | StepOp::SqlText { request, columns, .. } => {

@@ -10,7 +10,7 @@ use crate::http::routes::{errors, Endpoint};
 use crate::http::tables::{output_target, spool_upload, workbook_style};
 use crate::http::upload::Form;
 use crate::http::{get, ApiResult};
-use crate::ops::normalize::{normalization_types, normalize_to_xlsx, parse_steps, validate_steps};
+use crate::ops::normalize::{normalization_types, normalize_spooled_to_xlsx, parse_steps, validate_steps};
 use crate::table::names::base_name;
 use crate::AppState;
 
@@ -47,14 +47,14 @@ async fn apply(req: HttpRequest, state: web::Data<AppState>, form: Form) -> ApiR
         let style = workbook_style(&config, &config.excel.default_sheet_name);
         let backup = config.normalization.backup_original;
         // Cell-by-cell rules stream one chunk at a time; whole-column rules hold the columns they touch
-        // (see normalize_to_xlsx).
+        // (see normalize_spooled_to_xlsx).
         let table = spool_upload(&path, None, &config)?;
         // Every step is checked before anything is transformed or written (422 listing the bad ones).
         validate_steps(&table.columns, &steps, backup)?;
         let target = output_target(&config, user_name.as_deref(), &[&base, "normalized"], "xlsx")?;
         let max_output = config.max_output_bytes();
         // Column statistics are only computed when the report is returned.
-        let report = normalize_to_xlsx(
+        let report = normalize_spooled_to_xlsx(
             table,
             &steps,
             backup,

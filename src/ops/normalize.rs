@@ -887,52 +887,10 @@ pub fn normalize_rows_to_xlsx(
     Ok(report)
 }
 
-/// `normalization/apply` of a spooled table into the standard workbook at `path`, for the REST endpoint
-/// and the workflow step alike: a plan of cell-by-cell rules streams chunk by chunk
-/// ([`normalize_rows_to_xlsx`]), one with whole-column rules goes a column group at a time
-/// ([`normalize_spooled_to_xlsx`]).
-#[allow(clippy::too_many_arguments)]
-pub fn normalize_to_xlsx(
-    mut table: SpooledTable,
-    steps: &[NormalizationStep],
-    backup_original: bool,
-    with_stats: bool,
-    max_output_bytes: u64,
-    path: &Path,
-    style: &WorkbookStyle,
-    control: &StepControl,
-) -> Result<Value, OpError> {
-    if !streams_by_chunk(steps) {
-        return normalize_spooled_to_xlsx(
-            table,
-            steps,
-            backup_original,
-            with_stats,
-            max_output_bytes,
-            path,
-            style,
-            control,
-        );
-    }
-    let total = table.rows.len() as u64;
-    let rows = &mut table.rows.reader()?;
-    normalize_rows_to_xlsx(
-        &table.columns,
-        rows,
-        total,
-        steps,
-        backup_original,
-        with_stats,
-        max_output_bytes,
-        path,
-        style,
-        control,
-    )
-}
-
-/// `normalization/apply` for any plan, including the rules whose output for a cell depends on the whole
-/// column (min_max_scale, z_score, fill_null_values, outlier_removal; see [`CELL_BY_CELL`]), as far as a
-/// stream can go (design.md "Execution engine"). A step reads and writes only its column and that
+/// `normalization/apply` of a spooled table, for the REST endpoint and the workflow step alike. A plan of
+/// cell-by-cell rules streams chunk by chunk ([`normalize_rows_to_xlsx`]). A plan with rules whose output
+/// for a cell depends on the whole column (min_max_scale, z_score, fill_null_values, outlier_removal; see
+/// [`CELL_BY_CELL`]) goes as far as a stream can (design.md "Execution engine"). A step reads and writes only its column and that
 /// column's `{c}_original` backup, so the plan splits into groups of steps that share columns (see
 /// [`step_groups`]) and no group sees another's cells. One group at a time, its input columns are read
 /// from the spool into a narrow column-major table and run through the pipeline (the same code as the
@@ -959,6 +917,22 @@ pub fn normalize_spooled_to_xlsx(
     style: &WorkbookStyle,
     control: &StepControl,
 ) -> Result<Value, OpError> {
+    if streams_by_chunk(steps) {
+        let total = table.rows.len() as u64;
+        let rows = &mut table.rows.reader()?;
+        return normalize_rows_to_xlsx(
+            &table.columns,
+            rows,
+            total,
+            steps,
+            backup_original,
+            with_stats,
+            max_output_bytes,
+            path,
+            style,
+            control,
+        );
+    }
     validate_steps(&table.columns, steps, backup_original)?;
     let groups = step_groups(&table.columns, steps, backup_original);
     let started_at = now_iso();
