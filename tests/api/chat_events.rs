@@ -38,22 +38,7 @@ async fn h184_h186_i195_i221_i223_three_clients_see_the_identical_sequence() {
     assert_eq!(seen[0], seen[2]);
     let events = &seen[0];
     assert_consecutive(events);
-    assert_eq!(
-        types(events),
-        [
-            "workflow_started",
-            "progress",
-            "progress",
-            "step_result",
-            "progress",
-            "progress",
-            "step_result",
-            "progress",
-            "progress",
-            "step_result",
-            "workflow_completed"
-        ]
-    );
+    assert_eq!(types(events), THREE_STEP_EVENTS);
     let started = &events[0];
     assert_eq!(started["total_steps"], 3);
     assert_eq!(started["message"], "Workflow execution started");

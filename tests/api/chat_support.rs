@@ -65,6 +65,22 @@ pub fn three_steps() -> Value {
     ]})
 }
 
+/// The chat events of one run of [`three_steps`], in order: each step's start and end progress, then its
+/// result (the steps are too short for progress in between).
+pub const THREE_STEP_EVENTS: [&str; 11] = [
+    "workflow_started",
+    "progress",
+    "progress",
+    "step_result",
+    "progress",
+    "progress",
+    "step_result",
+    "progress",
+    "progress",
+    "step_result",
+    "workflow_completed",
+];
+
 /// Opens a socket on the chat and consumes the `connected` frame.
 pub async fn subscriber(app: &TestApp, chat: &str) -> Ws {
     let mut ws = app.ws_connect(&format!("/chat/{chat}")).await;

@@ -165,22 +165,7 @@ async fn a_run_submitted_on_a_is_claimed_by_one_node_and_c_sees_every_event_in_o
     let job_id = body["data"]["job_id"].as_str().unwrap().to_string();
 
     let events = events_until(&mut on_c, &["workflow_completed"], LONG).await;
-    assert_eq!(
-        types(&events),
-        [
-            "workflow_started",
-            "progress",
-            "progress",
-            "step_result",
-            "progress",
-            "progress",
-            "step_result",
-            "progress",
-            "progress",
-            "step_result",
-            "workflow_completed"
-        ]
-    );
+    assert_eq!(types(&events), THREE_STEP_EVENTS);
     assert_gapless(&events);
     assert!(events.iter().all(|e| e["job_id"] == job_id.as_str()), "{events:?}");
 
