@@ -890,9 +890,9 @@ pub fn normalize_rows_to_xlsx(
 /// `normalization/apply` of a spooled table, for the REST endpoint and the workflow step alike. A plan of
 /// cell-by-cell rules streams chunk by chunk ([`normalize_rows_to_xlsx`]). A plan with rules whose output
 /// for a cell depends on the whole column (min_max_scale, z_score, fill_null_values, outlier_removal; see
-/// [`CELL_BY_CELL`]) goes as far as a stream can (design.md "Execution engine"). A step reads and writes only its column and that
-/// column's `{c}_original` backup, so the plan splits into groups of steps that share columns (see
-/// [`step_groups`]) and no group sees another's cells. One group at a time, its input columns are read
+/// [`CELL_BY_CELL`]) goes as far as a stream can (design.md "Execution engine"). A step reads and writes
+/// only its column and that column's `{c}_original` backup, so the plan splits into groups of steps that
+/// share columns (see [`step_groups`]) and no group sees another's cells. One group at a time, its input columns are read
 /// from the spool into a narrow column-major table and run through the pipeline (the same code as the
 /// whole-table run, so cells, types and report entries are its own); its resulting columns go to a
 /// temporary spool of their own and leave memory. Then every row is put back together from the input
@@ -1066,21 +1066,20 @@ fn step_groups(columns: &[String], steps: &[NormalizationStep], backup_original:
             names.push(format!("{}_original", step.column_name));
         }
         let mut merged = (names, vec![k]);
-        let mut at = sets.len();
         let mut i = 0;
         while i < sets.len() {
             if sets[i].0.iter().any(|n| merged.0.contains(n)) {
                 let (names, indices) = sets.remove(i);
                 merged.0.extend(names);
                 merged.1.extend(indices);
-                at = at.min(i);
             } else {
                 i += 1;
             }
         }
         merged.1.sort_unstable();
-        sets.insert(at.min(sets.len()), merged);
+        sets.push(merged);
     }
+    // First steps are distinct: this is the order of the groups' first steps.
     sets.sort_by_key(|(_, indices)| indices[0]);
     sets.into_iter()
         .map(|(names, steps)| Group {
