@@ -266,6 +266,7 @@ pub struct JobRunner {
     stopping_steps: AtomicBool,
     runtime: tokio::runtime::Handle,
     test_step_delay: Mutex<Duration>,
+    test_end_delay: Mutex<Duration>,
     cluster: OnceLock<ClusterJobs>,
 }
 
@@ -286,6 +287,7 @@ impl JobRunner {
             stopping_steps: AtomicBool::new(false),
             runtime: tokio::runtime::Handle::current(),
             test_step_delay: Mutex::new(Duration::ZERO),
+            test_end_delay: Mutex::new(Duration::ZERO),
             cluster: OnceLock::new(),
         }
     }
@@ -319,6 +321,12 @@ impl JobRunner {
     #[doc(hidden)]
     pub fn set_test_step_delay(&self, delay: Duration) {
         *lock(&self.test_step_delay) = delay;
+    }
+
+    /// Test hook: every run waits this long between recording its end and publishing it.
+    #[doc(hidden)]
+    pub fn set_test_end_delay(&self, delay: Duration) {
+        *lock(&self.test_end_delay) = delay;
     }
 
     fn ctl(&self, job_id: &str) -> Option<Arc<JobCtl>> {
@@ -955,6 +963,7 @@ impl Chat {
                 outcome.error.as_deref(),
             )?;
             self.seal(ctl)?;
+            std::thread::sleep(*lock(&self.runner.test_end_delay));
 
             if let Some(f) = &outcome.failed_step {
                 let step = ctl.plan.steps.iter().find(|s| s.step_id == f.step_id);
@@ -1024,6 +1033,7 @@ impl Chat {
         if let Err(e) = write() {
             log::error!("job {}: cannot record the end of the run: {e}", ctl.job_id);
         }
+        self.free_chat(ctl);
         let outcome = Arc::new(outcome);
         if let Some(o) = &ctl.observer {
             o.on_finish(self, &outcome);
@@ -1149,6 +1159,9 @@ impl Chat {
                 message: kind.failed_message(error),
             },
         );
+        if let Some(ctl) = ctl {
+            self.free_chat(ctl);
+        }
         if let (Some(ctl), Some(mut g)) = (ctl, guard) {
             *g = true;
             drop(g);
@@ -1398,6 +1411,18 @@ impl Chat {
                 Err(e)
             }
             _ => Ok(()),
+        }
+    }
+
+    /// Cluster mode: the run's end is published, so the chat's next job may start (on any node).
+    fn free_chat(&self, ctl: &JobCtl) {
+        let (Some(lease), Some(cluster)) = (&ctl.lease, self.runner.cluster.get()) else { return };
+        if let Err(e) = cluster.queue.free_chat(&ctl.job_id, lease.attempt) {
+            log::warn!(
+                "job {}: cannot free its chat for the next job (freed within {:?}): {e}",
+                ctl.job_id,
+                super::queue::FINISHED_HOLD
+            );
         }
     }
 

@@ -21,7 +21,7 @@ use tokio_postgres::{NoTls, Row};
 use super::model::{
     json_object, new_uuid, normalize_ts, now_ts, Conversation, ConversationRow, Job, Message, WorkflowStep,
 };
-use super::queue::{ClaimedJob, JobFence, JobQueue, QueueSignal};
+use super::queue::{ClaimedJob, JobFence, JobQueue, QueueSignal, FINISHED_HOLD};
 use super::store::{ChatStore, ListRow};
 use super::store_api::Store;
 use super::ChatError;
@@ -1330,8 +1330,8 @@ const LISTEN_RETRY: Duration = Duration::from_secs(1);
 const CLAIM_CANDIDATES: &str = "SELECT j.job_id, j.status, j.attempt FROM jobs j \
      WHERE (j.status = 'running' AND j.lease_until < now()) \
         OR (j.status = 'pending' AND (j.cancel_requested OR NOT EXISTS (\
-             SELECT 1 FROM jobs e WHERE e.chat_id = j.chat_id AND e.status IN ('pending', 'running') \
-             AND e.ord < j.ord))) \
+             SELECT 1 FROM jobs e WHERE e.chat_id = j.chat_id AND e.ord < j.ord \
+             AND (e.status IN ('pending', 'running') OR e.lease_until > now())))) \
      ORDER BY j.ord LIMIT $1 FOR UPDATE OF j SKIP LOCKED";
 
 fn lease_secs(lease: Duration) -> f64 {
@@ -1457,9 +1457,19 @@ impl JobQueue for PgStore {
             const RELEASE: &str =
                 "UPDATE jobs SET lease_owner = NULL, lease_until = now() - interval '1 second' \
                  WHERE lease_owner = $1 AND status = 'running'";
-            let mut n = 0;
+            let (mut n, mut freed) = (0, 0);
             match leases {
-                None => n += tx.execute(RELEASE, &[&node]).await?,
+                None => {
+                    n += tx.execute(RELEASE, &[&node]).await?;
+                    // Chats still held by jobs that finished just before this node stopped.
+                    freed = tx
+                        .execute(
+                            "UPDATE jobs SET lease_owner = NULL, lease_until = NULL \
+                             WHERE lease_owner = $1 AND status NOT IN ('pending', 'running')",
+                            &[&node],
+                        )
+                        .await?;
+                }
                 Some(leases) => {
                     let sql = format!("{RELEASE} AND job_id = $2 AND attempt = $3");
                     for (job_id, attempt) in &leases {
@@ -1467,10 +1477,28 @@ impl JobQueue for PgStore {
                     }
                 }
             }
-            if n > 0 {
+            if n + freed > 0 {
                 tx.execute("SELECT pg_notify($1, '')", &[&WORK_CHANNEL]).await?;
             }
             Ok(n as usize)
+        })
+    }
+
+    fn free_chat(&self, job_id: &str, attempt: i64) -> Result<(), ChatError> {
+        let (job_id, node) = (job_id.to_string(), self.node_id.clone());
+        let attempt = i32::try_from(attempt).unwrap_or(i32::MAX);
+        self.in_tx(move |tx| async move {
+            let freed = tx
+                .execute(
+                    "UPDATE jobs SET lease_owner = NULL, lease_until = NULL WHERE job_id = $1 \
+                     AND lease_owner = $2 AND attempt = $3 AND status NOT IN ('pending', 'running')",
+                    &[&job_id, &node, &attempt],
+                )
+                .await?;
+            if freed > 0 {
+                tx.execute("SELECT pg_notify($1, '')", &[&WORK_CHANNEL]).await?;
+            }
+            Ok(())
         })
     }
 
@@ -1592,17 +1620,13 @@ impl JobFence for PgFence {
                 let c = tx.client();
                 execute(
                     c,
+                    // The lease stays as the chat's hold until `free_chat` (see `CLAIM_CANDIDATES`).
                     "UPDATE jobs SET status = $1, result = $2, error = $3, completed_at = $4, \
-                     lease_owner = NULL, lease_until = NULL WHERE job_id = $5",
-                    &[&status, &result, &error, &now_ts(), &job_id],
+                     lease_until = now() + make_interval(secs => $5) WHERE job_id = $6",
+                    &[&status, &result, &error, &now_ts(), &lease_secs(FINISHED_HOLD), &job_id],
                 )
                 .await?;
-                execute(
-                    c,
-                    "SELECT pg_notify($1, ''), pg_notify($2, $3)",
-                    &[&WORK_CHANNEL, &DONE_CHANNEL, &job_id],
-                )
-                .await?;
+                execute(c, "SELECT pg_notify($1, $2)", &[&DONE_CHANNEL, &job_id]).await?;
                 Ok(())
             }
             .await;

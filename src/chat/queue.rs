@@ -28,6 +28,9 @@ pub struct ClaimedJob {
     pub progress: Option<Value>,
 }
 
+/// How long a finished job holds its chat when its node dies before [`JobQueue::free_chat`].
+pub const FINISHED_HOLD: Duration = Duration::from_secs(10);
+
 /// What the queue tells the workers of this node (from PostgreSQL `LISTEN`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum QueueSignal {
@@ -58,6 +61,10 @@ pub trait JobQueue: Send + Sync {
     /// Gives up leases of this node so that any node takes the jobs over at once: the given
     /// `(job_id, attempt)`s, or every lease recorded under this node's id (a restart) when `None`.
     fn release(&self, leases: Option<&[(String, i64)]>) -> Result<usize, ChatError>;
+    /// The end of the job (recorded by [`JobFence::finish_job`]) has been published: its chat's next job
+    /// may start now. Until then the finished job keeps holding its chat, so that job's events never
+    /// come before this one's last (for at most [`FINISHED_HOLD`] if this node dies in between).
+    fn free_chat(&self, job_id: &str, attempt: i64) -> Result<(), ChatError>;
     /// Among `job_ids` (running here), the ones with a cancel request.
     fn cancel_requested(&self, job_ids: &[String]) -> Result<Vec<String>, ChatError>;
     /// Starts delivering [`QueueSignal`]s to `signals` (reconnecting by itself) until it is closed.
@@ -72,7 +79,7 @@ pub trait JobFence: Send {
     fn update_step(&mut self, step: &WorkflowStep) -> Result<(), ChatError>;
     /// Stores the steps completed so far (`JobProgress` as JSON).
     fn save_progress(&mut self, progress: &Value) -> Result<(), ChatError>;
-    /// Writes the terminal state, clears the lease and wakes the workers (the chat's next job).
+    /// Writes the terminal state; the job goes on holding its chat until [`JobQueue::free_chat`].
     fn finish_job(
         &mut self,
         status: &str,

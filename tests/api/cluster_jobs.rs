@@ -302,7 +302,8 @@ async fn a_job_whose_attempts_are_exhausted_fails_with_a_clear_error() {
     b.stop().await;
 }
 
-/// Two runs of one chat submitted at once through two nodes: one runs entirely before the other.
+/// Two runs of one chat submitted at once through two nodes: one runs entirely before the other, and
+/// the second one's events come after the first one's last, even when publishing that last event is slow.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_jobs_of_one_chat_submitted_on_two_nodes_never_run_at_the_same_time() {
     let Some((redis, schema)) = services("cluster_jobs::serialised") else { return };
@@ -311,6 +312,8 @@ async fn two_jobs_of_one_chat_submitted_on_two_nodes_never_run_at_the_same_time(
     let b = node(node_config(&shared, &redis, &schema, "node-b")).await;
     for n in [&a, &b] {
         chat_of(n).runner.set_test_step_delay(Duration::from_millis(300));
+        // The window between the first run's recorded end and its `workflow_completed`.
+        chat_of(n).runner.set_test_end_delay(Duration::from_millis(700));
     }
     let chat = chat_with_csv(&a).await;
     let mut on_a = subscriber(&a, &chat).await;
