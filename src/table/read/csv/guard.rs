@@ -6,15 +6,18 @@
 
 use std::io::{self, Read};
 
-use csv_core::{ReadFieldResult, Reader, ReaderBuilder};
+use csv_core::{ReadRecordResult, Reader, ReaderBuilder};
 
 use crate::table::error::TableError;
 use crate::table::read::{EXCEL_MAX_CELL_CHARS, EXCEL_MAX_COLUMNS};
 
-/// Scratch a field is unquoted into, whole: longer than any field of at most 32,767 characters can be
-/// (4 bytes each), so a full scratch is a field surely over the limit, and characters are only counted
-/// for the rare field of more than 32,767 bytes.
+/// Scratch the record being scanned is unquoted into, from the start of its current field: longer than
+/// any field of at most 32,767 characters can be (4 bytes each), so a field filling it is surely over the
+/// limit, and characters are only counted for the rare field of more than 32,767 bytes.
 const SCRATCH_BYTES: usize = 4 * EXCEL_MAX_CELL_CHARS + 4;
+
+/// Field ends taken from csv-core per call (a wider record just takes more calls).
+const ENDS_PER_CALL: usize = 256;
 
 /// Marker carried inside the `io::Error` of a read stopped by the guard.
 #[derive(Debug, Clone, Copy)]
@@ -62,13 +65,22 @@ pub fn read_error(err: csv::Error) -> TableError {
 }
 
 /// A `Read` adapter over decoded (UTF-8) CSV text that fails once a record or field is too large.
+///
+/// It scans with csv-core's record reader (the fast path the `csv` crate uses too) into a fixed scratch
+/// buffer: only the current field's bytes are kept, the field ends give every field's length, and a field
+/// is looked at byte by byte only when it is longer than 32,767 bytes.
 pub struct CsvGuard<R> {
     inner: R,
     parser: Reader,
     scratch: Box<[u8]>,
-    /// Fields completed in the current record, and bytes of the field being scanned (in `scratch`).
+    ends: Box<[usize]>,
+    /// Offset in the record (csv-core's count of unquoted bytes) of `scratch[0]`, and bytes held after it.
+    base: usize,
+    held: usize,
+    /// Offset in the record where the current field starts (the end of the previous one).
+    field_start: usize,
+    /// Fields completed in the current record.
     fields: u64,
-    field_bytes: usize,
     /// 1-based number of the record being scanned.
     row: u64,
     ended: bool,
@@ -77,20 +89,25 @@ pub struct CsvGuard<R> {
 impl<R: Read> CsvGuard<R> {
     /// Scans `inner` with the reader's dialect (`delimiter`, `"` quotes, doubled quotes).
     pub fn new(inner: R, delimiter: u8) -> CsvGuard<R> {
+        // The default DFA engine, whose field ends count from the record's start across calls (so the
+        // output buffer can be reused between calls).
         let parser = ReaderBuilder::new().delimiter(delimiter).quote(b'"').double_quote(true).build();
         CsvGuard {
             inner,
             parser,
             scratch: vec![0; SCRATCH_BYTES].into_boxed_slice(),
+            ends: vec![0; ENDS_PER_CALL].into_boxed_slice(),
+            base: 0,
+            held: 0,
+            field_start: 0,
             fields: 0,
-            field_bytes: 0,
             row: 1,
             ended: false,
         }
     }
 
     /// Scans `input`; an empty `input` is the end of the text (completes the last record).
-    /// csv-core returns `End` for it after the last field, so the loop ends.
+    /// csv-core returns `End` for it after the last record, so the loop ends.
     fn scan(&mut self, mut input: &[u8]) -> Result<(), LimitReached> {
         let at_end = input.is_empty();
         loop {
@@ -98,41 +115,63 @@ impl<R: Read> CsvGuard<R> {
             if input.is_empty() && !at_end {
                 return Ok(());
             }
-            let (result, consumed, written) =
-                self.parser.read_field(input, &mut self.scratch[self.field_bytes..]);
-            input = &input[consumed..];
-            self.field_bytes += written;
-            if self.field_bytes > EXCEL_MAX_CELL_CHARS && self.field_is_too_long() {
-                return Err(LimitReached::FieldLength { row: self.row, column: self.fields + 1 });
+            if self.held == self.scratch.len() {
+                self.make_room()?;
             }
-            match result {
-                ReadFieldResult::InputEmpty => return Ok(()),
-                // Unreachable: a full scratch is a field too long (refused above).
-                ReadFieldResult::OutputFull => {}
-                ReadFieldResult::Field { record_end } => {
-                    self.fields += 1;
-                    self.field_bytes = 0;
-                    if self.fields > EXCEL_MAX_COLUMNS as u64 {
-                        return Err(LimitReached::Columns { row: self.row });
-                    }
-                    if record_end {
-                        self.fields = 0;
-                        self.row += 1;
-                    }
+            let (result, consumed, written, ended) =
+                self.parser.read_record(input, &mut self.scratch[self.held..], &mut self.ends);
+            input = &input[consumed..];
+            self.held += written;
+            for i in 0..ended {
+                let end = self.ends[i];
+                self.check_field(end)?;
+                self.fields += 1;
+                if self.fields > EXCEL_MAX_COLUMNS as u64 {
+                    return Err(LimitReached::Columns { row: self.row });
                 }
-                ReadFieldResult::End => return Ok(()),
+                self.field_start = end;
+            }
+            // The field still open: refused as soon as it is too long, not at its end.
+            self.check_field(self.base + self.held)?;
+            match result {
+                ReadRecordResult::Record => {
+                    (self.base, self.held, self.field_start, self.fields) = (0, 0, 0, 0);
+                    self.row += 1;
+                }
+                ReadRecordResult::InputEmpty | ReadRecordResult::End => return Ok(()),
+                // Room is made at the top of the loop; the ends were taken.
+                ReadRecordResult::OutputFull | ReadRecordResult::OutputEndsFull => {}
             }
         }
     }
-}
 
-impl<R> CsvGuard<R> {
-    /// Whether the field in `scratch` has more characters than Excel allows (UTF-8 characters are the
-    /// bytes that do not continue a sequence; a full scratch holds more than 4 bytes per allowed one).
-    fn field_is_too_long(&self) -> bool {
-        let field = &self.scratch[..self.field_bytes];
-        field.len() == self.scratch.len()
-            || field.iter().filter(|&&b| b & 0xC0 != 0x80).count() > EXCEL_MAX_CELL_CHARS
+    /// Drops the completed fields from the scratch; a current field that fills it alone is too long.
+    fn make_room(&mut self) -> Result<(), LimitReached> {
+        let done = self.field_start - self.base;
+        if done == 0 {
+            return Err(self.field_too_long());
+        }
+        self.scratch.copy_within(done..self.held, 0);
+        self.held -= done;
+        self.base = self.field_start;
+        Ok(())
+    }
+
+    /// Checks the field from `field_start` to the record offset `end` (its bytes are in the scratch).
+    fn check_field(&self, end: usize) -> Result<(), LimitReached> {
+        if end - self.field_start <= EXCEL_MAX_CELL_CHARS {
+            return Ok(());
+        }
+        // UTF-8 characters are the bytes that do not continue a sequence.
+        let field = &self.scratch[self.field_start - self.base..end - self.base];
+        if field.iter().filter(|&&b| b & 0xC0 != 0x80).count() > EXCEL_MAX_CELL_CHARS {
+            return Err(self.field_too_long());
+        }
+        Ok(())
+    }
+
+    fn field_too_long(&self) -> LimitReached {
+        LimitReached::FieldLength { row: self.row, column: self.fields + 1 }
     }
 }
 
@@ -190,6 +229,40 @@ mod tests {
         // The last record without a line end counts too.
         let at_end = format!("h\n{}x", "x,".repeat(EXCEL_MAX_COLUMNS));
         assert!(matches!(scan_all(at_end.as_bytes()), Err(TableError::TooManyColumns { row: 2, .. })));
+    }
+
+    #[test]
+    fn records_longer_than_the_scratch_are_checked_field_by_field() {
+        // 3,000 fields of 100 bytes, then a field of exactly the limit in 2-byte characters, then more:
+        // the record is several times the scratch, so completed fields are dropped from it on the way.
+        let filler = "x".repeat(100);
+        let fields: Vec<String> = (0..3_000).map(|_| filler.clone()).collect();
+        let legal = format!(
+            "h\n{},\"{}\",{}\nnext\n",
+            fields.join(","),
+            "é".repeat(EXCEL_MAX_CELL_CHARS),
+            fields.join(",")
+        );
+        assert!(legal.len() > 4 * SCRATCH_BYTES);
+        assert_eq!(scan_all(legal.as_bytes()).unwrap(), legal.as_bytes());
+        // The same with one character more is refused, naming its record and column.
+        let over = format!("h\n{},{}\n", fields.join(","), "é".repeat(EXCEL_MAX_CELL_CHARS + 1));
+        let err = scan_all(over.as_bytes()).unwrap_err();
+        assert!(matches!(err, TableError::FieldTooLong { row: 2, column: 3_001, .. }), "{err}");
+        // A field without end is refused once it outgrows the limit, not at the end of the text.
+        let endless = format!("h\n1,\"{}", "x".repeat(10_000_000));
+        let mut guard = CsvGuard::new(endless.as_bytes(), b',');
+        let mut buf = [0u8; 8192];
+        let mut read = 0;
+        let err = loop {
+            match guard.read(&mut buf) {
+                Ok(0) => panic!("the endless field was not refused"),
+                Ok(n) => read += n,
+                Err(e) => break guard_error(&e).unwrap(),
+            }
+        };
+        assert!(matches!(err, TableError::FieldTooLong { row: 2, column: 2, .. }), "{err}");
+        assert!(read < 64 * 1024, "stopped after {read} bytes");
     }
 
     #[test]
