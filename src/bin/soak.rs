@@ -9,8 +9,10 @@
 //!   after another; every chat event's `seq` is checked (a gap is a lost event).
 //!
 //! It reports per class the requests done, errors by status, p50/p99 latency (the light class also per
-//! kind, the p99 of every 10 s window and the worst of them), the server's peak RSS (VmHWM and the highest VmRSS
-//! sampled) and CPU. Refused heavy clients wait the `Retry-After` the server sends before they retry.
+//! kind, the p99 of every 10 s window and the worst of them), the server's peak RSS (VmHWM and the highest
+//! VmRSS sampled) and CPU, and per light route what the server itself measured (its
+//! `http_request_duration` histogram on `/metrics`: the time in the server, without the kernel's and this
+//! tool's share). Refused heavy clients wait the `Retry-After` the server sends before they retry.
 //! `--light-reference-secs S` (default 30) first runs the light clients alone for S seconds: their
 //! latency then is the reference the mix is compared with ("flat" under heavy load).
 //! `--sequential-baseline` first runs each heavy request once, and one chat workflow run (the same three
@@ -598,6 +600,62 @@ async fn processing_snapshot(client: &reqwest::Client, rest: &str) -> Value {
     }
 }
 
+/// The light requests as the server's latency histogram labels them (method, route).
+const LIGHT_ROUTES: [(&str, &str); 3] =
+    [("GET", "/api/v1/health"), ("POST", "/api/v1/csv/info"), ("GET", "/api/v1/chat/workflows")];
+
+/// Cumulative bucket counts of the server's `http_request_duration` per light route: (upper bound in
+/// seconds, count) in the order `/metrics` lists them.
+type ServerLatency = BTreeMap<&'static str, Vec<(f64, u64)>>;
+
+/// The server's own handling time of the light routes so far (from `/metrics`, empty if unreadable).
+async fn server_latency(client: &reqwest::Client, rest: &str) -> ServerLatency {
+    let origin = rest.find("/api/").map_or(rest, |i| &rest[..i]);
+    let text = match client.get(format!("{origin}/metrics")).send().await {
+        Ok(res) => res.text().await.unwrap_or_default(),
+        Err(_) => String::new(),
+    };
+    let mut out = ServerLatency::new();
+    for line in text.lines().filter(|l| l.starts_with("oxcelize_http_request_duration_seconds_bucket{")) {
+        let labelled = |(method, route): &&(&str, &str)| {
+            line.contains(&format!("method=\"{method}\"")) && line.contains(&format!("route=\"{route}\""))
+        };
+        let Some((_, route)) = LIGHT_ROUTES.iter().find(labelled) else { continue };
+        let le = line.split("le=\"").nth(1).and_then(|t| t.split('"').next());
+        let le = match le {
+            Some("+Inf") => f64::INFINITY,
+            Some(v) => v.parse().unwrap_or(f64::INFINITY),
+            None => continue,
+        };
+        let count = line.rsplit(' ').next().and_then(|c| c.parse().ok()).unwrap_or(0);
+        out.entry(*route).or_default().push((le, count));
+    }
+    out
+}
+
+/// Per light route, what the server measured between two readings: requests, and the bucket bounds that
+/// hold 99 % and all of them. Time outside the handler (the kernel, this tool) is not in it.
+fn server_latency_report(before: &ServerLatency, after: &ServerLatency) {
+    let bound = |le: f64| if le.is_finite() { format!("{:.0} ms", le * 1000.0) } else { "inf".into() };
+    for (route, buckets) in after {
+        let earlier =
+            |le: f64| before.get(route).and_then(|b| b.iter().find(|(l, _)| *l == le)).map_or(0, |(_, c)| *c);
+        let counts: Vec<(f64, u64)> = buckets.iter().map(|(le, c)| (*le, c - earlier(*le))).collect();
+        let total = counts.last().map_or(0, |(_, c)| *c);
+        if total == 0 {
+            continue;
+        }
+        let within = |share: f64| {
+            counts.iter().find(|(_, c)| *c as f64 >= share * total as f64).map_or(f64::INFINITY, |(l, _)| *l)
+        };
+        println!(
+            "  server-side {route:<24} {total:>6} requests  99 % within {}  all within {}",
+            bound(within(0.99)),
+            bound(within(1.0))
+        );
+    }
+}
+
 /// The label of one chat workflow run in the baseline and the throughput comparison.
 const CHAT_RUN: &str = "chat_workflow_run";
 
@@ -661,6 +719,8 @@ async fn soak(a: &Args, f: Arc<Fixtures>, lane: &Handle) {
         gaps: AtomicU64::new(0),
         runs_done: AtomicU64::new(0),
     });
+    let probe = reqwest::Client::new();
+    let latency_before = server_latency(&probe, &a.rest).await;
     let cpu_before = a.pid.and_then(cpu_secs);
     let sampler_stop = Arc::new(AtomicBool::new(false));
     let sampler = spawn_rss_sampler(a.pid, sampler_stop.clone());
@@ -694,7 +754,6 @@ async fn soak(a: &Args, f: Arc<Fixtures>, lane: &Handle) {
         a.duration.as_secs(),
         kinds.len()
     );
-    let probe = reqwest::Client::new();
     let mut max_running = 0;
     let mut max_queued = 0;
     while t0.elapsed() < a.duration {
@@ -731,6 +790,7 @@ async fn soak(a: &Args, f: Arc<Fixtures>, lane: &Handle) {
         windows.len(),
         listed.join(" ")
     );
+    server_latency_report(&latency_before, &server_latency(&probe, &a.rest).await);
     summary("heavy", &heavy, load_wall);
     for (kind, (n, secs)) in &heavy.by_kind {
         println!("  {kind:<18} done {n:>4}  mean {:>7.2} s", secs / *n as f64);
@@ -781,6 +841,7 @@ async fn burst(a: &Args, f: Arc<Fixtures>, n: usize, lane: &Handle) {
             started.elapsed().as_secs_f64()
         );
     }
+    let latency_before = server_latency(&reqwest::Client::new(), &a.rest).await;
     let cpu_before = a.pid.and_then(cpu_secs);
     let sampler_stop = Arc::new(AtomicBool::new(false));
     let sampler = spawn_rss_sampler(a.pid, sampler_stop.clone());
@@ -851,6 +912,7 @@ async fn burst(a: &Args, f: Arc<Fixtures>, n: usize, lane: &Handle) {
         lat.last().copied().unwrap_or(0.0) * 1000.0
     );
     let probe = reqwest::Client::new();
+    server_latency_report(&latency_before, &server_latency(&probe, &a.rest).await);
     println!("  processing at end: {}", processing_snapshot(&probe, &a.rest).await);
     server_report(a.pid, cpu_before, sampled_peak, wall);
 }
