@@ -201,6 +201,20 @@ mod tests {
         }
     }
 
+    /// Reads in 8 KiB steps until the guard refuses: its error and the bytes read before.
+    fn read_until_refused(text: &[u8]) -> (TableError, usize) {
+        let mut guard = CsvGuard::new(text, b',');
+        let mut buf = [0u8; 8192];
+        let mut read = 0;
+        loop {
+            match guard.read(&mut buf) {
+                Ok(0) => panic!("the text was not refused"),
+                Ok(n) => read += n,
+                Err(e) => return (guard_error(&e).unwrap(), read),
+            }
+        }
+    }
+
     #[test]
     fn normal_text_passes_unchanged() {
         let text = "a,b,\"c,\"\"d\"\"\"\n1,2,3\n\n\"multi\nline\",é,\r\n".as_bytes();
@@ -214,16 +228,7 @@ mod tests {
     #[test]
     fn too_many_fields_stop_the_read_early() {
         let wide = format!("a\n{}", "a,".repeat(1_000_000));
-        let mut guard = CsvGuard::new(wide.as_bytes(), b',');
-        let mut buf = [0u8; 8192];
-        let mut read = 0;
-        let err = loop {
-            match guard.read(&mut buf) {
-                Ok(0) => panic!("the wide record was not refused"),
-                Ok(n) => read += n,
-                Err(e) => break guard_error(&e).unwrap(),
-            }
-        };
+        let (err, read) = read_until_refused(wide.as_bytes());
         assert!(matches!(err, TableError::TooManyColumns { row: 2, max_columns: 16_384 }), "{err}");
         assert!(read < 64 * 1024, "stopped after {read} bytes");
         // The last record without a line end counts too.
@@ -251,16 +256,7 @@ mod tests {
         assert!(matches!(err, TableError::FieldTooLong { row: 2, column: 3_001, .. }), "{err}");
         // A field without end is refused once it outgrows the limit, not at the end of the text.
         let endless = format!("h\n1,\"{}", "x".repeat(10_000_000));
-        let mut guard = CsvGuard::new(endless.as_bytes(), b',');
-        let mut buf = [0u8; 8192];
-        let mut read = 0;
-        let err = loop {
-            match guard.read(&mut buf) {
-                Ok(0) => panic!("the endless field was not refused"),
-                Ok(n) => read += n,
-                Err(e) => break guard_error(&e).unwrap(),
-            }
-        };
+        let (err, read) = read_until_refused(endless.as_bytes());
         assert!(matches!(err, TableError::FieldTooLong { row: 2, column: 2, .. }), "{err}");
         assert!(read < 64 * 1024, "stopped after {read} bytes");
     }
