@@ -633,14 +633,19 @@ async fn server_latency(client: &reqwest::Client, rest: &str) -> ServerLatency {
     out
 }
 
-/// Per light route, what the server measured between two readings: requests, and the bucket bounds that
-/// hold 99 % and all of them. Time outside the handler (the kernel, this tool) is not in it.
-fn server_latency_report(before: &ServerLatency, after: &ServerLatency) {
-    let bound = |le: f64| if le.is_finite() { format!("{:.0} ms", le * 1000.0) } else { "inf".into() };
+/// Per light route, what the server measured between two readings: requests, and the upper bounds (in
+/// seconds) of the buckets that hold 99 % and all of them. Time outside the handler (the kernel, this
+/// tool) is not in it.
+fn server_latency_between(
+    before: &ServerLatency,
+    after: &ServerLatency,
+) -> Vec<(&'static str, u64, f64, f64)> {
+    let mut out = Vec::new();
     for (route, buckets) in after {
         let earlier =
             |le: f64| before.get(route).and_then(|b| b.iter().find(|(l, _)| *l == le)).map_or(0, |(_, c)| *c);
-        let counts: Vec<(f64, u64)> = buckets.iter().map(|(le, c)| (*le, c - earlier(*le))).collect();
+        let counts: Vec<(f64, u64)> =
+            buckets.iter().map(|(le, c)| (*le, c.saturating_sub(earlier(*le)))).collect();
         let total = counts.last().map_or(0, |(_, c)| *c);
         if total == 0 {
             continue;
@@ -648,11 +653,39 @@ fn server_latency_report(before: &ServerLatency, after: &ServerLatency) {
         let within = |share: f64| {
             counts.iter().find(|(_, c)| *c as f64 >= share * total as f64).map_or(f64::INFINITY, |(l, _)| *l)
         };
+        out.push((*route, total, within(0.99), within(1.0)));
+    }
+    out
+}
+
+fn bucket_ms(le: f64) -> String {
+    if le.is_finite() {
+        format!("{:.0}", le * 1000.0)
+    } else {
+        "inf".into()
+    }
+}
+
+fn server_latency_report(before: &ServerLatency, after: &ServerLatency) {
+    for (route, total, p99, all) in server_latency_between(before, after) {
         println!(
-            "  server-side {route:<24} {total:>6} requests  99 % within {}  all within {}",
-            bound(within(0.99)),
-            bound(within(1.0))
+            "  server-side {route:<24} {total:>6} requests  99 % within {} ms  all within {} ms",
+            bucket_ms(p99),
+            bucket_ms(all)
         );
+    }
+}
+
+/// The same per 10 s window of the mix (readings taken every 10 s): the 99 % bound of each route.
+fn server_window_report(readings: &[ServerLatency]) {
+    let mut lines: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for (i, pair) in readings.windows(2).enumerate() {
+        for (route, _, p99, _) in server_latency_between(&pair[0], &pair[1]) {
+            lines.entry(route).or_default().push(format!("{}s:{}", i * 10, bucket_ms(p99)));
+        }
+    }
+    for (route, windows) in lines {
+        println!("  server-side {route} 99 % bound per 10 s window (ms): {}", windows.join(" "));
     }
 }
 
@@ -756,8 +789,12 @@ async fn soak(a: &Args, f: Arc<Fixtures>, lane: &Handle) {
     );
     let mut max_running = 0;
     let mut max_queued = 0;
+    let mut readings = vec![latency_before.clone()];
     while t0.elapsed() < a.duration {
         tokio::time::sleep(Duration::from_secs(1)).await;
+        if t0.elapsed() >= Duration::from_secs(10 * readings.len() as u64) {
+            readings.push(server_latency(&probe, &a.rest).await);
+        }
         let p = processing_snapshot(&probe, &a.rest).await;
         max_running = max_running.max(p["running"].as_u64().unwrap_or(0));
         max_queued = max_queued.max(p["queued"].as_u64().unwrap_or(0));
@@ -791,6 +828,7 @@ async fn soak(a: &Args, f: Arc<Fixtures>, lane: &Handle) {
         listed.join(" ")
     );
     server_latency_report(&latency_before, &server_latency(&probe, &a.rest).await);
+    server_window_report(&readings);
     summary("heavy", &heavy, load_wall);
     for (kind, (n, secs)) in &heavy.by_kind {
         println!("  {kind:<18} done {n:>4}  mean {:>7.2} s", secs / *n as f64);

@@ -600,12 +600,30 @@ fn the_queue_serialises_a_chat_and_fences_a_lost_lease() {
         [("j2", true)]
     );
 
-    // A finished job frees its chat and its lease.
+    // A finished job ends its lease but holds its chat until its end is published (`free_chat`), or its
+    // node restarts: the chat's next job never starts before the previous one's last event.
+    assert_eq!(a.enqueue(&job("j3"), &[], &request).unwrap(), 2, "j1 and j2 ahead");
     let mut fence = a.fence("j1", 2).unwrap().expect("A holds attempt 2");
     fence.finish_job("completed", None, None).unwrap();
     fence.commit().unwrap();
     assert!(a.renew("j1", 2, lease).unwrap().is_none());
     assert_eq!(a.job("j1").unwrap().unwrap().status, "completed");
+    let mut fence = b.fence("j2", 1).unwrap().expect("B holds j2 (claimed to be cancelled)");
+    fence.finish_job("cancelled", None, None).unwrap();
+    fence.commit().unwrap();
+    assert!(b.claim(lease, 3, 10).unwrap().is_empty(), "j1 and j2 still hold the chat");
+    b.free_chat("j2", 1).unwrap();
+    b.free_chat("j1", 2).unwrap();
+    assert!(b.claim(lease, 3, 10).unwrap().is_empty(), "j1's hold is A's, not B's to free");
+    drop(a);
+    let a = open("node-a");
+    assert_eq!(a.release(None).unwrap(), 0, "no running job to give back");
+    let next = b.claim(lease, 3, 10).unwrap();
+    assert_eq!(
+        next.iter().map(|c| c.job.job_id.as_str()).collect::<Vec<_>>(),
+        ["j3"],
+        "freed by the restart"
+    );
 }
 
 /// A node stopped gracefully while it runs a job gives the job back: another node resumes it at once, long
