@@ -121,6 +121,14 @@ fn spooled(input: &Path, dir: &Path) -> SpooledTable {
     spool_workbook(input, None, &ReadLimits::default(), dir).unwrap()
 }
 
+/// An empty `out` folder under `dir` and the workbook path in it (a run that fails must leave it empty).
+fn empty_output_folder(dir: &Path) -> (PathBuf, PathBuf) {
+    let out_dir = dir.join("out");
+    std::fs::create_dir_all(&out_dir).unwrap();
+    let out = out_dir.join("out.xlsx");
+    (out_dir, out)
+}
+
 fn whole(input: &Path) -> Table {
     read_workbook(input, None, &ReadLimits::default()).unwrap().table
 }
@@ -355,9 +363,7 @@ fn whole_column_normalization_overwrites_an_existing_backup_column_in_place() {
 fn whole_column_normalization_keeps_the_errors_of_the_whole_table_pipeline() {
     let dir = tempfile::tempdir().unwrap();
     let input = fixture(dir.path());
-    let out_dir = dir.path().join("out");
-    std::fs::create_dir_all(&out_dir).unwrap();
-    let out = out_dir.join("out.xlsx");
+    let (out_dir, out) = empty_output_folder(dir.path());
     let run = |rules: Value, max_output: u64, control: &StepControl| {
         let steps = parse_steps(&rules).unwrap();
         let reference = normalize_checked(whole(&input), &steps, false, false, max_output).map(|_| ());
@@ -420,9 +426,7 @@ fn whole_column_normalization_runs_column_groups_apart_and_reassembles_them_in_s
 fn whole_column_normalization_ends_with_the_error_of_the_earliest_step() {
     let dir = tempfile::tempdir().unwrap();
     let input = fixture(dir.path());
-    let out_dir = dir.path().join("out");
-    std::fs::create_dir_all(&out_dir).unwrap();
-    let out = out_dir.join("out.xlsx");
+    let (out_dir, out) = empty_output_folder(dir.path());
     // `city` (steps 0 and 2) runs as one group before `note` (step 1), and both fail (a value would be
     // longer than Excel allows): the run must end with step 1's error, as the whole-table run does.
     let huge = |n: usize| json!({"pattern": ".", "replacement": "y".repeat(n)});
@@ -609,9 +613,7 @@ fn streamed_mapping_writes_what_the_whole_table_mapping_wrote() {
 fn a_stop_request_ends_the_streamed_mapping_with_nothing_left() {
     let dir = tempfile::tempdir().unwrap();
     let input = fixture(dir.path());
-    let out_dir = dir.path().join("out");
-    std::fs::create_dir_all(&out_dir).unwrap();
-    let out = out_dir.join("out.xlsx");
+    let (out_dir, out) = empty_output_folder(dir.path());
     let mapping = json!({"Name": "name", "Town": "city"});
     let mut table = spooled(&input, dir.path());
     let total = table.rows.len() as u64;
@@ -765,9 +767,7 @@ impl<S: crate::table::RowSource> crate::table::RowSource for StopAfter<'_, S> {
 fn a_stop_request_ends_the_streamed_normalization_at_the_next_chunk_with_nothing_left() {
     let dir = tempfile::tempdir().unwrap();
     let input = fixture(dir.path());
-    let out_dir = dir.path().join("out");
-    std::fs::create_dir_all(&out_dir).unwrap();
-    let out = out_dir.join("out.xlsx");
+    let (out_dir, out) = empty_output_folder(dir.path());
     let steps = parse_steps(&json!([{"column_name": "name", "normalization_type": "lowercase"}])).unwrap();
     let mut table = spooled(&input, dir.path());
     let total = table.rows.len() as u64;
