@@ -1334,6 +1334,11 @@ const CLAIM_CANDIDATES: &str = "SELECT j.job_id, j.status, j.attempt FROM jobs j
              AND (e.status IN ('pending', 'running') OR e.lease_until > now())))) \
      ORDER BY j.ord LIMIT $1 FOR UPDATE OF j SKIP LOCKED";
 
+/// Frees the chats held by this node's (`$1`) finished jobs: their end is published (see
+/// `JobQueue::free_chat`), or the node restarted.
+const FREE_HOLDS: &str = "UPDATE jobs SET lease_owner = NULL, lease_until = NULL \
+     WHERE lease_owner = $1 AND status NOT IN ('pending', 'running')";
+
 fn lease_secs(lease: Duration) -> f64 {
     lease.as_secs_f64()
 }
@@ -1462,13 +1467,7 @@ impl JobQueue for PgStore {
                 None => {
                     n += tx.execute(RELEASE, &[&node]).await?;
                     // Chats still held by jobs that finished just before this node stopped.
-                    freed = tx
-                        .execute(
-                            "UPDATE jobs SET lease_owner = NULL, lease_until = NULL \
-                             WHERE lease_owner = $1 AND status NOT IN ('pending', 'running')",
-                            &[&node],
-                        )
-                        .await?;
+                    freed = tx.execute(FREE_HOLDS, &[&node]).await?;
                 }
                 Some(leases) => {
                     let sql = format!("{RELEASE} AND job_id = $2 AND attempt = $3");
@@ -1488,13 +1487,8 @@ impl JobQueue for PgStore {
         let (job_id, node) = (job_id.to_string(), self.node_id.clone());
         let attempt = i32::try_from(attempt).unwrap_or(i32::MAX);
         self.in_tx(move |tx| async move {
-            let freed = tx
-                .execute(
-                    "UPDATE jobs SET lease_owner = NULL, lease_until = NULL WHERE job_id = $1 \
-                     AND lease_owner = $2 AND attempt = $3 AND status NOT IN ('pending', 'running')",
-                    &[&job_id, &node, &attempt],
-                )
-                .await?;
+            let sql = format!("{FREE_HOLDS} AND job_id = $2 AND attempt = $3");
+            let freed = tx.execute(&sql, &[&node, &job_id, &attempt]).await?;
             if freed > 0 {
                 tx.execute("SELECT pg_notify($1, '')", &[&WORK_CHANNEL]).await?;
             }
