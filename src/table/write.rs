@@ -607,20 +607,14 @@ impl RowSink for CsvSink {
         Ok(())
     }
 
-    /// The fields as parsed (every CSV cell is Text, written as its bytes): the record itself when it
-    /// is exactly as wide as the columns, else padded or cut like the row's cells.
+    /// The fields as parsed (every CSV cell is Text, written as its bytes), padded or cut like the
+    /// row's cells, through the writer's whole-record fast path.
     fn push_csv_row(&mut self, row: CsvRow<'_>) -> Result<(), TableError> {
-        let record = match row.exact_record() {
-            Some(record) => record,
-            None => {
-                self.record.clear();
-                for i in 0..row.width() {
-                    self.record.push_field(row.text(i)?.as_bytes());
-                }
-                &self.record
-            }
-        };
-        self.writer.write_byte_record(record).map_err(csv_write_err)?;
+        self.record.clear();
+        for i in 0..row.width() {
+            self.record.push_field(row.field(i));
+        }
+        self.writer.write_byte_record(&self.record).map_err(csv_write_err)?;
         self.rows += 1;
         Ok(())
     }

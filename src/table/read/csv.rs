@@ -17,11 +17,11 @@ use crate::table::spool::{SpoolWriter, SpooledTable};
 /// Longest prefix examined to find the header line for delimiter detection.
 const HEADER_SCAN_LIMIT: usize = 1024 * 1024;
 
-mod guard;
 mod input;
+mod records;
 mod stream;
 
-use guard::CsvGuard;
+use records::{CsvRecords, RawRecord};
 
 pub use input::{ArrivingFile, CsvInput, NextChunk};
 
@@ -211,25 +211,11 @@ pub fn spool_csv_tracked(
     Ok(spool.finish(source.columns)?)
 }
 
-fn csv_error(err: csv::Error) -> ScanError {
-    if let csv::ErrorKind::Io(io_err) = err.kind() {
-        if is_decode_failure(io_err) {
-            return ScanError::Undecodable;
-        }
+fn csv_error(err: io::Error) -> ScanError {
+    if is_decode_failure(&err) {
+        return ScanError::Undecodable;
     }
-    ScanError::Fatal(guard::read_error(err))
-}
-
-fn csv_reader<R: Read>(input: R, delimiter: u8) -> csv::Reader<R> {
-    csv::ReaderBuilder::new()
-        .has_headers(false)
-        .flexible(true)
-        .delimiter(delimiter)
-        .quote(b'"')
-        .double_quote(true)
-        .trim(csv::Trim::None)
-        .buffer_capacity(64 * 1024)
-        .from_reader(input)
+    ScanError::Fatal(records::read_error(err))
 }
 
 fn open_decoded_file(path: &Path, encoding: TextEncoding) -> io::Result<DecodingReader<BufReader<File>>> {
@@ -255,26 +241,21 @@ fn scan(input: &mut dyn CsvInput, encoding: TextEncoding) -> Result<Scan, ScanEr
         }
     })?;
     let delimiter = detect_delimiter(&prefix);
-    let mut reader = csv_reader(CsvGuard::new(Cursor::new(prefix).chain(decoded), delimiter), delimiter);
-    let mut record = csv::ByteRecord::new();
-    if !reader.read_byte_record(&mut record).map_err(csv_error)? {
+    let mut reader = CsvRecords::new(Cursor::new(prefix).chain(decoded), delimiter);
+    let mut record = RawRecord::new();
+    if !reader.read(&mut record).map_err(csv_error)? {
         return Err(ScanError::Fatal(TableError::ReadCsv(NO_COLUMNS.to_string())));
     }
     let header: Vec<String> = record.iter().map(|f| String::from_utf8_lossy(f).into_owned()).collect();
     let mut width = header.len();
     let mut row_count = 0u64;
-    while reader.read_byte_record(&mut record).map_err(csv_error)? {
+    while reader.read(&mut record).map_err(csv_error)? {
         row_count += 1;
         if record.len() > width {
-            width = width.max(effective_width(&record));
+            width = width.max(record.effective_width());
         }
     }
     Ok(Scan { header, width, row_count, delimiter })
-}
-
-/// Row width ignoring trailing empty fields (surplus empty fields never add columns).
-fn effective_width(record: &csv::ByteRecord) -> usize {
-    record.iter().rposition(|f| !f.is_empty()).map_or(0, |i| i + 1)
 }
 
 /// Final column names: header fields, `Unnamed: {i}` for blanks and for surplus columns, made unique.
@@ -356,8 +337,8 @@ fn detect_delimiter(prefix: &[u8]) -> u8 {
 
 /// The streaming pass over the data rows.
 pub struct CsvRows {
-    reader: csv::Reader<CsvGuard<DecodingReader<BufReader<File>>>>,
-    record: csv::StringRecord,
+    reader: CsvRecords<DecodingReader<BufReader<File>>>,
+    record: RawRecord,
     width: usize,
     header_skipped: bool,
     done: bool,
@@ -365,12 +346,22 @@ pub struct CsvRows {
 
 impl CsvRows {
     fn open(path: &Path, encoding: TextEncoding, delimiter: u8, width: usize) -> Result<CsvRows, TableError> {
-        let reader = csv_reader(CsvGuard::new(open_decoded_file(path, encoding)?, delimiter), delimiter);
-        Ok(CsvRows { reader, record: csv::StringRecord::new(), width, header_skipped: false, done: false })
+        let reader = CsvRecords::new(open_decoded_file(path, encoding)?, delimiter);
+        Ok(CsvRows { reader, record: RawRecord::new(), width, header_skipped: false, done: false })
     }
 
     fn next_record(&mut self) -> Result<bool, TableError> {
-        self.reader.read_record(&mut self.record).map_err(guard::read_error)
+        self.reader.read(&mut self.record).map_err(records::read_error)
+    }
+
+    /// The current record as a row of Text cells, exactly `width` wide.
+    fn row(&self) -> Result<Vec<Cell>, TableError> {
+        let mut row = Vec::with_capacity(self.width);
+        for field in self.record.iter().take(self.width) {
+            row.push(Cell::text(stream::field_text(field)?));
+        }
+        row.resize(self.width, Cell::text(""));
+        Ok(row)
     }
 }
 
@@ -397,9 +388,9 @@ impl Iterator for CsvRows {
         }
         match self.next_record() {
             Ok(true) => {
-                let mut row: Vec<Cell> = self.record.iter().take(self.width).map(Cell::text).collect();
-                row.resize(self.width, Cell::text(""));
-                Some(Ok(row))
+                let row = self.row();
+                self.done = row.is_err();
+                Some(row)
             }
             Ok(false) => {
                 self.done = true;

@@ -6,18 +6,18 @@
 
 use std::io::{Chain, Cursor, Read};
 
-use super::guard::{self, CsvGuard};
 use super::input::CsvInput;
+use super::records::{self, CsvRecords, RawRecord};
 use super::{
-    candidate_encodings, column_names, csv_reader, detect_delimiter, effective_width, open_decoded,
-    read_header_prefix, scan, ScanError, NO_COLUMNS,
+    candidate_encodings, column_names, detect_delimiter, open_decoded, read_header_prefix, scan, ScanError,
+    NO_COLUMNS,
 };
 use crate::table::cell::Cell;
 use crate::table::error::TableError;
 use crate::table::read::decode::{is_decode_failure, DecodingReader, TextEncoding};
 use crate::table::rows::set_text;
 
-type Input = CsvGuard<Chain<Cursor<Vec<u8>>, DecodingReader<Box<dyn Read>>>>;
+type Input = CsvRecords<Chain<Cursor<Vec<u8>>, DecodingReader<Box<dyn Read>>>>;
 
 /// What a consumer learns before the rows.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,10 +47,10 @@ enum Restart {
 
 /// The data rows of one attempt, lent one at a time.
 pub struct CsvCursor {
-    reader: csv::Reader<Input>,
+    reader: Input,
     /// Raw fields: the decoder only hands out valid UTF-8, so a field's text is checked only when it is
     /// read (see [`CsvRow`]).
-    record: csv::ByteRecord,
+    record: RawRecord,
     row: Vec<Cell>,
     width: usize,
     /// False while the width is a guess (a wider row then abandons the attempt).
@@ -63,7 +63,7 @@ pub struct CsvCursor {
 /// One data row lent by [`CsvCursor::next_record`]: its fields read one at a time, written out as they
 /// are, or turned into cells only when needed.
 pub struct CsvRow<'a> {
-    record: &'a csv::ByteRecord,
+    record: &'a RawRecord,
     width: usize,
     row: &'a mut Vec<Cell>,
 }
@@ -76,19 +76,20 @@ impl<'a> CsvRow<'a> {
 
     /// Column `index`'s text (`""` for a short row's missing fields).
     pub fn text(&self, index: usize) -> Result<&'a str, TableError> {
-        let record: &'a csv::ByteRecord = self.record;
+        let record: &'a RawRecord = self.record;
         field_text(record.get(index).unwrap_or_default())
     }
 
-    /// The parsed record when it has exactly one field per column (the common row), else `None`.
-    pub fn exact_record(&self) -> Option<&'a csv::ByteRecord> {
-        (self.record.len() == self.width).then_some(self.record)
+    /// Column `index`'s bytes as parsed (empty for a short row's missing fields); valid UTF-8.
+    pub fn field(&self, index: usize) -> &'a [u8] {
+        let record: &'a RawRecord = self.record;
+        record.get(index).unwrap_or_default()
     }
 
     /// The row as cells, exactly as wide as the columns (short rows padded with empty text), all Text.
     pub fn into_cells(self) -> Result<&'a [Cell], TableError> {
-        // One check of the whole record rather than one per field (as `StringRecord` does); fields
-        // then are slices of it at their bounds.
+        // One check of the whole record rather than one per field; fields then are slices of it at
+        // their bounds.
         let all = field_text(self.record.as_slice())?;
         let fields = self.record.len().min(self.width);
         for (i, slot) in self.row.iter_mut().enumerate().take(fields) {
@@ -103,7 +104,7 @@ impl<'a> CsvRow<'a> {
 }
 
 /// The text of a field; the input is valid UTF-8 split at ASCII bytes, so this never fails in practice.
-fn field_text(field: &[u8]) -> Result<&str, TableError> {
+pub(super) fn field_text(field: &[u8]) -> Result<&str, TableError> {
     std::str::from_utf8(field).map_err(|e| TableError::ReadCsv(format!("invalid UTF-8 in a field: {e}")))
 }
 
@@ -121,7 +122,7 @@ impl CsvCursor {
         if self.exhausted {
             return Ok(None);
         }
-        match self.reader.read_byte_record(&mut self.record) {
+        match self.reader.read(&mut self.record) {
             Ok(false) => {
                 self.exhausted = true;
                 Ok(None)
@@ -133,13 +134,10 @@ impl CsvCursor {
                 self.rows += 1;
                 Ok(Some(CsvRow { record: &self.record, width: self.width, row: &mut self.row }))
             }
+            Err(e) if is_decode_failure(&e) => Err(self.abandon(Restart::Undecodable)),
             Err(e) => {
-                if let csv::ErrorKind::Io(io) = e.kind() {
-                    if is_decode_failure(io) {
-                        return Err(self.abandon(Restart::Undecodable));
-                    }
-                }
-                Err(guard::read_error(e))
+                self.exhausted = true;
+                Err(records::read_error(e))
             }
         }
     }
@@ -150,7 +148,7 @@ impl CsvCursor {
     }
 
     fn wider_than_header(&self) -> bool {
-        effective_width(&self.record) > self.width
+        self.record.effective_width() > self.width
     }
 
     fn abandon(&mut self, why: Restart) -> TableError {
@@ -181,26 +179,20 @@ fn open_attempt(
         Err(e) => return Err(e.into()),
     };
     let delimiter = detect_delimiter(&prefix);
-    let mut reader = csv_reader(CsvGuard::new(Cursor::new(prefix).chain(decoded), delimiter), delimiter);
-    let mut header = csv::StringRecord::new();
-    match reader.read_record(&mut header) {
+    let mut reader = CsvRecords::new(Cursor::new(prefix).chain(decoded), delimiter);
+    let mut header = RawRecord::new();
+    match reader.read(&mut header) {
         Ok(true) => {}
         Ok(false) => return Err(TableError::ReadCsv(NO_COLUMNS.to_string())),
-        Err(e) => {
-            if let csv::ErrorKind::Io(io) = e.kind() {
-                if is_decode_failure(io) {
-                    return Ok(Err(Restart::Undecodable));
-                }
-            }
-            return Err(guard::read_error(e));
-        }
+        Err(e) if is_decode_failure(&e) => return Ok(Err(Restart::Undecodable)),
+        Err(e) => return Err(records::read_error(e)),
     }
-    let header: Vec<String> = header.iter().map(str::to_string).collect();
+    let header = header.iter().map(|f| field_text(f).map(str::to_string)).collect::<Result<Vec<_>, _>>()?;
     let exact_width_known = width.is_some();
     let width = width.unwrap_or(header.len());
     let cursor = CsvCursor {
         reader,
-        record: csv::ByteRecord::new(),
+        record: RawRecord::new(),
         row: vec![Cell::text(""); width],
         width,
         exact: exact_width_known,
