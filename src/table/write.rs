@@ -610,11 +610,7 @@ impl RowSink for CsvSink {
     /// The fields as parsed (every CSV cell is Text, written as its bytes), padded or cut like the
     /// row's cells, through the writer's whole-record fast path.
     fn push_csv_row(&mut self, row: CsvRow<'_>) -> Result<(), TableError> {
-        self.record.clear();
-        for i in 0..row.width() {
-            self.record.push_field(row.field(i));
-        }
-        self.writer.write_byte_record(&self.record).map_err(csv_write_err)?;
+        self.writer.write_record((0..row.width()).map(|i| row.field(i))).map_err(csv_write_err)?;
         self.rows += 1;
         Ok(())
     }
