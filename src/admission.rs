@@ -259,6 +259,33 @@ pub enum Refusal {
     OverBudget { estimate_bytes: u64, budget_bytes: u64 },
 }
 
+/// Refused clients are told to come back after their base wait plus up to this share of it, at random,
+/// so that the clients refused together (a burst, or the answers a finishing task releases) do not all
+/// come back together and arrive as one more burst.
+const RETRY_SPREAD: f64 = 0.5;
+
+/// The longest `Retry-After` given, however long the predicted wait.
+const MAX_RETRY_AFTER_SECONDS: u64 = 120;
+
+impl Limits {
+    /// Seconds a client refused with `refusal` should wait before it tries again, with `spread` in 0..1
+    /// (a random draw): at least `limits.retry_after_seconds`; for a predicted timeout, until the
+    /// prediction would let it into the queue (its predicted wait minus the part of the timeout a newcomer
+    /// may be predicted to wait); then up to half more, by `spread`.
+    pub fn retry_after_seconds(&self, refusal: &Refusal, spread: f64) -> u64 {
+        let least = self.retry_after_seconds as f64;
+        let base = match refusal {
+            Refusal::PredictedTimeout { predicted_wait_seconds } => {
+                let acceptable = self.queue_timeout.as_secs_f64() * ARRIVAL_HEADROOM;
+                (*predicted_wait_seconds as f64 - acceptable).max(least)
+            }
+            _ => least,
+        };
+        let spread = spread.clamp(0.0, 1.0) * RETRY_SPREAD;
+        ((base * (1.0 + spread)).round() as u64).clamp(self.retry_after_seconds, MAX_RETRY_AFTER_SECONDS)
+    }
+}
+
 impl Refusal {
     /// The `reason` label of the rejection metric.
     pub fn reason(&self) -> &'static str {
@@ -802,6 +829,28 @@ mod tests {
             memory_budget_bytes: budget_mb * MIB,
             retry_after_seconds: 1,
         }
+    }
+
+    #[test]
+    fn retry_after_follows_the_prediction_and_is_spread() {
+        let mut l = limits(1, 2, 100, 30_000);
+        l.retry_after_seconds = 5;
+        let predicted = |secs| Refusal::PredictedTimeout { predicted_wait_seconds: secs };
+        // The configured value is the least, and the spread adds up to half of the base.
+        assert_eq!(l.retry_after_seconds(&Refusal::QueueFull, 0.0), 5);
+        assert_eq!(l.retry_after_seconds(&Refusal::QueueFull, 0.999), 7);
+        assert_eq!(l.retry_after_seconds(&Refusal::QueueTimeout, 0.5), 6);
+        // Predicted 40 s with a 30 s timeout: in 25 s it could be let into the queue (15 s ahead of it).
+        assert_eq!(l.retry_after_seconds(&predicted(40), 0.0), 25);
+        assert_eq!(l.retry_after_seconds(&predicted(40), 0.999), 37);
+        // A prediction just over the margin: the configured least.
+        assert_eq!(l.retry_after_seconds(&predicted(16), 0.0), 5);
+        // Bounded, however long the prediction.
+        assert_eq!(l.retry_after_seconds(&predicted(100_000), 0.9), MAX_RETRY_AFTER_SECONDS);
+        // Draws spread the answers over the whole range.
+        let answers: std::collections::BTreeSet<u64> =
+            (0..200).map(|_| l.retry_after_seconds(&predicted(40), rand::random::<f64>())).collect();
+        assert!(answers.len() >= 8 && answers.iter().all(|s| (25..=38).contains(s)), "{answers:?}");
     }
 
     /// A task whose memory estimate is its input size.

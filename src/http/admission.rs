@@ -122,7 +122,7 @@ pub async fn admit_heavy(
 /// The refusal envelope, once the body is drained.
 async fn refuse(req: ServiceRequest, refusal: &Refusal, state: &AppState) -> ServiceResponse<BoxBody> {
     let limits = state.admission.limits();
-    let retry_after = limits.retry_after_seconds;
+    let retry_after = limits.retry_after_seconds(refusal, rand::random::<f64>());
     let error = match refusal {
         Refusal::QueueFull | Refusal::QueueTimeout | Refusal::PredictedTimeout { .. } => {
             let mut details = json!({
